@@ -1,0 +1,215 @@
+//! BPF map layouts. Every value type is `#[repr(C)]` with its padding written out, so the kernel
+//! side, the userspace side and `bpftool map dump` (through BTF) agree on each byte.
+
+/// Directory under bpffs where ipmpd pins its maps and links.
+pub const PIN_DIR: &str = "/sys/fs/bpf/ipmp";
+
+/// Map names (≤ 15 characters: the kernel keeps 15 bytes of a map name).
+pub const MAP_GROUPS: &str = "IPMP_GROUPS";
+pub const MAP_MEMBERS: &str = "IPMP_MEMBERS";
+pub const MAP_BUCKETS: &str = "IPMP_BUCKETS";
+pub const MAP_ADDRS: &str = "IPMP_ADDRS";
+pub const MAP_STATS: &str = "IPMP_STATS";
+/// Every map ipmpd pins, in one list so load, adopt and cleanup stay in step.
+pub const ALL_MAPS: [&str; 5] = [MAP_GROUPS, MAP_MEMBERS, MAP_BUCKETS, MAP_ADDRS, MAP_STATS];
+
+/// Program names (the Rust function names in ipmp-ebpf).
+pub const PROG_TC_EGRESS: &str = "ipmp_tc_egress";
+pub const PROG_XDP_MEMBER: &str = "ipmp_xdp_member";
+pub const PROG_TC_MEMBER: &str = "ipmp_tc_member";
+
+/// Most groups one ipmpd manages.
+pub const MAX_GROUPS: u32 = 16;
+/// Most members over all groups.
+pub const MAX_MEMBERS: u32 = 64;
+/// Most buckets in one half of a group's bucket table.
+pub const MAX_BUCKETS: u32 = 4096;
+/// Most data addresses over all groups.
+pub const MAX_ADDRS: u32 = 1024;
+/// Entries of `IPMP_BUCKETS`: every group has two halves of `MAX_BUCKETS`.
+pub const BUCKET_ENTRIES: u32 = MAX_GROUPS * 2 * MAX_BUCKETS;
+
+/// Counter slots: one per member (`0..MAX_MEMBERS`), one per IPMP interface
+/// (`MAX_MEMBERS..MAX_MEMBERS + MAX_GROUPS`), and one for packets seen on an interface that
+/// has no entry (any more).
+pub const STATS_SLOT_UNKNOWN: u32 = MAX_MEMBERS + MAX_GROUPS;
+pub const STATS_SLOTS: u32 = STATS_SLOT_UNKNOWN + 1;
+/// Entries of `IPMP_STATS`: `slot * Reason::COUNT + reason`.
+pub const STATS_ENTRIES: u32 = STATS_SLOTS * crate::reason::Reason::COUNT;
+
+/// Index of a bucket in `IPMP_BUCKETS`, or `None` when out of range.
+#[inline(always)]
+pub const fn bucket_index(group_slot: u32, half: u32, bucket: u32) -> Option<u32> {
+    if group_slot >= MAX_GROUPS || half > 1 || bucket >= MAX_BUCKETS {
+        return None;
+    }
+    Some((group_slot * 2 + half) * MAX_BUCKETS + bucket)
+}
+
+/// Index of a counter in `IPMP_STATS`; out-of-range slots fall into the unknown slot.
+#[inline(always)]
+pub const fn stats_index(slot: u32, reason: crate::reason::Reason) -> u32 {
+    let slot = if slot >= STATS_SLOTS {
+        STATS_SLOT_UNKNOWN
+    } else {
+        slot
+    };
+    slot * crate::reason::Reason::COUNT + reason as u32
+}
+
+/// `GroupInfo::flags`: no member is usable (the IPMP interface's carrier is off).
+pub const GROUP_F_FAILED: u32 = 1;
+
+/// `IPMP_GROUPS` value, keyed by the IPMP interface's ifindex (`u32`). Replaced whole on every
+/// change (the map is `BPF_F_NO_PREALLOC`, so a reader keeps the old value until it is done).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// Group slot: its bucket halves start at `bucket_index(slot, half, 0)`.
+    pub slot: u32,
+    /// Which half of the bucket table readers use (0 or 1).
+    pub active_half: u32,
+    /// Buckets in use in each half (1..=MAX_BUCKETS); 0 means no active member.
+    pub n_buckets: u32,
+    /// Seed of the flow hash.
+    pub seed: u32,
+    /// Member that sends the group's broadcast and multicast; 0 when none.
+    pub cast_ifindex: u32,
+    /// Counter slot of the IPMP interface.
+    pub stats_slot: u32,
+    /// `GROUP_F_*`.
+    pub flags: u32,
+    /// MAC of the cast member (source MAC of broadcast/multicast frames).
+    pub cast_mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// `MemberInfo::flags`: the member carries data traffic (it may appear in the bucket table).
+pub const MEMBER_F_ACTIVE: u32 = 1;
+/// `MemberInfo::flags`: the member is the group's cast member (receives broadcast/multicast).
+pub const MEMBER_F_CAST: u32 = 2;
+
+/// `IPMP_MEMBERS` value, keyed by the member's ifindex (`u32`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// ifindex of the group's IPMP interface.
+    pub group_ifindex: u32,
+    /// Counter slot of this member.
+    pub stats_slot: u32,
+    /// `MEMBER_F_*`.
+    pub flags: u32,
+    /// Sender IPv4 address (network byte order) for ARP requests this member sends when that
+    /// sender would otherwise be a data address bound to another member; 0 sends an ARP probe
+    /// form request (RFC 5227, sender 0.0.0.0).
+    pub arp_src: u32,
+    /// The member's MAC address.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// Address families as the kernel numbers them (AF_INET, AF_INET6).
+pub const FAMILY_V4: u32 = 2;
+pub const FAMILY_V6: u32 = 10;
+
+/// `IPMP_ADDRS` key: a data address. IPv4 addresses use the first 4 bytes, the rest are zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AddrKey {
+    /// `FAMILY_V4` or `FAMILY_V6`.
+    pub family: u32,
+    /// The address in network byte order.
+    pub addr: [u8; 16],
+}
+
+impl AddrKey {
+    pub const fn v4(addr: [u8; 4]) -> Self {
+        Self {
+            family: FAMILY_V4,
+            addr: [
+                addr[0], addr[1], addr[2], addr[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+        }
+    }
+
+    pub const fn v6(addr: [u8; 16]) -> Self {
+        Self {
+            family: FAMILY_V6,
+            addr,
+        }
+    }
+}
+
+/// `IPMP_ADDRS` value: where a data address lives and which member answers ARP/NDP for it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddrInfo {
+    /// ifindex of the IPMP interface that holds the address.
+    pub group_ifindex: u32,
+    /// ifindex of the member bound to the address; 0 when no member is active.
+    pub bound_ifindex: u32,
+}
+
+/// `IPMP_STATS` value (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)], made of integers and byte arrays, with explicit padding.
+    unsafe impl aya::Pod for super::GroupInfo {}
+    unsafe impl aya::Pod for super::MemberInfo {}
+    unsafe impl aya::Pod for super::AddrKey {}
+    unsafe impl aya::Pod for super::AddrInfo {}
+    unsafe impl aya::Pod for super::Counter {}
+}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::size_of;
+
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<GroupInfo>(), 7 * 4 + 8);
+        assert_eq!(size_of::<MemberInfo>(), 4 * 4 + 8);
+        assert_eq!(size_of::<AddrKey>(), 20);
+        assert_eq!(size_of::<AddrInfo>(), 8);
+        assert_eq!(size_of::<Counter>(), 16);
+    }
+
+    #[test]
+    fn map_names_fit_the_kernel() {
+        for name in ALL_MAPS {
+            assert!(name.len() <= 15, "{name} is longer than 15 bytes");
+        }
+    }
+
+    #[test]
+    fn bucket_index_bounds() {
+        assert_eq!(bucket_index(0, 0, 0), Some(0));
+        assert_eq!(bucket_index(0, 1, 0), Some(MAX_BUCKETS));
+        assert_eq!(
+            bucket_index(MAX_GROUPS - 1, 1, MAX_BUCKETS - 1),
+            Some(BUCKET_ENTRIES - 1)
+        );
+        assert_eq!(bucket_index(MAX_GROUPS, 0, 0), None);
+        assert_eq!(bucket_index(0, 2, 0), None);
+        assert_eq!(bucket_index(0, 0, MAX_BUCKETS), None);
+    }
+
+    #[test]
+    fn stats_index_clamps_unknown_slots() {
+        let last = stats_index(STATS_SLOTS + 7, crate::Reason::TxUnicast);
+        assert_eq!(
+            last,
+            STATS_SLOT_UNKNOWN * crate::Reason::COUNT + crate::Reason::TxUnicast as u32
+        );
+        assert!(stats_index(STATS_SLOT_UNKNOWN, crate::Reason::LAST) < STATS_ENTRIES);
+    }
+}

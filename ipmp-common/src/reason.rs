@@ -1,0 +1,94 @@
+//! Why a program let a packet go, sent it somewhere, or dropped it. One enum for all programs;
+//! each value is a counter in `IPMP_STATS`, per member and per CPU.
+
+macro_rules! reasons {
+    ($($(#[doc = $doc:literal])* $name:ident = $value:literal, $label:literal, $drop:literal;)+) => {
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Reason {
+            $($(#[doc = $doc])* $name = $value,)+
+        }
+
+        impl Reason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$name,)+];
+
+            /// Short name used by ipmpstat and in logs.
+            pub const fn label(self) -> &'static str {
+                match self { $(Reason::$name => $label,)+ }
+            }
+
+            /// Whether the packet was dropped.
+            pub const fn is_drop(self) -> bool {
+                match self { $(Reason::$name => $drop,)+ }
+            }
+
+            pub const fn from_u32(value: u32) -> Option<Reason> {
+                match value { $($value => Some(Reason::$name),)+ _ => None }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// TC egress: unicast redirected to a member through `bpf_redirect_neigh`.
+    TxUnicast = 0, "tx-unicast", false;
+    /// TC egress: broadcast or multicast redirected to the cast member.
+    TxCast = 1, "tx-cast", false;
+    /// TC egress: dropped, the group has no active member (or no cast member).
+    TxNoMember = 2, "tx-no-member", true;
+    /// TC egress: dropped, a bucket named an ifindex that is not an active member of the group.
+    TxBadEntry = 3, "tx-bad-entry", true;
+    /// TC egress: dropped, the interface has no group entry.
+    TxNoGroup = 4, "tx-no-group", true;
+    /// TC egress: dropped, not IPv4 or IPv6 (the IPMP interface is NOARP).
+    TxNotIp = 5, "tx-not-ip", true;
+    /// TC egress: dropped, truncated or malformed header.
+    TxMalformed = 6, "tx-malformed", true;
+    /// TC egress: dropped, `bpf_fib_lookup` found no route for the destination.
+    TxNoRoute = 7, "tx-no-route", true;
+    /// XDP: ARP request for a data address bound here, answered with XDP_TX.
+    ArpReply = 8, "arp-reply", false;
+    /// XDP: ARP request for a data address bound to another member, dropped.
+    ArpNotBound = 9, "arp-not-bound", true;
+    /// XDP: neighbour solicitation for a data address bound here, answered with XDP_TX.
+    NsReply = 10, "ns-reply", false;
+    /// XDP: neighbour solicitation for a data address bound to another member, dropped.
+    NsNotBound = 11, "ns-not-bound", true;
+    /// XDP: broadcast or multicast passed on the cast member.
+    CastPass = 12, "cast-pass", false;
+    /// XDP: broadcast or multicast dropped on a non-cast member (no duplicates upstream).
+    CastDrop = 13, "cast-drop", true;
+    /// XDP: anything else, passed to the stack.
+    RxPass = 14, "rx-pass", false;
+    /// XDP: truncated or malformed ARP/NDP, passed to the stack untouched.
+    RxMalformed = 15, "rx-malformed", false;
+    /// XDP or member TC: the interface has no member entry (any more); passed.
+    NotMember = 16, "not-member", false;
+    /// Member TC egress: an ARP request's sender was a data address bound elsewhere; rewritten.
+    ArpSrcRewrite = 17, "arp-src-rewrite", false;
+    /// Member TC egress: anything else, passed.
+    MemberTxPass = 18, "member-tx-pass", false;
+}
+
+impl Reason {
+    /// Number of reasons (stride of a slot in `IPMP_STATS`).
+    pub const COUNT: u32 = Reason::ALL.len() as u32;
+    /// The highest reason.
+    pub const LAST: Reason = Reason::MemberTxPass;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_dense_and_round_trip() {
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*reason as u32, i as u32);
+            assert_eq!(Reason::from_u32(i as u32), Some(*reason));
+        }
+        assert_eq!(Reason::from_u32(Reason::COUNT), None);
+        assert_eq!(Reason::LAST as u32, Reason::COUNT - 1);
+    }
+}

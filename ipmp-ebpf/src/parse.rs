@@ -1,0 +1,1 @@
+//! Bounds-checked packet access shared by the programs.
