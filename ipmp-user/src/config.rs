@@ -1,1 +1,1599 @@
-//! TODO
+//! The ipmpd configuration: TOML at [`DEFAULT_PATH`], documented key by key in the repository's
+//! `config/ipmpd.toml`.
+//!
+//! Besides its own keys the file accepts the three `/etc/default/mpathd` keys with their Solaris
+//! meaning (`FAILURE_DETECTION_TIME` in milliseconds, `FAILBACK` yes/no,
+//! `TRACK_INTERFACES_ONLY_WITH_GROUPS` yes), matched case-insensitively like Solaris `defread`.
+//! Every other key is case-sensitive and unknown keys are errors, so a typo never passes silently.
+//!
+//! Parsing keeps toml's line/column messages; validation reports every problem found, one line
+//! each, naming the key, group or member and what to write instead.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+use ipmp_common::{MAX_ADDRS, MAX_BUCKETS, MAX_GROUPS, MAX_MEMBERS};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where ipmpd reads its configuration unless told otherwise.
+pub const DEFAULT_PATH: &str = "/etc/ipmp/ipmpd.toml";
+
+/// Solaris `FAILURE_DETECTION_TIME` default (mpd_defs.h).
+pub const DEFAULT_FAILURE_DETECTION_TIME: Duration = Duration::from_millis(10_000);
+/// Smallest accepted failure detection time. Solaris clamps below 100 ms; we accept down to
+/// 10 ms so the floor can be measured rather than assumed.
+pub const MIN_FAILURE_DETECTION_TIME: Duration = Duration::from_millis(10);
+/// Default control socket of ipmpd.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/ipmp/ipmpd.sock";
+/// Solaris `LINK_UP_PERMIN`: more link-ups than this within the window withhold a repair.
+pub const DEFAULT_LINK_FLAP_MAX_UPS: u32 = 2;
+/// The window `LINK_UP_PERMIN` counts over.
+pub const DEFAULT_LINK_FLAP_WINDOW: Duration = Duration::from_secs(60);
+/// Longest link flap window (an hour; longer is surely a unit mistake).
+pub const MAX_LINK_FLAP_WINDOW: Duration = Duration::from_secs(3600);
+/// Default size of a group's bucket table.
+pub const DEFAULT_BUCKETS: u32 = 1024;
+/// Default number of gratuitous ARPs / unsolicited NAs sent after an address moves.
+pub const DEFAULT_ANNOUNCE_COUNT: u32 = 3;
+/// Default gap between those announcements.
+pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(100);
+/// Most announcements per move.
+pub const MAX_ANNOUNCE_COUNT: u32 = 100;
+/// Longest gap between announcements.
+pub const MAX_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(10_000);
+/// Longest interface name the kernel accepts (IFNAMSIZ - 1).
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// Everything wrong with a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {origin}: {source} (create it, or pass another path)")]
+    Read {
+        origin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax or type error; the toml message carries line and column.
+    #[error("config {origin}: {source}")]
+    Parse {
+        origin: String,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// The file parses but breaks rules; one entry per problem.
+    #[error("{}", render_problems(origin, problems))]
+    Invalid {
+        origin: String,
+        problems: Vec<String>,
+    },
+}
+
+impl ConfigError {
+    /// The file (or other origin) the error is about.
+    pub fn origin(&self) -> &str {
+        match self {
+            Self::Read { origin, .. }
+            | Self::Parse { origin, .. }
+            | Self::Invalid { origin, .. } => origin,
+        }
+    }
+
+    /// The validation problems, one line each (empty for read and parse errors).
+    pub fn problems(&self) -> &[String] {
+        match self {
+            Self::Invalid { problems, .. } => problems,
+            Self::Read { .. } | Self::Parse { .. } => &[],
+        }
+    }
+}
+
+fn render_problems(origin: &str, problems: &[String]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("config {origin}: {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An address with a prefix length, as in `198.51.100.10/24` or `2001:db8::10/64`. A bare
+/// address means a host prefix (/32 or /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Prefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+/// Why a string is not a [`Prefix`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    #[error("`{0}` is not an IP address (write e.g. 198.51.100.10/24 or 2001:db8::10/64)")]
+    Address(String),
+    #[error("`{0}` has no valid prefix length after `/` (write e.g. /24 or /64)")]
+    Length(String),
+    #[error("prefix length /{len} is longer than {max} bits of an IPv{family} address in `{text}`")]
+    TooLong {
+        text: String,
+        len: u8,
+        max: u8,
+        family: u8,
+    },
+}
+
+impl Prefix {
+    pub const fn new(addr: IpAddr, len: u8) -> Self {
+        Self { addr, len }
+    }
+
+    /// The host prefix of `addr` (/32 or /128).
+    pub const fn host(addr: IpAddr) -> Self {
+        Self {
+            addr,
+            len: max_len(addr),
+        }
+    }
+
+    /// The default route destination of `addr`'s family (0.0.0.0/0 or ::/0).
+    pub const fn default_for(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => Self::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
+            IpAddr::V6(_) => Self::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0),
+        }
+    }
+
+    pub const fn is_ipv4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+
+    /// The address with the host bits cleared.
+    pub fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(a) => IpAddr::V4((u32::from(a) & mask32(self.len)).into()),
+            IpAddr::V6(a) => IpAddr::V6((u128::from(a) & mask128(self.len)).into()),
+        }
+    }
+
+    /// Whether `ip` lies inside this prefix (false across families).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let m = mask32(self.len);
+                u32::from(a) & m == u32::from(b) & m
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let m = mask128(self.len);
+                u128::from(a) & m == u128::from(b) & m
+            }
+            _ => false,
+        }
+    }
+}
+
+const fn max_len(addr: IpAddr) -> u8 {
+    match addr {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+fn mask32(len: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32 - u32::from(len.min(32)))
+        .unwrap_or(0)
+}
+
+fn mask128(len: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0)
+}
+
+impl FromStr for Prefix {
+    type Err = PrefixError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (addr_text, len_text) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr_text
+            .parse()
+            .map_err(|_| PrefixError::Address(text.to_owned()))?;
+        let max = max_len(addr);
+        let len = match len_text {
+            None => max,
+            Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => l
+                .parse::<u8>()
+                .map_err(|_| PrefixError::Length(text.to_owned()))?,
+            Some(_) => return Err(PrefixError::Length(text.to_owned())),
+        };
+        if len > max {
+            return Err(PrefixError::TooLong {
+                text: text.to_owned(),
+                len,
+                max,
+                family: if addr.is_ipv4() { 4 } else { 6 },
+            });
+        }
+        Ok(Self { addr, len })
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl Serialize for Prefix {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Prefix {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How the XDP program is attached to members.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Pick the mode that actually delivers replies on this driver (veth native XDP_TX only
+    /// delivers when the peer has an XDP program, although the attach succeeds).
+    #[default]
+    Auto,
+    /// Driver (native) mode.
+    Native,
+    /// Generic (skb) mode: works on every netdev, slower.
+    Generic,
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Generic => "generic",
+        })
+    }
+}
+
+/// A route ipmpd installs on the IPMP interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct RouteConfig {
+    /// Destination; `"default"` in the file means 0.0.0.0/0 or ::/0 after `via`'s family.
+    pub to: Prefix,
+    /// On-link gateway.
+    pub via: IpAddr,
+}
+
+/// Gratuitous ARP / unsolicited NA announcements sent after a data address moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct AnnounceConfig {
+    pub count: u32,
+    pub interval: Duration,
+}
+
+impl Default for AnnounceConfig {
+    fn default() -> Self {
+        Self {
+            count: DEFAULT_ANNOUNCE_COUNT,
+            interval: DEFAULT_ANNOUNCE_INTERVAL,
+        }
+    }
+}
+
+/// One underlying interface of a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemberConfig {
+    pub name: String,
+    /// Optional address used only for probing; never moves.
+    pub test_address: Option<Prefix>,
+    /// Kept inactive while the group has enough active members (Solaris STANDBY).
+    pub standby: bool,
+}
+
+/// One IPMP group: the IPMP interface ipmpd creates and its members.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupConfig {
+    /// Name of the IPMP interface.
+    pub name: String,
+    pub data_addresses: Vec<Prefix>,
+    pub routes: Vec<RouteConfig>,
+    pub xdp_mode: XdpMode,
+    pub announce: AnnounceConfig,
+    /// Size of the bucket table, 1..=[`MAX_BUCKETS`].
+    pub buckets: u32,
+    /// Flow hash seed; random per start when `None`.
+    pub hash_seed: Option<u32>,
+    pub members: Vec<MemberConfig>,
+}
+
+/// The whole configuration, validated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Config {
+    pub failure_detection_time: Duration,
+    pub failback: bool,
+    pub control_socket: PathBuf,
+    pub link_flap_max_ups: u32,
+    pub link_flap_window: Duration,
+    pub groups: Vec<GroupConfig>,
+}
+
+// ---- the file's shape --------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    failure_detection_time_ms: Option<u64>,
+    failback: Option<bool>,
+    control_socket: Option<PathBuf>,
+    link_flap_max_ups: Option<u32>,
+    link_flap_window_ms: Option<u64>,
+    #[serde(default)]
+    group: Vec<RawGroup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: String,
+    #[serde(default)]
+    data_addresses: Vec<Prefix>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    xdp_mode: XdpMode,
+    announce: Option<RawAnnounce>,
+    buckets: Option<u32>,
+    hash_seed: Option<u32>,
+    #[serde(default)]
+    member: Vec<RawMember>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    to: RouteDest,
+    via: IpAddr,
+}
+
+/// `to` of a route: `"default"` or a prefix.
+#[derive(Debug)]
+enum RouteDest {
+    Default,
+    Prefix(Prefix),
+}
+
+impl<'de> Deserialize<'de> for RouteDest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.eq_ignore_ascii_case("default") {
+            Ok(Self::Default)
+        } else {
+            text.parse()
+                .map(Self::Prefix)
+                .map_err(|e| serde::de::Error::custom(format!("route `to`: {e}, or \"default\"")))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnnounce {
+    count: Option<u32>,
+    interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    name: String,
+    test_address: Option<Prefix>,
+    #[serde(default)]
+    standby: bool,
+}
+
+/// A whole number of milliseconds (an mpathd value).
+struct Millis(u64);
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Millis;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number of milliseconds such as 10000")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Millis, E> {
+                Ok(Millis(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Millis, E> {
+                u64::try_from(v)
+                    .map(Millis)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+        }
+        d.deserialize_u64(V)
+    }
+}
+
+/// A `yes`/`no` value of an mpathd key (case-insensitive, as Solaris compares them).
+struct YesNo(bool);
+
+impl<'de> Deserialize<'de> for YesNo {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A visitor, so that the error is raised inside the deserializer and toml attaches
+        // the value's position.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = YesNo;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the string \"yes\" or \"no\" (Solaris /etc/default/mpathd value)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<YesNo, E> {
+                if v.eq_ignore_ascii_case("yes") {
+                    Ok(YesNo(true))
+                } else if v.eq_ignore_ascii_case("no") {
+                    Ok(YesNo(false))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+const MPATHD_FDT: &str = "FAILURE_DETECTION_TIME";
+const MPATHD_FAILBACK: &str = "FAILBACK";
+const MPATHD_TRACK: &str = "TRACK_INTERFACES_ONLY_WITH_GROUPS";
+
+/// Values of the mpathd keys found at the top level.
+#[derive(Default)]
+struct MpathdKeys {
+    fdt_ms: Option<u64>,
+    failback: Option<bool>,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            origin: origin.clone(),
+            source,
+        })?;
+        Self::from_toml_str(&text, &origin)
+    }
+
+    /// Parses and validates `text`; `origin` (usually the file path) prefixes every message.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let parse_err = |mut e: toml::de::Error| {
+            e.set_input(Some(text));
+            ConfigError::Parse {
+                origin: origin.to_owned(),
+                source: Box::new(e),
+            }
+        };
+        let mut table = toml::de::DeTable::parse(text).map_err(parse_err)?;
+        let (mpathd, mut problems) = take_mpathd_keys(table.get_mut()).map_err(parse_err)?;
+        let raw = RawConfig::deserialize(toml::de::Deserializer::from(table)).map_err(parse_err)?;
+
+        let mut fdt_ms = raw.failure_detection_time_ms;
+        let mut fdt_key = "failure_detection_time_ms";
+        if let Some(ms) = mpathd.fdt_ms {
+            fdt_key = MPATHD_FDT;
+            if fdt_ms.is_some() {
+                problems.push(format!(
+                    "both {MPATHD_FDT} and failure_detection_time_ms are set: keep one"
+                ));
+            }
+            fdt_ms = Some(ms);
+        }
+        let mut failback = raw.failback;
+        if let Some(fb) = mpathd.failback {
+            if failback.is_some() {
+                problems.push(format!(
+                    "both {MPATHD_FAILBACK} and failback are set: keep one"
+                ));
+            }
+            failback = Some(fb);
+        }
+
+        let failure_detection_time = fdt_ms
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_FAILURE_DETECTION_TIME);
+        if failure_detection_time < MIN_FAILURE_DETECTION_TIME {
+            problems.push(format!(
+                "{fdt_key} = {} ms is below the minimum of {} ms: raise it (Solaris would \
+                 clamp it to 100 ms)",
+                failure_detection_time.as_millis(),
+                MIN_FAILURE_DETECTION_TIME.as_millis()
+            ));
+        }
+        let control_socket = raw
+            .control_socket
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET));
+        if !control_socket.is_absolute() {
+            problems.push(format!(
+                "control_socket `{}` is not an absolute path: write e.g. \"{DEFAULT_CONTROL_SOCKET}\"",
+                control_socket.display()
+            ));
+        }
+        let link_flap_window = raw
+            .link_flap_window_ms
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_LINK_FLAP_WINDOW);
+        if link_flap_window.is_zero() || link_flap_window > MAX_LINK_FLAP_WINDOW {
+            problems.push(format!(
+                "link_flap_window_ms = {} is out of range: use 1..={} (default {}; raise \
+                 link_flap_max_ups to tolerate more link-ups)",
+                link_flap_window.as_millis(),
+                MAX_LINK_FLAP_WINDOW.as_millis(),
+                DEFAULT_LINK_FLAP_WINDOW.as_millis()
+            ));
+        }
+
+        let groups: Vec<GroupConfig> = raw.group.into_iter().map(GroupConfig::from_raw).collect();
+        let config = Self {
+            failure_detection_time,
+            failback: failback.unwrap_or(true),
+            control_socket,
+            link_flap_max_ups: raw.link_flap_max_ups.unwrap_or(DEFAULT_LINK_FLAP_MAX_UPS),
+            link_flap_window,
+            groups,
+        };
+        config.validate_groups(&mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// The group named `name`.
+    pub fn group(&self, name: &str) -> Option<&GroupConfig> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    fn validate_groups(&self, problems: &mut Vec<String>) {
+        if self.groups.is_empty() {
+            problems.push(
+                "no group is configured: add a [[group]] table with at least one [[group.member]]"
+                    .to_owned(),
+            );
+        }
+        if self.groups.len() > MAX_GROUPS as usize {
+            problems.push(format!(
+                "{} groups are configured, at most {MAX_GROUPS} are supported: remove some",
+                self.groups.len()
+            ));
+        }
+        let n_members: usize = self.groups.iter().map(|g| g.members.len()).sum();
+        if n_members > MAX_MEMBERS as usize {
+            problems.push(format!(
+                "{n_members} members are configured over all groups, at most {MAX_MEMBERS} are \
+                 supported: remove some"
+            ));
+        }
+        let n_addrs: usize = self.groups.iter().map(|g| g.data_addresses.len()).sum();
+        if n_addrs > MAX_ADDRS as usize {
+            problems.push(format!(
+                "{n_addrs} data addresses are configured over all groups, at most {MAX_ADDRS} \
+                 are supported: remove some"
+            ));
+        }
+
+        // Interface names: unique over groups and members.
+        let mut names: HashMap<&str, String> = HashMap::new();
+        let all = self.groups.iter().flat_map(|g| {
+            std::iter::once((g.name.as_str(), format!("group `{}`", g.name))).chain(
+                g.members.iter().map(move |m| {
+                    (
+                        m.name.as_str(),
+                        format!("member `{}` of group `{}`", m.name, g.name),
+                    )
+                }),
+            )
+        });
+        for (name, what) in all {
+            if let Err(why) = check_ifname(name) {
+                problems.push(format!("{what}: {why}"));
+            }
+            match names.get(name) {
+                Some(first) => problems.push(format!(
+                    "{what}: the name `{name}` is already used by {first}: every group and member \
+                     needs its own interface name"
+                )),
+                None => {
+                    names.insert(name, what);
+                }
+            }
+        }
+
+        let mut data_addrs: HashMap<IpAddr, &str> = HashMap::new();
+        let mut test_addrs: HashMap<IpAddr, String> = HashMap::new();
+        for g in &self.groups {
+            g.validate(problems);
+            for p in &g.data_addresses {
+                match data_addrs.get(&p.addr) {
+                    Some(other) if *other != g.name => problems.push(format!(
+                        "group `{}`: data address {} is also a data address of group `{other}`: \
+                         each address belongs to one group",
+                        g.name, p.addr
+                    )),
+                    Some(_) => {} // duplicate inside the group: reported by GroupConfig::validate
+                    None => {
+                        data_addrs.insert(p.addr, &g.name);
+                    }
+                }
+            }
+        }
+        for g in &self.groups {
+            for m in &g.members {
+                let Some(t) = m.test_address else { continue };
+                let what = format!("member `{}` of group `{}`", m.name, g.name);
+                if let Some(owner) = data_addrs.get(&t.addr) {
+                    problems.push(format!(
+                        "{what}: test_address {} is a data address of group `{owner}`: test \
+                         addresses never move, so pick an address of its own",
+                        t.addr
+                    ));
+                }
+                match test_addrs.get(&t.addr) {
+                    Some(other) => problems.push(format!(
+                        "{what}: test_address {} is also the test address of {other}: each \
+                         member needs its own",
+                        t.addr
+                    )),
+                    None => {
+                        test_addrs.insert(t.addr, what);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Checks an interface name the way the kernel's `dev_valid_name` does.
+fn check_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the interface name is empty: give e.g. \"eth1\"".to_owned());
+    }
+    if name.len() > MAX_IFNAME_LEN {
+        return Err(format!(
+            "interface name `{name}` is {} bytes long, the kernel allows at most \
+             {MAX_IFNAME_LEN}: shorten it",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!(
+            "`{name}` is not a valid interface name: choose e.g. \"ipmp0\""
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "interface name `{}` contains {:?}, which the kernel refuses (no '/', ':' or \
+             whitespace): rename it",
+            name.escape_debug(),
+            c
+        ));
+    }
+    Ok(())
+}
+
+/// Rejects addresses that cannot be a unicast host address.
+fn check_unicast(ip: IpAddr) -> Result<(), &'static str> {
+    if ip.is_unspecified() {
+        return Err("is the unspecified address");
+    }
+    if ip.is_multicast() {
+        return Err("is a multicast address");
+    }
+    if ip.is_loopback() {
+        return Err("is a loopback address");
+    }
+    if let IpAddr::V4(a) = ip
+        && a.is_broadcast()
+    {
+        return Err("is the limited broadcast address");
+    }
+    Ok(())
+}
+
+impl GroupConfig {
+    fn from_raw(raw: RawGroup) -> Self {
+        let announce = raw
+            .announce
+            .map_or_else(AnnounceConfig::default, |a| AnnounceConfig {
+                count: a.count.unwrap_or(DEFAULT_ANNOUNCE_COUNT),
+                interval: a
+                    .interval_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(DEFAULT_ANNOUNCE_INTERVAL),
+            });
+        Self {
+            name: raw.name,
+            data_addresses: raw.data_addresses,
+            routes: raw
+                .routes
+                .into_iter()
+                .map(|r| RouteConfig {
+                    to: match r.to {
+                        RouteDest::Default => Prefix::default_for(r.via),
+                        RouteDest::Prefix(p) => p,
+                    },
+                    via: r.via,
+                })
+                .collect(),
+            xdp_mode: raw.xdp_mode,
+            announce,
+            buckets: raw.buckets.unwrap_or(DEFAULT_BUCKETS),
+            hash_seed: raw.hash_seed,
+            members: raw
+                .member
+                .into_iter()
+                .map(|m| MemberConfig {
+                    name: m.name,
+                    test_address: m.test_address,
+                    standby: m.standby,
+                })
+                .collect(),
+        }
+    }
+
+    /// The member named `name`, with its index (the group state machine's member id).
+    pub fn member(&self, name: &str) -> Option<(usize, &MemberConfig)> {
+        self.members
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.name == name)
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        let g = &self.name;
+        if self.members.is_empty() {
+            problems.push(format!(
+                "group `{g}` has no member: add at least one [[group.member]] with name = \"eth1\""
+            ));
+        }
+        if self.data_addresses.is_empty() {
+            problems.push(format!(
+                "group `{g}` has no data address: add data_addresses = [\"198.51.100.10/24\"]"
+            ));
+        }
+        let mut seen = HashSet::new();
+        for p in &self.data_addresses {
+            if !seen.insert(p.addr) {
+                problems.push(format!(
+                    "group `{g}`: data address {} is listed twice: remove one",
+                    p.addr
+                ));
+            }
+            if let Err(why) = check_unicast(p.addr) {
+                problems.push(format!(
+                    "group `{g}`: data address {p} {why}: use a unicast host address"
+                ));
+                continue;
+            }
+            if p.len == 0 {
+                problems.push(format!(
+                    "group `{g}`: data address {p} has prefix length 0, which puts every \
+                     destination on-link: give the subnet's length (e.g. /24 or /64)"
+                ));
+            } else if let IpAddr::V4(a) = p.addr
+                && p.len <= 30
+            {
+                let net = p.network();
+                let host_bits = !mask32(p.len);
+                if IpAddr::V4(a) == net {
+                    problems.push(format!(
+                        "group `{g}`: data address {p} is the network address of its subnet: \
+                         use a host address"
+                    ));
+                } else if u32::from(a) & host_bits == host_bits {
+                    problems.push(format!(
+                        "group `{g}`: data address {p} is the broadcast address of its subnet: \
+                         use a host address"
+                    ));
+                }
+            }
+        }
+
+        let mut dests = HashSet::new();
+        for r in &self.routes {
+            let what = format!("group `{g}`: route to {} via {}", r.to, r.via);
+            if r.to.is_ipv4() != r.via.is_ipv4() {
+                problems.push(format!(
+                    "{what}: destination and gateway are of different address families: use a \
+                     gateway of the destination's family"
+                ));
+                continue;
+            }
+            if r.to.network() != r.to.addr {
+                problems.push(format!(
+                    "{what}: the destination has host bits set: write {}/{}",
+                    r.to.network(),
+                    r.to.len
+                ));
+            }
+            if !dests.insert(Prefix::new(r.to.network(), r.to.len)) {
+                problems.push(format!(
+                    "{what}: another route of the group has the same destination: keep one"
+                ));
+            }
+            if let Err(why) = check_unicast(r.via) {
+                problems.push(format!(
+                    "{what}: the gateway {why}: give the router's address"
+                ));
+                continue;
+            }
+            if self.data_addresses.iter().any(|p| p.addr == r.via) {
+                problems.push(format!(
+                    "{what}: the gateway is one of the group's own data addresses: give the \
+                     router's address"
+                ));
+            } else if !self.data_addresses.iter().any(|p| p.contains(r.via)) {
+                problems.push(format!(
+                    "{what}: the gateway is not on-link (inside no data-address subnet of the \
+                     group): add a data address in its subnet or fix `via`"
+                ));
+            }
+        }
+
+        let has_v4 = self.data_addresses.iter().any(Prefix::is_ipv4);
+        let has_v6 = self.data_addresses.iter().any(|p| !p.is_ipv4());
+        for m in &self.members {
+            let Some(t) = m.test_address else { continue };
+            let what = format!("member `{}` of group `{g}`", m.name);
+            if let Err(why) = check_unicast(t.addr) {
+                problems.push(format!(
+                    "{what}: test_address {t} {why}: use a unicast host address"
+                ));
+                continue;
+            }
+            let (family_ok, family) = if t.is_ipv4() {
+                (has_v4, 4)
+            } else {
+                (has_v6, 6)
+            };
+            if !family_ok {
+                problems.push(format!(
+                    "{what}: test_address {t} is IPv{family} but the group has no IPv{family} \
+                     data address: probe in a family the group serves"
+                ));
+            }
+            if t.len == 0 {
+                problems.push(format!(
+                    "{what}: test_address {t} has prefix length 0: give the subnet's length"
+                ));
+            }
+        }
+
+        if !(1..=MAX_BUCKETS).contains(&self.buckets) {
+            problems.push(format!(
+                "group `{g}`: buckets = {} is out of range: use 1..={MAX_BUCKETS} (default \
+                 {DEFAULT_BUCKETS})",
+                self.buckets
+            ));
+        }
+        if self.announce.count > MAX_ANNOUNCE_COUNT {
+            problems.push(format!(
+                "group `{g}`: announce.count = {} is above {MAX_ANNOUNCE_COUNT}: lower it \
+                 (default {DEFAULT_ANNOUNCE_COUNT})",
+                self.announce.count
+            ));
+        }
+        if self.announce.interval.is_zero() || self.announce.interval > MAX_ANNOUNCE_INTERVAL {
+            problems.push(format!(
+                "group `{g}`: announce.interval_ms = {} is out of range: use 1..={} (default {})",
+                self.announce.interval.as_millis(),
+                MAX_ANNOUNCE_INTERVAL.as_millis(),
+                DEFAULT_ANNOUNCE_INTERVAL.as_millis()
+            ));
+        }
+    }
+}
+
+/// Pulls the mpathd keys (any case) out of the top-level table. Type errors are toml errors
+/// with a position; rule problems go to the returned list.
+fn take_mpathd_keys(
+    table: &mut toml::de::DeTable<'_>,
+) -> Result<(MpathdKeys, Vec<String>), toml::de::Error> {
+    let mut keys = MpathdKeys::default();
+    let mut problems = Vec::new();
+    for wanted in [MPATHD_FDT, MPATHD_FAILBACK, MPATHD_TRACK] {
+        // The all-lowercase `failback` holding a boolean is ipmpd's own key; holding a string it
+        // is the mpathd one (mpathd keys are case-insensitive).
+        let found: Vec<String> = table
+            .iter()
+            .filter(|(k, v)| {
+                let k: &str = k.get_ref();
+                k.eq_ignore_ascii_case(wanted) && !(k == "failback" && v.get_ref().is_bool())
+            })
+            .map(|(k, _)| k.get_ref().to_string())
+            .collect();
+        if found.len() > 1 {
+            problems.push(format!(
+                "{wanted} is given {} times (as {}): keep one",
+                found.len(),
+                found.join(", ")
+            ));
+        }
+        for key in found {
+            let Some(value) = table.remove(key.as_str()) else {
+                continue;
+            };
+            let de = toml::de::ValueDeserializer::from(value);
+            match wanted {
+                MPATHD_FDT => keys.fdt_ms = Some(Millis::deserialize(de)?.0),
+                MPATHD_FAILBACK => keys.failback = Some(YesNo::deserialize(de)?.0),
+                _ => {
+                    if !YesNo::deserialize(de)?.0 {
+                        problems.push(format!(
+                            "{key} = \"no\" asks to track interfaces outside groups (the \
+                             Solaris anonymous group), which ipmpd does not support: remove \
+                             the key or set it to \"yes\""
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok((keys, problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    /// A valid group; `{top}` goes before it, `{group}` into it, `{member}` into its first member.
+    fn doc(top: &str, group: &str, member: &str) -> String {
+        format!(
+            "{top}\n\
+             [[group]]\n\
+             name = \"ipmp0\"\n\
+             data_addresses = [\"198.51.100.10/24\"]\n\
+             {group}\n\
+             [[group.member]]\n\
+             name = \"eth1\"\n\
+             {member}\n\
+             [[group.member]]\n\
+             name = \"eth2\"\n"
+        )
+    }
+
+    fn ok(text: &str) -> Config {
+        match Config::from_toml_str(text, "test.toml") {
+            Ok(c) => c,
+            Err(e) => panic!("expected a valid config, got:\n{e}\n--- input ---\n{text}"),
+        }
+    }
+
+    /// The validation problems of `text` (panics unless it parses but is invalid).
+    fn problems(text: &str) -> Vec<String> {
+        match Config::from_toml_str(text, "test.toml") {
+            Err(e @ ConfigError::Invalid { .. }) => {
+                assert_eq!(e.origin(), "test.toml");
+                e.problems().to_vec()
+            }
+            other => panic!("expected validation problems, got {other:?}\n--- input ---\n{text}"),
+        }
+    }
+
+    /// Asserts exactly one problem that mentions every word of `needles`.
+    fn one_problem(text: &str, needles: &[&str]) {
+        let p = problems(text);
+        assert_eq!(p.len(), 1, "expected one problem, got {p:#?}");
+        for n in needles {
+            assert!(
+                p[0].contains(n),
+                "problem {:?} does not mention {n:?}",
+                p[0]
+            );
+        }
+    }
+
+    /// The rendered parse error of `text` (panics unless parsing fails).
+    fn parse_error(text: &str) -> String {
+        match Config::from_toml_str(text, "test.toml") {
+            Err(e @ ConfigError::Parse { .. }) => e.to_string(),
+            other => panic!("expected a parse error, got {other:?}\n--- input ---\n{text}"),
+        }
+    }
+
+    fn v4(s: &str) -> IpAddr {
+        IpAddr::V4(s.parse::<Ipv4Addr>().unwrap())
+    }
+
+    fn v6(s: &str) -> IpAddr {
+        IpAddr::V6(s.parse::<Ipv6Addr>().unwrap())
+    }
+
+    #[test]
+    fn shipped_example_parses_to_documented_values() {
+        let text = include_str!("../../config/ipmpd.toml");
+        let c = ok(text);
+        let expected = Config {
+            failure_detection_time: DEFAULT_FAILURE_DETECTION_TIME,
+            failback: true,
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            link_flap_max_ups: DEFAULT_LINK_FLAP_MAX_UPS,
+            link_flap_window: DEFAULT_LINK_FLAP_WINDOW,
+            groups: vec![GroupConfig {
+                name: "ipmp0".into(),
+                data_addresses: vec![
+                    Prefix::new(v4("198.51.100.10"), 24),
+                    Prefix::new(v6("2001:db8:1::10"), 64),
+                ],
+                routes: vec![
+                    RouteConfig {
+                        to: Prefix::new(v4("0.0.0.0"), 0),
+                        via: v4("198.51.100.1"),
+                    },
+                    RouteConfig {
+                        to: Prefix::new(v6("::"), 0),
+                        via: v6("2001:db8:1::1"),
+                    },
+                ],
+                xdp_mode: XdpMode::Auto,
+                announce: AnnounceConfig::default(),
+                buckets: DEFAULT_BUCKETS,
+                hash_seed: None,
+                members: ["eth1", "eth2", "eth3"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| MemberConfig {
+                        name: (*n).into(),
+                        test_address: Some(Prefix::new(v4(&format!("198.51.100.2{}", i + 1)), 24)),
+                        standby: *n == "eth3",
+                    })
+                    .collect(),
+            }],
+        };
+        assert_eq!(c, expected);
+        // Where the example states a default, removing the line changes nothing.
+        let stripped: String = text
+            .lines()
+            .filter(|l| {
+                ![
+                    "failure_detection_time_ms",
+                    "failback",
+                    "control_socket",
+                    "link_flap_",
+                    "xdp_mode",
+                    "announce",
+                    "buckets",
+                    "standby = false",
+                ]
+                .iter()
+                .any(|k| l.starts_with(k))
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(ok(&stripped), expected);
+    }
+
+    #[test]
+    fn shipped_example_loads_from_disk() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/ipmpd.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.groups[0].members.len(), 3);
+        assert_eq!(DEFAULT_PATH, "/etc/ipmp/ipmpd.toml");
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let e = Config::load(Path::new("/nonexistent/ipmpd.toml")).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }));
+        assert_eq!(e.origin(), "/nonexistent/ipmpd.toml");
+        assert!(e.to_string().contains("/nonexistent/ipmpd.toml"), "{e}");
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = ok(&doc("", "", ""));
+        assert_eq!(c.failure_detection_time, Duration::from_secs(10));
+        assert!(c.failback);
+        assert_eq!(c.control_socket, Path::new("/run/ipmp/ipmpd.sock"));
+        assert_eq!(c.link_flap_max_ups, 2);
+        assert_eq!(c.link_flap_window, Duration::from_secs(60));
+        let g = &c.groups[0];
+        assert!(g.routes.is_empty());
+        assert_eq!(g.xdp_mode, XdpMode::Auto);
+        assert_eq!(g.announce.count, 3);
+        assert_eq!(g.announce.interval, Duration::from_millis(100));
+        assert_eq!(g.buckets, 1024);
+        assert_eq!(g.hash_seed, None);
+        assert_eq!(g.members[0].test_address, None);
+        assert!(!g.members[0].standby);
+        assert_eq!(c.group("ipmp0").map(|g| g.members.len()), Some(2));
+        assert_eq!(g.member("eth2").map(|(i, _)| i), Some(1));
+        assert!(c.group("ipmp1").is_none());
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let c = ok(&doc(
+            "failure_detection_time_ms = 500\nfailback = false\ncontrol_socket = \"/tmp/x.sock\"\n\
+             link_flap_max_ups = 5\nlink_flap_window_ms = 1000",
+            "xdp_mode = \"generic\"\nannounce = { count = 0, interval_ms = 10000 }\nbuckets = 4096\n\
+             hash_seed = 4294967295\nroutes = [{ to = \"203.0.113.0/24\", via = \"198.51.100.1\" }]",
+            "test_address = \"198.51.100.21/24\"\nstandby = true",
+        ));
+        assert_eq!(c.failure_detection_time, Duration::from_millis(500));
+        assert!(!c.failback);
+        assert_eq!(c.control_socket, Path::new("/tmp/x.sock"));
+        assert_eq!(c.link_flap_max_ups, 5);
+        assert_eq!(c.link_flap_window, Duration::from_secs(1));
+        let g = &c.groups[0];
+        assert_eq!(g.xdp_mode, XdpMode::Generic);
+        assert_eq!(g.announce.count, 0);
+        assert_eq!(g.announce.interval, Duration::from_secs(10));
+        assert_eq!(g.buckets, 4096);
+        assert_eq!(g.hash_seed, Some(u32::MAX));
+        assert_eq!(
+            g.routes,
+            vec![RouteConfig {
+                to: "203.0.113.0/24".parse().unwrap(),
+                via: v4("198.51.100.1")
+            }]
+        );
+        assert_eq!(
+            g.members[0].test_address,
+            Some("198.51.100.21/24".parse().unwrap())
+        );
+        assert!(g.members[0].standby);
+        // Partial announce table keeps the other default.
+        let c = ok(&doc("", "announce = { count = 7 }", ""));
+        assert_eq!(c.groups[0].announce.count, 7);
+        assert_eq!(c.groups[0].announce.interval, DEFAULT_ANNOUNCE_INTERVAL);
+    }
+
+    #[test]
+    fn prefix_parse_display_and_maths() {
+        let p: Prefix = "198.51.100.10/24".parse().unwrap();
+        assert_eq!(p, Prefix::new(v4("198.51.100.10"), 24));
+        assert_eq!(p.to_string(), "198.51.100.10/24");
+        assert_eq!(p.network(), v4("198.51.100.0"));
+        assert!(p.contains(v4("198.51.100.255")));
+        assert!(!p.contains(v4("198.51.101.1")));
+        assert!(!p.contains(v6("::1")));
+        let p: Prefix = "2001:db8:1::10/64".parse().unwrap();
+        assert_eq!(p.to_string(), "2001:db8:1::10/64");
+        assert_eq!(p.network(), v6("2001:db8:1::"));
+        assert!(p.contains(v6("2001:db8:1::ffff")));
+        assert!(!p.contains(v6("2001:db8:2::1")));
+        assert_eq!("198.51.100.7".parse::<Prefix>().unwrap().len, 32);
+        assert_eq!("2001:db8::7".parse::<Prefix>().unwrap().len, 128);
+        assert_eq!(Prefix::host(v6("::1")).len, 128);
+        let zero: Prefix = "0.0.0.0/0".parse().unwrap();
+        assert!(zero.contains(v4("203.0.113.1")));
+        assert_eq!(Prefix::default_for(v6("2001:db8::1")).to_string(), "::/0");
+        let p: Prefix = "10.1.2.3/32".parse().unwrap();
+        assert_eq!(p.network(), v4("10.1.2.3"));
+        assert!(!p.contains(v4("10.1.2.4")));
+        for bad in [
+            "",
+            "/24",
+            "198.51.100.1/",
+            "198.51.100.1/x",
+            "198.51.100.1/-1",
+            "198.51.100.1/+4",
+            "198.51.100.1/33",
+            "2001:db8::1/129",
+            "example.com/24",
+            "198.51.100.1/24/1",
+            "198.51.100.1/999",
+        ] {
+            assert!(bad.parse::<Prefix>().is_err(), "{bad} parsed");
+        }
+        assert!(matches!(
+            "2001:db8::1/129".parse::<Prefix>(),
+            Err(PrefixError::TooLong {
+                max: 128,
+                family: 6,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn prefix_serde_is_a_string() {
+        let p = Prefix::new(v4("198.51.100.10"), 24);
+        assert_eq!(serde_json::to_string(&p).unwrap(), "\"198.51.100.10/24\"");
+        let back: Prefix = serde_json::from_str("\"198.51.100.10/24\"").unwrap();
+        assert_eq!(back, p);
+        assert!(serde_json::from_str::<Prefix>("\"nope\"").is_err());
+    }
+
+    #[test]
+    fn xdp_mode_names() {
+        for (mode, name) in [
+            (XdpMode::Auto, "auto"),
+            (XdpMode::Native, "native"),
+            (XdpMode::Generic, "generic"),
+        ] {
+            assert_eq!(mode.to_string(), name);
+            let c = ok(&doc("", &format!("xdp_mode = \"{name}\""), ""));
+            assert_eq!(c.groups[0].xdp_mode, mode);
+        }
+        let e = parse_error(&doc("", "xdp_mode = \"Native\"", ""));
+        assert!(e.contains("Native") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_everywhere() {
+        for (top, group, member, key) in [
+            ("failback_time = 1", "", "", "failback_time"),
+            ("", "bukets = 12", "", "bukets"),
+            ("", "", "standy = true", "standy"),
+            ("", "announce = { count = 1, interval = 5 }", "", "interval"),
+            (
+                "",
+                "routes = [{ to = \"default\", via = \"198.51.100.1\", dev = \"x\" }]",
+                "",
+                "dev",
+            ),
+            (
+                "Failure_Detection_Time_Ms = 100",
+                "",
+                "",
+                "Failure_Detection_Time_Ms",
+            ),
+        ] {
+            let e = parse_error(&doc(top, group, member));
+            assert!(e.contains(key), "error for {key} does not name it:\n{e}");
+            assert!(e.contains("test.toml"), "{e}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_keep_line_and_column() {
+        let e = parse_error("failback = true\nfailback = \n");
+        assert!(
+            e.starts_with("config test.toml: TOML parse error at line 2, column"),
+            "{e}"
+        );
+        let e = parse_error(&doc("", "buckets = \"many\"", ""));
+        assert!(e.contains("line 5"), "{e}");
+        let e = parse_error(&doc("", "hash_seed = -1", ""));
+        assert!(e.contains("hash_seed") || e.contains("line 5"), "{e}");
+        let e = parse_error(&doc("", "hash_seed = 4294967296", ""));
+        assert!(e.contains("line 5"), "{e}");
+        let e = parse_error(&doc("", "data_addresses = [\"198.51.100.10/40\"]", ""));
+        assert!(e.contains("/40") && e.contains("line 5"), "{e}");
+        let e = parse_error(&doc(
+            "",
+            "routes = [{ to = \"everywhere\", via = \"198.51.100.1\" }]",
+            "",
+        ));
+        assert!(e.contains("everywhere") && e.contains("default"), "{e}");
+        let e = parse_error("[[group]]\ndata_addresses = [\"198.51.100.10/24\"]\n");
+        assert!(e.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn mpathd_keys_with_solaris_meaning() {
+        let c = ok(&doc(
+            "FAILURE_DETECTION_TIME = 5000\nFAILBACK = \"no\"\nTRACK_INTERFACES_ONLY_WITH_GROUPS = \"yes\"",
+            "",
+            "",
+        ));
+        assert_eq!(c.failure_detection_time, Duration::from_millis(5000));
+        assert!(!c.failback);
+        // Key names in any case, values yes/no in any case.
+        let c = ok(&doc(
+            "failure_detection_time = 250\nFailBack = \"YES\"\ntrack_interfaces_only_with_groups = \"Yes\"",
+            "",
+            "",
+        ));
+        assert_eq!(c.failure_detection_time, Duration::from_millis(250));
+        assert!(c.failback);
+        // All-lowercase `failback` with "yes"/"no" is the mpathd key.
+        assert!(!ok(&doc("failback = \"no\"", "", "")).failback);
+        assert!(!ok(&doc("failback = false", "", "")).failback);
+    }
+
+    #[test]
+    fn mpathd_keys_conflicts_and_bad_values() {
+        one_problem(
+            &doc(
+                "FAILURE_DETECTION_TIME = 5000\nfailure_detection_time_ms = 5000",
+                "",
+                "",
+            ),
+            &[
+                "FAILURE_DETECTION_TIME",
+                "failure_detection_time_ms",
+                "keep one",
+            ],
+        );
+        one_problem(
+            &doc("FAILBACK = \"no\"\nfailback = true", "", ""),
+            &["FAILBACK", "failback"],
+        );
+        one_problem(
+            &doc("FAILBACK = \"no\"\nFailback = \"no\"", "", ""),
+            &["FAILBACK is given 2 times"],
+        );
+        one_problem(
+            &doc("TRACK_INTERFACES_ONLY_WITH_GROUPS = \"no\"", "", ""),
+            &["anonymous group", "not support"],
+        );
+        for (top, needle) in [
+            ("FAILBACK = \"maybe\"", "maybe"),
+            ("FAILBACK = true", "string"),
+            ("Failback = false", "string"),
+            ("FAILURE_DETECTION_TIME = -5", "milliseconds"),
+            ("FAILURE_DETECTION_TIME = \"10000\"", "milliseconds"),
+            ("FAILURE_DETECTION_TIME = 1.5", "milliseconds"),
+            ("TRACK_INTERFACES_ONLY_WITH_GROUPS = 1", "string"),
+        ] {
+            let e = parse_error(&doc(top, "", ""));
+            assert!(e.contains(needle) && e.contains("line 1"), "{top}:\n{e}");
+        }
+    }
+
+    #[test]
+    fn failure_detection_time_floor() {
+        one_problem(
+            &doc("failure_detection_time_ms = 9", "", ""),
+            &["9 ms", "minimum of 10 ms"],
+        );
+        one_problem(
+            &doc("FAILURE_DETECTION_TIME = 0", "", ""),
+            &["0 ms", "raise"],
+        );
+        assert_eq!(
+            ok(&doc("failure_detection_time_ms = 10", "", "")).failure_detection_time,
+            Duration::from_millis(10)
+        );
+    }
+
+    #[test]
+    fn daemon_wide_ranges() {
+        one_problem(
+            &doc("link_flap_window_ms = 0", "", ""),
+            &["link_flap_window_ms = 0"],
+        );
+        one_problem(
+            &doc("link_flap_window_ms = 3600001", "", ""),
+            &["link_flap_window_ms"],
+        );
+        ok(&doc(
+            "link_flap_window_ms = 3600000\nlink_flap_max_ups = 0",
+            "",
+            "",
+        ));
+        one_problem(
+            &doc("control_socket = \"ipmpd.sock\"", "", ""),
+            &["control_socket", "absolute"],
+        );
+    }
+
+    #[test]
+    fn groups_members_and_addresses_are_required() {
+        one_problem("failback = true\n", &["no group", "[[group]]"]);
+        one_problem(
+            "[[group]]\nname = \"ipmp0\"\ndata_addresses = [\"198.51.100.10/24\"]\n",
+            &["group `ipmp0` has no member"],
+        );
+        one_problem(
+            "[[group]]\nname = \"ipmp0\"\n[[group.member]]\nname = \"eth1\"\n",
+            &["group `ipmp0` has no data address"],
+        );
+    }
+
+    #[test]
+    fn interface_names() {
+        ok(&doc("", "", "").replace("\"eth1\"", "\"abcdefghijklmno\""));
+        for (bad, needle) in [
+            ("abcdefghijklmnop", "16 bytes"),
+            ("", "empty"),
+            ("eth/1", "'/'"),
+            ("eth:1", "':'"),
+            ("eth 1", "' '"),
+            ("eth\\t1", "'\\t'"),
+            (".", "not a valid"),
+            ("..", "not a valid"),
+        ] {
+            let text = doc("", "", "").replace("\"eth1\"", &format!("\"{bad}\""));
+            one_problem(&text, &["member", needle]);
+        }
+        let text = doc("", "", "").replace("\"ipmp0\"", "\"ipmp/0\"");
+        one_problem(&text, &["group `ipmp/0`", "'/'"]);
+    }
+
+    #[test]
+    fn names_are_unique_everywhere() {
+        one_problem(
+            &doc("", "", "").replace("\"eth2\"", "\"eth1\""),
+            &["member `eth1`", "already used"],
+        );
+        one_problem(
+            &doc("", "", "").replace("\"eth2\"", "\"ipmp0\""),
+            &["`ipmp0`", "already used by group `ipmp0`"],
+        );
+        let two = format!(
+            "{}\n[[group]]\nname = \"ipmp1\"\ndata_addresses = [\"203.0.113.10/24\"]\n\
+             [[group.member]]\nname = \"eth2\"\n",
+            doc("", "", "")
+        );
+        one_problem(
+            &two,
+            &[
+                "member `eth2` of group `ipmp1`",
+                "member `eth2` of group `ipmp0`",
+            ],
+        );
+        let same_group = two
+            .replacen("\"ipmp1\"", "\"ipmp0\"", 1)
+            .replace("name = \"eth2\"\n\n", "name = \"eth3\"\n\n");
+        one_problem(
+            &same_group,
+            &["group `ipmp0`: the name `ipmp0` is already used by group `ipmp0`"],
+        );
+    }
+
+    #[test]
+    fn data_address_rules() {
+        let with = |addrs: &str| doc("", "", "").replace("[\"198.51.100.10/24\"]", addrs);
+        ok(&with(
+            "[\"198.51.100.10/31\", \"198.51.100.20/32\", \"2001:db8::1/64\", \"fe80::1/64\"]",
+        ));
+        for (addrs, needle) in [
+            ("[\"0.0.0.0/24\"]", "unspecified"),
+            ("[\"::/64\"]", "unspecified"),
+            ("[\"224.0.0.5/24\"]", "multicast"),
+            ("[\"ff02::1/64\"]", "multicast"),
+            ("[\"127.0.0.2/8\"]", "loopback"),
+            ("[\"::1/128\"]", "loopback"),
+            ("[\"255.255.255.255/32\"]", "broadcast"),
+            ("[\"198.51.100.0/24\"]", "network address"),
+            ("[\"198.51.100.255/24\"]", "broadcast address"),
+            ("[\"198.51.100.10/0\"]", "prefix length 0"),
+            (
+                "[\"198.51.100.10/24\", \"198.51.100.10/25\"]",
+                "listed twice",
+            ),
+        ] {
+            one_problem(&with(addrs), &["data address", needle]);
+        }
+        let two = format!(
+            "{}\n[[group]]\nname = \"ipmp1\"\ndata_addresses = [\"198.51.100.10/24\"]\n\
+             [[group.member]]\nname = \"eth9\"\n",
+            doc("", "", "")
+        );
+        one_problem(
+            &two,
+            &["group `ipmp1`", "also a data address of group `ipmp0`"],
+        );
+    }
+
+    #[test]
+    fn route_rules() {
+        let with = |routes: &str| {
+            doc("", &format!("data_addresses = [\"198.51.100.10/24\", \"2001:db8:1::10/64\"]\nroutes = {routes}"), "")
+            .replacen("data_addresses = [\"198.51.100.10/24\"]\n", "", 1)
+        };
+        let c = ok(&with(
+            "[{ to = \"default\", via = \"2001:db8:1::1\" }, { to = \"DEFAULT\", via = \"198.51.100.1\" }, { to = \"203.0.113.0/24\", via = \"198.51.100.2\" }]",
+        ));
+        assert_eq!(c.groups[0].routes[0].to, Prefix::new(v6("::"), 0));
+        assert_eq!(c.groups[0].routes[1].to, Prefix::new(v4("0.0.0.0"), 0));
+        for (routes, needle) in [
+            (
+                "[{ to = \"::/0\", via = \"198.51.100.1\" }]",
+                "different address families",
+            ),
+            (
+                "[{ to = \"default\", via = \"203.0.113.1\" }]",
+                "not on-link",
+            ),
+            (
+                "[{ to = \"default\", via = \"198.51.100.10\" }]",
+                "own data addresses",
+            ),
+            (
+                "[{ to = \"203.0.113.5/24\", via = \"198.51.100.1\" }]",
+                "write 203.0.113.0/24",
+            ),
+            (
+                "[{ to = \"default\", via = \"198.51.100.1\" }, { to = \"0.0.0.0/0\", via = \"198.51.100.2\" }]",
+                "same destination",
+            ),
+            ("[{ to = \"default\", via = \"224.0.0.1\" }]", "multicast"),
+        ] {
+            one_problem(&with(routes), &["route to", needle]);
+        }
+    }
+
+    #[test]
+    fn bucket_and_announce_ranges() {
+        for (group, needle) in [
+            ("buckets = 0", "buckets = 0"),
+            ("buckets = 4097", "1..=4096"),
+            ("announce = { count = 101 }", "announce.count = 101"),
+            ("announce = { interval_ms = 0 }", "announce.interval_ms = 0"),
+            ("announce = { interval_ms = 10001 }", "1..=10000"),
+        ] {
+            one_problem(&doc("", group, ""), &["group `ipmp0`", needle]);
+        }
+        ok(&doc(
+            "",
+            "buckets = 1\nannounce = { count = 100, interval_ms = 1 }",
+            "",
+        ));
+    }
+
+    #[test]
+    fn test_address_rules() {
+        ok(&doc("", "", "test_address = \"198.51.100.21/24\""));
+        ok(&doc("", "", "test_address = \"203.0.113.21/24\""));
+        for (t, needle) in [
+            ("2001:db8::21/64", "no IPv6 data address"),
+            ("198.51.100.10/24", "is a data address of group `ipmp0`"),
+            ("224.0.0.1/24", "multicast"),
+            ("198.51.100.21/0", "prefix length 0"),
+        ] {
+            one_problem(
+                &doc("", "", &format!("test_address = \"{t}\"")),
+                &["member `eth1`", needle],
+            );
+        }
+        let dup = doc("", "", "test_address = \"198.51.100.21/24\"")
+            + "test_address = \"198.51.100.21/24\"\n";
+        one_problem(
+            &dup,
+            &["member `eth2`", "also the test address of member `eth1`"],
+        );
+    }
+
+    #[test]
+    fn limits_over_all_groups() {
+        let mut text = String::new();
+        for g in 0..=MAX_GROUPS {
+            text += &format!(
+                "[[group]]\nname = \"ipmp{g}\"\ndata_addresses = [\"198.51.{g}.10/24\"]\n\
+                 [[group.member]]\nname = \"eth{g}\"\n"
+            );
+        }
+        one_problem(&text, &["17 groups", "at most 16"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_on_its_own_line() {
+        let text =
+            doc("failure_detection_time_ms = 1", "buckets = 0", "").replace("\"eth2\"", "\"eth1\"");
+        let e = Config::from_toml_str(&text, "/etc/ipmp/ipmpd.toml").unwrap_err();
+        assert_eq!(e.problems().len(), 3, "{e}");
+        let rendered = e.to_string();
+        assert_eq!(rendered.lines().count(), 3);
+        assert!(
+            rendered
+                .lines()
+                .all(|l| l.starts_with("config /etc/ipmp/ipmpd.toml: ")),
+            "{rendered}"
+        );
+    }
+}
