@@ -1,1 +1,319 @@
-//! TODO
+//! The control protocol between ipmpd and its tools (ipmpstat, ipmpadm).
+//!
+//! Transport: a unix stream socket ([`DEFAULT_SOCKET`]). Framing: newline-delimited JSON, at most
+//! [`MAX_REQUEST_LINE`] bytes per request and [`MAX_RESPONSE_LINE`] per response. A client writes one [`Request`] line and reads one [`Response`]
+//! line; a connection may carry several requests in turn. A later subscription request (for
+//! `ipmpstat -p`) will be answered by a stream of [`Response`] lines on the same connection, so a
+//! client reads responses line by line and never assumes the connection ends after one.
+//!
+//! Queries are open to every local user (the socket is mode 0666); requests that change state
+//! ([`Request::is_mutating`]) are refused by the server unless the peer's uid (SO_PEERCRED) is 0.
+
+mod client;
+mod server;
+
+use std::{fmt, io, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use client::{request, request_blocking, status_blocking};
+pub use server::{ControlCall, ControlServer, PeerCred, authorize};
+
+/// Where ipmpd listens unless told otherwise (`--socket`).
+pub const DEFAULT_SOCKET: &str = "/run/ipmp/ipmpd.sock";
+
+/// Longest request line the server accepts, newline excluded.
+pub const MAX_REQUEST_LINE: usize = 64 * 1024;
+
+/// Longest response line a client accepts, newline excluded (a snapshot of many groups is large).
+pub const MAX_RESPONSE_LINE: usize = 16 * 1024 * 1024;
+
+/// A request from a tool to ipmpd. Wire form: `{"request":"offline","interface":"m0"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "lowercase")]
+pub enum Request {
+    /// The whole state, as a [`Snapshot`].
+    Status,
+    /// Take a member out of service (like `if_mpadm -d`).
+    Offline { interface: String },
+    /// Put an offlined member back (like `if_mpadm -r`).
+    Online { interface: String },
+    /// Reread the configuration.
+    Reload,
+}
+
+impl Request {
+    /// Requests that change the daemon's state need root.
+    pub fn is_mutating(&self) -> bool {
+        match self {
+            Request::Status => false,
+            Request::Offline { .. } | Request::Online { .. } | Request::Reload => true,
+        }
+    }
+
+    /// Short name used in messages ("offline", "status", ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Offline { .. } => "offline",
+            Request::Online { .. } => "online",
+            Request::Reload => "reload",
+        }
+    }
+}
+
+/// ipmpd's answer. Wire form: `{"response":"ok","message":"..."}` or
+/// `{"response":"status","pid":1,...}` (the snapshot's fields inline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "lowercase")]
+pub enum Response {
+    Status(Snapshot),
+    Ok { message: String },
+    Error { message: String },
+}
+
+impl Response {
+    /// An `Error` response becomes [`ControlError::Daemon`].
+    pub fn into_result(self) -> Result<Response, ControlError> {
+        match self {
+            Response::Error { message } => Err(ControlError::Daemon { message }),
+            other => Ok(other),
+        }
+    }
+
+    /// The message of an `Ok` response; `Error` becomes [`ControlError::Daemon`], anything else a
+    /// protocol error.
+    pub fn into_message(self) -> Result<String, ControlError> {
+        match self.into_result()? {
+            Response::Ok { message } => Ok(message),
+            other => Err(ControlError::Unexpected {
+                expected: "ok",
+                got: other.kind(),
+            }),
+        }
+    }
+
+    /// The snapshot of a `Status` response; `Error` becomes [`ControlError::Daemon`].
+    pub fn into_snapshot(self) -> Result<Snapshot, ControlError> {
+        match self.into_result()? {
+            Response::Status(snapshot) => Ok(snapshot),
+            other => Err(ControlError::Unexpected {
+                expected: "status",
+                got: other.kind(),
+            }),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Response::Status(_) => "status",
+            Response::Ok { .. } => "ok",
+            Response::Error { .. } => "error",
+        }
+    }
+}
+
+/// Everything ipmpd knows, taken at one instant (every `ipmpstat` mode but `-p` reads one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub pid: u32,
+    pub version: String,
+    pub uptime_ms: u64,
+    pub groups: Vec<GroupStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// The IPMP interface, e.g. `ipmp0` (ipmpstat GROUP).
+    pub interface: String,
+    /// The group name (ipmpstat GROUPNAME).
+    pub name: String,
+    pub ifindex: u32,
+    pub state: GroupState,
+    /// Current failure detection time; `None` when no member probes.
+    pub fdt_ms: Option<u64>,
+    pub failback: bool,
+    pub n_buckets: u32,
+    pub hash_seed: u32,
+    pub members: Vec<MemberStatus>,
+    pub addresses: Vec<AddressStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub name: String,
+    pub ifindex: u32,
+    /// `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// Carries data traffic (functioning and not INACTIVE, offline or duplicate-MAC).
+    pub active: bool,
+    pub flags: MemberFlags,
+    pub link: LinkState,
+    pub probe: ProbeState,
+    pub state: MemberState,
+    pub test_addresses: Vec<String>,
+    /// Buckets of the group's table that point at this member.
+    pub buckets: u32,
+    /// Data addresses bound (answering ARP/NDP) here.
+    pub bound_addresses: u32,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+/// The ipmpstat -i FLAGS, in their display order `i s m b M d h`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberFlags {
+    pub inactive: bool,
+    pub standby: bool,
+    /// Nominated to send and receive IPv4 multicast for the group.
+    pub v4_multicast: bool,
+    /// Nominated to send and receive IPv4 broadcast for the group.
+    pub v4_broadcast: bool,
+    /// Nominated to send and receive IPv6 multicast for the group.
+    pub v6_multicast: bool,
+    /// Every address on the member is down.
+    pub all_down: bool,
+    /// Offlined because its MAC address duplicates another member's.
+    pub duplicate_hwaddr: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressStatus {
+    /// Numeric address without prefix, e.g. `198.51.100.10` or `2001:db8::10`.
+    pub address: String,
+    pub prefix_len: u8,
+    pub up: bool,
+    /// The member the address is bound to (answers ARP/NDP for it).
+    pub inbound: Option<String>,
+    /// The members that may carry traffic from it (the active ones).
+    pub outbound: Vec<String>,
+}
+
+/// Declares a lowercase wire enum with `as_str` and `Display`.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// Group state as ipmpstat -g shows it.
+    GroupState {
+        /// Every member usable.
+        Ok => "ok",
+        /// Some members usable.
+        Degraded => "degraded",
+        /// No member usable.
+        Failed => "failed",
+    }
+);
+
+wire_enum!(
+    /// Link (carrier) state of a member.
+    LinkState {
+        Up => "up",
+        Down => "down",
+        /// The driver gives no link notifications.
+        Unknown => "unknown",
+    }
+);
+
+wire_enum!(
+    /// Probe-based failure detection state of a member.
+    ProbeState {
+        Ok => "ok",
+        Failed => "failed",
+        /// Probing, but no targets yet.
+        Unknown => "unknown",
+        /// No (unique) test address: no probing.
+        Disabled => "disabled",
+    }
+);
+
+wire_enum!(
+    /// Member state as ipmpstat -i STATE shows it.
+    MemberState {
+        Ok => "ok",
+        Failed => "failed",
+        Offline => "offline",
+        Unknown => "unknown",
+    }
+);
+
+/// Errors of the control protocol, on either side.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot reach ipmpd at {}: is ipmpd running? (--socket PATH to choose another socket)", path.display())]
+    NotRunning { path: PathBuf },
+    #[error("permission denied on {}: run as a user that may open it (or as root)", path.display())]
+    PermissionDenied { path: PathBuf },
+    #[error("control socket {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("ipmpd at {} did not answer within {secs} s", path.display())]
+    Timeout { path: PathBuf, secs: u64 },
+    #[error("ipmpd at {} closed the connection without answering", path.display())]
+    Closed { path: PathBuf },
+    #[error("line longer than {limit} bytes on the control socket")]
+    LineTooLong { limit: usize },
+    #[error("malformed control message: {source}")]
+    Json {
+        #[from]
+        source: serde_json::Error,
+    },
+    #[error("ipmpd answered '{got}' where '{expected}' was expected")]
+    Unexpected {
+        expected: &'static str,
+        got: &'static str,
+    },
+    /// ipmpd refused or failed the request; the message is the daemon's own.
+    #[error("{message}")]
+    Daemon { message: String },
+    #[error("another ipmpd is running ({} answers)", path.display())]
+    AlreadyRunning { path: PathBuf },
+    #[error("{} exists and is not a socket: remove it or choose another --socket path", path.display())]
+    NotASocket { path: PathBuf },
+    #[error("cannot create the control socket directory {}: {source}", path.display())]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot listen on {}: {source}", path.display())]
+    Bind { path: PathBuf, source: io::Error },
+}
+
+impl ControlError {
+    /// Maps a connect/IO error on `path` to the variant that tells the user what to do.
+    pub(crate) fn from_io(path: &std::path::Path, source: io::Error) -> Self {
+        let path = path.to_path_buf();
+        match source.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                ControlError::NotRunning { path }
+            }
+            io::ErrorKind::PermissionDenied => ControlError::PermissionDenied { path },
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ControlError::Timeout {
+                path,
+                secs: client::TIMEOUT.as_secs(),
+            },
+            _ => ControlError::Io { path, source },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,111 @@
-fn main() {}
+//! ipmpadm: administer ipmpd — take members offline and back online (like Solaris
+//! `if_mpadm -d` / `-r`), reload the configuration, and show a status summary.
+
+mod offline;
+mod online;
+mod reload;
+mod status;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand, error::ErrorKind};
+use ipmp::control::DEFAULT_SOCKET;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ipmpadm",
+    version,
+    about = "Administer ipmpd: offline/online members, reload, status",
+    after_help = "offline, online and reload need root. Exit status: 0 on success, 1 on error."
+)]
+struct Cli {
+    /// ipmpd's control socket
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Summarize groups, members, buckets and data addresses
+    Status(status::Args),
+    /// Take a member out of service; its traffic moves to the other members (if_mpadm -d)
+    Offline(offline::Args),
+    /// Put an offlined member back in service (if_mpadm -r)
+    Online(online::Args),
+    /// Make ipmpd reread its configuration
+    Reload,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("ipmpadm: {} (see ipmpadm --help)", one_line(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match &cli.command {
+        Command::Status(args) => status::run(&cli.socket, args),
+        Command::Offline(args) => offline::run(&cli.socket, args),
+        Command::Online(args) => online::run(&cli.socket, args),
+        Command::Reload => reload::run(&cli.socket),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipmpadm: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// clap's message without the "error: " prefix and the usage that follows the blank line.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    message
+        .strip_prefix("error: ")
+        .unwrap_or(&message)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ipmpadm").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn subcommands_and_global_socket() {
+        let cli = parse(&["offline", "m0", "--socket", "/tmp/x.sock"]).unwrap();
+        assert_eq!(cli.socket, PathBuf::from("/tmp/x.sock"));
+        assert!(matches!(cli.command, Command::Offline(ref a) if a.interface == "m0"));
+        let cli = parse(&["--socket", "/tmp/y.sock", "status", "--json"]).unwrap();
+        assert_eq!(cli.socket, PathBuf::from("/tmp/y.sock"));
+        assert!(matches!(cli.command, Command::Status(ref a) if a.json));
+        let cli = parse(&["reload"]).unwrap();
+        assert_eq!(cli.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(
+            one_line(&parse(&["offline"]).unwrap_err()),
+            "the following required arguments were not provided: <INTERFACE>"
+        );
+        assert!(parse(&["frobnicate"]).is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! `ipmpadm offline IF`: take a member out of service (Solaris `if_mpadm -d`).
+
+use std::path::Path;
+
+use ipmp::control::{self, Request};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The member interface, e.g. m0
+    pub interface: String,
+}
+
+pub fn run(socket: &Path, args: &Args) -> anyhow::Result<()> {
+    let request = Request::Offline {
+        interface: args.interface.clone(),
+    };
+    let message = control::request_blocking(socket, &request)?.into_message()?;
+    println!("{message}");
+    Ok(())
+}

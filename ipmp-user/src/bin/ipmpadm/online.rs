@@ -1,0 +1,20 @@
+//! `ipmpadm online IF`: put an offlined member back in service (Solaris `if_mpadm -r`).
+
+use std::path::Path;
+
+use ipmp::control::{self, Request};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The member interface, e.g. m0
+    pub interface: String,
+}
+
+pub fn run(socket: &Path, args: &Args) -> anyhow::Result<()> {
+    let request = Request::Online {
+        interface: args.interface.clone(),
+    };
+    let message = control::request_blocking(socket, &request)?.into_message()?;
+    println!("{message}");
+    Ok(())
+}

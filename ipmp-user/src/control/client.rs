@@ -1,0 +1,87 @@
+//! Client side: one request line out, one response line back.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    os::unix::net::UnixStream as StdUnixStream,
+    path::Path,
+    time::Duration,
+};
+
+use tokio::{
+    io::{
+        AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader as TokioBufReader,
+    },
+    net::UnixStream,
+};
+
+use super::{ControlError, MAX_RESPONSE_LINE, Request, Response, Snapshot};
+
+/// How long a client waits for ipmpd before giving up (a stuck daemon must not hang ipmpstat).
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn encode(req: &Request) -> Result<Vec<u8>, ControlError> {
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Parses one response line as read by `read_until(b'\n')` on a reader limited to
+/// `MAX_RESPONSE_LINE + 1` bytes.
+fn decode(path: &Path, line: &[u8]) -> Result<Response, ControlError> {
+    if line.is_empty() {
+        return Err(ControlError::Closed {
+            path: path.to_path_buf(),
+        });
+    }
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    if body.len() > MAX_RESPONSE_LINE {
+        return Err(ControlError::LineTooLong {
+            limit: MAX_RESPONSE_LINE,
+        });
+    }
+    if body.len() == line.len() {
+        // EOF before the newline: the daemon went away mid-answer.
+        return Err(ControlError::Closed {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(serde_json::from_slice(body)?)
+}
+
+/// Sends `req` to the ipmpd listening on `path` and returns its answer (an `Error` answer is
+/// returned as such; see [`Response::into_result`]).
+pub async fn request(path: &Path, req: &Request) -> Result<Response, ControlError> {
+    let io = |e| ControlError::from_io(path, e);
+    let exchange = async {
+        let mut stream = UnixStream::connect(path).await.map_err(io)?;
+        stream.write_all(&encode(req)?).await.map_err(io)?;
+        let mut reader = TokioBufReader::new(stream).take(MAX_RESPONSE_LINE as u64 + 1);
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).await.map_err(io)?;
+        decode(path, &line)
+    };
+    tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .map_err(|_| ControlError::Timeout {
+            path: path.to_path_buf(),
+            secs: TIMEOUT.as_secs(),
+        })?
+}
+
+/// Blocking variant of [`request`] for the command-line tools (no runtime needed).
+pub fn request_blocking(path: &Path, req: &Request) -> Result<Response, ControlError> {
+    let io = |e| ControlError::from_io(path, e);
+    let mut stream = StdUnixStream::connect(path).map_err(io)?;
+    stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
+    stream.write_all(&encode(req)?).map_err(io)?;
+    let mut reader = BufReader::new(stream).take(MAX_RESPONSE_LINE as u64 + 1);
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).map_err(io)?;
+    decode(path, &line)
+}
+
+/// Asks for the [`Snapshot`]; a daemon error becomes [`ControlError::Daemon`].
+pub fn status_blocking(path: &Path) -> Result<Snapshot, ControlError> {
+    request_blocking(path, &Request::Status)?.into_snapshot()
+}

@@ -1,0 +1,330 @@
+//! Server side: the control socket actor. It owns the listening socket, reads request lines,
+//! refuses mutating requests from non-root peers, and hands the rest to the daemon as
+//! [`ControlCall`]s; the daemon answers through the call's oneshot.
+
+use std::{
+    fs,
+    io::{self, ErrorKind},
+    os::unix::{
+        fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
+        net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream},
+    },
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{UnixListener, UnixStream, unix::OwnedWriteHalf},
+    sync::{mpsc, oneshot},
+    task::JoinSet,
+};
+use tracing::{debug, warn};
+
+use super::{ControlError, MAX_REQUEST_LINE, Request, Response};
+
+/// Connections served at once; more are closed at accept (a local user must not be able to
+/// exhaust the daemon's file descriptors).
+const MAX_CONNECTIONS: usize = 64;
+
+/// A connection that sends no request for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Who is on the other end of a connection (SO_PEERCRED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    pub uid: u32,
+    /// 0 when the kernel did not report it.
+    pub pid: i32,
+}
+
+/// One request for the daemon to answer through `reply`. Mutating requests arrive here only from
+/// root; the daemon need not check again.
+#[derive(Debug)]
+pub struct ControlCall {
+    pub request: Request,
+    pub peer: PeerCred,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Whether `peer` may make `request`; the error is the message sent back.
+pub fn authorize(request: &Request, peer: PeerCred) -> Result<(), String> {
+    if request.is_mutating() && peer.uid != 0 {
+        return Err(format!(
+            "{} needs root: run it as root (you are uid {})",
+            request.name(),
+            peer.uid
+        ));
+    }
+    Ok(())
+}
+
+/// The listening control socket. Dropping it (or the future of [`ControlServer::run`]) removes
+/// the socket file, unless another process has replaced it since.
+#[derive(Debug)]
+pub struct ControlServer {
+    listener: Option<StdUnixListener>,
+    path: PathBuf,
+    /// (st_dev, st_ino) of the socket file we created.
+    identity: Option<(u64, u64)>,
+}
+
+impl ControlServer {
+    /// Listens on `path`: creates the parent directory (0755) if missing, replaces a stale socket
+    /// that nobody answers on, refuses when another ipmpd answers, and makes the socket 0666 so
+    /// unprivileged `ipmpstat` works (mutating requests are checked per peer).
+    pub fn bind(path: &Path) -> Result<Self, ControlError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(|source| ControlError::CreateDir {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+        }
+        let io_err = |source| ControlError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        match fs::symlink_metadata(path) {
+            Ok(meta) if !meta.file_type().is_socket() => {
+                return Err(ControlError::NotASocket {
+                    path: path.to_path_buf(),
+                });
+            }
+            Ok(_) => match StdUnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(ControlError::AlreadyRunning {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                    debug!(path = %path.display(), "removing stale control socket");
+                    match fs::remove_file(path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_err(e)),
+                    }
+                }
+                Err(e) => return Err(io_err(e)),
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(e)),
+        }
+        let bind_err = |source| ControlError::Bind {
+            path: path.to_path_buf(),
+            source,
+        };
+        let listener = StdUnixListener::bind(path).map_err(bind_err)?;
+        let mut server = ControlServer {
+            listener: None,
+            path: path.to_path_buf(),
+            identity: None,
+        };
+        // From here on, dropping `server` removes the file on every error path.
+        let meta = fs::symlink_metadata(path).map_err(io_err)?;
+        server.identity = Some((meta.dev(), meta.ino()));
+        fs::set_permissions(path, fs::Permissions::from_mode(0o666)).map_err(io_err)?;
+        listener.set_nonblocking(true).map_err(io_err)?;
+        server.listener = Some(listener);
+        Ok(server)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves connections until the receiving side of `tx` is dropped, then removes the socket
+    /// file. Each connection runs in its own task; connection errors are logged, never fatal.
+    pub async fn run(mut self, tx: mpsc::Sender<ControlCall>) {
+        let Some(std_listener) = self.listener.take() else {
+            return;
+        };
+        let listener = match UnixListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(path = %self.path.display(), error = %e, "control socket: cannot register with the runtime");
+                return;
+            }
+        };
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        if connections.len() >= MAX_CONNECTIONS {
+                            warn!(limit = MAX_CONNECTIONS, "control socket: too many connections, closing a new one");
+                            continue;
+                        }
+                        connections.spawn(serve_connection(stream, tx.clone()));
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "control socket: accept failed");
+                        // EMFILE and friends persist: do not spin.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                    if let Err(e) = joined {
+                        warn!(error = %e, "control socket: connection task failed");
+                    }
+                }
+                () = tx.closed() => {
+                    debug!("control socket: daemon no longer takes calls, closing");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Stops listening and removes the socket file now (same as dropping).
+    pub fn close(self) {
+        drop(self);
+    }
+
+    fn remove_socket_file(&self) {
+        let Some(identity) = self.identity else {
+            return;
+        };
+        // Only remove the file we created: a newer ipmpd may have replaced it.
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == identity => {
+                if let Err(e) = fs::remove_file(&self.path) {
+                    warn!(path = %self.path.display(), error = %e, "cannot remove the control socket");
+                }
+            }
+            Ok(_) => debug!(path = %self.path.display(), "control socket was replaced; leaving it"),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(path = %self.path.display(), error = %e, "cannot check the control socket")
+            }
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.remove_socket_file();
+    }
+}
+
+async fn serve_connection(stream: UnixStream, tx: mpsc::Sender<ControlCall>) {
+    let peer = match stream.peer_cred() {
+        Ok(cred) => PeerCred {
+            uid: cred.uid(),
+            pid: cred.pid().unwrap_or(0),
+        },
+        Err(e) => {
+            warn!(error = %e, "control socket: cannot read peer credentials, closing");
+            return;
+        }
+    };
+    if let Err(e) = serve_requests(stream, peer, tx).await {
+        debug!(uid = peer.uid, pid = peer.pid, error = %e, "control connection ended with an error");
+    }
+}
+
+async fn serve_requests(
+    stream: UnixStream,
+    peer: PeerCred,
+    tx: mpsc::Sender<ControlCall>,
+) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    loop {
+        let mut line = Vec::new();
+        let limited = (&mut reader).take(MAX_REQUEST_LINE as u64 + 1);
+        let read = tokio::time::timeout(IDLE_TIMEOUT, read_line(limited, &mut line)).await;
+        let n = match read {
+            Ok(n) => n?,
+            Err(_) => {
+                debug!(
+                    uid = peer.uid,
+                    pid = peer.pid,
+                    "control connection idle, closing"
+                );
+                return Ok(());
+            }
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        let complete = line.last() == Some(&b'\n');
+        if complete {
+            line.pop();
+        }
+        if line.len() > MAX_REQUEST_LINE {
+            let message = format!("request line longer than {MAX_REQUEST_LINE} bytes");
+            warn!(
+                uid = peer.uid,
+                pid = peer.pid,
+                "control socket: {message}, closing"
+            );
+            send(&mut write, &Response::Error { message }).await?;
+            return Ok(());
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            if complete {
+                continue;
+            }
+            return Ok(());
+        }
+        let response = answer(&line, peer, &tx).await;
+        send(&mut write, &response).await?;
+        if !complete {
+            // EOF right after the last request.
+            return Ok(());
+        }
+    }
+}
+
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    mut reader: R,
+    line: &mut Vec<u8>,
+) -> io::Result<usize> {
+    reader.read_until(b'\n', line).await
+}
+
+async fn answer(line: &[u8], peer: PeerCred, tx: &mpsc::Sender<ControlCall>) -> Response {
+    let request: Request = match serde_json::from_slice(line) {
+        Ok(r) => r,
+        Err(e) => {
+            debug!(uid = peer.uid, pid = peer.pid, error = %e, "malformed control request");
+            return Response::Error {
+                message: format!("malformed request: {e}"),
+            };
+        }
+    };
+    debug!(
+        uid = peer.uid,
+        pid = peer.pid,
+        request = request.name(),
+        "control request"
+    );
+    if let Err(message) = authorize(&request, peer) {
+        return Response::Error { message };
+    }
+    let (reply, answer) = oneshot::channel();
+    let call = ControlCall {
+        request,
+        peer,
+        reply,
+    };
+    if tx.send(call).await.is_err() {
+        return Response::Error {
+            message: "ipmpd is shutting down".to_owned(),
+        };
+    }
+    answer.await.unwrap_or_else(|_| Response::Error {
+        message: "ipmpd dropped the request without answering".to_owned(),
+    })
+}
+
+async fn send(write: &mut OwnedWriteHalf, response: &Response) -> io::Result<()> {
+    let mut line = serde_json::to_vec(response).map_err(io::Error::other)?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    write.flush().await
+}

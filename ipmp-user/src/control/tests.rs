@@ -1,0 +1,424 @@
+use std::{
+    fs,
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::{fs::PermissionsExt as _, net::UnixListener as StdUnixListener},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use tokio::sync::mpsc;
+
+use super::*;
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ipmp-control-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sample_snapshot() -> Snapshot {
+    Snapshot {
+        pid: 4242,
+        version: "0.1.0".into(),
+        uptime_ms: 61_500,
+        groups: vec![GroupStatus {
+            interface: "ipmp0".into(),
+            name: "ipmp0".into(),
+            ifindex: 7,
+            state: GroupState::Degraded,
+            fdt_ms: None,
+            failback: true,
+            n_buckets: 256,
+            hash_seed: 0xdead_beef,
+            members: vec![MemberStatus {
+                name: "m0".into(),
+                ifindex: 3,
+                mac: "02:00:00:00:00:01".into(),
+                active: true,
+                flags: MemberFlags {
+                    v4_multicast: true,
+                    ..MemberFlags::default()
+                },
+                link: LinkState::Up,
+                probe: ProbeState::Disabled,
+                state: MemberState::Ok,
+                test_addresses: vec!["198.51.100.21".into()],
+                buckets: 256,
+                bound_addresses: 1,
+                tx_packets: u64::MAX,
+                tx_bytes: 1 << 40,
+            }],
+            addresses: vec![AddressStatus {
+                address: "198.51.100.10".into(),
+                prefix_len: 24,
+                up: true,
+                inbound: Some("m0".into()),
+                outbound: vec!["m0".into()],
+            }],
+        }],
+    }
+}
+
+/// Answers like a daemon would: status → the sample, reload → ok, offline → an error.
+fn spawn_fake_daemon(
+    mut rx: mpsc::Receiver<ControlCall>,
+) -> tokio::task::JoinHandle<Vec<PeerCred>> {
+    tokio::spawn(async move {
+        let mut peers = Vec::new();
+        while let Some(call) = rx.recv().await {
+            peers.push(call.peer);
+            let response = match call.request {
+                Request::Status => Response::Status(sample_snapshot()),
+                Request::Reload => Response::Ok {
+                    message: "configuration reloaded".into(),
+                },
+                Request::Offline { interface } | Request::Online { interface } => Response::Error {
+                    message: format!("{interface}: no such member"),
+                },
+            };
+            let _ = call.reply.send(response);
+        }
+        peers
+    })
+}
+
+fn euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+#[test]
+fn wire_forms_are_tagged_lowercase() {
+    let req = Request::Offline {
+        interface: "m0".into(),
+    };
+    assert_eq!(
+        serde_json::to_string(&req).unwrap(),
+        r#"{"request":"offline","interface":"m0"}"#
+    );
+    assert_eq!(
+        serde_json::to_string(&Request::Status).unwrap(),
+        r#"{"request":"status"}"#
+    );
+    let ok = Response::Ok {
+        message: "done".into(),
+    };
+    assert_eq!(
+        serde_json::to_string(&ok).unwrap(),
+        r#"{"response":"ok","message":"done"}"#
+    );
+    let status = serde_json::to_value(Response::Status(sample_snapshot())).unwrap();
+    assert_eq!(status["response"], "status");
+    assert_eq!(status["pid"], 4242);
+    assert_eq!(status["groups"][0]["state"], "degraded");
+    assert_eq!(status["groups"][0]["members"][0]["probe"], "disabled");
+    assert_eq!(status["groups"][0]["fdt_ms"], serde_json::Value::Null);
+    let back: Response = serde_json::from_value(status).unwrap();
+    assert_eq!(back, Response::Status(sample_snapshot()));
+}
+
+#[test]
+fn only_root_may_mutate() {
+    let user = PeerCred { uid: 1000, pid: 1 };
+    let root = PeerCred { uid: 0, pid: 1 };
+    assert!(authorize(&Request::Status, user).is_ok());
+    assert!(authorize(&Request::Reload, root).is_ok());
+    for req in [
+        Request::Reload,
+        Request::Offline {
+            interface: "m0".into(),
+        },
+        Request::Online {
+            interface: "m0".into(),
+        },
+    ] {
+        let err = authorize(&req, user).unwrap_err();
+        assert!(err.contains("root") && err.contains(req.name()), "{err}");
+    }
+}
+
+#[test]
+fn response_helpers_map_errors() {
+    let err = Response::Error {
+        message: "m9: no such member".into(),
+    };
+    let ControlError::Daemon { message } = err.clone().into_message().unwrap_err() else {
+        panic!("expected a daemon error");
+    };
+    assert_eq!(message, "m9: no such member");
+    assert!(matches!(
+        Response::Ok {
+            message: String::new()
+        }
+        .into_snapshot(),
+        Err(ControlError::Unexpected { .. })
+    ));
+    assert_eq!(
+        Response::Status(sample_snapshot()).into_snapshot().unwrap(),
+        sample_snapshot()
+    );
+}
+
+#[tokio::test]
+async fn round_trip_through_a_real_socket() {
+    let dir = TempDir::new();
+    // The parent directory does not exist yet: bind creates it.
+    let path = dir.path().join("run/ipmpd.sock");
+    let server = ControlServer::bind(&path).unwrap();
+    assert_eq!(server.path(), path);
+    let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666);
+    let dir_mode = fs::metadata(path.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode & 0o700, 0o700);
+    let (tx, rx) = mpsc::channel(4);
+    let daemon = spawn_fake_daemon(rx);
+    let serving = tokio::spawn(server.run(tx));
+
+    let snapshot = request(&path, &Request::Status)
+        .await
+        .unwrap()
+        .into_snapshot()
+        .unwrap();
+    assert_eq!(snapshot, sample_snapshot());
+
+    // The blocking client sees the same thing.
+    let p = path.clone();
+    let blocking = tokio::task::spawn_blocking(move || status_blocking(&p))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(blocking, sample_snapshot());
+
+    // Mutating requests reach the daemon only from root.
+    let reload = request(&path, &Request::Reload).await.unwrap();
+    if euid() == 0 {
+        assert_eq!(reload.into_message().unwrap(), "configuration reloaded");
+        let offline = request(
+            &path,
+            &Request::Offline {
+                interface: "m9".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let err = offline.into_message().unwrap_err();
+        assert_eq!(err.to_string(), "m9: no such member");
+    } else {
+        let err = reload.into_message().unwrap_err().to_string();
+        assert!(err.contains("needs root"), "{err}");
+    }
+
+    serving.abort();
+    let _ = serving.await;
+    // Dropping the run future dropped the server, which removed its socket.
+    assert!(!path.exists());
+    let peers = daemon.await.unwrap();
+    assert!(peers.len() >= 2);
+    assert!(
+        peers
+            .iter()
+            .all(|p| p.uid == euid() && p.pid == std::process::id() as i32)
+    );
+}
+
+#[tokio::test]
+async fn several_requests_on_one_connection_and_bad_json_is_not_fatal() {
+    let dir = TempDir::new();
+    let path = dir.path().join("ipmpd.sock");
+    let server = ControlServer::bind(&path).unwrap();
+    let (tx, rx) = mpsc::channel(4);
+    let _daemon = spawn_fake_daemon(rx);
+    let serving = tokio::spawn(server.run(tx));
+
+    let p = path.clone();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut stream = std::os::unix::net::UnixStream::connect(&p).unwrap();
+        stream
+            .write_all(b"{\"request\":\"nonsense\"}\n\n{\"request\":\"status\"}\n")
+            .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        let mut second = String::new();
+        reader.read_line(&mut second).unwrap();
+        (first, second)
+    })
+    .await
+    .unwrap();
+    let first: Response = serde_json::from_str(&lines.0).unwrap();
+    let Response::Error { message } = first else {
+        panic!("expected an error, got {first:?}");
+    };
+    assert!(message.starts_with("malformed request"), "{message}");
+    let second: Response = serde_json::from_str(&lines.1).unwrap();
+    assert_eq!(second, Response::Status(sample_snapshot()));
+    serving.abort();
+}
+
+#[tokio::test]
+async fn oversized_request_line_is_refused() {
+    let dir = TempDir::new();
+    let path = dir.path().join("ipmpd.sock");
+    let server = ControlServer::bind(&path).unwrap();
+    let (tx, rx) = mpsc::channel(4);
+    let daemon = spawn_fake_daemon(rx);
+    let serving = tokio::spawn(server.run(tx));
+
+    let p = path.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let stream = std::os::unix::net::UnixStream::connect(&p).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        // The server stops reading after the limit, so write from another thread and ignore EPIPE.
+        let w = std::thread::spawn(move || {
+            let mut big = vec![b'x'; MAX_REQUEST_LINE + 4096];
+            big.push(b'\n');
+            let _ = writer.write_all(&big);
+        });
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let mut rest = String::new();
+        let eof = reader.read_line(&mut rest).map(|n| n == 0).unwrap_or(true);
+        let _ = w.join();
+        (line, eof)
+    })
+    .await
+    .unwrap();
+    let response: Response = serde_json::from_str(&answer.0).unwrap();
+    assert_eq!(
+        response,
+        Response::Error {
+            message: format!("request line longer than {MAX_REQUEST_LINE} bytes")
+        }
+    );
+    assert!(
+        answer.1,
+        "the server closes the connection after an oversized line"
+    );
+    serving.abort();
+    let _ = serving.await;
+    // Nothing reached the daemon.
+    assert!(daemon.await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn client_rejects_an_oversized_response() {
+    let dir = TempDir::new();
+    let path = dir.path().join("huge.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt as _;
+        let (mut s, _) = listener.accept().await.unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..(MAX_RESPONSE_LINE >> 20) + 1 {
+            if s.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    let err = request(&path, &Request::Status).await.unwrap_err();
+    assert!(matches!(err, ControlError::LineTooLong { .. }), "{err}");
+    writer.abort();
+}
+
+#[test]
+fn stale_socket_is_replaced() {
+    let dir = TempDir::new();
+    let path = dir.path().join("ipmpd.sock");
+    // A socket file nobody listens on any more (a crashed ipmpd).
+    drop(StdUnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let server = ControlServer::bind(&path).unwrap();
+    assert!(path.exists());
+    server.close();
+    assert!(!path.exists());
+}
+
+#[test]
+fn live_socket_is_not_stolen() {
+    let dir = TempDir::new();
+    let path = dir.path().join("ipmpd.sock");
+    let _other = StdUnixListener::bind(&path).unwrap();
+    let err = ControlServer::bind(&path).unwrap_err();
+    assert!(matches!(err, ControlError::AlreadyRunning { .. }));
+    assert_eq!(
+        err.to_string(),
+        format!("another ipmpd is running ({} answers)", path.display())
+    );
+    assert!(path.exists(), "the other daemon's socket must stay");
+}
+
+#[test]
+fn regular_file_is_not_removed() {
+    let dir = TempDir::new();
+    let path = dir.path().join("ipmpd.sock");
+    fs::write(&path, b"not a socket").unwrap();
+    let err = ControlServer::bind(&path).unwrap_err();
+    assert!(matches!(err, ControlError::NotASocket { .. }), "{err}");
+    assert_eq!(fs::read(&path).unwrap(), b"not a socket");
+}
+
+#[test]
+fn drop_leaves_a_replaced_socket_alone() {
+    let dir = TempDir::new();
+    let path = dir.path().join("ipmpd.sock");
+    let server = ControlServer::bind(&path).unwrap();
+    // Someone removed our socket and a newer daemon bound the path.
+    fs::remove_file(&path).unwrap();
+    let _newer = StdUnixListener::bind(&path).unwrap();
+    drop(server);
+    assert!(path.exists());
+}
+
+#[tokio::test]
+async fn run_returns_and_cleans_up_when_the_daemon_stops() {
+    let dir = TempDir::new();
+    let path = dir.path().join("ipmpd.sock");
+    let server = ControlServer::bind(&path).unwrap();
+    let (tx, rx) = mpsc::channel(1);
+    drop(rx);
+    tokio::time::timeout(std::time::Duration::from_secs(5), server.run(tx))
+        .await
+        .expect("run returns once the receiver is gone");
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn missing_socket_tells_how_to_fix_it() {
+    let dir = TempDir::new();
+    let path = dir.path().join("absent.sock");
+    let err = request(&path, &Request::Status).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot reach ipmpd at {}: is ipmpd running? (--socket PATH to choose another socket)",
+            path.display()
+        )
+    );
+    let err = request_blocking(&path, &Request::Status).unwrap_err();
+    assert!(matches!(err, ControlError::NotRunning { .. }));
+}
