@@ -1,1 +1,760 @@
-//! TODO
+//! The daemon: checks its input, builds the data plane, then runs one task that owns the group
+//! state machines and reacts to link events, control requests and timers. Everything that
+//! changes the kernel goes through the dataplane writer (maps), [`Netlink`] (links, addresses,
+//! routes) and the [`Announcer`].
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use ipmp_common::{AddrKey, MAX_GROUPS, MAX_MEMBERS};
+use tokio::sync::mpsc;
+
+use crate::{
+    announce::{AnnounceError, Announcement, Announcer},
+    config::{Config, GroupConfig},
+    control::{self, ControlCall, ControlServer, Request, Response},
+    dataplane::{self, Dataplane, DataplaneError, DesiredGroup, DesiredMember, XdpAttachMode},
+    group::{Event, Group, GroupSpec, Link as LinkState, MemberSpec, Notice},
+    netlink::{self, Link, Netlink, NetlinkError, events::LinkEvent, sysctl},
+};
+
+/// Why ipmpd cannot start (or stopped).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("ipmpd must run as root (it needs CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW)")]
+    NotRoot,
+    #[error("interface {name} (group {group}) does not exist: check the name with `ip link`")]
+    UnknownInterface { name: String, group: String },
+    #[error("interface {name} is already in a group: {why}")]
+    InGroup { name: String, why: String },
+    #[error(
+        "data address {addr} of group {group} is already in use on {ifname}: remove it there or choose another address"
+    )]
+    AddressInUse {
+        addr: IpAddr,
+        group: String,
+        ifname: String,
+    },
+    #[error(
+        "interface {0} already exists and is not an IPMP interface of ipmpd: choose another group name or delete it"
+    )]
+    NameTaken(String),
+    #[error("too many groups or members (at most {MAX_GROUPS} groups and {MAX_MEMBERS} members)")]
+    TooMany,
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error(transparent)]
+    Sysctl(#[from] sysctl::SysctlError),
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
+    #[error(transparent)]
+    Announce(#[from] AnnounceError),
+}
+
+type Result<T> = std::result::Result<T, DaemonError>;
+
+/// How often the IPMP interfaces' sysctls are checked (see [`Daemon::guard_sysctls`]).
+const SYSCTL_GUARD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Command-line choices that are not in the config file.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub pin_dir: PathBuf,
+}
+
+/// One member as the daemon tracks it.
+struct MemberRt {
+    name: String,
+    ifindex: u32,
+    mac: [u8; 6],
+    stats_slot: u32,
+    link: LinkState,
+}
+
+/// One group as the daemon tracks it.
+struct GroupRt {
+    cfg: GroupConfig,
+    slot: u32,
+    ifindex: u32,
+    peer_ifindex: u32,
+    seed: u32,
+    fsm: Group,
+    members: Vec<MemberRt>,
+    carrier_on: bool,
+}
+
+pub struct Daemon {
+    config: Config,
+    nl: Netlink,
+    dataplane: Dataplane,
+    announcer: Announcer,
+    groups: Vec<GroupRt>,
+    started: Instant,
+}
+
+fn link_state(link: &Link) -> LinkState {
+    if link.admin_up && link.carrier {
+        LinkState::Up
+    } else {
+        LinkState::Down
+    }
+}
+
+/// Validation of everything that can be checked before anything is created, so that bad input
+/// leaves nothing behind.
+async fn preflight(config: &Config, opts: &Options, nl: &Netlink) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(DaemonError::NotRoot);
+    }
+    dataplane::loader::check_bpffs(&opts.pin_dir)?;
+    let n_members: usize = config.groups.iter().map(|g| g.members.len()).sum();
+    if config.groups.len() > MAX_GROUPS as usize || n_members > MAX_MEMBERS as usize {
+        return Err(DaemonError::TooMany);
+    }
+    let links = nl.links().await?;
+    let by_index: HashMap<u32, &Link> = links.iter().map(|l| (l.ifindex, l)).collect();
+    let addrs = nl.addresses().await?;
+    for g in &config.groups {
+        let own = links.iter().find(|l| l.name == g.name);
+        if let Some(own) = own
+            && !adoptable(own, &opts.pin_dir)
+        {
+            return Err(DaemonError::NameTaken(g.name.clone()));
+        }
+        for m in &g.members {
+            let Some(link) = links.iter().find(|l| l.name == m.name) else {
+                return Err(DaemonError::UnknownInterface {
+                    name: m.name.clone(),
+                    group: g.name.clone(),
+                });
+            };
+            if link.name == "lo" || link.mac == [0; 6] {
+                return Err(DaemonError::InGroup {
+                    name: m.name.clone(),
+                    why: "it has no Ethernet address; members must be Ethernet NICs".into(),
+                });
+            }
+            if let Some(master) = link.controller {
+                let master = by_index
+                    .get(&master)
+                    .map_or_else(|| master.to_string(), |l| l.name.clone());
+                return Err(DaemonError::InGroup {
+                    name: m.name.clone(),
+                    why: format!("it is a port of {master}; remove it from {master} first"),
+                });
+            }
+            if let Some(prog) = link.xdp_prog
+                && !member_pinned(&opts.pin_dir, &m.name)
+            {
+                return Err(DaemonError::InGroup {
+                    name: m.name.clone(),
+                    why: format!(
+                        "it already has XDP program {prog} attached by another tool (another ipmpd with a different --pin-dir?); detach it first"
+                    ),
+                });
+            }
+            if netlink::is_ipmp_interface(link) && config.groups.iter().any(|o| o.name == m.name) {
+                return Err(DaemonError::InGroup {
+                    name: m.name.clone(),
+                    why: "it is an IPMP interface".into(),
+                });
+            }
+        }
+        for prefix in &g.data_addresses {
+            if let Some(a) = addrs.iter().find(|a| a.addr == prefix.addr) {
+                let on = by_index.get(&a.ifindex).map(|l| l.name.clone());
+                if on.as_deref() != Some(g.name.as_str()) {
+                    return Err(DaemonError::AddressInUse {
+                        addr: prefix.addr,
+                        group: g.name.clone(),
+                        ifname: on.unwrap_or_else(|| a.ifindex.to_string()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn member_pinned(pin_dir: &Path, member: &str) -> bool {
+    dataplane::loader::link_pin(pin_dir, member, "xdp").exists()
+}
+
+/// An existing link named like a group is ours if it is a NOARP veth with our peer name and
+/// its TC program is pinned in our pin dir (a restart).
+fn adoptable(link: &Link, pin_dir: &Path) -> bool {
+    netlink::is_ipmp_interface(link)
+        && dataplane::loader::link_pin(pin_dir, &link.name, "tc_egress").exists()
+}
+
+impl Daemon {
+    /// Checks the input, then builds (or adopts) every group. On an error after the first
+    /// change, what this call created is removed again.
+    pub async fn start(config: Config, opts: &Options) -> Result<(Self, ControlServer)> {
+        let started = Instant::now();
+        let nl = Netlink::connect()?;
+        preflight(&config, opts, &nl).await?;
+        let control = ControlServer::bind(&config.control_socket)?;
+        let pin_dir_existed = opts.pin_dir.exists();
+        let mut created: Vec<u32> = Vec::new();
+        match Self::build(config, opts, nl.clone(), &mut created).await {
+            Ok(mut daemon) => {
+                daemon.started = started;
+                Ok((daemon, control))
+            }
+            Err(e) => {
+                for ifindex in created {
+                    let _ = nl.delete_link(ifindex).await;
+                }
+                if !pin_dir_existed {
+                    let _ = dataplane::loader::cleanup(&opts.pin_dir);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn build(
+        config: Config,
+        opts: &Options,
+        nl: Netlink,
+        created: &mut Vec<u32>,
+    ) -> Result<Self> {
+        if let Ok(rpf) = sysctl::rp_filter_all()
+            && rpf != 0
+        {
+            tracing::warn!(
+                "net.ipv4.conf.all.rp_filter={rpf}: the kernel will drop IPv4 traffic for data addresses arriving on members (reverse-path check against the IPMP interface's routes); set it to 0 (members get rp_filter=0)"
+            );
+        }
+        let mut dataplane = Dataplane::open(&opts.pin_dir)?;
+        let announcer = Announcer::spawn()?;
+        let links = nl.links().await?;
+        let now = Instant::now();
+        let mut groups = Vec::new();
+        let mut stats_slot = 0u32;
+        for (slot, cfg) in config.groups.iter().enumerate() {
+            let mut members = Vec::new();
+            for m in &cfg.members {
+                let link = links.iter().find(|l| l.name == m.name).ok_or_else(|| {
+                    DaemonError::UnknownInterface {
+                        name: m.name.clone(),
+                        group: cfg.name.clone(),
+                    }
+                })?;
+                members.push((link.clone(), m));
+            }
+            let mtu = members.iter().map(|(l, _)| l.mtu).min().unwrap_or(1500);
+            let peer = netlink::peer_name(&cfg.name);
+            let ipmp = match links.iter().find(|l| l.name == cfg.name) {
+                Some(existing) => {
+                    tracing::info!(group = %cfg.name, "adopting the existing IPMP interface");
+                    existing.clone()
+                }
+                None => {
+                    let link = nl.create_ipmp_interface(&cfg.name, &peer, mtu).await?;
+                    created.push(link.ifindex);
+                    link
+                }
+            };
+            let peer_ifindex = nl
+                .link_by_name(&peer)
+                .await?
+                .map(|l| l.ifindex)
+                .ok_or_else(|| NetlinkError::NoSuchInterface(peer.clone()))?;
+            if ipmp.mtu != mtu {
+                nl.set_mtu(ipmp.ifindex, mtu).await?;
+                nl.set_mtu(peer_ifindex, mtu).await?;
+            }
+            sysctl::prepare_ipmp(&cfg.name)?;
+            dataplane.attach_ipmp(&cfg.name)?;
+            let mut rts = Vec::new();
+            for (link, mcfg) in &members {
+                sysctl::prepare_member(&link.name)?;
+                nl.set_allmulticast(link.ifindex).await?;
+                if !link.admin_up {
+                    nl.set_up(link.ifindex, true).await?;
+                }
+                let mode = XdpAttachMode::resolve(cfg.xdp_mode, link.kind.as_deref());
+                dataplane.attach_member(&link.name, link.ifindex, mode)?;
+                if let Some(test) = &mcfg.test_address {
+                    nl.add_address(link.ifindex, test, true).await?;
+                }
+                tracing::info!(member = %link.name, group = %cfg.name, xdp = ?mode, "member prepared");
+                rts.push(MemberRt {
+                    name: link.name.clone(),
+                    ifindex: link.ifindex,
+                    mac: link.mac,
+                    stats_slot,
+                    link: link_state(link),
+                });
+                stats_slot += 1;
+            }
+            let spec = GroupSpec {
+                name: cfg.name.clone(),
+                failback: config.failback,
+                members: cfg
+                    .members
+                    .iter()
+                    .map(|m| MemberSpec {
+                        name: m.name.clone(),
+                        standby: m.standby,
+                    })
+                    .collect(),
+                n_addresses: cfg.data_addresses.len(),
+                n_buckets: cfg.buckets,
+                flap_max_ups: config.link_flap_max_ups,
+                flap_window: config.link_flap_window,
+            };
+            let initial: Vec<LinkState> = rts.iter().map(|m| m.link).collect();
+            let fsm = Group::new(spec, &initial, now);
+            let seed = cfg.hash_seed.unwrap_or_else(rand::random);
+            groups.push(GroupRt {
+                cfg: cfg.clone(),
+                slot: slot as u32,
+                ifindex: ipmp.ifindex,
+                peer_ifindex,
+                seed,
+                fsm,
+                members: rts,
+                carrier_on: true,
+            });
+        }
+        let mut daemon = Self {
+            config,
+            nl,
+            dataplane,
+            announcer,
+            groups,
+            started: Instant::now(),
+        };
+        daemon.sync_dataplane()?;
+        for gi in 0..daemon.groups.len() {
+            let (ifindex, addrs, routes) = {
+                let g = &daemon.groups[gi];
+                (
+                    g.ifindex,
+                    g.cfg.data_addresses.clone(),
+                    g.cfg.routes.clone(),
+                )
+            };
+            daemon.sync_carrier(gi).await?;
+            daemon.nl.set_up(ifindex, true).await?;
+            for prefix in &addrs {
+                daemon.nl.add_address(ifindex, prefix, false).await?;
+            }
+            for route in &routes {
+                daemon.nl.replace_route(ifindex, route).await?;
+            }
+            daemon.announce_all(gi);
+        }
+        Ok(daemon)
+    }
+
+    /// The desired data plane of every group, from the state machines.
+    fn desired(&self) -> Vec<DesiredGroup> {
+        self.groups.iter().map(desired_group).collect()
+    }
+
+    fn sync_dataplane(&mut self) -> Result<()> {
+        let desired = self.desired();
+        self.dataplane.apply(&desired)?;
+        Ok(())
+    }
+
+    /// The IPMP interface's carrier follows the group: off only when no member is usable
+    /// (its veth peer is set down, which drops the carrier of the IPMP end).
+    async fn sync_carrier(&mut self, gi: usize) -> Result<()> {
+        let g = &mut self.groups[gi];
+        let want = g.fsm.state() != crate::group::GroupState::Failed;
+        if want != g.carrier_on || !want {
+            self.nl.set_up(g.peer_ifindex, want).await?;
+            g.carrier_on = want;
+        }
+        Ok(())
+    }
+
+    fn announce_all(&self, gi: usize) {
+        let g = &self.groups[gi];
+        let mut per_member: HashMap<usize, Vec<IpAddr>> = HashMap::new();
+        for (ai, prefix) in g.cfg.data_addresses.iter().enumerate() {
+            if let Some(m) = g.fsm.binding(ai) {
+                per_member.entry(m).or_default().push(prefix.addr);
+            }
+        }
+        for (m, addrs) in per_member {
+            self.announce(gi, m, addrs);
+        }
+    }
+
+    fn announce(&self, gi: usize, member: usize, addrs: Vec<IpAddr>) {
+        let g = &self.groups[gi];
+        let Some(m) = g.members.get(member) else {
+            return;
+        };
+        self.announcer.announce(Announcement {
+            ifindex: m.ifindex,
+            ifname: m.name.clone(),
+            mac: m.mac,
+            addrs,
+            count: g.cfg.announce.count,
+            interval: g.cfg.announce.interval,
+        });
+    }
+
+    /// Feeds an event to one group and carries out what changed.
+    async fn handle(&mut self, gi: usize, event: Event, now: Instant) -> Result<()> {
+        let notices = match self.groups[gi].fsm.handle(event, now) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(group = %self.groups[gi].cfg.name, "{e}");
+                return Ok(());
+            }
+        };
+        self.after(gi, notices).await
+    }
+
+    async fn after(&mut self, gi: usize, notices: Vec<Notice>) -> Result<()> {
+        if notices.is_empty() {
+            return Ok(());
+        }
+        let flip = Instant::now();
+        self.sync_dataplane()?;
+        tracing::debug!(
+            elapsed_us = flip.elapsed().as_micros() as u64,
+            "maps updated"
+        );
+        let mut rebound: HashMap<usize, Vec<IpAddr>> = HashMap::new();
+        {
+            let g = &self.groups[gi];
+            for n in &notices {
+                log_notice(g, n);
+                if let Notice::AddressRebound {
+                    address,
+                    to: Some(to),
+                    ..
+                } = n
+                    && let Some(prefix) = g.cfg.data_addresses.get(*address)
+                {
+                    rebound.entry(*to).or_default().push(prefix.addr);
+                }
+            }
+        }
+        for (m, addrs) in rebound {
+            self.announce(gi, m, addrs);
+        }
+        self.sync_carrier(gi).await
+    }
+
+    async fn on_link(&mut self, event: LinkEvent) -> Result<()> {
+        let (ifindex, state) = match &event {
+            LinkEvent::Changed(link) => (link.ifindex, link_state(link)),
+            LinkEvent::Removed { ifindex, .. } => (*ifindex, LinkState::Down),
+        };
+        let found = self.groups.iter().enumerate().find_map(|(gi, g)| {
+            g.members
+                .iter()
+                .position(|m| m.ifindex == ifindex)
+                .map(|mi| (gi, mi))
+        });
+        let Some((gi, mi)) = found else {
+            return Ok(());
+        };
+        let member = &mut self.groups[gi].members[mi];
+        if member.link == state {
+            return Ok(());
+        }
+        member.link = state;
+        tracing::info!(member = %member.name, link = ?state, "link state changed");
+        let up = state == LinkState::Up;
+        self.handle(gi, Event::Link { member: mi, up }, Instant::now())
+            .await
+    }
+
+    async fn on_tick(&mut self, now: Instant) -> Result<()> {
+        for gi in 0..self.groups.len() {
+            if self.groups[gi]
+                .fsm
+                .next_deadline()
+                .is_some_and(|d| d <= now)
+            {
+                self.handle(gi, Event::Tick, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.groups
+            .iter()
+            .filter_map(|g| g.fsm.next_deadline())
+            .min()
+    }
+
+    fn find_member(&self, name: &str) -> Option<(usize, usize)> {
+        self.groups.iter().enumerate().find_map(|(gi, g)| {
+            g.members
+                .iter()
+                .position(|m| m.name == name)
+                .map(|mi| (gi, mi))
+        })
+    }
+
+    async fn on_control(&mut self, request: Request) -> Response {
+        match request {
+            Request::Status => Response::Status(self.snapshot()),
+            Request::Offline { interface } | Request::Online { interface }
+                if self.find_member(&interface).is_none() =>
+            {
+                Response::Error {
+                    message: format!("{interface} is not a member of any IPMP group"),
+                }
+            }
+            Request::Offline { interface } => self.admin(&interface, true).await,
+            Request::Online { interface } => self.admin(&interface, false).await,
+            Request::Reload => Response::Error {
+                message: "reload is not supported yet: restart ipmpd (forwarding continues across a restart)".into(),
+            },
+        }
+    }
+
+    async fn admin(&mut self, interface: &str, offline: bool) -> Response {
+        let Some((gi, mi)) = self.find_member(interface) else {
+            return Response::Error {
+                message: format!("{interface} is not a member of any IPMP group"),
+            };
+        };
+        let event = if offline {
+            Event::Offline { member: mi }
+        } else {
+            Event::Online { member: mi }
+        };
+        let notices = match self.groups[gi].fsm.handle(event, Instant::now()) {
+            Ok(n) => n,
+            Err(e) => {
+                return Response::Error {
+                    message: format!("{interface}: {e}"),
+                };
+            }
+        };
+        if let Err(e) = self.after(gi, notices).await {
+            return Response::Error {
+                message: format!("{interface}: {e}"),
+            };
+        }
+        Response::Ok {
+            message: format!(
+                "{interface} is {}",
+                if offline { "offline" } else { "online" }
+            ),
+        }
+    }
+
+    /// Runs until `shutdown` resolves. Programs, links and maps stay pinned afterwards, so
+    /// forwarding continues on the last state.
+    pub async fn run(
+        mut self,
+        control: ControlServer,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let (link_tx, mut link_rx) = mpsc::channel(256);
+        netlink::events::spawn_monitor(link_tx)?;
+        // Link states may have changed between start and subscribing: re-read once.
+        for link in self.nl.links().await? {
+            self.on_link(LinkEvent::Changed(link)).await?;
+        }
+        let (control_tx, mut control_rx) = mpsc::channel::<ControlCall>(64);
+        let socket = control.path().to_path_buf();
+        let control_task = tokio::spawn(control.run(control_tx));
+        tracing::info!(
+            groups = self.groups.len(),
+            socket = %socket.display(),
+            "ipmpd ready in {} ms",
+            self.started.elapsed().as_millis()
+        );
+        tokio::pin!(shutdown);
+        let mut guard = tokio::time::interval(SYSCTL_GUARD_INTERVAL);
+        loop {
+            let deadline = self.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(event) = link_rx.recv() => {
+                    if let Err(e) = self.on_link(event).await {
+                        tracing::error!("handling a link event failed: {e}");
+                    }
+                }
+                Some(call) = control_rx.recv() => {
+                    let response = self.on_control(call.request).await;
+                    let _ = call.reply.send(response);
+                }
+                () = sleep => {
+                    if let Err(e) = self.on_tick(Instant::now()).await {
+                        tracing::error!("timer handling failed: {e}");
+                    }
+                }
+                _ = guard.tick() => self.guard_sysctls(),
+                () = &mut shutdown => break,
+            }
+        }
+        control_task.abort();
+        let _ = std::fs::remove_file(&socket);
+        tracing::info!("ipmpd stopped; programs and maps stay pinned, forwarding continues");
+        Ok(())
+    }
+
+    /// Writing `net.ipv4.ip_forward` (or `all.forwarding`) resets every interface's
+    /// `forwarding`, which would make `bpf_fib_lookup` refuse the IPMP interface and stop its
+    /// traffic; no netlink event for it reaches us (rtnetlink has no netconf decoder), so the
+    /// value is checked here and put back.
+    fn guard_sysctls(&self) {
+        for g in &self.groups {
+            let ok = sysctl::read("ipv4", &g.cfg.name, "forwarding").is_ok_and(|v| v == "1");
+            if !ok {
+                tracing::warn!(group = %g.cfg.name, "forwarding on the IPMP interface was turned off (ip_forward written?): setting it back, bpf_fib_lookup needs it");
+                if let Err(e) = sysctl::prepare_ipmp(&g.cfg.name) {
+                    tracing::error!(group = %g.cfg.name, "{e}");
+                }
+            }
+        }
+    }
+
+    fn snapshot(&self) -> control::Snapshot {
+        snapshot::build(self)
+    }
+}
+
+fn desired_group(g: &GroupRt) -> DesiredGroup {
+    let ifindex_of = |m: usize| g.members.get(m).map_or(0, |m| m.ifindex);
+    let cast = g.fsm.cast();
+    let members = g
+        .members
+        .iter()
+        .enumerate()
+        .map(|(mi, m)| {
+            // ARP sender: a data address bound here, else the test address, else 0.0.0.0.
+            let bound_v4 =
+                g.cfg
+                    .data_addresses
+                    .iter()
+                    .enumerate()
+                    .find_map(|(ai, p)| match p.addr {
+                        IpAddr::V4(v4) if g.fsm.binding(ai) == Some(mi) => Some(v4),
+                        _ => None,
+                    });
+            let test_v4 = g.cfg.members.get(mi).and_then(|c| match c.test_address {
+                Some(p) => match p.addr {
+                    IpAddr::V4(v4) => Some(v4),
+                    IpAddr::V6(_) => None,
+                },
+                None => None,
+            });
+            let arp_src = bound_v4
+                .or(test_v4)
+                .map_or(0, |a| u32::from_ne_bytes(a.octets()));
+            DesiredMember {
+                ifindex: m.ifindex,
+                stats_slot: m.stats_slot,
+                active: g.fsm.member(mi).active,
+                cast: cast == Some(mi),
+                mac: m.mac,
+                arp_src,
+            }
+        })
+        .collect();
+    let addresses = g
+        .cfg
+        .data_addresses
+        .iter()
+        .enumerate()
+        .map(|(ai, p)| {
+            let key = match p.addr {
+                IpAddr::V4(v4) => AddrKey::v4(v4.octets()),
+                IpAddr::V6(v6) => AddrKey::v6(v6.octets()),
+            };
+            (key, g.fsm.binding(ai).map_or(0, ifindex_of))
+        })
+        .collect();
+    DesiredGroup {
+        ifindex: g.ifindex,
+        slot: g.slot,
+        seed: g.seed,
+        failed: g.fsm.state() == crate::group::GroupState::Failed,
+        buckets: g
+            .fsm
+            .buckets()
+            .slots()
+            .iter()
+            .map(|s| s.map_or(0, ifindex_of))
+            .collect(),
+        cast: cast
+            .and_then(|c| g.members.get(c))
+            .map(|m| (m.ifindex, m.mac)),
+        members,
+        addresses,
+    }
+}
+
+fn log_notice(g: &GroupRt, n: &Notice) {
+    let name = |m: &usize| g.members.get(*m).map_or("?", |m| m.name.as_str());
+    let group = g.cfg.name.as_str();
+    match n {
+        Notice::AddressRebound { address, from, to } => {
+            let addr = g
+                .cfg
+                .data_addresses
+                .get(*address)
+                .map(|p| p.addr.to_string())
+                .unwrap_or_default();
+            tracing::info!(
+                %group, %addr,
+                from = from.as_ref().map_or("none", name),
+                to = to.as_ref().map_or("none", name),
+                "data address rebound"
+            );
+        }
+        other => tracing::info!(%group, "{}", describe(g, other)),
+    }
+}
+
+fn describe(g: &GroupRt, n: &Notice) -> String {
+    let name = |m: &usize| {
+        g.members
+            .get(*m)
+            .map_or_else(|| "?".to_string(), |m| m.name.clone())
+    };
+    match n {
+        Notice::MemberFailed { member, cause } => {
+            format!("{} failed ({cause:?})", name(member))
+        }
+        Notice::MemberRepaired { member } => format!("{} repaired", name(member)),
+        Notice::RepairWithheld { member, .. } => {
+            format!("{} is flapping: repair withheld", name(member))
+        }
+        Notice::MemberActivated { member } => format!("{} active", name(member)),
+        Notice::MemberDeactivated { member } => format!("{} inactive", name(member)),
+        Notice::MemberOffline { member } => format!("{} offline", name(member)),
+        Notice::MemberOnline { member } => format!("{} online", name(member)),
+        Notice::GroupFailed => "group failed: no usable member".into(),
+        Notice::GroupRepaired => "group repaired".into(),
+        Notice::CastChanged { from, to } => format!(
+            "cast member {} -> {}",
+            from.as_ref().map_or_else(|| "none".into(), name),
+            to.as_ref().map_or_else(|| "none".into(), name)
+        ),
+        Notice::BucketsMoved { count } => format!("{count} buckets moved"),
+        Notice::AddressRebound { address, .. } => format!("address {address} rebound"),
+    }
+}
+
+mod snapshot;

@@ -1,1 +1,103 @@
-fn main() {}
+//! ipmpd: the IPMP daemon. Runs in the foreground and logs through tracing (RUST_LOG).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use ipmp::{
+    config::{self, Config},
+    daemon::{Daemon, Options},
+    dataplane,
+};
+use ipmp_common::PIN_DIR;
+
+/// IP network multipathing daemon: keeps a group's data addresses reachable when a member NIC
+/// fails and spreads outbound flows over the healthy members (eBPF data plane).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    /// Configuration file (TOML; see config/ipmpd.toml in the source for every key).
+    #[arg(long, short, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// bpffs directory for the pinned maps and program links.
+    #[arg(long, default_value = PIN_DIR)]
+    pin_dir: PathBuf,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+    /// Remove everything ipmpd set up (IPMP interfaces of the config, pinned programs, links
+    /// and maps) and exit. Forwarding through the groups stops.
+    #[arg(long)]
+    cleanup: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipmpd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(&cli.config)?;
+    if cli.check {
+        println!("{}: ok", cli.config.display());
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    if cli.cleanup {
+        return rt.block_on(cleanup(&config, &cli.pin_dir));
+    }
+    rt.block_on(async {
+        let opts = Options {
+            pin_dir: cli.pin_dir.clone(),
+        };
+        let (daemon, control) = Daemon::start(config, &opts).await?;
+        daemon.run(control, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop ipmpd with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}
+
+async fn cleanup(config: &Config, pin_dir: &std::path::Path) -> anyhow::Result<()> {
+    let nl = ipmp::netlink::Netlink::connect()?;
+    for g in &config.groups {
+        if let Some(link) = nl.link_by_name(&g.name).await?
+            && ipmp::netlink::is_ipmp_interface(&link)
+        {
+            nl.delete_link(link.ifindex).await?;
+            println!("removed IPMP interface {}", g.name);
+        }
+    }
+    dataplane::loader::cleanup(pin_dir)
+        .with_context(|| format!("cannot remove {}", pin_dir.display()))?;
+    println!("removed {}", pin_dir.display());
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! The status snapshot served to ipmpstat and ipmpadm.
+
+use ipmp_common::Reason;
+
+use super::{Daemon, GroupRt};
+use crate::{
+    control::{
+        AddressStatus, GroupState, GroupStatus, LinkState, MemberFlags, MemberState, MemberStatus,
+        ProbeState, Snapshot,
+    },
+    group,
+};
+
+pub(super) fn build(d: &Daemon) -> Snapshot {
+    Snapshot {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_ms: d.started.elapsed().as_millis() as u64,
+        groups: d.groups.iter().map(|g| group_status(d, g)).collect(),
+    }
+}
+
+fn mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
+    let cast = g.fsm.cast();
+    let active: Vec<String> = g
+        .fsm
+        .active_members()
+        .iter()
+        .filter_map(|m| g.members.get(*m).map(|m| m.name.clone()))
+        .collect();
+    let members = g
+        .members
+        .iter()
+        .enumerate()
+        .map(|(mi, m)| {
+            let view = g.fsm.member(mi);
+            let (tx_packets, tx_bytes) = d
+                .dataplane
+                .writer()
+                .counters(m.stats_slot)
+                .map(|cs| {
+                    cs.iter()
+                        .filter(|(r, _)| matches!(r, Reason::TxUnicast | Reason::TxCast))
+                        .fold((0, 0), |(p, b), (_, c)| (p + c.packets, b + c.bytes))
+                })
+                .unwrap_or_default();
+            let is_cast = cast == Some(mi);
+            MemberStatus {
+                name: m.name.clone(),
+                ifindex: m.ifindex,
+                mac: mac(m.mac),
+                active: view.active,
+                flags: MemberFlags {
+                    inactive: view.inactive,
+                    standby: view.standby,
+                    v4_multicast: is_cast,
+                    v4_broadcast: is_cast,
+                    v6_multicast: is_cast,
+                    all_down: false,
+                    duplicate_hwaddr: false,
+                },
+                link: match view.link {
+                    group::Link::Up => LinkState::Up,
+                    group::Link::Down => LinkState::Down,
+                    group::Link::Unknown => LinkState::Unknown,
+                },
+                // Probe-based detection is a later issue: no member probes yet.
+                probe: ProbeState::Disabled,
+                state: match view.state {
+                    group::MemberState::Ok => MemberState::Ok,
+                    group::MemberState::Failed => MemberState::Failed,
+                    group::MemberState::Offline => MemberState::Offline,
+                    group::MemberState::Unknown => MemberState::Unknown,
+                },
+                test_addresses: g
+                    .cfg
+                    .members
+                    .get(mi)
+                    .and_then(|c| c.test_address.map(|p| p.to_string()))
+                    .into_iter()
+                    .collect(),
+                buckets: g.fsm.buckets().load(mi),
+                bound_addresses: (0..g.cfg.data_addresses.len())
+                    .filter(|a| g.fsm.binding(*a) == Some(mi))
+                    .count() as u32,
+                tx_packets,
+                tx_bytes,
+            }
+        })
+        .collect();
+    let addresses = g
+        .cfg
+        .data_addresses
+        .iter()
+        .enumerate()
+        .map(|(ai, p)| {
+            let inbound = g
+                .fsm
+                .binding(ai)
+                .and_then(|m| g.members.get(m))
+                .map(|m| m.name.clone());
+            AddressStatus {
+                address: p.addr.to_string(),
+                prefix_len: p.len,
+                up: true,
+                outbound: if inbound.is_some() {
+                    active.clone()
+                } else {
+                    Vec::new()
+                },
+                inbound,
+            }
+        })
+        .collect();
+    GroupStatus {
+        interface: g.cfg.name.clone(),
+        name: g.cfg.name.clone(),
+        ifindex: g.ifindex,
+        state: match g.fsm.state() {
+            group::GroupState::Ok => GroupState::Ok,
+            group::GroupState::Degraded => GroupState::Degraded,
+            group::GroupState::Failed => GroupState::Failed,
+        },
+        fdt_ms: None,
+        failback: d.config.failback,
+        n_buckets: g.cfg.buckets,
+        hash_seed: g.seed,
+        members,
+        addresses,
+    }
+}

@@ -1,0 +1,300 @@
+//! Loading the object, pinning maps and links under the pin directory, attaching programs, and
+//! adopting what a previous ipmpd left pinned (restart without loss: existing links are updated
+//! in place with `bpf_link_update`, maps are reused, so forwarding never stops).
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        tc::TcAttachOptions,
+    },
+};
+use ipmp_common::{ALL_MAPS, PROG_TC_EGRESS, PROG_TC_MEMBER, PROG_XDP_MEMBER};
+
+use super::{DataplaneError, DesiredGroup, EBPF_OBJECT, writer::MapWriter};
+
+type Result<T> = std::result::Result<T, DataplaneError>;
+
+/// `statfs` magic of bpffs.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// How XDP is attached to a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpAttachMode {
+    /// Driver mode (native).
+    Native,
+    /// Generic (skb) mode: works on every device.
+    Generic,
+}
+
+impl XdpAttachMode {
+    /// `auto`: native only on physical NICs (no `IFLA_INFO_KIND`). On veth, native XDP_TX
+    /// delivers only when the peer has an XDP program too, yet the attach succeeds all the same,
+    /// so "try native, fall back on error" would silently lose every ARP/NDP reply there.
+    pub fn resolve(mode: crate::config::XdpMode, link_kind: Option<&str>) -> XdpAttachMode {
+        match mode {
+            crate::config::XdpMode::Native => XdpAttachMode::Native,
+            crate::config::XdpMode::Generic => XdpAttachMode::Generic,
+            crate::config::XdpMode::Auto if link_kind.is_none() => XdpAttachMode::Native,
+            crate::config::XdpMode::Auto => XdpAttachMode::Generic,
+        }
+    }
+
+    fn aya(self) -> XdpMode {
+        match self {
+            XdpAttachMode::Native => XdpMode::Driver,
+            XdpAttachMode::Generic => XdpMode::Skb,
+        }
+    }
+}
+
+/// Checks that `pin_dir`'s parent is a mounted bpffs.
+pub fn check_bpffs(pin_dir: &Path) -> Result<()> {
+    let parent = pin_dir.parent().unwrap_or(pin_dir);
+    match nix::sys::statfs::statfs(parent) {
+        Ok(st) if st.filesystem_type().0 == BPF_FS_MAGIC => Ok(()),
+        _ => Err(DataplaneError::NotBpffs(parent.to_path_buf())),
+    }
+}
+
+/// The loaded programs and the maps, pinned under one directory.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+    writer: MapWriter,
+}
+
+impl Dataplane {
+    /// Loads the programs and opens the maps under `pin_dir`, reusing pinned maps left by a
+    /// previous ipmpd (their contents are adopted, not flushed).
+    pub fn open(pin_dir: &Path) -> Result<Self> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(DataplaneError::NoObject);
+        }
+        check_bpffs(pin_dir)?;
+        for dir in [pin_dir.to_path_buf(), pin_dir.join("links")] {
+            fs::create_dir_all(&dir).map_err(|source| DataplaneError::PinDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let paths: Vec<(&str, PathBuf)> = ALL_MAPS
+            .iter()
+            .map(|name| (*name, pin_dir.join(name)))
+            .collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(DataplaneError::Load)?;
+        for name in [PROG_TC_EGRESS, PROG_TC_MEMBER] {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or(DataplaneError::Missing(name))?
+                .try_into()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+            prog.load()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+        }
+        let xdp: &mut Xdp = ebpf
+            .program_mut(PROG_XDP_MEMBER)
+            .ok_or(DataplaneError::Missing(PROG_XDP_MEMBER))?
+            .try_into()
+            .map_err(|source| DataplaneError::Program {
+                name: PROG_XDP_MEMBER,
+                source,
+            })?;
+        xdp.load().map_err(|source| DataplaneError::Program {
+            name: PROG_XDP_MEMBER,
+            source,
+        })?;
+        let writer = MapWriter::new(&mut ebpf)?;
+        Ok(Self {
+            ebpf,
+            pin_dir: pin_dir.to_path_buf(),
+            writer,
+        })
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    fn link_pin(&self, ifname: &str, what: &str) -> PathBuf {
+        link_pin(&self.pin_dir, ifname, what)
+    }
+
+    /// TCX egress on the IPMP interface.
+    pub fn attach_ipmp(&mut self, ifname: &str) -> Result<()> {
+        self.attach_tc(PROG_TC_EGRESS, ifname, "tc_egress")
+    }
+
+    /// XDP and TCX egress on a member.
+    pub fn attach_member(&mut self, ifname: &str, ifindex: u32, mode: XdpAttachMode) -> Result<()> {
+        let pin = self.link_pin(ifname, "xdp");
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROG_XDP_MEMBER)
+            .ok_or(DataplaneError::Missing(PROG_XDP_MEMBER))?
+            .try_into()
+            .map_err(|source| DataplaneError::Program {
+                name: PROG_XDP_MEMBER,
+                source,
+            })?;
+        let attach_err = |source| DataplaneError::Attach {
+            program: PROG_XDP_MEMBER,
+            interface: ifname.to_string(),
+            source,
+        };
+        let adopted = match adopt(&pin)? {
+            Some(link) => link
+                .try_into()
+                .ok()
+                .and_then(|link| prog.attach_to_link(link).ok()),
+            None => None,
+        };
+        let id = match adopted {
+            Some(id) => id,
+            None => {
+                // Nothing pinned, or a stale link that cannot be updated: attach afresh.
+                let _ = fs::remove_file(&pin);
+                prog.attach_to_if_index(ifindex, mode.aya())
+                    .map_err(attach_err)?
+            }
+        };
+        let link = prog.take_link(id).map_err(attach_err)?;
+        pin_link(link.try_into(), &pin)?;
+        self.attach_tc(PROG_TC_MEMBER, ifname, "tc_member")
+    }
+
+    fn attach_tc(&mut self, name: &'static str, ifname: &str, what: &str) -> Result<()> {
+        let pin = self.link_pin(ifname, what);
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DataplaneError::Missing(name))?
+            .try_into()
+            .map_err(|source| DataplaneError::Program { name, source })?;
+        let attach_err = |source| DataplaneError::Attach {
+            program: name,
+            interface: ifname.to_string(),
+            source,
+        };
+        // TCX (kernel 6.6+): links are pinnable and updatable in place.
+        let adopted = match adopt(&pin)? {
+            Some(link) => link
+                .try_into()
+                .ok()
+                .and_then(|link| prog.attach_to_link(link).ok()),
+            None => None,
+        };
+        let id = match adopted {
+            Some(id) => id,
+            None => {
+                let _ = fs::remove_file(&pin);
+                prog.attach_with_options(
+                    ifname,
+                    TcAttachType::Egress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .map_err(attach_err)?
+            }
+        };
+        let link = prog.take_link(id).map_err(attach_err)?;
+        pin_link(link.try_into(), &pin)
+    }
+
+    /// Removes the pinned links of an interface (detaching the programs).
+    pub fn detach(&self, ifname: &str) {
+        for what in ["tc_egress", "xdp", "tc_member"] {
+            let pin = self.link_pin(ifname, what);
+            if pin.exists() {
+                let _ = fs::remove_file(&pin);
+            }
+        }
+    }
+
+    /// Writes the desired state of every group as a delta; see [`MapWriter::apply`].
+    pub fn apply(&mut self, groups: &[DesiredGroup]) -> Result<()> {
+        self.writer.apply(groups)
+    }
+
+    pub fn writer(&self) -> &MapWriter {
+        &self.writer
+    }
+}
+
+/// Where the link of program `what` on `ifname` is pinned: `links/<what>@<ifname>`. bpffs
+/// refuses '.' in names (reserved), so a '.' of the interface name (VLANs) becomes ':', which
+/// interface names cannot contain.
+pub fn link_pin(pin_dir: &Path, ifname: &str, what: &str) -> PathBuf {
+    pin_dir
+        .join("links")
+        .join(format!("{what}@{}", ifname.replace('.', ":")))
+}
+
+/// Opens a pinned link left by an earlier ipmpd; None if there is none (or it is defunct:
+/// its interface went away).
+fn adopt(pin: &Path) -> Result<Option<FdLink>> {
+    if !pin.exists() {
+        return Ok(None);
+    }
+    match PinnedLink::from_pin(pin) {
+        Ok(link) => {
+            let fd = FdLink::from(link);
+            // A link whose device was deleted still opens; it is useless, replace it.
+            match fd.info() {
+                Ok(_) => Ok(Some(fd)),
+                Err(_) => {
+                    let _ = fs::remove_file(pin);
+                    Ok(None)
+                }
+            }
+        }
+        Err(e) => Err(DataplaneError::Pin {
+            path: pin.to_path_buf(),
+            message: format!("{e} (remove it with ipmpd --cleanup)"),
+        }),
+    }
+}
+
+fn pin_link<E: std::fmt::Display>(link: std::result::Result<FdLink, E>, pin: &Path) -> Result<()> {
+    let link = link.map_err(|e| DataplaneError::Pin {
+        path: pin.to_path_buf(),
+        message: format!("{e}"),
+    })?;
+    if pin.exists() {
+        // Already pinned at this path (an adopted link updated in place).
+        return Ok(());
+    }
+    link.pin(pin).map(|_| ()).map_err(|e| DataplaneError::Pin {
+        path: pin.to_path_buf(),
+        message: error_chain(&e),
+    })
+}
+
+/// Removes every pin under `pin_dir` (detaching all programs), then the directory.
+pub fn cleanup(pin_dir: &Path) -> io::Result<()> {
+    if !pin_dir.exists() {
+        return Ok(());
+    }
+    fs::remove_dir_all(pin_dir)
+}
+
+/// "error: cause: cause" — aya's errors keep the errno in their source.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,273 @@
+//! The dataplane writer: the only code that writes the maps. It keeps what it last wrote (read
+//! back from the pinned maps at start, so a restarted ipmpd writes only what changed) and
+//! applies a desired state as a delta in an order that readers can never trip over:
+//!
+//! 1. members that become active are marked active first (new bucket entries then validate);
+//! 2. a changed bucket table goes into the inactive half, then one replacement of the group's
+//!    `GroupInfo` flips `active_half` (the hash map is `BPF_F_NO_PREALLOC`, so a program still
+//!    holding the old value finishes on the old, untouched half);
+//! 3. address bindings;
+//! 4. members that stop being active, stale entries last.
+//!
+//! A reader would only see a half-written half if it held the old `GroupInfo` across two whole
+//! table rewrites — each many syscalls long, while a TC program runs well under a microsecond
+//! inside one RCU read-side section.
+
+use std::collections::HashMap;
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray},
+};
+use ipmp_common::{
+    AddrInfo, AddrKey, Counter, GROUP_F_FAILED, GroupInfo, MAP_ADDRS, MAP_BUCKETS, MAP_GROUPS,
+    MAP_MEMBERS, MAP_STATS, MAX_BUCKETS, MEMBER_F_ACTIVE, MEMBER_F_CAST, MemberInfo, Reason,
+    bucket_index, stats_index,
+};
+
+use super::{DataplaneError, DesiredGroup, DesiredMember};
+
+type Result<T> = std::result::Result<T, DataplaneError>;
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { map, source }
+}
+
+/// Owns the maps and a copy of what they hold.
+pub struct MapWriter {
+    groups: BpfHashMap<MapData, u32, GroupInfo>,
+    members: BpfHashMap<MapData, u32, MemberInfo>,
+    buckets: Array<MapData, u32>,
+    addrs: BpfHashMap<MapData, AddrKey, AddrInfo>,
+    stats: PerCpuArray<MapData, Counter>,
+    /// Bucket halves as written, per group ifindex.
+    halves: HashMap<u32, [Vec<u32>; 2]>,
+    /// Number of map writes so far (for logs and benchmarks).
+    pub writes: u64,
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(DataplaneError::Missing(name))?;
+    T::try_from(map).map_err(map_err(name))
+}
+
+impl MapWriter {
+    pub fn new(ebpf: &mut Ebpf) -> Result<Self> {
+        Ok(Self {
+            groups: take(ebpf, MAP_GROUPS)?,
+            members: take(ebpf, MAP_MEMBERS)?,
+            buckets: take(ebpf, MAP_BUCKETS)?,
+            addrs: take(ebpf, MAP_ADDRS)?,
+            stats: take(ebpf, MAP_STATS)?,
+            halves: HashMap::new(),
+            writes: 0,
+        })
+    }
+
+    fn group_info(&self, ifindex: u32) -> Option<GroupInfo> {
+        self.groups.get(&ifindex, 0).ok()
+    }
+
+    /// A half of a group's table as the kernel holds it (read once, then tracked).
+    fn half(&mut self, ifindex: u32, slot: u32, half: u32) -> Result<&mut Vec<u32>> {
+        if !self.halves.contains_key(&ifindex) {
+            let mut read = [Vec::new(), Vec::new()];
+            for (h, out) in read.iter_mut().enumerate() {
+                for b in 0..MAX_BUCKETS {
+                    let idx = bucket_index(slot, h as u32, b).ok_or(DataplaneError::Slot(slot))?;
+                    out.push(self.buckets.get(&idx, 0).map_err(map_err(MAP_BUCKETS))?);
+                }
+            }
+            self.halves.insert(ifindex, read);
+        }
+        let halves = self
+            .halves
+            .get_mut(&ifindex)
+            .ok_or(DataplaneError::Slot(slot))?;
+        Ok(&mut halves[(half & 1) as usize])
+    }
+
+    fn member_info(m: &DesiredMember, group_ifindex: u32) -> MemberInfo {
+        let mut flags = 0;
+        if m.active {
+            flags |= MEMBER_F_ACTIVE;
+        }
+        if m.cast {
+            flags |= MEMBER_F_CAST;
+        }
+        MemberInfo {
+            group_ifindex,
+            stats_slot: m.stats_slot,
+            flags,
+            arp_src: m.arp_src,
+            mac: m.mac,
+            _pad: [0; 2],
+        }
+    }
+
+    fn put_member(&mut self, ifindex: u32, info: MemberInfo) -> Result<()> {
+        if self.members.get(&ifindex, 0).ok() != Some(info) {
+            self.members
+                .insert(ifindex, info, 0)
+                .map_err(map_err(MAP_MEMBERS))?;
+            self.writes += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes `groups` (every group ipmpd manages) and removes entries of anything else.
+    pub fn apply(&mut self, groups: &[DesiredGroup]) -> Result<()> {
+        // 1. activations and new members first.
+        for g in groups {
+            for m in g.members.iter().filter(|m| m.active) {
+                self.put_member(m.ifindex, Self::member_info(m, g.ifindex))?;
+            }
+        }
+        // 2. bucket tables and group info.
+        for g in groups {
+            self.apply_group(g)?;
+        }
+        // 3. address bindings.
+        let mut wanted_addrs: HashMap<AddrKey, AddrInfo> = HashMap::new();
+        for g in groups {
+            for (key, bound) in &g.addresses {
+                let info = AddrInfo {
+                    group_ifindex: g.ifindex,
+                    bound_ifindex: *bound,
+                };
+                wanted_addrs.insert(*key, info);
+            }
+        }
+        for (key, info) in &wanted_addrs {
+            if self.addrs.get(key, 0).ok() != Some(*info) {
+                self.addrs
+                    .insert(*key, *info, 0)
+                    .map_err(map_err(MAP_ADDRS))?;
+                self.writes += 1;
+            }
+        }
+        let stale_addrs: Vec<AddrKey> = self
+            .addrs
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !wanted_addrs.contains_key(k))
+            .collect();
+        for key in stale_addrs {
+            self.addrs.remove(&key).map_err(map_err(MAP_ADDRS))?;
+            self.writes += 1;
+        }
+        // 4. deactivations, then stale members and groups.
+        for g in groups {
+            for m in g.members.iter().filter(|m| !m.active) {
+                self.put_member(m.ifindex, Self::member_info(m, g.ifindex))?;
+            }
+        }
+        let wanted_members: Vec<u32> = groups
+            .iter()
+            .flat_map(|g| g.members.iter().map(|m| m.ifindex))
+            .collect();
+        let stale: Vec<u32> = self
+            .members
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !wanted_members.contains(k))
+            .collect();
+        for ifindex in stale {
+            self.members
+                .remove(&ifindex)
+                .map_err(map_err(MAP_MEMBERS))?;
+            self.writes += 1;
+        }
+        let stale: Vec<u32> = self
+            .groups
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !groups.iter().any(|g| g.ifindex == *k))
+            .collect();
+        for ifindex in stale {
+            self.groups.remove(&ifindex).map_err(map_err(MAP_GROUPS))?;
+            self.halves.remove(&ifindex);
+            self.writes += 1;
+        }
+        Ok(())
+    }
+
+    fn apply_group(&mut self, g: &DesiredGroup) -> Result<()> {
+        let current = self.group_info(g.ifindex);
+        let n = g.buckets.len() as u32;
+        let (active_half, table_changed) = match current {
+            Some(cur) if cur.slot == g.slot => {
+                let active = self.half(g.ifindex, g.slot, cur.active_half)?;
+                let same = cur.n_buckets == n && active[..n as usize] == g.buckets[..];
+                (cur.active_half, !same)
+            }
+            _ => {
+                // New group (or moved slot): fill half 0 before the first GroupInfo exists.
+                self.halves.remove(&g.ifindex);
+                (1, true)
+            }
+        };
+        let mut half = active_half;
+        if table_changed {
+            half = active_half ^ 1;
+            let slot = g.slot;
+            let mut writes = Vec::new();
+            {
+                let inactive = self.half(g.ifindex, slot, half)?;
+                for (b, want) in g.buckets.iter().enumerate() {
+                    if inactive[b] != *want {
+                        writes.push((b as u32, *want));
+                        inactive[b] = *want;
+                    }
+                }
+            }
+            for (b, want) in writes {
+                let idx = bucket_index(slot, half, b).ok_or(DataplaneError::Slot(slot))?;
+                self.buckets
+                    .set(idx, want, 0)
+                    .map_err(map_err(MAP_BUCKETS))?;
+                self.writes += 1;
+            }
+        }
+        let (cast_ifindex, cast_mac) = g.cast.unwrap_or((0, [0; 6]));
+        let info = GroupInfo {
+            slot: g.slot,
+            active_half: half,
+            n_buckets: n,
+            seed: g.seed,
+            cast_ifindex,
+            stats_slot: ipmp_common::MAX_MEMBERS + g.slot,
+            flags: if g.failed { GROUP_F_FAILED } else { 0 },
+            cast_mac,
+            _pad: [0; 2],
+        };
+        if current != Some(info) {
+            self.groups
+                .insert(g.ifindex, info, 0)
+                .map_err(map_err(MAP_GROUPS))?;
+            self.writes += 1;
+        }
+        Ok(())
+    }
+
+    /// Counters of one slot, summed over CPUs, per reason.
+    pub fn counters(&self, slot: u32) -> Result<Vec<(Reason, Counter)>> {
+        let mut out = Vec::with_capacity(Reason::ALL.len());
+        for reason in Reason::ALL {
+            let values = self
+                .stats
+                .get(&stats_index(slot, *reason), 0)
+                .map_err(map_err(MAP_STATS))?;
+            let mut sum = Counter::default();
+            for v in values.iter() {
+                sum.packets += v.packets;
+                sum.bytes += v.bytes;
+            }
+            out.push((*reason, sum));
+        }
+        Ok(out)
+    }
+}
