@@ -69,13 +69,21 @@ reasons! {
     ArpSrcRewrite = 17, "arp-src-rewrite", false;
     /// Member TC egress: anything else, passed.
     MemberTxPass = 18, "member-tx-pass", false;
+    /// TC egress: dropped, a helper failed (the skb could not be made writable).
+    TxError = 19, "tx-error", true;
+    /// XDP or member TC: a helper failed (no room to resize the frame, skb not writable);
+    /// passed unchanged.
+    PassError = 20, "pass-error", false;
+    /// TC egress: dropped, forwarding is off on the IPMP interface, which `bpf_fib_lookup`
+    /// requires (net.ipv4.conf.IF.forwarding, net.ipv6.conf.IF.forwarding).
+    TxFwdDisabled = 21, "tx-fwd-disabled", true;
 }
 
 impl Reason {
     /// Number of reasons (stride of a slot in `IPMP_STATS`).
     pub const COUNT: u32 = Reason::ALL.len() as u32;
     /// The highest reason.
-    pub const LAST: Reason = Reason::MemberTxPass;
+    pub const LAST: Reason = Reason::TxFwdDisabled;
 }
 
 #[cfg(test)]

@@ -49,3 +49,74 @@ pub fn count(slot: u32, reason: ipmp_common::Reason, len: u32) {
         }
     }
 }
+
+/// What a program decided for one packet: the action it returns and the counter it bumps.
+#[derive(Clone, Copy)]
+pub struct Verdict<A> {
+    pub action: A,
+    pub slot: u32,
+    pub reason: ipmp_common::Reason,
+}
+
+impl<A> Verdict<A> {
+    #[inline(always)]
+    pub const fn new(action: A, slot: u32, reason: ipmp_common::Reason) -> Self {
+        Self {
+            action,
+            slot,
+            reason,
+        }
+    }
+
+    /// Counts the packet (`len` bytes) and returns the action.
+    #[inline(always)]
+    pub fn finish(self, len: u32) -> A {
+        count(self.slot, self.reason, len);
+        self.action
+    }
+}
+
+/// A packet that takes a program's error exit: its counter slot and reason. The entry point
+/// picks the action (TC egress drops, the member programs pass).
+#[derive(Clone, Copy)]
+pub struct Exit {
+    pub slot: u32,
+    pub reason: ipmp_common::Reason,
+}
+
+impl Exit {
+    #[inline(always)]
+    pub const fn new(slot: u32, reason: ipmp_common::Reason) -> Self {
+        Self { slot, reason }
+    }
+}
+
+/// Zeroes `value` in place with volatile 32-bit stores and returns it initialised. A plain
+/// zeroing (`mem::zeroed`, or a run of zero bytes in a constructor) becomes an `llvm.memset`
+/// that bpf-linker's in-order memcpy expansion does not inline: it turns into a call to a
+/// byte-loop `memset` subprogram. Volatile stores cannot be merged back into one.
+#[inline(always)]
+pub fn zero<T: Copy>(value: &mut core::mem::MaybeUninit<T>) -> &mut T {
+    const {
+        assert!(size_of::<T>() % 4 == 0 && align_of::<T>() >= 4);
+    }
+    let words = value.as_mut_ptr().cast::<u32>();
+    let mut i = 0;
+    while i < size_of::<T>() / 4 {
+        // SAFETY: in bounds and aligned (checked above).
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+        i += 1;
+    }
+    // SAFETY: every byte is written; T is plain data (map keys and helper argument structs).
+    unsafe { value.assume_init_mut() }
+}
+
+/// `AddrKey::v4` without the `memset` (see [`zero`]).
+#[inline(always)]
+pub fn addr_key_v4(addr: [u8; 4]) -> AddrKey {
+    let mut key = core::mem::MaybeUninit::<AddrKey>::uninit();
+    let k = zero(&mut key);
+    k.family = ipmp_common::FAMILY_V4;
+    k.addr[..4].copy_from_slice(&addr);
+    *k
+}

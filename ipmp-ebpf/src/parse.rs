@@ -1,1 +1,205 @@
 //! Bounds-checked packet access shared by the programs.
+//!
+//! XDP reads the frame directly (every pointer checked against `data_end`); the TC programs
+//! copy headers to the stack with `bpf_skb_load_bytes`, which also works when the headers are
+//! not in the linear part of the skb and keeps variable offsets (IHL, IPv6 extension headers)
+//! away from the verifier's packet-pointer tracking.
+
+use aya_ebpf::programs::{TcContext, XdpContext};
+use ipmp_common::{
+    FlowKey,
+    packet::{
+        ETH_HLEN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
+        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPV6_HLEN,
+    },
+};
+
+/// Ethernet header offsets.
+pub const ETH_DST: usize = 0;
+pub const ETH_SRC: usize = 6;
+pub const ETH_PROTO: usize = 12;
+
+/// IPv4 header: minimum length and field offsets.
+pub const IPV4_HLEN: usize = 20;
+const IPV4_FRAG_MF: u16 = 0x2000;
+const IPV4_FRAG_OFFSET: u16 = 0x1fff;
+
+/// IPv6 extension headers walked to find the upper-layer protocol.
+const NEXTHDR_HOP: u8 = 0;
+const NEXTHDR_ROUTING: u8 = 43;
+const NEXTHDR_FRAGMENT: u8 = 44;
+const NEXTHDR_AUTH: u8 = 51;
+const NEXTHDR_DEST: u8 = 60;
+/// Most extension headers walked before giving up on finding ports.
+const MAX_EXT_HEADERS: usize = 6;
+
+/// Whether a MAC address is broadcast or multicast (the I/G bit of its first byte).
+#[inline(always)]
+pub const fn is_group_mac(first_byte: u8) -> bool {
+    first_byte & 1 != 0
+}
+
+/// Pointer to `N` bytes at `offset` in an XDP frame, or `None` when they run past its end.
+#[inline(always)]
+pub fn xdp_bytes<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<*mut [u8; N]> {
+    let start = ctx.data();
+    if start + offset + N > ctx.data_end() {
+        return None;
+    }
+    Some((start + offset) as *mut [u8; N])
+}
+
+/// Length of an XDP frame.
+#[inline(always)]
+pub fn xdp_len(ctx: &XdpContext) -> u32 {
+    ctx.data_end().saturating_sub(ctx.data()) as u32
+}
+
+/// Copies `N` bytes at `offset` of an skb to the stack.
+#[inline(always)]
+pub fn skb_bytes<const N: usize>(ctx: &TcContext, offset: usize) -> Option<[u8; N]> {
+    ctx.load::<[u8; N]>(offset).ok()
+}
+
+#[inline(always)]
+pub const fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+
+#[inline(always)]
+const fn ne32(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Flow key plus what `bpf_fib_lookup` wants besides it.
+pub struct Flow {
+    pub key: FlowKey,
+    /// IPv4 TOS byte, or the first word of the IPv6 header (version, traffic class, flow
+    /// label; the kernel masks the version off).
+    pub tos: u8,
+    pub flowinfo: u32,
+}
+
+/// Why a packet has no flow key.
+pub enum FlowError {
+    /// Neither IPv4 nor IPv6.
+    NotIp,
+    /// Truncated or malformed header.
+    Malformed,
+}
+
+/// Builds the flow key of an IPv4 or IPv6 packet as `ipmp_common::flow` documents it.
+#[inline(always)]
+pub fn tc_flow(ctx: &TcContext, ethertype: u16) -> Result<Flow, FlowError> {
+    match ethertype {
+        ipmp_common::packet::ETH_P_IP => tc_flow_v4(ctx),
+        ipmp_common::packet::ETH_P_IPV6 => tc_flow_v6(ctx),
+        _ => Err(FlowError::NotIp),
+    }
+}
+
+#[inline(always)]
+fn tc_flow_v4(ctx: &TcContext) -> Result<Flow, FlowError> {
+    let ip: [u8; IPV4_HLEN] = skb_bytes(ctx, ETH_HLEN).ok_or(FlowError::Malformed)?;
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    if ip[0] >> 4 != 4 || ihl < IPV4_HLEN {
+        return Err(FlowError::Malformed);
+    }
+    let proto = ip[9];
+    let frag = be16([ip[6], ip[7]]);
+    // Every fragment of a datagram, the first included, hashes without ports so that all of
+    // them leave through the same member.
+    let fragment = frag & (IPV4_FRAG_MF | IPV4_FRAG_OFFSET) != 0;
+    let mut key = FlowKey {
+        src: [ne32(&ip, 12), 0, 0, 0],
+        dst: [ne32(&ip, 16), 0, 0, 0],
+        sport: 0,
+        dport: 0,
+        proto,
+        ip_version: 4,
+    };
+    if !fragment {
+        l4_ports(ctx, ETH_HLEN + ihl, proto, &mut key)?;
+    }
+    Ok(Flow {
+        key,
+        tos: ip[1],
+        flowinfo: 0,
+    })
+}
+
+#[inline(always)]
+fn tc_flow_v6(ctx: &TcContext) -> Result<Flow, FlowError> {
+    let ip: [u8; IPV6_HLEN] = skb_bytes(ctx, ETH_HLEN).ok_or(FlowError::Malformed)?;
+    if ip[0] >> 4 != 6 {
+        return Err(FlowError::Malformed);
+    }
+    let mut next = ip[6];
+    let mut offset = ETH_HLEN + IPV6_HLEN;
+    let mut fragment = false;
+    for _ in 0..MAX_EXT_HEADERS {
+        match next {
+            NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => {
+                let h: [u8; 2] = skb_bytes(ctx, offset).ok_or(FlowError::Malformed)?;
+                next = h[0];
+                offset += (usize::from(h[1]) + 1) * 8;
+            }
+            NEXTHDR_AUTH => {
+                let h: [u8; 2] = skb_bytes(ctx, offset).ok_or(FlowError::Malformed)?;
+                next = h[0];
+                offset += (usize::from(h[1]) + 2) * 4;
+            }
+            NEXTHDR_FRAGMENT => {
+                // The fragment header names the same upper-layer protocol in every fragment;
+                // stop here so that all fragments hash alike (without ports).
+                let h: [u8; 2] = skb_bytes(ctx, offset).ok_or(FlowError::Malformed)?;
+                next = h[0];
+                fragment = true;
+                break;
+            }
+            _ => break,
+        }
+    }
+    let mut key = FlowKey {
+        src: [ne32(&ip, 8), ne32(&ip, 12), ne32(&ip, 16), ne32(&ip, 20)],
+        dst: [ne32(&ip, 24), ne32(&ip, 28), ne32(&ip, 32), ne32(&ip, 36)],
+        sport: 0,
+        dport: 0,
+        proto: next,
+        ip_version: 6,
+    };
+    if !fragment {
+        l4_ports(ctx, offset, next, &mut key)?;
+    }
+    Ok(Flow {
+        key,
+        tos: 0,
+        flowinfo: ne32(&ip, 0),
+    })
+}
+
+/// Fills in ports (TCP, UDP, SCTP) or the echo id (ICMP, ICMPv6) from the L4 header at
+/// `offset`; other protocols have none.
+#[inline(always)]
+fn l4_ports(ctx: &TcContext, offset: usize, proto: u8, key: &mut FlowKey) -> Result<(), FlowError> {
+    match proto {
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP => {
+            let p: [u8; 4] = skb_bytes(ctx, offset).ok_or(FlowError::Malformed)?;
+            key.sport = u16::from_ne_bytes([p[0], p[1]]);
+            key.dport = u16::from_ne_bytes([p[2], p[3]]);
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            let h: [u8; 6] = skb_bytes(ctx, offset).ok_or(FlowError::Malformed)?;
+            let echo = if proto == IPPROTO_ICMP {
+                h[0] == ICMP_ECHO_REQUEST || h[0] == ICMP_ECHO_REPLY
+            } else {
+                h[0] == ICMPV6_ECHO_REQUEST || h[0] == ICMPV6_ECHO_REPLY
+            };
+            if echo {
+                key.sport = u16::from_ne_bytes([h[4], h[5]]);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,6 +1,208 @@
-use aya_ebpf::{bindings::TC_ACT_SHOT, macros::classifier, programs::TcContext};
+//! TCX egress on an IPMP interface: spreads flows over the group's active members.
+//!
+//! Unicast: flow hash → bucket → member, next hop from `bpf_fib_lookup` on the IPMP interface,
+//! then `bpf_redirect_neigh(member, next hop)`. Broadcast and multicast leave through the cast
+//! member with its MAC as the source.
+
+use core::mem::{MaybeUninit, size_of};
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{
+        BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        BPF_FIB_LOOKUP_OUTPUT, BPF_FIB_LOOKUP_SKIP_NEIGH, TC_ACT_SHOT, bpf_fib_lookup as FibParams,
+        bpf_redir_neigh as RedirNeigh,
+    },
+    helpers::generated::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
+    macros::classifier,
+    programs::TcContext,
+};
+use ipmp_common::{
+    FAMILY_V4, FAMILY_V6, GroupInfo, MEMBER_F_ACTIVE, Reason, STATS_SLOT_UNKNOWN, bucket_index,
+    bucket_of, flow_hash,
+    packet::{ETH_ALEN, ETH_HLEN},
+};
+
+use crate::{
+    maps::{Exit, IPMP_BUCKETS, IPMP_GROUPS, IPMP_MEMBERS, Verdict, zero},
+    parse::{ETH_DST, ETH_PROTO, ETH_SRC, Flow, FlowError, be16, is_group_mac, skb_bytes, tc_flow},
+};
 
 #[classifier]
-pub fn ipmp_tc_egress(_ctx: TcContext) -> i32 {
-    TC_ACT_SHOT
+pub fn ipmp_tc_egress(ctx: TcContext) -> i32 {
+    let len = ctx.len();
+    match try_tc_egress(&ctx) {
+        Ok(verdict) => verdict.finish(len),
+        Err(exit) => Verdict::new(TC_ACT_SHOT as i32, exit.slot, exit.reason).finish(len),
+    }
+}
+
+#[inline(always)]
+fn try_tc_egress(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
+    // SAFETY: the context pointer is valid for the program's run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: a copy is taken at once; a concurrent update replaces the element under RCU.
+    let group: GroupInfo = match unsafe { IPMP_GROUPS.get(ifindex) } {
+        Some(g) => *g,
+        None => return Err(Exit::new(STATS_SLOT_UNKNOWN, Reason::TxNoGroup)),
+    };
+    let slot = group.stats_slot;
+    let eth: [u8; ETH_HLEN] = skb_bytes(ctx, 0).ok_or(Exit::new(slot, Reason::TxMalformed))?;
+    let ethertype = be16([eth[ETH_PROTO], eth[ETH_PROTO + 1]]);
+    if ethertype != ipmp_common::packet::ETH_P_IP && ethertype != ipmp_common::packet::ETH_P_IPV6 {
+        return Err(Exit::new(slot, Reason::TxNotIp));
+    }
+    if is_group_mac(eth[ETH_DST]) {
+        return cast(ctx, &group, false);
+    }
+    let flow = match tc_flow(ctx, ethertype) {
+        Ok(flow) => flow,
+        Err(FlowError::NotIp) => return Err(Exit::new(slot, Reason::TxNotIp)),
+        Err(FlowError::Malformed) => return Err(Exit::new(slot, Reason::TxMalformed)),
+    };
+    // On a NOARP interface the kernel gives broadcasts the interface's own (unicast) MAC, and
+    // the FIB would send 255.255.255.255 to the default gateway: send it as a broadcast.
+    if flow.key.ip_version == 4 && flow.key.dst[0] == u32::MAX {
+        return cast(ctx, &group, true);
+    }
+    let (member_ifindex, member_slot) = pick_member(ifindex, &group, &flow)?;
+    let mut nh = MaybeUninit::<RedirNeigh>::uninit();
+    let nh = zero(&mut nh);
+    next_hop(ctx, ifindex, &flow, nh).map_err(|reason| Exit::new(slot, reason))?;
+    // SAFETY: `nh` is a valid bpf_redir_neigh on the stack; the size matches it.
+    let action =
+        unsafe { bpf_redirect_neigh(member_ifindex, nh, size_of::<RedirNeigh>() as i32, 0) };
+    Ok(Verdict::new(action as i32, member_slot, Reason::TxUnicast))
+}
+
+/// Broadcast/multicast: out of the cast member, with its MAC as the source (and the
+/// broadcast MAC as the destination when `broadcast`).
+#[inline(always)]
+fn cast(ctx: &TcContext, group: &GroupInfo, broadcast: bool) -> Result<Verdict<i32>, Exit> {
+    let slot = group.stats_slot;
+    let cast = group.cast_ifindex;
+    if cast == 0 {
+        return Err(Exit::new(slot, Reason::TxNoMember));
+    }
+    // SAFETY: copied at once.
+    let member_slot = match unsafe { IPMP_MEMBERS.get(cast) } {
+        Some(m) => m.stats_slot,
+        None => return Err(Exit::new(slot, Reason::TxBadEntry)),
+    };
+    let mut macs = [0xffu8; 2 * ETH_ALEN];
+    macs[ETH_SRC..ETH_SRC + ETH_ALEN].copy_from_slice(&group.cast_mac);
+    let stored = if broadcast {
+        ctx.store(ETH_DST, &macs, 0)
+    } else {
+        ctx.store(ETH_SRC, &group.cast_mac, 0)
+    };
+    stored.map_err(|_| Exit::new(slot, Reason::TxError))?;
+    // SAFETY: plain helper call.
+    let action = unsafe { bpf_redirect(cast, 0) };
+    Ok(Verdict::new(action as i32, member_slot, Reason::TxCast))
+}
+
+/// The member that carries this flow: flow hash → bucket → ifindex, which must be an active
+/// member of this group. Returns its ifindex and counter slot.
+#[inline(always)]
+fn pick_member(ifindex: u32, group: &GroupInfo, flow: &Flow) -> Result<(u32, u32), Exit> {
+    let slot = group.stats_slot;
+    let n = group.n_buckets;
+    if n == 0 {
+        return Err(Exit::new(slot, Reason::TxNoMember));
+    }
+    let bucket = bucket_of(flow_hash(&flow.key, group.seed), n);
+    let index = bucket_index(group.slot, group.active_half, bucket)
+        .ok_or(Exit::new(slot, Reason::TxBadEntry))?;
+    let member_ifindex = match IPMP_BUCKETS.get(index) {
+        Some(&m) => m,
+        None => return Err(Exit::new(slot, Reason::TxBadEntry)),
+    };
+    if member_ifindex == 0 {
+        return Err(Exit::new(slot, Reason::TxNoMember));
+    }
+    // SAFETY: copied at once.
+    let member = match unsafe { IPMP_MEMBERS.get(member_ifindex) } {
+        Some(m) => *m,
+        None => return Err(Exit::new(slot, Reason::TxBadEntry)),
+    };
+    if member.group_ifindex != ifindex || member.flags & MEMBER_F_ACTIVE == 0 {
+        return Err(Exit::new(slot, Reason::TxBadEntry));
+    }
+    Ok((member_ifindex, member.stats_slot))
+}
+
+/// IPv6 link-local unicast (fe80::/10): the kernel's FIB lookup refuses these
+/// (`rt6_need_strict`), and they are on-link by definition.
+#[inline(always)]
+const fn is_v6_link_local(first_word: u32) -> bool {
+    let b = first_word.to_ne_bytes();
+    b[0] == 0xfe && b[1] & 0xc0 == 0x80
+}
+
+/// Next hop of the flow into `nh`, as the routes on the IPMP interface say: the gateway for
+/// off-link destinations, the destination itself on-link. The error says why there is none.
+#[inline(always)]
+fn next_hop(ctx: &TcContext, ifindex: u32, flow: &Flow, nh: &mut RedirNeigh) -> Result<(), Reason> {
+    let key = &flow.key;
+    if key.ip_version == 6 && is_v6_link_local(key.dst[0]) {
+        nh.nh_family = FAMILY_V6;
+        nh.__bindgen_anon_1.ipv6_nh = key.dst;
+        return Ok(());
+    }
+    let mut params = MaybeUninit::<FibParams>::uninit();
+    let params = zero(&mut params);
+    params.family = if key.ip_version == 4 {
+        FAMILY_V4
+    } else {
+        FAMILY_V6
+    } as u8;
+    params.l4_protocol = key.proto;
+    params.sport = key.sport;
+    params.dport = key.dport;
+    // tot_len stays 0: the kernel then checks the skb against the MTU itself and lets GSO
+    // packets through, where a tot_len from the IP header of a GSO packet would exceed the
+    // MTU and fail with FRAG_NEEDED.
+    params.ifindex = ifindex;
+    if key.ip_version == 4 {
+        params.__bindgen_anon_2.tos = flow.tos;
+        params.__bindgen_anon_3.ipv4_src = key.src[0];
+        params.__bindgen_anon_4.ipv4_dst = key.dst[0];
+    } else {
+        params.__bindgen_anon_2.flowinfo = flow.flowinfo;
+        params.__bindgen_anon_3.ipv6_src = key.src;
+        params.__bindgen_anon_4.ipv6_dst = key.dst;
+    }
+    // OUTPUT: look up as the IPMP interface's own traffic (oif). SKIP_NEIGH (kernel 6.3): the
+    // IPMP interface is NOARP, its neighbour entries mean nothing; bpf_redirect_neigh resolves
+    // the next hop on the member.
+    // SAFETY: `params` is a valid bpf_fib_lookup on the stack; the size matches it.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.as_ptr(),
+            params,
+            size_of::<FibParams>() as i32,
+            BPF_FIB_LOOKUP_OUTPUT | BPF_FIB_LOOKUP_SKIP_NEIGH,
+        )
+    };
+    // NO_NEIGH also carries a resolved next hop (kernels that report it despite SKIP_NEIGH).
+    // FWD_DISABLED: the lookup insists on forwarding being on for `params.ifindex`, even with
+    // BPF_FIB_LOOKUP_OUTPUT (checked on 6.18).
+    match rc {
+        r if r == i64::from(BPF_FIB_LKUP_RET_SUCCESS)
+            || r == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) => {}
+        r if r == i64::from(BPF_FIB_LKUP_RET_FWD_DISABLED) => return Err(Reason::TxFwdDisabled),
+        _ => return Err(Reason::TxNoRoute),
+    }
+    // An IPv4 route may have an IPv6 gateway (RFC 5549): the lookup then says AF_INET6.
+    if u32::from(params.family) == FAMILY_V6 {
+        nh.nh_family = FAMILY_V6;
+        // SAFETY: the kernel wrote the IPv6 next hop for an AF_INET6 result.
+        nh.__bindgen_anon_1.ipv6_nh = unsafe { params.__bindgen_anon_4.ipv6_dst };
+    } else {
+        nh.nh_family = FAMILY_V4;
+        // SAFETY: the kernel wrote the IPv4 next hop for an AF_INET result.
+        nh.__bindgen_anon_1.ipv4_nh = unsafe { params.__bindgen_anon_4.ipv4_dst };
+    }
+    Ok(())
 }

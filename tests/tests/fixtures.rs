@@ -1,0 +1,1854 @@
+//! Tier 2: packet fixtures for ipmp's three eBPF programs, run with BPF_PROG_TEST_RUN.
+//!
+//! Each fixture names a program, the device it runs on, map/route tweaks, an input frame, the
+//! expected verdict, the expected output bytes and the expected counters (every counter of
+//! `IPMP_STATS` is compared, so a fixture also proves nothing else was counted). Every fixture
+//! runs in a fresh network namespace (unshared by its own thread) with real veth devices,
+//! addresses and routes, because `bpf_fib_lookup` and the test-run device selection need them,
+//! and with a freshly loaded object (fresh, unpinned maps). Needs root; with CI=true a missing
+//! privilege fails the tests instead of skipping them.
+
+use std::{
+    collections::BTreeMap,
+    io::Write as _,
+    net::{Ipv4Addr, Ipv6Addr},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use aya::{
+    Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
+    maps::{Array, HashMap, PerCpuArray},
+    programs::{SchedClassifier, Xdp},
+};
+use ipmp::dataplane::EBPF_OBJECT;
+use ipmp_common::{
+    AddrInfo, AddrKey, Counter, FlowKey, GroupInfo, MAX_MEMBERS, MEMBER_F_ACTIVE, MEMBER_F_CAST,
+    MemberInfo, PROG_TC_EGRESS, PROG_TC_MEMBER, PROG_XDP_MEMBER, Reason, STATS_ENTRIES,
+    STATS_SLOT_UNKNOWN, bucket_index, bucket_of, flow_hash,
+    packet::{
+        ARPOP_REPLY, ARPOP_REQUEST, ETH_P_IPV6, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST,
+        ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP,
+        IPPROTO_TCP, IPPROTO_UDP, ND_NA_FLAG_OVERRIDE, ND_NA_FLAG_SOLICITED, ND_NEIGHBOR_ADVERT,
+        ND_REDIRECT, ND_ROUTER_SOLICIT,
+    },
+};
+use ipmp_tests::packets::{
+    BROADCAST, Ipv4, Ipv6, Mac, NEXTHDR_DEST, NEXTHDR_FRAGMENT, NEXTHDR_HOP, NEXTHDR_NONE,
+    NEXTHDR_ROUTING, Pseudo, arp_frame, ethernet, icmp, icmpv6, icmpv6_checksum_ok, icmpv6_echo,
+    ipv6_ext, ipv6_fragment, multicast_mac, nd_ll_option, neighbour_advertisement,
+    neighbour_solicitation, pad60, tcp, udp,
+};
+use nix::sched::CloneFlags;
+
+// --- verdicts -------------------------------------------------------------------------------
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_REDIRECT: u32 = 7;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+
+// --- the lab --------------------------------------------------------------------------------
+
+/// Devices of the lab. `M(0..=2)` are active members of ipmp0 (m0 is the cast member), `M(3)`
+/// is a member of ipmp1, `M(4)` has no member entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dev {
+    Ipmp0,
+    Ipmp1,
+    M(usize),
+}
+
+const MEMBERS: usize = 5;
+const IPMP0_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x00];
+const IPMP1_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x01];
+const MEMBER_MAC: [Mac; MEMBERS] = [
+    [0x02, 0, 0, 0, 0, 0x10],
+    [0x02, 0, 0, 0, 0, 0x11],
+    [0x02, 0, 0, 0, 0, 0x12],
+    [0x02, 0, 0, 0, 0, 0x13],
+    [0x02, 0, 0, 0, 0, 0x14],
+];
+/// A host on the group's link (the gateway).
+const PEER_MAC: Mac = [0x02, 0, 0, 0, 0x02, 0x01];
+const PEER4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const PEER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x99);
+
+/// Data addresses: `.10`/`::10` bound to m0, `.11`/`::11` to m1, `.12`/`::12` to no member.
+const DATA4: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(198, 51, 100, 10),
+    Ipv4Addr::new(198, 51, 100, 11),
+    Ipv4Addr::new(198, 51, 100, 12),
+];
+const DATA6: [Ipv6Addr; 3] = [
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10),
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x11),
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x12),
+];
+/// Which member each data address is bound to (`None`: no active member).
+const BOUND: [Option<usize>; 3] = [Some(0), Some(1), None];
+/// Test addresses (member ARP sender override): m0, m1; m2 has none (probe form).
+const TEST4: [Ipv4Addr; 2] = [
+    Ipv4Addr::new(198, 51, 100, 20),
+    Ipv4Addr::new(198, 51, 100, 21),
+];
+/// Off-link destinations (behind the gateway).
+const FAR4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+const FAR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 7);
+
+const SEED: u32 = 0x5eed_1234;
+const N_BUCKETS: u32 = 16;
+/// Member (index) of each bucket in ipmp0's active half.
+const BUCKETS: [usize; N_BUCKETS as usize] = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 2, 1, 0, 1];
+const ACTIVE_HALF: u32 = 1;
+/// Counter slots of the IPMP interfaces.
+const IPMP0_SLOT: u32 = MAX_MEMBERS;
+const IPMP1_SLOT: u32 = MAX_MEMBERS + 1;
+
+/// The member of ipmp0 that the shared flow hash assigns `key` to.
+fn flow_member(key: &FlowKey) -> usize {
+    BUCKETS[bucket_of(flow_hash(key, SEED), N_BUCKETS) as usize]
+}
+
+/// Changes to the standard lab and maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tweak {
+    /// ipmp0 has no group entry.
+    NoGroup,
+    /// ipmp0's group has no buckets (no active member).
+    NoBuckets,
+    /// Every bucket of the active half is 0.
+    EmptyBuckets,
+    /// m0..m2 lose MEMBER_F_ACTIVE.
+    InactiveMembers,
+    /// Every bucket of the active half names this device.
+    BucketsTo(Dev),
+    /// The group has no cast member.
+    NoCast,
+    /// The group's cast member is this device.
+    CastTo(Dev),
+    /// ipmp0 has no default routes.
+    NoRoutes,
+    /// Forwarding stays off on the IPMP interfaces.
+    NoForwarding,
+}
+
+/// Real devices in the current thread's network namespace.
+struct Lab {
+    ipmp0: u32,
+    ipmp1: u32,
+    members: [u32; MEMBERS],
+}
+
+impl Lab {
+    fn create(routes: bool, forwarding: bool) -> Result<Self> {
+        let mut batch = String::new();
+        let mut link = |name: &str, mac: Mac| {
+            batch.push_str(&format!(
+                "link add {name} address {} type veth peer name {name}p\n",
+                mac_str(mac)
+            ));
+        };
+        link("ipmp0", IPMP0_MAC);
+        link("ipmp1", IPMP1_MAC);
+        for (i, mac) in MEMBER_MAC.iter().enumerate() {
+            link(&format!("m{i}"), *mac);
+        }
+        batch.push_str("link set ipmp0 arp off\nlink set ipmp1 arp off\n");
+        let mut names = vec!["ipmp0".to_owned(), "ipmp1".to_owned()];
+        names.extend((0..MEMBERS).map(|i| format!("m{i}")));
+        for name in &names {
+            batch.push_str(&format!("link set {name}p up\nlink set {name} up\n"));
+        }
+        batch.push_str("addr add 198.51.100.10/24 dev ipmp0\n");
+        batch.push_str("addr add 2001:db8:1::10/64 dev ipmp0 nodad\n");
+        batch.push_str("addr add 2001:db8:3::10/64 dev ipmp1 nodad\n");
+        if routes {
+            batch.push_str("route add default via 198.51.100.1 dev ipmp0\n");
+            batch.push_str("route add ::/0 via 2001:db8:1::1 dev ipmp0\n");
+        }
+        ip_batch(&batch)?;
+        if forwarding {
+            // bpf_fib_lookup refuses to look up routes for an interface without forwarding.
+            sysctl(&[
+                "net.ipv4.conf.ipmp0.forwarding=1",
+                "net.ipv6.conf.ipmp0.forwarding=1",
+                "net.ipv4.conf.ipmp1.forwarding=1",
+                "net.ipv6.conf.ipmp1.forwarding=1",
+            ])?;
+        }
+        let index = |name: &str| -> Result<u32> {
+            nix::net::if_::if_nametoindex(name).with_context(|| format!("ifindex of {name}"))
+        };
+        let mut members = [0; MEMBERS];
+        for (i, m) in members.iter_mut().enumerate() {
+            *m = index(&format!("m{i}"))?;
+        }
+        Ok(Self {
+            ipmp0: index("ipmp0")?,
+            ipmp1: index("ipmp1")?,
+            members,
+        })
+    }
+
+    fn ifindex(&self, dev: Dev) -> u32 {
+        match dev {
+            Dev::Ipmp0 => self.ipmp0,
+            Dev::Ipmp1 => self.ipmp1,
+            Dev::M(i) => self.members[i],
+        }
+    }
+}
+
+fn mac_str(mac: Mac) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Runs `sysctl -w` (in the calling thread's network namespace, which the child inherits).
+fn sysctl(settings: &[&str]) -> Result<()> {
+    let out = Command::new("sysctl")
+        .arg("-qw")
+        .args(settings)
+        .output()
+        .context("spawn sysctl")?;
+    ensure!(
+        out.status.success(),
+        "sysctl {settings:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Runs `ip -batch -` (in the calling thread's network namespace, which the child inherits).
+fn ip_batch(batch: &str) -> Result<()> {
+    let mut child = Command::new("ip")
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawn ip (iproute2)")?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow!("ip has no stdin"))?
+        .write_all(batch.as_bytes())
+        .context("write the ip batch")?;
+    let out = child.wait_with_output().context("wait for ip")?;
+    ensure!(
+        out.status.success(),
+        "ip -batch failed: {}\n{batch}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Runs `f` on a new thread that first moves into a fresh network namespace; the namespace
+/// (and every device in it) goes away with the thread.
+fn in_fresh_netns<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow!("the fixture thread panicked"))?
+    })
+}
+
+/// Whether the privileged tests can run; with CI=true a missing privilege is a failure.
+fn privileged(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        !ci,
+        "{test} needs root (BPF_PROG_TEST_RUN, network namespaces) and CI=true forbids skipping"
+    );
+    eprintln!(
+        "\n########## SKIPPED {test}: needs root (BPF_PROG_TEST_RUN, network namespaces). \
+         Run as root; CI=true turns this skip into a failure. ##########\n"
+    );
+    false
+}
+
+// --- loading and running --------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Prog {
+    TcEgress,
+    XdpMember,
+    TcMember,
+}
+
+impl Prog {
+    fn name(self) -> &'static str {
+        match self {
+            Prog::TcEgress => PROG_TC_EGRESS,
+            Prog::XdpMember => PROG_XDP_MEMBER,
+            Prog::TcMember => PROG_TC_MEMBER,
+        }
+    }
+}
+
+/// A lab with the object loaded and its maps filled in.
+struct Session {
+    lab: Lab,
+    ebpf: Ebpf,
+}
+
+struct Run {
+    verdict: u32,
+    output: Vec<u8>,
+}
+
+impl Session {
+    fn new(tweaks: &[Tweak], progs: &[Prog]) -> Result<Self> {
+        ensure!(
+            !EBPF_OBJECT.is_empty(),
+            "the eBPF object is an empty stub (built with AYA_BUILD_SKIP=1): build ipmp-user \
+             without it"
+        );
+        let lab = Lab::create(
+            !tweaks.contains(&Tweak::NoRoutes),
+            !tweaks.contains(&Tweak::NoForwarding),
+        )?;
+        let mut ebpf = EbpfLoader::new()
+            .load(EBPF_OBJECT)
+            .context("load the eBPF object")?;
+        fill_maps(&mut ebpf, &lab, tweaks)?;
+        for prog in progs {
+            load_program(&mut ebpf, *prog)?;
+        }
+        Ok(Self { lab, ebpf })
+    }
+
+    fn run(&mut self, prog: Prog, on: Dev, input: &[u8]) -> Result<Run> {
+        let ifindex = self.lab.ifindex(on);
+        let mut out = vec![0u8; 4096];
+        let program = self
+            .ebpf
+            .program_mut(prog.name())
+            .ok_or_else(|| anyhow!("no program {}", prog.name()))?;
+        let result = match prog {
+            Prog::TcEgress | Prog::TcMember => {
+                // struct __sk_buff up to and including `ifindex` (offset 40); the kernel takes
+                // a shorter context as zero-filled and picks the skb's device by ifindex.
+                let mut ctx = [0u8; 44];
+                ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+                let p: &mut SchedClassifier = program.try_into()?;
+                p.test_run(TestRunOptions {
+                    data_in: Some(input),
+                    data_out: Some(&mut out),
+                    ctx_in: Some(&ctx),
+                    repeat: 1,
+                    ..TestRunOptions::default()
+                })
+            }
+            Prog::XdpMember => {
+                // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+                // egress_ifindex.
+                let mut ctx = [0u8; 24];
+                ctx[4..8].copy_from_slice(&(input.len() as u32).to_ne_bytes());
+                ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+                let p: &mut Xdp = program.try_into()?;
+                p.test_run(TestRunOptions {
+                    data_in: Some(input),
+                    data_out: Some(&mut out),
+                    ctx_in: Some(&ctx),
+                    repeat: 1,
+                    ..TestRunOptions::default()
+                })
+            }
+        }
+        .with_context(|| format!("BPF_PROG_TEST_RUN of {}", prog.name()))?;
+        out.truncate(result.data_size_out as usize);
+        Ok(Run {
+            verdict: result.return_value,
+            output: out,
+        })
+    }
+
+    /// Every non-zero counter, summed over CPUs.
+    fn counters(&self) -> Result<BTreeMap<(u32, Reason), Counter>> {
+        let stats: PerCpuArray<_, Counter> = PerCpuArray::try_from(
+            self.ebpf
+                .map("IPMP_STATS")
+                .ok_or_else(|| anyhow!("no map IPMP_STATS"))?,
+        )?;
+        let mut found = BTreeMap::new();
+        for index in 0..STATS_ENTRIES {
+            let mut sum = Counter::default();
+            for c in stats.get(&index, 0)?.iter() {
+                sum.packets += c.packets;
+                sum.bytes += c.bytes;
+            }
+            if sum != Counter::default() {
+                let reason = Reason::from_u32(index % Reason::COUNT)
+                    .ok_or_else(|| anyhow!("no reason for counter {index}"))?;
+                found.insert((index / Reason::COUNT, reason), sum);
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn load_program(ebpf: &mut Ebpf, prog: Prog) -> Result<()> {
+    let program = ebpf
+        .program_mut(prog.name())
+        .ok_or_else(|| anyhow!("no program {}", prog.name()))?;
+    let loaded = match prog {
+        Prog::TcEgress | Prog::TcMember => {
+            let p: &mut SchedClassifier = program.try_into()?;
+            p.load()
+        }
+        Prog::XdpMember => {
+            let p: &mut Xdp = program.try_into()?;
+            p.load()
+        }
+    };
+    // The verifier log is in the Debug form of the error.
+    loaded.map_err(|e| anyhow!("load {}: {e:?}", prog.name()))
+}
+
+fn fill_maps(ebpf: &mut Ebpf, lab: &Lab, tweaks: &[Tweak]) -> Result<()> {
+    let m = |i: usize| lab.members[i];
+    let has = |t: Tweak| tweaks.contains(&t);
+
+    let mut group0 = GroupInfo {
+        slot: 0,
+        active_half: ACTIVE_HALF,
+        n_buckets: N_BUCKETS,
+        seed: SEED,
+        cast_ifindex: m(0),
+        stats_slot: IPMP0_SLOT,
+        flags: 0,
+        cast_mac: MEMBER_MAC[0],
+        _pad: [0; 2],
+    };
+    if has(Tweak::NoBuckets) {
+        group0.n_buckets = 0;
+    }
+    for t in tweaks {
+        match t {
+            Tweak::NoCast => group0.cast_ifindex = 0,
+            Tweak::CastTo(dev) => group0.cast_ifindex = lab.ifindex(*dev),
+            _ => {}
+        }
+    }
+    let group1 = GroupInfo {
+        slot: 1,
+        active_half: 0,
+        n_buckets: 1,
+        seed: 0,
+        cast_ifindex: m(3),
+        stats_slot: IPMP1_SLOT,
+        flags: 0,
+        cast_mac: MEMBER_MAC[3],
+        _pad: [0; 2],
+    };
+    {
+        let mut groups: HashMap<_, u32, GroupInfo> = HashMap::try_from(
+            ebpf.map_mut("IPMP_GROUPS")
+                .ok_or_else(|| anyhow!("IPMP_GROUPS"))?,
+        )?;
+        if !has(Tweak::NoGroup) {
+            groups.insert(lab.ipmp0, group0, 0)?;
+        }
+        groups.insert(lab.ipmp1, group1, 0)?;
+    }
+    {
+        let mut members: HashMap<_, u32, MemberInfo> = HashMap::try_from(
+            ebpf.map_mut("IPMP_MEMBERS")
+                .ok_or_else(|| anyhow!("IPMP_MEMBERS"))?,
+        )?;
+        let active = if has(Tweak::InactiveMembers) {
+            0
+        } else {
+            MEMBER_F_ACTIVE
+        };
+        let arp_src = |a: Option<Ipv4Addr>| a.map_or(0, |a| u32::from_ne_bytes(a.octets()));
+        let entries = [
+            (
+                0,
+                lab.ipmp0,
+                active | MEMBER_F_CAST,
+                arp_src(Some(TEST4[0])),
+            ),
+            (1, lab.ipmp0, active, arp_src(Some(TEST4[1]))),
+            (2, lab.ipmp0, active, arp_src(None)),
+            (3, lab.ipmp1, MEMBER_F_ACTIVE | MEMBER_F_CAST, 0),
+        ];
+        for (i, group_ifindex, flags, arp_src) in entries {
+            let info = MemberInfo {
+                group_ifindex,
+                stats_slot: i as u32,
+                flags,
+                arp_src,
+                mac: MEMBER_MAC[i],
+                _pad: [0; 2],
+            };
+            members.insert(m(i), info, 0)?;
+        }
+    }
+    {
+        let mut buckets: Array<_, u32> = Array::try_from(
+            ebpf.map_mut("IPMP_BUCKETS")
+                .ok_or_else(|| anyhow!("IPMP_BUCKETS"))?,
+        )?;
+        let index = |slot: u32, half: u32, bucket: u32| {
+            bucket_index(slot, half, bucket).ok_or_else(|| anyhow!("bucket {slot}/{half}/{bucket}"))
+        };
+        for (b, member) in BUCKETS.iter().enumerate() {
+            let b = b as u32;
+            let mut value = m(*member);
+            for t in tweaks {
+                match t {
+                    Tweak::EmptyBuckets => value = 0,
+                    Tweak::BucketsTo(dev) => value = lab.ifindex(*dev),
+                    _ => {}
+                }
+            }
+            buckets.set(index(0, ACTIVE_HALF, b)?, value, 0)?;
+            // The inactive half names a member of another group: reading it is a bad entry.
+            buckets.set(index(0, 1 - ACTIVE_HALF, b)?, m(3), 0)?;
+        }
+        buckets.set(index(1, 0, 0)?, m(3), 0)?;
+    }
+    {
+        let mut addrs: HashMap<_, AddrKey, AddrInfo> = HashMap::try_from(
+            ebpf.map_mut("IPMP_ADDRS")
+                .ok_or_else(|| anyhow!("IPMP_ADDRS"))?,
+        )?;
+        for i in 0..3 {
+            let info = AddrInfo {
+                group_ifindex: lab.ipmp0,
+                bound_ifindex: BOUND[i].map_or(0, m),
+            };
+            addrs.insert(AddrKey::v4(DATA4[i].octets()), info, 0)?;
+            addrs.insert(AddrKey::v6(DATA6[i].octets()), info, 0)?;
+        }
+    }
+    Ok(())
+}
+
+// --- fixtures -------------------------------------------------------------------------------
+
+/// An extra check of a fixture's output frame.
+type Check = fn(&[u8]) -> Result<()>;
+
+struct Fixture {
+    what: String,
+    prog: Prog,
+    on: Dev,
+    tweaks: Vec<Tweak>,
+    input: Vec<u8>,
+    verdict: u32,
+    /// Expected output frame; `None`: the input unchanged.
+    output: Option<Vec<u8>>,
+    /// Counter slots and reasons expected to count this one packet (all others stay zero).
+    counts: Vec<(u32, Reason)>,
+    /// Further checks of the output frame.
+    check: Option<Check>,
+}
+
+impl Fixture {
+    fn new(what: impl Into<String>, prog: Prog, on: Dev, input: Vec<u8>) -> Self {
+        Self {
+            what: what.into(),
+            prog,
+            on,
+            tweaks: Vec::new(),
+            input,
+            verdict: u32::MAX,
+            output: None,
+            counts: Vec::new(),
+            check: None,
+        }
+    }
+
+    fn tweak(mut self, tweak: Tweak) -> Self {
+        self.tweaks.push(tweak);
+        self
+    }
+
+    fn expect(mut self, verdict: u32, slot: u32, reason: Reason) -> Self {
+        self.verdict = verdict;
+        self.counts.push((slot, reason));
+        self
+    }
+
+    fn output(mut self, output: Vec<u8>) -> Self {
+        self.output = Some(output);
+        self
+    }
+
+    fn check(mut self, check: Check) -> Self {
+        self.check = Some(check);
+        self
+    }
+
+    fn run(&self) -> Result<()> {
+        in_fresh_netns(|| {
+            let mut session = Session::new(&self.tweaks, &[self.prog])?;
+            let run = session.run(self.prog, self.on, &self.input)?;
+            ensure!(
+                run.verdict == self.verdict,
+                "verdict {} (want {}), counters {:?}",
+                run.verdict,
+                self.verdict,
+                session.counters()?
+            );
+            let want = self.output.as_ref().unwrap_or(&self.input);
+            ensure!(
+                run.output == *want,
+                "output differs\n got  {}\n want {}",
+                hex(&run.output),
+                hex(want)
+            );
+            if let Some(check) = self.check {
+                check(&run.output)?;
+            }
+            let len = self.input.len() as u64;
+            let want: BTreeMap<_, _> = self
+                .counts
+                .iter()
+                .map(|&(slot, reason)| {
+                    (
+                        (slot, reason),
+                        Counter {
+                            packets: 1,
+                            bytes: len,
+                        },
+                    )
+                })
+                .collect();
+            let got = session.counters()?;
+            ensure!(got == want, "counters {got:?} (want {want:?})");
+            Ok(())
+        })
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn run_table(test: &str, fixtures: Vec<Fixture>) -> Result<()> {
+    if !privileged(test) {
+        return Ok(());
+    }
+    let mut failures = Vec::new();
+    for f in &fixtures {
+        match f.run() {
+            Ok(()) => println!("ok   {}", f.what),
+            Err(e) => {
+                println!("FAIL {}: {e:#}", f.what);
+                failures.push(format!("{}: {e:#}", f.what));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} fixtures failed:\n{}",
+            failures.len(),
+            fixtures.len(),
+            failures.join("\n")
+        );
+    }
+    Ok(())
+}
+
+// --- frames ---------------------------------------------------------------------------------
+
+/// Source of everything ipmp0 sends: its data address.
+const SRC4: Ipv4Addr = DATA4[0];
+const SRC6: Ipv6Addr = DATA6[0];
+
+/// Frames the stack hands to the NOARP IPMP interface carry its own MAC as destination.
+fn out4(ip: &Ipv4, l4: &[u8]) -> Vec<u8> {
+    ip.frame(IPMP0_MAC, IPMP0_MAC, l4)
+}
+
+fn out6(ip: &Ipv6, payload: &[u8]) -> Vec<u8> {
+    ip.frame(IPMP0_MAC, IPMP0_MAC, payload)
+}
+
+fn key4(dst: Ipv4Addr, proto: u8, sport: u16, dport: u16) -> FlowKey {
+    FlowKey::v4(SRC4.octets(), dst.octets(), proto, sport, dport)
+}
+
+fn key6(dst: Ipv6Addr, proto: u8, sport: u16, dport: u16) -> FlowKey {
+    FlowKey::v6(SRC6.octets(), dst.octets(), proto, sport, dport)
+}
+
+fn udp4(dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let ip = Ipv4::new(SRC4, dst, IPPROTO_UDP);
+    out4(
+        &ip,
+        &udp(Pseudo::V4(SRC4, dst), sport, dport, b"ipmp fixture"),
+    )
+}
+
+fn tcp4(dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let ip = Ipv4::new(SRC4, dst, IPPROTO_TCP);
+    out4(&ip, &tcp(Pseudo::V4(SRC4, dst), sport, dport, b"GET /"))
+}
+
+fn udp6(dst: Ipv6Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let ip = Ipv6::new(SRC6, dst, IPPROTO_UDP);
+    out6(
+        &ip,
+        &udp(Pseudo::V6(SRC6, dst), sport, dport, b"ipmp fixture"),
+    )
+}
+
+fn tcp6(dst: Ipv6Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let ip = Ipv6::new(SRC6, dst, IPPROTO_TCP);
+    out6(&ip, &tcp(Pseudo::V6(SRC6, dst), sport, dport, b"GET /"))
+}
+
+/// Ports for which the flow hash sends the datagram and its port-less fragments to different
+/// members, so that a fixture shows fragments really hash without ports.
+fn split_ports(with: impl Fn(u16) -> FlowKey, without: FlowKey) -> u16 {
+    let frag_member = flow_member(&without);
+    (40000..u16::MAX)
+        .find(|&p| flow_member(&with(p)) != frag_member)
+        .expect("some port moves the flow to another member")
+}
+
+/// A UDP datagram (8-byte header, 40 bytes of payload) cut into three fragments of 16 bytes
+/// (first, middle, last), the unfragmented datagram, and the flow keys with and without
+/// ports.
+struct Fragments {
+    whole: Vec<u8>,
+    first: Vec<u8>,
+    middle: Vec<u8>,
+    last: Vec<u8>,
+    key_ports: FlowKey,
+    key_frag: FlowKey,
+}
+
+fn fragments4() -> Fragments {
+    let key_frag = key4(FAR4, IPPROTO_UDP, 0, 0);
+    let sport = split_ports(|p| key4(FAR4, IPPROTO_UDP, p, 53), key_frag);
+    let datagram = udp(Pseudo::V4(SRC4, FAR4), sport, 53, &[0xab; 40]);
+    let base = Ipv4::new(SRC4, FAR4, IPPROTO_UDP);
+    let frag = |offset: usize, more: bool| {
+        let mut ip = base.clone();
+        ip.more_fragments = more;
+        ip.frag_offset = (offset / 8) as u16;
+        let end = (offset + 16).min(datagram.len());
+        out4(&ip, &datagram[offset..end])
+    };
+    Fragments {
+        whole: out4(&base, &datagram),
+        first: frag(0, true),
+        middle: frag(16, true),
+        last: frag(32, false),
+        key_ports: key4(FAR4, IPPROTO_UDP, sport, 53),
+        key_frag,
+    }
+}
+
+fn fragments6() -> Fragments {
+    let key_frag = key6(FAR6, IPPROTO_UDP, 0, 0);
+    let sport = split_ports(|p| key6(FAR6, IPPROTO_UDP, p, 53), key_frag);
+    let datagram = udp(Pseudo::V6(SRC6, FAR6), sport, 53, &[0xcd; 40]);
+    let frag = |offset: usize, more: bool| {
+        let end = (offset + 16).min(datagram.len());
+        let mut payload = ipv6_fragment(IPPROTO_UDP, (offset / 8) as u16, more, 0xfeed);
+        payload.extend_from_slice(&datagram[offset..end]);
+        out6(&Ipv6::new(SRC6, FAR6, NEXTHDR_FRAGMENT), &payload)
+    };
+    Fragments {
+        whole: out6(&Ipv6::new(SRC6, FAR6, IPPROTO_UDP), &datagram),
+        first: frag(0, true),
+        middle: frag(16, true),
+        last: frag(32, false),
+        key_ports: key6(FAR6, IPPROTO_UDP, sport, 53),
+        key_frag,
+    }
+}
+
+// --- TC egress on the IPMP interface --------------------------------------------------------
+
+fn unicast(what: &str, frame: Vec<u8>, key: FlowKey) -> Fixture {
+    let member = flow_member(&key);
+    Fixture::new(
+        format!("{what} → m{member}"),
+        Prog::TcEgress,
+        Dev::Ipmp0,
+        frame,
+    )
+    .expect(TC_ACT_REDIRECT, member as u32, Reason::TxUnicast)
+}
+
+fn egress_drop(what: &str, frame: Vec<u8>, slot: u32, reason: Reason) -> Fixture {
+    Fixture::new(what, Prog::TcEgress, Dev::Ipmp0, frame).expect(TC_ACT_SHOT, slot, reason)
+}
+
+fn tc_egress_table() -> Vec<Fixture> {
+    let mut t = Vec::new();
+    // IPv4 × protocols.
+    t.push(unicast(
+        "v4 tcp off-link",
+        tcp4(FAR4, 40001, 443),
+        key4(FAR4, IPPROTO_TCP, 40001, 443),
+    ));
+    t.push(unicast(
+        "v4 udp off-link",
+        udp4(FAR4, 40002, 53),
+        key4(FAR4, IPPROTO_UDP, 40002, 53),
+    ));
+    let on_link = Ipv4Addr::new(198, 51, 100, 77);
+    t.push(unicast(
+        "v4 udp on-link",
+        udp4(on_link, 40003, 53),
+        key4(on_link, IPPROTO_UDP, 40003, 53),
+    ));
+    let sctp = {
+        let ip = Ipv4::new(SRC4, FAR4, IPPROTO_SCTP);
+        let mut chunk = 38412u16.to_be_bytes().to_vec();
+        chunk.extend_from_slice(&2905u16.to_be_bytes());
+        chunk.extend_from_slice(&[0; 8]);
+        out4(&ip, &chunk)
+    };
+    t.push(unicast(
+        "v4 sctp",
+        sctp,
+        key4(FAR4, IPPROTO_SCTP, 38412, 2905),
+    ));
+    for (kind, name) in [(ICMP_ECHO_REQUEST, "request"), (ICMP_ECHO_REPLY, "reply")] {
+        let ip = Ipv4::new(SRC4, FAR4, IPPROTO_ICMP);
+        t.push(unicast(
+            &format!("v4 icmp echo {name} (id as port)"),
+            out4(&ip, &icmp(kind, 0, 0x4242, 1, b"ping")),
+            key4(FAR4, IPPROTO_ICMP, 0x4242, 0),
+        ));
+    }
+    let ip = Ipv4::new(SRC4, FAR4, IPPROTO_ICMP);
+    t.push(unicast(
+        "v4 icmp unreachable (no id)",
+        out4(&ip, &icmp(3, 3, 0x4242, 0, &[0; 28])),
+        key4(FAR4, IPPROTO_ICMP, 0, 0),
+    ));
+    let gre = Ipv4::new(SRC4, FAR4, 47);
+    t.push(unicast(
+        "v4 gre (no ports)",
+        out4(&gre, &[0, 0, 0x08, 0x00, 1, 2, 3, 4]),
+        key4(FAR4, 47, 0, 0),
+    ));
+    let mut opts = Ipv4::new(SRC4, FAR4, IPPROTO_UDP);
+    opts.options = vec![0x94, 0x04, 0, 0]; // router alert: IHL 6
+    t.push(unicast(
+        "v4 udp with IP options (IHL 6)",
+        out4(&opts, &udp(Pseudo::V4(SRC4, FAR4), 40004, 5353, b"x")),
+        key4(FAR4, IPPROTO_UDP, 40004, 5353),
+    ));
+    let f4 = fragments4();
+    t.push(unicast("v4 udp whole datagram", f4.whole, f4.key_ports));
+    t.push(unicast(
+        "v4 first fragment (no ports)",
+        f4.first,
+        f4.key_frag,
+    ));
+    t.push(unicast("v4 middle fragment", f4.middle, f4.key_frag));
+    t.push(unicast("v4 last fragment", f4.last, f4.key_frag));
+
+    // IPv6 × protocols.
+    t.push(unicast(
+        "v6 tcp off-link",
+        tcp6(FAR6, 40011, 443),
+        key6(FAR6, IPPROTO_TCP, 40011, 443),
+    ));
+    t.push(unicast(
+        "v6 udp off-link",
+        udp6(FAR6, 40012, 53),
+        key6(FAR6, IPPROTO_UDP, 40012, 53),
+    ));
+    for (kind, name) in [
+        (ICMPV6_ECHO_REQUEST, "request"),
+        (ICMPV6_ECHO_REPLY, "reply"),
+    ] {
+        t.push(unicast(
+            &format!("v6 icmpv6 echo {name} (id as port)"),
+            out6(
+                &Ipv6::new(SRC6, FAR6, IPPROTO_ICMPV6),
+                &icmpv6_echo(SRC6, FAR6, kind, 0x5151, 3),
+            ),
+            key6(FAR6, IPPROTO_ICMPV6, 0x5151, 0),
+        ));
+    }
+    t.push(unicast(
+        "v6 icmpv6 packet too big (no id)",
+        out6(
+            &Ipv6::new(SRC6, FAR6, IPPROTO_ICMPV6),
+            &icmpv6(SRC6, FAR6, 2, 0, &[0, 0, 5, 0xdc, 0x60, 0, 0, 0]),
+        ),
+        key6(FAR6, IPPROTO_ICMPV6, 0, 0),
+    ));
+    t.push(unicast(
+        "v6 no next header (no ports)",
+        out6(&Ipv6::new(SRC6, FAR6, NEXTHDR_NONE), &[]),
+        key6(FAR6, NEXTHDR_NONE, 0, 0),
+    ));
+    let ext = {
+        // hop-by-hop → destination options (16 bytes) → routing → UDP
+        let mut p = ipv6_ext(NEXTHDR_DEST, 0);
+        p.extend_from_slice(&ipv6_ext(NEXTHDR_ROUTING, 1));
+        p.extend_from_slice(&ipv6_ext(IPPROTO_UDP, 0));
+        p.extend_from_slice(&udp(Pseudo::V6(SRC6, FAR6), 40013, 4789, b"vxlan"));
+        out6(&Ipv6::new(SRC6, FAR6, NEXTHDR_HOP), &p)
+    };
+    t.push(unicast(
+        "v6 udp behind hop-by-hop, dest opts, routing",
+        ext,
+        key6(FAR6, IPPROTO_UDP, 40013, 4789),
+    ));
+    let f6 = fragments6();
+    t.push(unicast("v6 udp whole datagram", f6.whole, f6.key_ports));
+    t.push(unicast(
+        "v6 first fragment (no ports)",
+        f6.first,
+        f6.key_frag,
+    ));
+    t.push(unicast("v6 middle fragment", f6.middle, f6.key_frag));
+    t.push(unicast("v6 last fragment", f6.last, f6.key_frag));
+    let ll_src = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x10);
+    let ll_dst = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x99);
+    t.push(unicast(
+        "v6 link-local destination (no FIB lookup)",
+        out6(
+            &Ipv6::new(ll_src, ll_dst, IPPROTO_UDP),
+            &udp(Pseudo::V6(ll_src, ll_dst), 546, 547, b"dhcp"),
+        ),
+        FlowKey::v6(ll_src.octets(), ll_dst.octets(), IPPROTO_UDP, 546, 547),
+    ));
+
+    // Broadcast and multicast: out of the cast member, with its MAC.
+    let bcast = {
+        let dst = Ipv4Addr::new(198, 51, 100, 255);
+        let ip = Ipv4::new(SRC4, dst, IPPROTO_UDP);
+        ip.frame(
+            BROADCAST,
+            IPMP0_MAC,
+            &udp(Pseudo::V4(SRC4, dst), 138, 138, b"nb"),
+        )
+    };
+    let mcast = {
+        let dst: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfb);
+        Ipv6::new(SRC6, dst, IPPROTO_UDP).frame(
+            multicast_mac(dst),
+            IPMP0_MAC,
+            &udp(Pseudo::V6(SRC6, dst), 5353, 5353, b"mdns"),
+        )
+    };
+    for (name, frame) in [("v4 broadcast", &bcast), ("v6 multicast", &mcast)] {
+        let mut rewritten = frame.clone();
+        rewritten[6..12].copy_from_slice(&MEMBER_MAC[0]);
+        t.push(
+            Fixture::new(
+                format!("{name} → cast member m0, source MAC m0"),
+                Prog::TcEgress,
+                Dev::Ipmp0,
+                frame.clone(),
+            )
+            .expect(TC_ACT_REDIRECT, 0, Reason::TxCast)
+            .output(rewritten),
+        );
+        t.push(
+            egress_drop(
+                &format!("{name} without cast member"),
+                frame.clone(),
+                IPMP0_SLOT,
+                Reason::TxNoMember,
+            )
+            .tweak(Tweak::NoCast),
+        );
+        t.push(
+            egress_drop(
+                &format!("{name}, cast member without member entry"),
+                frame.clone(),
+                IPMP0_SLOT,
+                Reason::TxBadEntry,
+            )
+            .tweak(Tweak::CastTo(Dev::M(4))),
+        );
+    }
+
+    let limited = {
+        let dst = Ipv4Addr::BROADCAST;
+        out4(
+            &Ipv4::new(SRC4, dst, IPPROTO_UDP),
+            &udp(Pseudo::V4(SRC4, dst), 68, 67, b"bootp"),
+        )
+    };
+    let mut to_all = limited.clone();
+    to_all[0..6].copy_from_slice(&BROADCAST);
+    to_all[6..12].copy_from_slice(&MEMBER_MAC[0]);
+    t.push(
+        Fixture::new(
+            "255.255.255.255 with the NOARP unicast MAC → cast member, broadcast MAC",
+            Prog::TcEgress,
+            Dev::Ipmp0,
+            limited,
+        )
+        .expect(TC_ACT_REDIRECT, 0, Reason::TxCast)
+        .output(to_all),
+    );
+
+    // Drops.
+    t.push(
+        egress_drop(
+            "no group entry",
+            tcp4(FAR4, 40020, 443),
+            STATS_SLOT_UNKNOWN,
+            Reason::TxNoGroup,
+        )
+        .tweak(Tweak::NoGroup),
+    );
+    t.push(
+        Fixture::new(
+            "run on a member (no group entry)",
+            Prog::TcEgress,
+            Dev::M(1),
+            tcp4(FAR4, 40020, 443),
+        )
+        .expect(TC_ACT_SHOT, STATS_SLOT_UNKNOWN, Reason::TxNoGroup),
+    );
+    t.push(egress_drop(
+        "not IP (ARP)",
+        arp_frame(BROADCAST, ARPOP_REQUEST, IPMP0_MAC, SRC4, [0; 6], PEER4),
+        IPMP0_SLOT,
+        Reason::TxNotIp,
+    ));
+    t.push(egress_drop(
+        "not IP (LLDP)",
+        ethernet([0x01, 0x80, 0xc2, 0, 0, 0x0e], IPMP0_MAC, 0x88cc, &[0; 32]),
+        IPMP0_SLOT,
+        Reason::TxNotIp,
+    ));
+    // BPF_PROG_TEST_RUN (6.18) refuses skbs shorter than the base IPv4/IPv6 header, so a
+    // truncated base header cannot be a fixture; truncations past it can.
+    let full = tcp4(FAR4, 40021, 443);
+    let mut ihl15 = full[..14 + 20].to_vec();
+    ihl15[14] = 0x4f;
+    t.push(egress_drop(
+        "IPv4 IHL 15 beyond the end of the packet",
+        ihl15,
+        IPMP0_SLOT,
+        Reason::TxMalformed,
+    ));
+    t.push(egress_drop(
+        "truncated TCP header",
+        full[..14 + 20 + 2].to_vec(),
+        IPMP0_SLOT,
+        Reason::TxMalformed,
+    ));
+    let mut ihl4 = full.clone();
+    ihl4[14] = 0x44;
+    t.push(egress_drop(
+        "IPv4 IHL 4",
+        ihl4,
+        IPMP0_SLOT,
+        Reason::TxMalformed,
+    ));
+    let mut v6_in_v4 = full.clone();
+    v6_in_v4[14] = 0x65;
+    t.push(egress_drop(
+        "IPv4 ethertype, version 6",
+        v6_in_v4,
+        IPMP0_SLOT,
+        Reason::TxMalformed,
+    ));
+    let full6 = tcp6(FAR6, 40022, 443);
+    t.push(egress_drop(
+        "truncated TCP header after IPv6",
+        full6[..14 + 40 + 3].to_vec(),
+        IPMP0_SLOT,
+        Reason::TxMalformed,
+    ));
+    t.push(egress_drop(
+        "truncated extension header chain",
+        out6(
+            &Ipv6::new(SRC6, FAR6, NEXTHDR_HOP),
+            &ipv6_ext(IPPROTO_UDP, 0),
+        ),
+        IPMP0_SLOT,
+        Reason::TxMalformed,
+    ));
+    t.push(
+        egress_drop(
+            "no buckets (no active member)",
+            tcp4(FAR4, 40023, 443),
+            IPMP0_SLOT,
+            Reason::TxNoMember,
+        )
+        .tweak(Tweak::NoBuckets),
+    );
+    t.push(
+        egress_drop(
+            "bucket holds 0",
+            tcp4(FAR4, 40024, 443),
+            IPMP0_SLOT,
+            Reason::TxNoMember,
+        )
+        .tweak(Tweak::EmptyBuckets),
+    );
+    t.push(
+        egress_drop(
+            "bucket names an inactive member",
+            tcp4(FAR4, 40025, 443),
+            IPMP0_SLOT,
+            Reason::TxBadEntry,
+        )
+        .tweak(Tweak::InactiveMembers),
+    );
+    t.push(
+        egress_drop(
+            "bucket names a member of another group",
+            tcp4(FAR4, 40026, 443),
+            IPMP0_SLOT,
+            Reason::TxBadEntry,
+        )
+        .tweak(Tweak::BucketsTo(Dev::M(3))),
+    );
+    t.push(
+        egress_drop(
+            "bucket names an interface without member entry",
+            tcp4(FAR4, 40027, 443),
+            IPMP0_SLOT,
+            Reason::TxBadEntry,
+        )
+        .tweak(Tweak::BucketsTo(Dev::M(4))),
+    );
+    t.push(
+        egress_drop(
+            "v4 no route",
+            tcp4(FAR4, 40028, 443),
+            IPMP0_SLOT,
+            Reason::TxNoRoute,
+        )
+        .tweak(Tweak::NoRoutes),
+    );
+    t.push(
+        egress_drop(
+            "v6 no route",
+            tcp6(FAR6, 40029, 443),
+            IPMP0_SLOT,
+            Reason::TxNoRoute,
+        )
+        .tweak(Tweak::NoRoutes),
+    );
+    t.push(
+        egress_drop(
+            "v4 forwarding off",
+            tcp4(FAR4, 40031, 443),
+            IPMP0_SLOT,
+            Reason::TxFwdDisabled,
+        )
+        .tweak(Tweak::NoForwarding),
+    );
+    t.push(
+        egress_drop(
+            "v6 forwarding off",
+            tcp6(FAR6, 40032, 443),
+            IPMP0_SLOT,
+            Reason::TxFwdDisabled,
+        )
+        .tweak(Tweak::NoForwarding),
+    );
+    let (src1, dst1) = (
+        Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0x10),
+        Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0x99),
+    );
+    t.push(
+        Fixture::new(
+            "second group: its own buckets and member",
+            Prog::TcEgress,
+            Dev::Ipmp1,
+            Ipv6::new(src1, dst1, IPPROTO_UDP).frame(
+                IPMP1_MAC,
+                IPMP1_MAC,
+                &udp(Pseudo::V6(src1, dst1), 1, 2, b"x"),
+            ),
+        )
+        .expect(TC_ACT_REDIRECT, 3, Reason::TxUnicast),
+    );
+    t.push(
+        Fixture::new(
+            "second group: no route, counted on its interface",
+            Prog::TcEgress,
+            Dev::Ipmp1,
+            udp4(FAR4, 1, 2),
+        )
+        .expect(TC_ACT_SHOT, IPMP1_SLOT, Reason::TxNoRoute),
+    );
+    t.push(
+        unicast(
+            "v4 on-link destination without default route",
+            udp4(on_link, 40030, 53),
+            key4(on_link, IPPROTO_UDP, 40030, 53),
+        )
+        .tweak(Tweak::NoRoutes),
+    );
+    t
+}
+
+#[test]
+fn tc_egress_fixtures() -> Result<()> {
+    run_table("tc_egress_fixtures", tc_egress_table())
+}
+
+// --- XDP on members -------------------------------------------------------------------------
+
+fn xdp(what: &str, on: usize, frame: Vec<u8>, verdict: u32, reason: Reason) -> Fixture {
+    let slot = if on < 4 {
+        on as u32
+    } else {
+        STATS_SLOT_UNKNOWN
+    };
+    Fixture::new(format!("m{on}: {what}"), Prog::XdpMember, Dev::M(on), frame)
+        .expect(verdict, slot, reason)
+}
+
+fn arp_request(spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    pad60(arp_frame(
+        BROADCAST,
+        ARPOP_REQUEST,
+        PEER_MAC,
+        spa,
+        [0; 6],
+        tpa,
+    ))
+}
+
+/// The reply m`member` sends for a request from the peer.
+fn arp_reply(member: usize, spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    let mac = MEMBER_MAC[member];
+    pad60(arp_frame(PEER_MAC, ARPOP_REPLY, mac, tpa, PEER_MAC, spa))
+}
+
+fn na_checksum(frame: &[u8]) -> Result<()> {
+    ensure!(frame.len() == 86, "NA frame is {} bytes", frame.len());
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[22..38])?);
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[38..54])?);
+    ensure!(frame[54] == ND_NEIGHBOR_ADVERT, "not an NA");
+    ensure!(
+        icmpv6_checksum_ok(src, dst, &frame[54..]),
+        "NA checksum does not verify"
+    );
+    Ok(())
+}
+
+fn xdp_member_table() -> Vec<Fixture> {
+    let mut t = Vec::new();
+    let [d0, d1, d2] = DATA4;
+    // ARP.
+    t.push(
+        xdp(
+            "ARP request for an address bound here",
+            0,
+            arp_request(PEER4, d0),
+            XDP_TX,
+            Reason::ArpReply,
+        )
+        .output(arp_reply(0, PEER4, d0)),
+    );
+    t.push(
+        xdp(
+            "ARP request bound here (unpadded)",
+            1,
+            arp_frame(BROADCAST, ARPOP_REQUEST, PEER_MAC, PEER4, [0; 6], d1),
+            XDP_TX,
+            Reason::ArpReply,
+        )
+        .output(arp_reply(1, PEER4, d1)[..42].to_vec()),
+    );
+    t.push(
+        xdp(
+            "ARP probe (sender 0.0.0.0) for an address bound here",
+            0,
+            arp_request(Ipv4Addr::UNSPECIFIED, d0),
+            XDP_TX,
+            Reason::ArpReply,
+        )
+        .output(arp_reply(0, Ipv4Addr::UNSPECIFIED, d0)),
+    );
+    t.push(xdp(
+        "ARP request for an address bound to m1",
+        0,
+        arp_request(PEER4, d1),
+        XDP_DROP,
+        Reason::ArpNotBound,
+    ));
+    t.push(xdp(
+        "ARP request for an address bound to no member",
+        0,
+        arp_request(PEER4, d2),
+        XDP_DROP,
+        Reason::ArpNotBound,
+    ));
+    t.push(xdp(
+        "ARP request for an address bound to no member",
+        2,
+        arp_request(PEER4, d2),
+        XDP_DROP,
+        Reason::ArpNotBound,
+    ));
+    t.push(xdp(
+        "ARP request for an unknown address (non-cast member)",
+        1,
+        arp_request(PEER4, TEST4[1]),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    t.push(xdp(
+        "gratuitous ARP request of a peer",
+        1,
+        arp_request(PEER4, PEER4),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    t.push(xdp(
+        "gratuitous ARP reply of a peer",
+        2,
+        pad60(arp_frame(
+            BROADCAST,
+            ARPOP_REPLY,
+            PEER_MAC,
+            PEER4,
+            BROADCAST,
+            PEER4,
+        )),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    t.push(xdp(
+        "ARP reply for a data address",
+        0,
+        pad60(arp_frame(
+            MEMBER_MAC[0],
+            ARPOP_REPLY,
+            PEER_MAC,
+            PEER4,
+            MEMBER_MAC[0],
+            d0,
+        )),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    let req = arp_request(PEER4, d0);
+    t.push(xdp(
+        "truncated ARP",
+        0,
+        req[..14 + 20].to_vec(),
+        XDP_PASS,
+        Reason::RxMalformed,
+    ));
+    let mut bad_htype = req.clone();
+    bad_htype[15] = 6;
+    t.push(xdp(
+        "ARP with hardware type 6",
+        0,
+        bad_htype,
+        XDP_PASS,
+        Reason::RxMalformed,
+    ));
+    let mut bad_plen = req.clone();
+    bad_plen[19] = 16;
+    t.push(xdp(
+        "ARP with protocol length 16",
+        0,
+        bad_plen,
+        XDP_PASS,
+        Reason::RxMalformed,
+    ));
+
+    // Neighbour solicitation.
+    let [t0, t1, t2] = DATA6;
+    let sol = PEER6;
+    let na = |member: usize, target: Ipv6Addr| {
+        neighbour_advertisement(
+            PEER_MAC,
+            MEMBER_MAC[member],
+            target,
+            sol,
+            ND_NA_FLAG_SOLICITED | ND_NA_FLAG_OVERRIDE,
+            target,
+        )
+    };
+    t.push(
+        xdp(
+            "NS with source link-layer option, bound here",
+            0,
+            neighbour_solicitation(PEER_MAC, sol, t0, true, &[]),
+            XDP_TX,
+            Reason::NsReply,
+        )
+        .output(na(0, t0))
+        .check(na_checksum),
+    );
+    t.push(
+        xdp(
+            "NS without options, bound here (frame grows)",
+            1,
+            neighbour_solicitation(PEER_MAC, sol, t1, false, &[]),
+            XDP_TX,
+            Reason::NsReply,
+        )
+        .output(na(1, t1))
+        .check(na_checksum),
+    );
+    let nonce = [14, 1, 1, 2, 3, 4, 5, 6];
+    t.push(
+        xdp(
+            "NS with source link-layer and nonce options, bound here (frame shrinks)",
+            0,
+            neighbour_solicitation(PEER_MAC, sol, t0, true, &nonce),
+            XDP_TX,
+            Reason::NsReply,
+        )
+        .output(na(0, t0))
+        .check(na_checksum),
+    );
+    t.push(
+        xdp(
+            "NS for DAD (source ::), bound here",
+            0,
+            neighbour_solicitation(PEER_MAC, Ipv6Addr::UNSPECIFIED, t0, false, &nonce),
+            XDP_TX,
+            Reason::NsReply,
+        )
+        .output(neighbour_advertisement(
+            PEER_MAC,
+            MEMBER_MAC[0],
+            t0,
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+            ND_NA_FLAG_OVERRIDE,
+            t0,
+        ))
+        .check(na_checksum),
+    );
+    t.push(xdp(
+        "NS for an address bound to m1",
+        0,
+        neighbour_solicitation(PEER_MAC, sol, t1, true, &[]),
+        XDP_DROP,
+        Reason::NsNotBound,
+    ));
+    t.push(xdp(
+        "NS for an address bound to no member",
+        1,
+        neighbour_solicitation(PEER_MAC, sol, t2, true, &[]),
+        XDP_DROP,
+        Reason::NsNotBound,
+    ));
+    let ll_target = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x11);
+    t.push(xdp(
+        "NS for an unknown address (non-cast member)",
+        1,
+        neighbour_solicitation(PEER_MAC, sol, ll_target, true, &[]),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    let short_ns = {
+        let dst = ipmp_tests::packets::solicited_node(t0);
+        let mut ip = Ipv6::new(sol, dst, IPPROTO_ICMPV6);
+        ip.hop_limit = 255;
+        ip.frame(
+            multicast_mac(dst),
+            PEER_MAC,
+            &icmpv6(sol, dst, 135, 0, &[0; 4]),
+        )
+    };
+    t.push(xdp(
+        "truncated NS (8 bytes of ICMPv6)",
+        0,
+        short_ns,
+        XDP_PASS,
+        Reason::RxMalformed,
+    ));
+    let full_ns = neighbour_solicitation(PEER_MAC, sol, t0, true, &[]);
+    t.push(xdp(
+        "NS cut short of its target",
+        0,
+        full_ns[..14 + 40 + 16].to_vec(),
+        XDP_PASS,
+        Reason::RxMalformed,
+    ));
+    let mut hop64 = full_ns.clone();
+    hop64[21] = 64;
+    t.push(xdp(
+        "NS with hop limit 64",
+        0,
+        hop64,
+        XDP_PASS,
+        Reason::RxMalformed,
+    ));
+    let mut code1 = full_ns.clone();
+    code1[55] = 1;
+    t.push(xdp(
+        "NS with code 1",
+        0,
+        code1,
+        XDP_PASS,
+        Reason::RxMalformed,
+    ));
+    for kind in ND_ROUTER_SOLICIT..=ND_REDIRECT {
+        if kind == 135 {
+            continue;
+        }
+        let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+        let mut ip = Ipv6::new(sol, dst, IPPROTO_ICMPV6);
+        ip.hop_limit = 255;
+        let mut body = vec![0u8; 20];
+        body.extend_from_slice(&nd_ll_option(1, PEER_MAC));
+        let frame = ip.frame(
+            multicast_mac(dst),
+            PEER_MAC,
+            &icmpv6(sol, dst, kind, 0, &body),
+        );
+        t.push(xdp(
+            &format!("ND type {kind} to all-nodes (non-cast member)"),
+            2,
+            frame,
+            XDP_PASS,
+            Reason::RxPass,
+        ));
+    }
+
+    // Broadcast / multicast / unicast.
+    let bcast = {
+        let dst = Ipv4Addr::new(198, 51, 100, 255);
+        Ipv4::new(PEER4, dst, IPPROTO_UDP).frame(
+            BROADCAST,
+            PEER_MAC,
+            &udp(Pseudo::V4(PEER4, dst), 67, 68, b"dhcp"),
+        )
+    };
+    t.push(xdp(
+        "IPv4 broadcast on the cast member",
+        0,
+        bcast.clone(),
+        XDP_PASS,
+        Reason::CastPass,
+    ));
+    t.push(xdp(
+        "IPv4 broadcast on a non-cast member",
+        1,
+        bcast,
+        XDP_DROP,
+        Reason::CastDrop,
+    ));
+    let mcast = {
+        let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+        Ipv6::new(sol, dst, IPPROTO_ICMPV6).frame(
+            multicast_mac(dst),
+            PEER_MAC,
+            &icmpv6_echo(sol, dst, ICMPV6_ECHO_REQUEST, 9, 9),
+        )
+    };
+    t.push(xdp(
+        "IPv6 multicast echo on the cast member",
+        0,
+        mcast.clone(),
+        XDP_PASS,
+        Reason::CastPass,
+    ));
+    t.push(xdp(
+        "IPv6 multicast echo on a non-cast member",
+        2,
+        mcast,
+        XDP_DROP,
+        Reason::CastDrop,
+    ));
+    let mld = {
+        let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16);
+        let mut p = ipv6_ext(IPPROTO_ICMPV6, 0);
+        p.extend_from_slice(&icmpv6(sol, dst, 143, 0, &[0; 4]));
+        Ipv6::new(sol, dst, NEXTHDR_HOP).frame(multicast_mac(dst), PEER_MAC, &p)
+    };
+    t.push(xdp(
+        "MLDv2 report (hop-by-hop) on a non-cast member",
+        1,
+        mld,
+        XDP_DROP,
+        Reason::CastDrop,
+    ));
+    let uni = Ipv4::new(PEER4, d1, IPPROTO_TCP).frame(
+        MEMBER_MAC[1],
+        PEER_MAC,
+        &tcp(Pseudo::V4(PEER4, d1), 443, 40000, b"data"),
+    );
+    t.push(xdp(
+        "IPv4 unicast on a non-cast member",
+        1,
+        uni.clone(),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    let uni6 = Ipv6::new(sol, t0, IPPROTO_UDP).frame(
+        MEMBER_MAC[0],
+        PEER_MAC,
+        &udp(Pseudo::V6(sol, t0), 53, 40000, b"dns"),
+    );
+    t.push(xdp("IPv6 unicast", 0, uni6, XDP_PASS, Reason::RxPass));
+    t.push(xdp(
+        "Ethernet header only",
+        1,
+        ethernet(MEMBER_MAC[1], PEER_MAC, ETH_P_IPV6, &[]),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    t.push(xdp(
+        "not a member",
+        4,
+        arp_request(PEER4, d0),
+        XDP_PASS,
+        Reason::NotMember,
+    ));
+    t.push(xdp(
+        "not a member (unicast)",
+        4,
+        uni,
+        XDP_PASS,
+        Reason::NotMember,
+    ));
+    t
+}
+
+#[test]
+fn xdp_member_fixtures() -> Result<()> {
+    run_table("xdp_member_fixtures", xdp_member_table())
+}
+
+// --- TC egress on members -------------------------------------------------------------------
+
+fn member_tx(what: &str, on: usize, frame: Vec<u8>, reason: Reason) -> Fixture {
+    let slot = if on < 4 {
+        on as u32
+    } else {
+        STATS_SLOT_UNKNOWN
+    };
+    Fixture::new(format!("m{on}: {what}"), Prog::TcMember, Dev::M(on), frame)
+        .expect(TC_ACT_OK, slot, reason)
+}
+
+fn tc_member_table() -> Vec<Fixture> {
+    let mut t = Vec::new();
+    let [d0, d1, d2] = DATA4;
+    let request = |member: usize, spa: Ipv4Addr| {
+        arp_frame(
+            BROADCAST,
+            ARPOP_REQUEST,
+            MEMBER_MAC[member],
+            spa,
+            [0; 6],
+            PEER4,
+        )
+    };
+    let with_spa = |mut f: Vec<u8>, spa: Ipv4Addr| {
+        f[28..32].copy_from_slice(&spa.octets());
+        f
+    };
+    t.push(
+        member_tx(
+            "ARP request naming a data address bound to m0",
+            1,
+            request(1, d0),
+            Reason::ArpSrcRewrite,
+        )
+        .output(with_spa(request(1, d0), TEST4[1])),
+    );
+    t.push(
+        member_tx(
+            "ARP request naming a data address bound to no member",
+            1,
+            request(1, d2),
+            Reason::ArpSrcRewrite,
+        )
+        .output(with_spa(request(1, d2), TEST4[1])),
+    );
+    t.push(
+        member_tx(
+            "ARP request naming m1's address, no test address (probe form)",
+            2,
+            request(2, d1),
+            Reason::ArpSrcRewrite,
+        )
+        .output(with_spa(request(2, d1), Ipv4Addr::UNSPECIFIED)),
+    );
+    t.push(
+        member_tx(
+            "padded ARP request naming m1's address",
+            0,
+            pad60(request(0, d1)),
+            Reason::ArpSrcRewrite,
+        )
+        .output(pad60(with_spa(request(0, d1), TEST4[0]))),
+    );
+    t.push(member_tx(
+        "ARP request naming the address bound here",
+        0,
+        request(0, d0),
+        Reason::MemberTxPass,
+    ));
+    t.push(member_tx(
+        "ARP request naming m1's address, on m1",
+        1,
+        request(1, d1),
+        Reason::MemberTxPass,
+    ));
+    t.push(member_tx(
+        "ARP request from the test address",
+        1,
+        request(1, TEST4[1]),
+        Reason::MemberTxPass,
+    ));
+    t.push(member_tx(
+        "ARP reply naming a data address bound elsewhere",
+        1,
+        arp_frame(PEER_MAC, ARPOP_REPLY, MEMBER_MAC[1], d0, PEER_MAC, PEER4),
+        Reason::MemberTxPass,
+    ));
+    t.push(member_tx(
+        "truncated ARP request",
+        1,
+        request(1, d0)[..30].to_vec(),
+        Reason::MemberTxPass,
+    ));
+    let ipv4 = Ipv4::new(TEST4[1], PEER4, IPPROTO_ICMP).frame(
+        PEER_MAC,
+        MEMBER_MAC[1],
+        &icmp(ICMP_ECHO_REQUEST, 0, 1, 1, b"probe"),
+    );
+    t.push(member_tx("IPv4 probe", 1, ipv4, Reason::MemberTxPass));
+    t.push(member_tx(
+        "IPv6 from the member",
+        0,
+        neighbour_solicitation(MEMBER_MAC[0], DATA6[0], PEER6, true, &[]),
+        Reason::MemberTxPass,
+    ));
+    t.push(member_tx(
+        "not a member",
+        4,
+        request(4, d0),
+        Reason::NotMember,
+    ));
+    t
+}
+
+#[test]
+fn tc_member_fixtures() -> Result<()> {
+    run_table("tc_member_fixtures", tc_member_table())
+}
+
+// --- properties across packets ---------------------------------------------------------------
+
+/// Runs `frames` through TC egress one by one in one lab and returns, per frame, the member
+/// whose TxUnicast counter went up.
+fn egress_members(frames: &[Vec<u8>]) -> Result<Vec<usize>> {
+    in_fresh_netns(|| {
+        let mut session = Session::new(&[], &[Prog::TcEgress])?;
+        let mut before = session.counters()?;
+        let mut members = Vec::new();
+        for frame in frames {
+            let run = session.run(Prog::TcEgress, Dev::Ipmp0, frame)?;
+            ensure!(run.verdict == TC_ACT_REDIRECT, "verdict {}", run.verdict);
+            let after = session.counters()?;
+            let moved: Vec<_> = after
+                .iter()
+                .filter(|(k, v)| before.get(k) != Some(v))
+                .map(|(k, _)| *k)
+                .collect();
+            match moved.as_slice() {
+                [(slot, Reason::TxUnicast)] => members.push(*slot as usize),
+                other => bail!("one packet moved counters {other:?}"),
+            }
+            before = after;
+        }
+        Ok(members)
+    })
+}
+
+#[test]
+fn fragments_of_a_datagram_leave_through_one_member() -> Result<()> {
+    if !privileged("fragments_of_a_datagram_leave_through_one_member") {
+        return Ok(());
+    }
+    for f in [fragments4(), fragments6()] {
+        let got = egress_members(&[f.whole, f.first, f.middle, f.last])?;
+        let whole = flow_member(&f.key_ports);
+        let frag = flow_member(&f.key_frag);
+        ensure!(whole != frag, "the fixture must separate the two members");
+        assert_eq!(
+            got,
+            vec![whole, frag, frag, frag],
+            "whole datagram, then its fragments"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn flows_take_the_member_the_shared_hash_names() -> Result<()> {
+    if !privileged("flows_take_the_member_the_shared_hash_names") {
+        return Ok(());
+    }
+    let mut frames = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..24u16 {
+        let dst4 = Ipv4Addr::new(203, 0, 113, 1 + i as u8);
+        let dst6 = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1 + i);
+        frames.push(tcp4(dst4, 30000 + i * 7, 443));
+        want.push(flow_member(&key4(dst4, IPPROTO_TCP, 30000 + i * 7, 443)));
+        frames.push(udp6(dst6, 5000, 20000 + i));
+        want.push(flow_member(&key6(dst6, IPPROTO_UDP, 5000, 20000 + i)));
+        let ip = Ipv4::new(SRC4, dst4, IPPROTO_ICMP);
+        frames.push(out4(&ip, &icmp(ICMP_ECHO_REQUEST, 0, 100 + i, 1, b"x")));
+        want.push(flow_member(&key4(dst4, IPPROTO_ICMP, 100 + i, 0)));
+    }
+    let got = egress_members(&frames)?;
+    assert_eq!(got, want);
+    // Three members share the buckets: the flows must not all land on one.
+    for m in 0..3 {
+        assert!(got.contains(&m), "no flow on m{m}");
+    }
+    Ok(())
+}
+
+#[test]
+fn programs_pass_the_verifier() -> Result<()> {
+    if !privileged("programs_pass_the_verifier") {
+        return Ok(());
+    }
+    in_fresh_netns(|| {
+        let progs = [Prog::TcEgress, Prog::XdpMember, Prog::TcMember];
+        let session = Session::new(&[], &progs)?;
+        for prog in progs {
+            let program = session
+                .ebpf
+                .program(prog.name())
+                .ok_or_else(|| anyhow!("no program {}", prog.name()))?;
+            let info = match prog {
+                Prog::XdpMember => <&Xdp>::try_from(program)?.info()?,
+                _ => <&SchedClassifier>::try_from(program)?.info()?,
+            };
+            println!(
+                "{:16} verified insns {:>6}  xlated bytes {:>6}",
+                prog.name(),
+                info.verified_instruction_count().unwrap_or(0),
+                info.size_translated().unwrap_or(0),
+            );
+        }
+        Ok(())
+    })
+}
