@@ -1,2 +1,4 @@
 //! TODO
+pub mod lab;
 pub mod packets;
+pub mod pcap;

@@ -1,1 +1,49 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | test | demo`.
+
+mod demo;
+mod setup;
+mod test;
+
+// The netns lab and the pcap reader, shared with the ipmp-tests package by source: depending on
+// ipmp-tests would pull in ipmp-user, whose build needs the toolchain that `setup` installs.
+#[expect(dead_code, reason = "the demo uses part of the lab library")]
+#[path = "../../tests/src/lab.rs"]
+mod lab;
+// Its own unit tests (compiled here too) use all of it.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the demo uses part of the pcap reader")
+)]
+#[path = "../../tests/src/pcap.rs"]
+mod pcap;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "ipmp project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the build and the tests need (Debian 12; idempotent).
+    Setup,
+    /// Setup, build, then run every test tier (the privileged ones need root).
+    Test {
+        /// Passed to the privileged test binaries (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Setup, build, then show failover in a lab: ipmpd, traffic, a cut link, a repair.
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup => setup::run(),
+        Cmd::Test { args } => test::run(&args),
+        Cmd::Demo => demo::run(),
+    }
+}

@@ -1,0 +1,503 @@
+//! labtool: small, time-bounded traffic generators and sinks run inside the lab namespaces.
+//!
+//! Servers print `ready` on stderr once they listen; every subcommand prints one JSON report
+//! line on stdout when it ends. Nothing runs longer than its `--duration` (plus a short drain).
+
+use std::{
+    io::{ErrorKind, Read as _, Write as _},
+    net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::AsRawFd as _,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use nix::sys::socket::{
+    AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, setsockopt, socket, sockopt,
+};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(about = "traffic tool for the ipmp netns lab")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Accept TCP connections and discard their data; report bytes per connection.
+    TcpSink {
+        #[arg(long)]
+        port: u16,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
+        /// Stop early once this many connections came and all of them closed.
+        #[arg(long)]
+        connections: Option<usize>,
+        /// Local address to listen on (default: all, v4 and v6).
+        #[arg(long)]
+        bind: Option<IpAddr>,
+    },
+    /// N concurrent TCP flows from fixed source ports, each at a modest rate.
+    TcpFlows {
+        #[arg(long)]
+        to: IpAddr,
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 1)]
+        flows: u16,
+        /// Flow i uses source port base + i.
+        #[arg(long)]
+        src_port_base: u16,
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Source address to bind (e.g. a data address).
+        #[arg(long)]
+        bind: Option<IpAddr>,
+        /// Bytes per second per flow.
+        #[arg(long, default_value_t = 100_000)]
+        rate: u64,
+        /// How long a flow may wait for the sink to confirm the end of its data.
+        #[arg(long, default_value_t = 10.0)]
+        drain: f64,
+    },
+    /// Sequenced UDP datagrams at a fixed rate.
+    UdpSeqSend {
+        #[arg(long)]
+        to: IpAddr,
+        #[arg(long)]
+        port: u16,
+        /// Datagrams per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        #[arg(long)]
+        bind: Option<IpAddr>,
+        /// Fixed source port (0: any).
+        #[arg(long, default_value_t = 0)]
+        src_port: u16,
+    },
+    /// Receive sequenced UDP datagrams; report loss, reordering and the longest gap.
+    UdpSeqRecv {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long)]
+        bind: Option<IpAddr>,
+        /// Stop early after this long without a datagram, once one has arrived.
+        #[arg(long)]
+        idle_exit: Option<f64>,
+    },
+}
+
+fn secs(s: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(s).with_context(|| format!("bad duration {s}"))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::TcpSink {
+            port,
+            duration,
+            connections,
+            bind,
+        } => secs(duration).and_then(|d| tcp_sink(port, d, connections, bind)),
+        Cmd::TcpFlows {
+            to,
+            port,
+            flows,
+            src_port_base,
+            duration,
+            bind,
+            rate,
+            drain,
+        } => secs(duration).and_then(|d| {
+            tcp_flows(FlowsArgs {
+                to: SocketAddr::new(to, port),
+                flows,
+                src_port_base,
+                duration: d,
+                bind,
+                rate,
+                drain: secs(drain)?,
+            })
+        }),
+        Cmd::UdpSeqSend {
+            to,
+            port,
+            rate,
+            duration,
+            bind,
+            src_port,
+        } => secs(duration)
+            .and_then(|d| udp_seq_send(SocketAddr::new(to, port), rate, d, bind, src_port)),
+        Cmd::UdpSeqRecv {
+            port,
+            duration,
+            bind,
+            idle_exit,
+        } => secs(duration).and_then(|d| {
+            let idle = idle_exit.map(secs).transpose()?;
+            udp_seq_recv(port, d, bind, idle)
+        }),
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            println!("{}", json!({ "error": format!("{e:#}") }));
+            eprintln!("labtool: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn listen_addr(bind: Option<IpAddr>, port: u16) -> SocketAddr {
+    // [::] accepts IPv4 too (bindv6only is 0 by default).
+    SocketAddr::new(bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)), port)
+}
+
+fn ready() {
+    eprintln!("ready");
+}
+
+/// Returns Ok(true) when the report says everything went well.
+fn tcp_sink(
+    port: u16,
+    duration: Duration,
+    connections: Option<usize>,
+    bind: Option<IpAddr>,
+) -> anyhow::Result<bool> {
+    let addr = listen_addr(bind, port);
+    let listener = TcpListener::bind(addr).with_context(|| format!("listen on {addr}"))?;
+    listener
+        .set_nonblocking(true)
+        .context("nonblocking listener")?;
+    ready();
+    let deadline = Instant::now() + duration;
+    let stop = Arc::new(AtomicBool::new(false));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    while Instant::now() < deadline {
+        if connections.is_some_and(|n| handles.len() >= n) {
+            if handles.iter().all(thread::JoinHandle::is_finished) {
+                break;
+            }
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        match listener.accept() {
+            Ok((mut stream, peer)) => {
+                let (stop, results) = (Arc::clone(&stop), Arc::clone(&results));
+                handles.push(thread::spawn(move || {
+                    let mut bytes = 0u64;
+                    let mut error = None;
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        match stream.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => bytes += n as u64,
+                            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                                if stop.load(Ordering::Relaxed) {
+                                    error = Some("still open at the end".to_owned());
+                                    break;
+                                }
+                            }
+                            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                error = Some(e.to_string());
+                                break;
+                            }
+                        }
+                    }
+                    // Closing tells the sender that every byte arrived.
+                    drop(stream);
+                    let mut r = results.lock().unwrap_or_else(|e| e.into_inner());
+                    r.push(json!({ "peer": peer.to_string(), "src_port": peer.port(), "bytes": bytes, "error": error }));
+                }));
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(5)),
+            Err(e) => bail!("accept on {addr}: {e}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    let conns = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
+    let total: u64 = conns.iter().map(|c| c["bytes"].as_u64().unwrap_or(0)).sum();
+    println!("{}", json!({ "connections": conns, "total_bytes": total }));
+    Ok(true)
+}
+
+struct FlowsArgs {
+    to: SocketAddr,
+    flows: u16,
+    src_port_base: u16,
+    duration: Duration,
+    bind: Option<IpAddr>,
+    rate: u64,
+    drain: Duration,
+}
+
+/// Opens a TCP connection from `src` (fixed port, SO_REUSEADDR so reruns do not hit TIME_WAIT).
+fn connect_from(src: SocketAddr, to: SocketAddr) -> anyhow::Result<TcpStream> {
+    let family = if to.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).context("socket")?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true).context("SO_REUSEADDR")?;
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(src)).with_context(|| format!("bind {src}"))?;
+    connect(fd.as_raw_fd(), &SockaddrStorage::from(to))
+        .with_context(|| format!("connect {src} -> {to}"))?;
+    Ok(TcpStream::from(fd))
+}
+
+/// One flow: send at `rate` for `duration`, then half-close and wait for the sink to close,
+/// which confirms that everything arrived.
+fn run_flow(src: SocketAddr, a: &FlowsArgs, start: Instant) -> (u64, Option<String>) {
+    let mut stream = match connect_from(src, a.to) {
+        Ok(s) => s,
+        Err(e) => return (0, Some(format!("{e:#}"))),
+    };
+    let _ = stream.set_nodelay(true);
+    // A write blocked this long means the path is gone for good.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    let chunk = vec![0x5au8; 1024];
+    let mut sent = 0u64;
+    let end = start + a.duration;
+    while Instant::now() < end {
+        let due = (start.elapsed().as_secs_f64() * a.rate as f64) as u64;
+        if sent >= due {
+            thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        let n = (due - sent).min(chunk.len() as u64) as usize;
+        if let Err(e) = stream.write_all(&chunk[..n]) {
+            return (sent, Some(format!("write after {sent} bytes: {e}")));
+        }
+        sent += n as u64;
+    }
+    if let Err(e) = stream.shutdown(Shutdown::Write) {
+        return (sent, Some(format!("shutdown: {e}")));
+    }
+    let _ = stream.set_read_timeout(Some(a.drain));
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (sent, None),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return (
+                    sent,
+                    Some(format!("sink did not confirm within {:?}", a.drain)),
+                );
+            }
+            Err(e) => return (sent, Some(format!("waiting for the sink: {e}"))),
+        }
+    }
+}
+
+fn tcp_flows(a: FlowsArgs) -> anyhow::Result<bool> {
+    let local = a.bind.unwrap_or(if a.to.is_ipv4() {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    });
+    if u32::from(a.src_port_base) + u32::from(a.flows) > 65536 {
+        bail!(
+            "source ports {}+{} run past 65535",
+            a.src_port_base,
+            a.flows
+        );
+    }
+    let a = Arc::new(a);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..a.flows)
+        .map(|i| {
+            let a = Arc::clone(&a);
+            let src = SocketAddr::new(local, a.src_port_base + i);
+            thread::spawn(move || (src.port(), run_flow(src, &a, start)))
+        })
+        .collect();
+    let mut flows = Vec::new();
+    let mut ok = true;
+    for h in handles {
+        let (port, (bytes, error)) = h
+            .join()
+            .unwrap_or((0, (0, Some("flow thread panicked".into()))));
+        ok &= error.is_none();
+        flows.push(json!({ "src_port": port, "bytes": bytes, "error": error }));
+    }
+    println!("{}", json!({ "flows": flows, "ok": ok }));
+    Ok(ok)
+}
+
+fn udp_seq_send(
+    to: SocketAddr,
+    rate: u64,
+    duration: Duration,
+    bind: Option<IpAddr>,
+    src_port: u16,
+) -> anyhow::Result<bool> {
+    if rate == 0 {
+        bail!("--rate must be at least 1");
+    }
+    let local = bind.unwrap_or(if to.is_ipv4() {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    });
+    let sock = UdpSocket::bind(SocketAddr::new(local, src_port)).context("bind the UDP socket")?;
+    let start = Instant::now();
+    let mut seq = 0u64;
+    let mut errors = 0u64;
+    let mut last_error = None;
+    while start.elapsed() < duration {
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64 + 1;
+        while seq < due {
+            let mut payload = [0u8; 64];
+            payload[..8].copy_from_slice(&seq.to_be_bytes());
+            // Send errors (e.g. no route while failing over) count as sent-but-lost.
+            if let Err(e) = sock.send_to(&payload, to) {
+                errors += 1;
+                last_error = Some(e.to_string());
+            }
+            seq += 1;
+        }
+        thread::sleep(Duration::from_micros(500));
+    }
+    println!(
+        "{}",
+        json!({ "sent": seq, "send_errors": errors, "last_error": last_error })
+    );
+    Ok(true)
+}
+
+/// Loss, reordering and gap bookkeeping for sequenced datagrams (pure; times passed in).
+#[derive(Debug, Default)]
+struct SeqStats {
+    received: u64,
+    duplicates: u64,
+    reordered: u64,
+    max_seq: Option<u64>,
+    seen: std::collections::HashSet<u64>,
+    last_arrival: Option<Duration>,
+    max_gap: Duration,
+}
+
+impl SeqStats {
+    fn record(&mut self, seq: u64, at: Duration) {
+        if !self.seen.insert(seq) {
+            self.duplicates += 1;
+            return;
+        }
+        self.received += 1;
+        match self.max_seq {
+            Some(max) if seq < max => self.reordered += 1,
+            _ => self.max_seq = Some(seq),
+        }
+        if let Some(last) = self.last_arrival {
+            self.max_gap = self.max_gap.max(at.saturating_sub(last));
+        }
+        self.last_arrival = Some(at);
+    }
+
+    /// Sequence numbers up to the highest seen that never arrived.
+    fn lost(&self) -> u64 {
+        self.max_seq.map_or(0, |m| m + 1 - self.received)
+    }
+}
+
+fn udp_seq_recv(
+    port: u16,
+    duration: Duration,
+    bind: Option<IpAddr>,
+    idle_exit: Option<Duration>,
+) -> anyhow::Result<bool> {
+    let addr = listen_addr(bind, port);
+    let sock = UdpSocket::bind(addr).with_context(|| format!("bind {addr}"))?;
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .context("read timeout")?;
+    ready();
+    let start = Instant::now();
+    let mut stats = SeqStats::default();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < duration {
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) if n >= 8 => {
+                let mut seq = [0u8; 8];
+                seq.copy_from_slice(&buf[..8]);
+                stats.record(u64::from_be_bytes(seq), start.elapsed());
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(e) => bail!("recv on {addr}: {e}"),
+        }
+        if let (Some(idle), Some(last)) = (idle_exit, stats.last_arrival)
+            && start.elapsed().saturating_sub(last) >= idle
+        {
+            break;
+        }
+    }
+    println!(
+        "{}",
+        json!({
+            "received": stats.received,
+            "lost": stats.lost(),
+            "reordered": stats.reordered,
+            "duplicates": stats.duplicates,
+            "max_seq": stats.max_seq,
+            "max_gap_ms": stats.max_gap.as_secs_f64() * 1000.0,
+        })
+    );
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn seq_stats_count_loss_reorder_duplicates_and_gaps() {
+        let mut s = SeqStats::default();
+        for (seq, at) in [(0, 0), (1, 1), (3, 2), (2, 3), (3, 4), (7, 104)] {
+            s.record(seq, ms(at));
+        }
+        assert_eq!(s.received, 5);
+        assert_eq!(s.duplicates, 1);
+        assert_eq!(s.reordered, 1);
+        assert_eq!(s.max_seq, Some(7));
+        assert_eq!(s.lost(), 3); // 4, 5, 6
+        assert_eq!(s.max_gap, ms(101));
+    }
+
+    #[test]
+    fn nothing_received_is_no_loss_and_no_gap() {
+        let s = SeqStats::default();
+        assert_eq!(s.lost(), 0);
+        assert_eq!(s.max_gap, Duration::ZERO);
+    }
+}
