@@ -153,7 +153,10 @@ mod tests {
             counts[bucket_of(flow_hash(&k, 0x1234_5678), n) as usize] += 1;
         }
         for c in counts {
-            assert!((900..=1100).contains(&c), "bucket count {c} is off the mean 1000");
+            assert!(
+                (900..=1100).contains(&c),
+                "bucket count {c} is off the mean 1000"
+            );
         }
     }
 

@@ -77,13 +77,19 @@ reasons! {
     /// TC egress: dropped, forwarding is off on the IPMP interface, which `bpf_fib_lookup`
     /// requires (net.ipv4.conf.IF.forwarding, net.ipv6.conf.IF.forwarding).
     TxFwdDisabled = 21, "tx-fwd-disabled", true;
+    /// Member TC egress: a frame released from the member's neighbour queue left with the IPMP
+    /// interface's MACs (the kernel re-resolves it through the skb's route); sent again through
+    /// the member's now resolved neighbour.
+    MemberRequeued = 22, "member-requeued", false;
+    /// Member TC egress: such a frame whose next hop could not be found again; dropped.
+    MemberRequeueDrop = 23, "member-requeue-drop", true;
 }
 
 impl Reason {
     /// Number of reasons (stride of a slot in `IPMP_STATS`).
     pub const COUNT: u32 = Reason::ALL.len() as u32;
     /// The highest reason.
-    pub const LAST: Reason = Reason::TxFwdDisabled;
+    pub const LAST: Reason = Reason::MemberRequeueDrop;
 }
 
 #[cfg(test)]

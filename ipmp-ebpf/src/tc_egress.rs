@@ -143,7 +143,12 @@ const fn is_v6_link_local(first_word: u32) -> bool {
 /// Next hop of the flow into `nh`, as the routes on the IPMP interface say: the gateway for
 /// off-link destinations, the destination itself on-link. The error says why there is none.
 #[inline(always)]
-fn next_hop(ctx: &TcContext, ifindex: u32, flow: &Flow, nh: &mut RedirNeigh) -> Result<(), Reason> {
+pub(crate) fn next_hop(
+    ctx: &TcContext,
+    ifindex: u32,
+    flow: &Flow,
+    nh: &mut RedirNeigh,
+) -> Result<(), Reason> {
     let key = &flow.key;
     if key.ip_version == 6 && is_v6_link_local(key.dst[0]) {
         nh.nh_family = FAMILY_V6;

@@ -1,5 +1,6 @@
 //! TCX egress on every member: keeps the ARP requests a member's kernel sends from naming a
-//! data address bound to another member as their sender.
+//! data address bound to another member as their sender, and repairs frames the kernel
+//! releases from a member's neighbour queue with the IPMP interface's MACs.
 //!
 //! When a member resolves a next hop, the kernel picks the ARP sender address with
 //! `inet_select_addr()`, which for a member without an address of its own takes one from
@@ -7,15 +8,25 @@
 //! address at this member's MAC (ARP flux). The sender becomes the member's `arp_src` instead
 //! (0.0.0.0 when it has none: an RFC 5227 probe, which updates no cache).
 
-use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
+use core::mem::{MaybeUninit, size_of};
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_redir_neigh as RedirNeigh},
+    helpers::generated::bpf_redirect_neigh,
+    macros::classifier,
+    programs::TcContext,
+};
 use ipmp_common::{
-    Reason, STATS_SLOT_UNKNOWN,
-    packet::{ARP_LEN, ARPHRD_ETHER, ARPOP_REQUEST, ETH_ALEN, ETH_HLEN, ETH_P_ARP, ETH_P_IP},
+    MemberInfo, Reason, STATS_SLOT_UNKNOWN,
+    packet::{
+        ARP_LEN, ARPHRD_ETHER, ARPOP_REQUEST, ETH_ALEN, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
+    },
 };
 
 use crate::{
-    maps::{Exit, IPMP_ADDRS, IPMP_MEMBERS, Verdict, addr_key_v4},
-    parse::{ETH_PROTO, be16, skb_bytes},
+    maps::{Exit, IPMP_ADDRS, IPMP_MEMBERS, Verdict, addr_key_v4, zero},
+    parse::{ETH_DST, ETH_PROTO, ETH_SRC, be16, is_group_mac, skb_bytes, tc_flow},
+    tc_egress::next_hop,
 };
 
 /// Offset of the ARP sender protocol address in the frame.
@@ -26,7 +37,14 @@ pub fn ipmp_tc_member(ctx: TcContext) -> i32 {
     let len = ctx.len();
     match try_tc_member(&ctx) {
         Ok(verdict) => verdict.finish(len),
-        Err(exit) => Verdict::new(TC_ACT_OK as i32, exit.slot, exit.reason).finish(len),
+        Err(exit) => {
+            let action = if exit.reason.is_drop() {
+                TC_ACT_SHOT
+            } else {
+                TC_ACT_OK
+            };
+            Verdict::new(action as i32, exit.slot, exit.reason).finish(len)
+        }
     }
 }
 
@@ -36,14 +54,24 @@ fn try_tc_member(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
     // SAFETY: the context pointer is valid for the program's run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: copied at once.
-    let (slot, arp_src) = match unsafe { IPMP_MEMBERS.get(ifindex) } {
-        Some(m) => (m.stats_slot, m.arp_src),
+    let member: MemberInfo = match unsafe { IPMP_MEMBERS.get(ifindex) } {
+        Some(m) => *m,
         None => return Ok(Verdict::new(PASS, STATS_SLOT_UNKNOWN, Reason::NotMember)),
     };
+    let (slot, arp_src) = (member.stats_slot, member.arp_src);
     let pass = Verdict::new(PASS, slot, Reason::MemberTxPass);
-    match skb_bytes::<2>(ctx, ETH_PROTO) {
-        Some(proto) if be16(proto) == ETH_P_ARP => {}
-        _ => return Ok(pass),
+    let Some(eth) = skb_bytes::<ETH_HLEN>(ctx, 0) else {
+        return Ok(pass);
+    };
+    let ethertype = be16([eth[ETH_PROTO], eth[ETH_PROTO + 1]]);
+    if (ethertype == ETH_P_IP || ethertype == ETH_P_IPV6)
+        && !is_group_mac(eth[ETH_DST])
+        && eth[ETH_SRC..ETH_SRC + ETH_ALEN] != member.mac
+    {
+        return requeued(ctx, ifindex, &member, ethertype);
+    }
+    if ethertype != ETH_P_ARP {
+        return Ok(pass);
     }
     let Some(arp) = skb_bytes::<ARP_LEN>(ctx, ETH_HLEN) else {
         return Ok(pass);
@@ -69,4 +97,32 @@ fn try_tc_member(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
     ctx.store(ARP_SPA, &arp_src.to_ne_bytes(), 0)
         .map_err(|_| Exit::new(slot, Reason::PassError))?;
     Ok(Verdict::new(PASS, slot, Reason::ArpSrcRewrite))
+}
+
+/// `bpf_redirect_neigh` from the IPMP interface queues a packet on the member's unresolved
+/// neighbour. When the neighbour resolves, `neigh_update()` re-looks up the neighbour through
+/// the skb's route — the NOARP IPMP interface — and sends the packet with that interface's
+/// MAC as source and destination. Such a frame (unicast IP, source MAC not the member's) is
+/// sent again through the member's neighbour, which is resolved by now, so the first packet
+/// to a new next hop is not lost.
+#[inline(always)]
+fn requeued(
+    ctx: &TcContext,
+    ifindex: u32,
+    member: &MemberInfo,
+    ethertype: u16,
+) -> Result<Verdict<i32>, Exit> {
+    let slot = member.stats_slot;
+    let drop = Exit::new(slot, Reason::MemberRequeueDrop);
+    let flow = tc_flow(ctx, ethertype).map_err(|_| drop)?;
+    let mut nh = MaybeUninit::<RedirNeigh>::uninit();
+    let nh = zero(&mut nh);
+    next_hop(ctx, member.group_ifindex, &flow, nh).map_err(|_| drop)?;
+    // SAFETY: `nh` is a valid bpf_redir_neigh on the stack; the size matches it.
+    let action =
+        unsafe { bpf_redirect_neigh(ifindex, nh, size_of::<RedirNeigh>() as i32, 0) } as i32;
+    if action == TC_ACT_SHOT as i32 {
+        return Err(drop);
+    }
+    Ok(Verdict::new(action, slot, Reason::MemberRequeued))
 }

@@ -96,6 +96,8 @@ pub struct Daemon {
     announcer: Announcer,
     groups: Vec<GroupRt>,
     started: Instant,
+    /// Neighbours last shared across a group's members: (group, address) → MAC.
+    neighbours: HashMap<(usize, IpAddr), [u8; 6]>,
 }
 
 fn link_state(link: &Link) -> LinkState {
@@ -333,6 +335,7 @@ impl Daemon {
             announcer,
             groups,
             started: Instant::now(),
+            neighbours: HashMap::new(),
         };
         daemon.sync_dataplane()?;
         for gi in 0..daemon.groups.len() {
@@ -456,6 +459,10 @@ impl Daemon {
         let (ifindex, state) = match &event {
             LinkEvent::Changed(link) => (link.ifindex, link_state(link)),
             LinkEvent::Removed { ifindex, .. } => (*ifindex, LinkState::Down),
+            LinkEvent::Neighbour(n) => {
+                self.on_neighbour(*n).await;
+                return Ok(());
+            }
         };
         let found = self.groups.iter().enumerate().find_map(|(gi, g)| {
             g.members
@@ -475,6 +482,40 @@ impl Daemon {
         let up = state == LinkState::Up;
         self.handle(gi, Event::Link { member: mi, up }, Instant::now())
             .await
+    }
+
+    /// Members share one L2 link, so a neighbour confirmed on one member is valid on all of
+    /// them. Copying it (as STALE) to the others means a flow that moves to another member —
+    /// on failover, offline or rebalancing — finds its next hop resolved there. Otherwise its
+    /// first packet is lost: `bpf_redirect_neigh` queues it on the member's unresolved entry,
+    /// and the kernel re-looks up the neighbour through the skb's route (the NOARP IPMP
+    /// interface) when it releases the queue, sending it with the wrong destination MAC.
+    async fn on_neighbour(&mut self, n: netlink::events::Neighbour) {
+        let Some((gi, mi)) = self.groups.iter().enumerate().find_map(|(gi, g)| {
+            g.members
+                .iter()
+                .position(|m| m.ifindex == n.ifindex)
+                .map(|mi| (gi, mi))
+        }) else {
+            return;
+        };
+        if self.neighbours.get(&(gi, n.ip)) == Some(&n.mac) {
+            return;
+        }
+        self.neighbours.insert((gi, n.ip), n.mac);
+        let others: Vec<(u32, String)> = self.groups[gi]
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != mi)
+            .map(|(_, m)| (m.ifindex, m.name.clone()))
+            .collect();
+        for (ifindex, name) in others {
+            match self.nl.replace_neighbour(ifindex, n.ip, n.mac).await {
+                Ok(()) => tracing::debug!(ip = %n.ip, member = %name, "neighbour shared"),
+                Err(e) => tracing::debug!(member = %name, "sharing a neighbour failed: {e}"),
+            }
+        }
     }
 
     async fn on_tick(&mut self, now: Instant) -> Result<()> {
@@ -568,6 +609,9 @@ impl Daemon {
         // Link states may have changed between start and subscribing: re-read once.
         for link in self.nl.links().await? {
             self.on_link(LinkEvent::Changed(link)).await?;
+        }
+        for n in self.nl.reachable_neighbours().await? {
+            self.on_neighbour(n).await;
         }
         let (control_tx, mut control_rx) = mpsc::channel::<ControlCall>(64);
         let socket = control.path().to_path_buf();

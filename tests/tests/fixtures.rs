@@ -1743,6 +1743,36 @@ fn tc_member_table() -> Vec<Fixture> {
         request(4, d0),
         Reason::NotMember,
     ));
+    // What the kernel sends when it releases a packet from a member's neighbour queue: the
+    // IPMP interface's MAC as source and destination. It is sent again with bpf_redirect_neigh.
+    let requeued4 = Ipv4::new(DATA4[0], FAR4, IPPROTO_UDP).frame(
+        IPMP0_MAC,
+        IPMP0_MAC,
+        &udp(Pseudo::V4(DATA4[0], FAR4), 40000, 53, b"first"),
+    );
+    t.push(
+        Fixture::new(
+            "m1: IPv4 frame released from the neighbour queue".to_string(),
+            Prog::TcMember,
+            Dev::M(1),
+            requeued4,
+        )
+        .expect(TC_ACT_REDIRECT, 1, Reason::MemberRequeued),
+    );
+    let requeued6 = Ipv6::new(DATA6[0], PEER6, IPPROTO_UDP).frame(
+        IPMP0_MAC,
+        IPMP0_MAC,
+        &udp(Pseudo::V6(DATA6[0], PEER6), 40000, 53, b"first"),
+    );
+    t.push(
+        Fixture::new(
+            "m0: IPv6 frame released from the neighbour queue".to_string(),
+            Prog::TcMember,
+            Dev::M(0),
+            requeued6,
+        )
+        .expect(TC_ACT_REDIRECT, 0, Reason::MemberRequeued),
+    );
     t
 }
 

@@ -1,30 +1,79 @@
-//! The link-event stream: rtnetlink multicast (RTNLGRP_LINK), no polling. Decoding is pure and
-//! unit-tested; [`spawn_monitor`] is the actor that feeds the daemon.
+//! The kernel-event stream: rtnetlink multicast for links (RTNLGRP_LINK) and neighbours
+//! (RTNLGRP_NEIGH), no polling. Decoding is pure and unit-tested; [`spawn_monitor`] is the actor
+//! that feeds the daemon.
 
 use futures::StreamExt as _;
 use netlink_packet_core::NetlinkPayload;
-use netlink_packet_route::{RouteNetlinkMessage, link::LinkMessage};
+use std::net::IpAddr;
+
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::LinkMessage,
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
+};
 use rtnetlink::MulticastGroup;
 use tokio::sync::mpsc;
 
 use super::{Link, NetlinkError};
 
-/// A change of a link, as the daemon consumes it.
+/// A kernel change, as the daemon consumes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkEvent {
     /// RTM_NEWLINK: the link exists with this state (a change or a new link).
     Changed(Link),
     /// RTM_DELLINK.
     Removed { ifindex: u32, name: String },
+    /// RTM_NEWNEIGH for a confirmed (REACHABLE) IPv4/IPv6 neighbour with a MAC address.
+    Neighbour(Neighbour),
 }
 
-/// Decodes one rtnetlink message; None for messages that are not about links.
+/// A neighbour entry the kernel has just confirmed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub ifindex: u32,
+    pub ip: IpAddr,
+    pub mac: [u8; 6],
+}
+
+/// Decodes one rtnetlink message; None for messages ipmpd does not follow.
 pub fn decode(msg: &RouteNetlinkMessage) -> Option<LinkEvent> {
     match msg {
         RouteNetlinkMessage::NewLink(m) => Link::from_message(m).map(LinkEvent::Changed),
         RouteNetlinkMessage::DelLink(m) => Some(removed(m)),
+        RouteNetlinkMessage::NewNeighbour(m) => reachable_neighbour(m).map(LinkEvent::Neighbour),
         _ => None,
     }
+}
+
+/// A REACHABLE entry with an IPv4/IPv6 unicast destination and a 6-byte MAC.
+pub fn reachable_neighbour(m: &NeighbourMessage) -> Option<Neighbour> {
+    if m.header.state != NeighbourState::Reachable {
+        return None;
+    }
+    let mut ip = None;
+    let mut mac = None;
+    for attr in &m.attributes {
+        match attr {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                ip = Some(IpAddr::V4(*v4));
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                ip = Some(IpAddr::V6(*v6));
+            }
+            NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                let mut a = [0; 6];
+                a.copy_from_slice(l);
+                mac = Some(a);
+            }
+            _ => {}
+        }
+    }
+    let ip = ip.filter(|ip| !ip.is_multicast() && !ip.is_unspecified())?;
+    Some(Neighbour {
+        ifindex: m.header.ifindex,
+        ip,
+        mac: mac?,
+    })
 }
 
 fn removed(m: &LinkMessage) -> LinkEvent {
@@ -35,7 +84,7 @@ fn removed(m: &LinkMessage) -> LinkEvent {
     }
 }
 
-/// Subscribes to link events and forwards them to `tx` until the receiver is dropped.
+/// Subscribes to link and neighbour events and forwards them to `tx` until the receiver is dropped.
 /// Subscribe before reading the initial link state so no change falls in between.
 pub fn spawn_monitor(tx: mpsc::Sender<LinkEvent>) -> Result<(), NetlinkError> {
     let (conn, _handle, mut messages) =
@@ -92,6 +141,33 @@ mod tests {
             panic!("expected a change, got {down:?}");
         };
         assert!(!link.carrier && link.admin_up);
+    }
+
+    #[test]
+    fn only_reachable_unicast_neighbours_count() {
+        let mut m = NeighbourMessage::default();
+        m.header.ifindex = 4;
+        m.header.state = NeighbourState::Reachable;
+        m.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                "198.51.100.1".parse().unwrap(),
+            )));
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(vec![2, 0, 0, 0, 0, 9]));
+        assert_eq!(
+            decode(&RouteNetlinkMessage::NewNeighbour(m.clone())),
+            Some(LinkEvent::Neighbour(Neighbour {
+                ifindex: 4,
+                ip: "198.51.100.1".parse().unwrap(),
+                mac: [2, 0, 0, 0, 0, 9]
+            }))
+        );
+        let mut stale = m.clone();
+        stale.header.state = NeighbourState::Stale;
+        assert_eq!(decode(&RouteNetlinkMessage::NewNeighbour(stale)), None);
+        let mut incomplete = m;
+        incomplete.attributes.pop();
+        assert_eq!(decode(&RouteNetlinkMessage::NewNeighbour(incomplete)), None);
     }
 
     #[test]

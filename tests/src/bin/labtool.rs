@@ -363,6 +363,10 @@ fn udp_seq_send(
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
     });
     let sock = UdpSocket::bind(SocketAddr::new(local, src_port)).context("bind the UDP socket")?;
+    if to.is_ipv4() {
+        // Tests send to the subnet broadcast address too.
+        sock.set_broadcast(true).context("SO_BROADCAST")?;
+    }
     let start = Instant::now();
     let mut seq = 0u64;
     let mut errors = 0u64;

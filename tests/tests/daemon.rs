@@ -1,0 +1,226 @@
+//! ipmpd as a whole: group failure and the IPMP interface's carrier, restart without loss
+//! (pinned programs, links and maps adopted), planned offline/online, and broadcast/multicast
+//! reaching the host's stack once.
+
+use std::{thread, time::Duration};
+
+use ipmp_tests::lab::{
+    DATA_V4, Lab, LabSpec, ROUTER_V4, peer_v4, require_root, start_ipmpd, wait_until,
+};
+
+const WAIT: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(20);
+
+fn lab(members: usize) -> Lab {
+    Lab::new(LabSpec {
+        members,
+        peers: 1,
+        router: true,
+    })
+    .expect("lab")
+}
+
+/// `ipmpstat -gP -o state`: the group's state.
+fn group_state(d: &ipmp_tests::lab::Daemon) -> String {
+    d.ipmpstat(&["-gP", "-o", "state"])
+        .expect("ipmpstat -g")
+        .trim()
+        .to_string()
+}
+
+/// `ipmpstat -iP -o interface,active,state` as (name, active, state) rows.
+fn members(d: &ipmp_tests::lab::Daemon) -> Vec<(String, String, String)> {
+    d.ipmpstat(&["-iP", "-o", "interface,active,state"])
+        .expect("ipmpstat -i")
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0].to_string(), f[1].to_string(), f[2].to_string())
+        })
+        .collect()
+}
+
+fn member_row(d: &ipmp_tests::lab::Daemon, name: &str) -> (String, String) {
+    let rows = members(d);
+    let (_, active, state) = rows
+        .into_iter()
+        .find(|(n, _, _)| n == name)
+        .unwrap_or_else(|| panic!("{name} missing from ipmpstat -i"));
+    (active, state)
+}
+
+#[test]
+fn group_failure_turns_the_ipmp_carrier_off_and_back_on() {
+    if !require_root("group_failure_turns_the_ipmp_carrier_off_and_back_on") {
+        return;
+    }
+    let lab = lab(2);
+    let d = lab.start_ipmpd(&lab.config().to_toml()).expect("ipmpd");
+    assert!(lab.host().link("ipmp0").expect("ipmp0").carrier);
+    lab.cut_link(0).unwrap();
+    lab.cut_link(1).unwrap();
+    assert!(
+        wait_until(WAIT, POLL, || group_state(&d) == "failed"),
+        "group not failed: {}",
+        d.log()
+    );
+    assert!(
+        wait_until(WAIT, POLL, || !lab.host().link("ipmp0").unwrap().carrier),
+        "ipmp0 keeps its carrier although no member is usable"
+    );
+    lab.restore_link(1).unwrap();
+    assert!(wait_until(WAIT, POLL, || group_state(&d) == "degraded"));
+    assert!(wait_until(WAIT, POLL, || lab
+        .host()
+        .link("ipmp0")
+        .unwrap()
+        .carrier));
+    let ping = lab
+        .host()
+        .ping(&peer_v4(0), 20, Duration::from_millis(10))
+        .unwrap();
+    assert!(ping.received >= 19, "after repair: {ping:?}");
+    lab.restore_link(0).unwrap();
+    assert!(wait_until(WAIT, POLL, || group_state(&d) == "ok"));
+}
+
+#[test]
+fn restart_keeps_forwarding_and_adopts_the_pins() {
+    if !require_root("restart_keeps_forwarding_and_adopts_the_pins") {
+        return;
+    }
+    let lab = lab(3);
+    let toml = lab.config().to_toml();
+    let d = lab.start_ipmpd(&toml).expect("ipmpd");
+    let before = lab.host().link("ipmp0").unwrap().ifindex;
+    // 3000 pings at 1 ms from the peer to the data address (inbound) and the host pinging the
+    // router (outbound, off the group's table) while ipmpd is killed and started again.
+    let inbound = lab
+        .peer(0)
+        .spawn(&["ping", "-n", "-q", "-c", "3000", "-i", "0.001", DATA_V4])
+        .unwrap();
+    let outbound = lab
+        .host()
+        .spawn(&["ping", "-n", "-q", "-c", "3000", "-i", "0.001", ROUTER_V4])
+        .unwrap();
+    thread::sleep(Duration::from_millis(500));
+    d.crash().unwrap();
+    thread::sleep(Duration::from_millis(500));
+    let d = lab.start_ipmpd(&toml).expect("ipmpd restart");
+    for (what, child) in [("inbound", inbound), ("outbound", outbound)] {
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let stats = ipmp_tests::lab::parse_ping(&text).expect("ping summary");
+        assert_eq!(
+            stats.received,
+            stats.transmitted,
+            "{what} pings lost across the restart: {stats:?}\n{}",
+            d.log()
+        );
+    }
+    assert_eq!(
+        lab.host().link("ipmp0").unwrap().ifindex,
+        before,
+        "the IPMP interface was recreated instead of adopted"
+    );
+    assert!(d.log().contains("adopting the existing IPMP interface"));
+    assert_eq!(group_state(&d), "ok");
+}
+
+#[test]
+fn planned_offline_loses_nothing_and_online_brings_the_member_back() {
+    if !require_root("planned_offline_loses_nothing_and_online_brings_the_member_back") {
+        return;
+    }
+    let lab = lab(2);
+    let d = lab.start_ipmpd(&lab.config().to_toml()).expect("ipmpd");
+    let inbound = lab
+        .peer(0)
+        .spawn(&["ping", "-n", "-q", "-c", "2000", "-i", "0.001", DATA_V4])
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let out = d.ipmpadm(&["offline", "m0"]).expect("ipmpadm offline m0");
+    assert!(out.contains("offline"), "{out}");
+    assert_eq!(member_row(&d, "m0"), ("no".into(), "offline".into()));
+    // The last usable member cannot go offline.
+    let refused = d.ipmpadm(&["offline", "m1"]);
+    assert!(
+        refused.is_err(),
+        "offlining the last usable member was accepted"
+    );
+    thread::sleep(Duration::from_millis(300));
+    d.ipmpadm(&["online", "m0"]).expect("ipmpadm online m0");
+    assert_eq!(member_row(&d, "m0"), ("yes".into(), "ok".into()));
+    let out = inbound.wait_with_output().unwrap();
+    let stats = ipmp_tests::lab::parse_ping(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(
+        stats.received, stats.transmitted,
+        "pings lost across a planned offline/online: {stats:?}"
+    );
+}
+
+/// Every member hears the link's broadcasts; only the cast member may hand them to the stack.
+#[test]
+fn broadcast_and_multicast_reach_the_stack_once() {
+    if !require_root("broadcast_and_multicast_reach_the_stack_once") {
+        return;
+    }
+    let lab = lab(3);
+    let d = lab.start_ipmpd(&lab.config().to_toml()).expect("ipmpd");
+    for (to, port) in [("198.51.100.255", "7001"), ("ff02::1", "7002")] {
+        let mut rx = lab
+            .host()
+            .labtool(&["udp-seq-recv", "--port", port, "--duration", "3"])
+            .unwrap();
+        rx.wait_ready(Duration::from_secs(5)).unwrap();
+        let tx = lab
+            .peer(0)
+            .labtool(&[
+                "udp-seq-send",
+                "--to",
+                to,
+                "--port",
+                port,
+                "--rate",
+                "200",
+                "--duration",
+                "1",
+            ])
+            .unwrap()
+            .finish()
+            .unwrap();
+        let got = rx.finish().unwrap();
+        let sent = tx["sent"].as_u64().unwrap();
+        assert!(sent >= 150, "{tx}");
+        assert_eq!(got["received"].as_u64(), Some(sent), "{to}: {got}");
+        assert_eq!(got["duplicates"].as_u64(), Some(0), "{to}: {got}");
+    }
+    drop(d);
+}
+
+/// The first packet to a next hop that no member has resolved yet must arrive: the kernel
+/// releases it from the member's neighbour queue with the IPMP interface's MACs, and the
+/// member's TC program sends it again through the resolved neighbour.
+#[test]
+fn first_packet_to_an_unresolved_neighbour_arrives() {
+    if !require_root("first_packet_to_an_unresolved_neighbour_arrives") {
+        return;
+    }
+    let lab = lab(2);
+    let d = lab.start_ipmpd(&lab.config().to_toml()).expect("ipmpd");
+    for dst in [peer_v4(0), ipmp_tests::lab::peer_v6(0)] {
+        for _ in 0..3 {
+            lab.host().neigh_flush().unwrap();
+            let ping = lab
+                .host()
+                .ping(&dst, 1, Duration::from_millis(200))
+                .unwrap();
+            assert_eq!(
+                ping.received,
+                1,
+                "the first ping to {dst} was lost\n{}",
+                d.log()
+            );
+        }
+    }
+}
