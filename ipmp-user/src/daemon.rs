@@ -351,6 +351,7 @@ impl Daemon {
             daemon.nl.set_up(ifindex, true).await?;
             for prefix in &addrs {
                 daemon.nl.add_address(ifindex, prefix, false).await?;
+                daemon.nl.set_broadcast_neighbour(ifindex, prefix).await?;
             }
             for route in &routes {
                 daemon.nl.replace_route(ifindex, route).await?;

@@ -224,3 +224,41 @@ fn first_packet_to_an_unresolved_neighbour_arrives() {
         }
     }
 }
+
+/// A subnet-directed broadcast from the host leaves once, through the cast member (the IPMP
+/// interface is NOARP, so without ipmpd's broadcast neighbour the kernel would address it to
+/// the interface's own MAC and the TC program would treat it as unicast).
+#[test]
+fn subnet_broadcast_from_the_host_reaches_the_link_once() {
+    if !require_root("subnet_broadcast_from_the_host_reaches_the_link_once") {
+        return;
+    }
+    let lab = lab(3);
+    let _d = lab.start_ipmpd(&lab.config().to_toml()).expect("ipmpd");
+    let mut rx = lab
+        .peer(0)
+        .labtool(&["udp-seq-recv", "--port", "7003", "--duration", "3"])
+        .unwrap();
+    rx.wait_ready(Duration::from_secs(5)).unwrap();
+    let tx = lab
+        .host()
+        .labtool(&[
+            "udp-seq-send",
+            "--to",
+            "198.51.100.255",
+            "--port",
+            "7003",
+            "--rate",
+            "200",
+            "--duration",
+            "1",
+        ])
+        .unwrap()
+        .finish()
+        .unwrap();
+    let got = rx.finish().unwrap();
+    let sent = tx["sent"].as_u64().unwrap();
+    assert_eq!(tx["send_errors"].as_u64(), Some(0), "{tx}");
+    assert_eq!(got["received"].as_u64(), Some(sent), "{got}");
+    assert_eq!(got["duplicates"].as_u64(), Some(0), "{got}");
+}

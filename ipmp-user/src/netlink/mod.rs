@@ -13,6 +13,7 @@ use futures::TryStreamExt as _;
 use netlink_packet_route::{
     address::{AddressAttribute, AddressFlags, AddressMessage},
     link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp},
+    neighbour::NeighbourState,
     route::{RouteAttribute, RouteMessage},
 };
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -404,11 +405,44 @@ impl Netlink {
     /// Installs `ip` → `mac` on `ifindex` as STALE: usable at once, confirmed by the kernel's
     /// own unicast probe on first use (RFC 4861 §7.3.3 semantics, also for ARP).
     pub async fn replace_neighbour(&self, ifindex: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
+        self.set_neighbour(ifindex, ip, mac, NeighbourState::Stale)
+            .await
+    }
+
+    /// The IPMP interface is NOARP, so the kernel gives every next hop on it — the subnet
+    /// broadcast address too — the interface's own MAC, and the TC program would hash a
+    /// subnet broadcast like unicast. A permanent entry with the broadcast MAC sends it down
+    /// the cast path instead.
+    pub async fn set_broadcast_neighbour(&self, ifindex: u32, prefix: &Prefix) -> Result<()> {
+        let IpAddr::V4(v4) = prefix.addr else {
+            return Ok(());
+        };
+        if prefix.len >= 31 {
+            return Ok(());
+        }
+        let host_bits = u32::MAX >> prefix.len;
+        let bcast = std::net::Ipv4Addr::from(u32::from(v4) | host_bits);
+        self.set_neighbour(
+            ifindex,
+            IpAddr::V4(bcast),
+            [0xff; 6],
+            NeighbourState::Permanent,
+        )
+        .await
+    }
+
+    async fn set_neighbour(
+        &self,
+        ifindex: u32,
+        ip: IpAddr,
+        mac: [u8; 6],
+        state: NeighbourState,
+    ) -> Result<()> {
         self.handle
             .neighbours()
             .add(ifindex, ip)
             .link_layer_address(&mac)
-            .state(netlink_packet_route::neighbour::NeighbourState::Stale)
+            .state(state)
             .replace()
             .execute()
             .await
