@@ -66,6 +66,18 @@ const SYSCTL_GUARD_INTERVAL: std::time::Duration = std::time::Duration::from_sec
 #[derive(Clone, Debug)]
 pub struct Options {
     pub pin_dir: PathBuf,
+    /// Where the configuration came from (reread on reload).
+    pub config_path: PathBuf,
+}
+
+/// Why [`Daemon::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop (SIGTERM, SIGINT).
+    Stopped,
+    /// Asked to reload (SIGHUP, `ipmpadm reload`): the caller starts ipmpd again, which adopts
+    /// what this one left pinned, the way in.mpathd re-executes itself on SIGHUP.
+    Reload,
 }
 
 /// One member as the daemon tracks it.
@@ -184,6 +196,31 @@ async fn preflight(config: &Config, opts: &Options, nl: &Netlink) -> Result<()> 
     Ok(())
 }
 
+/// Detaches what an earlier ipmpd pinned for interfaces this configuration no longer names
+/// (after a reload), and deletes IPMP interfaces of groups it no longer has.
+async fn prune(config: &Config, pin_dir: &Path, nl: &Netlink) {
+    let named = |ifname: &str| {
+        config
+            .groups
+            .iter()
+            .any(|g| g.name == ifname || g.members.iter().any(|m| m.name == ifname))
+    };
+    for (what, ifname) in dataplane::loader::pinned_links(pin_dir) {
+        if named(&ifname) {
+            continue;
+        }
+        tracing::info!(interface = %ifname, program = %what, "no longer configured: detaching");
+        let _ = std::fs::remove_file(dataplane::loader::link_pin(pin_dir, &ifname, &what));
+        if what == "tc_egress"
+            && let Ok(Some(link)) = nl.link_by_name(&ifname).await
+            && netlink::is_ipmp_interface(&link)
+        {
+            tracing::info!(group = %ifname, "group no longer configured: deleting its IPMP interface");
+            let _ = nl.delete_link(link.ifindex).await;
+        }
+    }
+}
+
 fn member_pinned(pin_dir: &Path, member: &str) -> bool {
     dataplane::loader::link_pin(pin_dir, member, "xdp").exists()
 }
@@ -236,6 +273,7 @@ impl Daemon {
             );
         }
         let mut dataplane = Dataplane::open(&opts.pin_dir)?;
+        prune(&config, &opts.pin_dir, &nl).await;
         let announcer = Announcer::spawn()?;
         let links = nl.links().await?;
         let now = Instant::now();
@@ -560,8 +598,9 @@ impl Daemon {
             }
             Request::Offline { interface } => self.admin(&interface, true).await,
             Request::Online { interface } => self.admin(&interface, false).await,
+            // Handled by the run loop, which has to stop for it.
             Request::Reload => Response::Error {
-                message: "reload is not supported yet: restart ipmpd (forwarding continues across a restart)".into(),
+                message: "reload is handled by the daemon loop".into(),
             },
         }
     }
@@ -603,8 +642,9 @@ impl Daemon {
     pub async fn run(
         mut self,
         control: ControlServer,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<()> {
+        config_path: &Path,
+        signal: impl Future<Output = Exit>,
+    ) -> Result<Exit> {
         let (link_tx, mut link_rx) = mpsc::channel(256);
         netlink::events::spawn_monitor(link_tx)?;
         // Link states may have changed between start and subscribing: re-read once.
@@ -623,9 +663,9 @@ impl Daemon {
             "ipmpd ready in {} ms",
             self.started.elapsed().as_millis()
         );
-        tokio::pin!(shutdown);
+        tokio::pin!(signal);
         let mut guard = tokio::time::interval(SYSCTL_GUARD_INTERVAL);
-        loop {
+        let exit = loop {
             let deadline = self.next_deadline();
             let sleep = async {
                 match deadline {
@@ -640,6 +680,14 @@ impl Daemon {
                     }
                 }
                 Some(call) = control_rx.recv() => {
+                    if call.request == Request::Reload {
+                        let (response, reload) = check_reload(config_path);
+                        let _ = call.reply.send(response);
+                        if reload {
+                            break Exit::Reload;
+                        }
+                        continue;
+                    }
                     let response = self.on_control(call.request).await;
                     let _ = call.reply.send(response);
                 }
@@ -649,13 +697,17 @@ impl Daemon {
                     }
                 }
                 _ = guard.tick() => self.guard_sysctls(),
-                () = &mut shutdown => break,
+                exit = &mut signal => break exit,
             }
-        }
+        };
+        // Dropping the server (inside the aborted task) removes its socket file.
         control_task.abort();
-        let _ = std::fs::remove_file(&socket);
-        tracing::info!("ipmpd stopped; programs and maps stay pinned, forwarding continues");
-        Ok(())
+        let _ = control_task.await;
+        tracing::info!(
+            ?exit,
+            "ipmpd stopped; programs and maps stay pinned, forwarding continues"
+        );
+        Ok(exit)
     }
 
     /// Writing `net.ipv4.ip_forward` (or `all.forwarding`) resets every interface's
@@ -676,6 +728,27 @@ impl Daemon {
 
     fn snapshot(&self) -> control::Snapshot {
         snapshot::build(self)
+    }
+}
+
+/// A reload happens only with a configuration that loads; otherwise ipmpd keeps running as is.
+fn check_reload(config_path: &Path) -> (Response, bool) {
+    match Config::load(config_path) {
+        Ok(_) => (
+            Response::Ok {
+                message: format!(
+                    "reloading {}: ipmpd restarts and adopts its pinned state; forwarding continues",
+                    config_path.display()
+                ),
+            },
+            true,
+        ),
+        Err(e) => (
+            Response::Error {
+                message: format!("{e}; ipmpd keeps running with its current configuration"),
+            },
+            false,
+        ),
     }
 }
 

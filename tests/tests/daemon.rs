@@ -262,3 +262,54 @@ fn subnet_broadcast_from_the_host_reaches_the_link_once() {
     assert_eq!(got["received"].as_u64(), Some(sent), "{got}");
     assert_eq!(got["duplicates"].as_u64(), Some(0), "{got}");
 }
+
+/// `ipmpadm reload` with a broken file is refused and changes nothing; with a good file ipmpd
+/// restarts on it (adopting its pins) without losing traffic, and a member dropped from the
+/// file is detached.
+#[test]
+fn reload_applies_a_new_config_without_loss() {
+    if !require_root("reload_applies_a_new_config_without_loss") {
+        return;
+    }
+    let lab = lab(3);
+    let d = lab.start_ipmpd(&lab.config().to_toml()).expect("ipmpd");
+    let pid = d.pid();
+    std::fs::write(d.config_path(), "this is [not toml").unwrap();
+    let refused = d.ipmpadm(&["reload"]);
+    assert!(
+        refused.is_err(),
+        "a broken config was accepted: {refused:?}"
+    );
+    assert_eq!(members(&d).len(), 3);
+
+    let mut cfg = lab.config();
+    cfg.group_mut().member.retain(|m| m.name != "m2");
+    std::fs::write(d.config_path(), cfg.to_toml()).unwrap();
+    let inbound = lab
+        .peer(0)
+        .spawn(&["ping", "-n", "-q", "-c", "2000", "-i", "0.001", DATA_V4])
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    d.ipmpadm(&["reload"]).expect("ipmpadm reload");
+    assert!(
+        wait_until(WAIT, POLL, || d
+            .ipmpstat(&["-iP", "-o", "interface"])
+            .is_ok_and(|out| out.lines().count() == 2)),
+        "the reloaded ipmpd does not show the new member set\n{}",
+        d.log()
+    );
+    assert_eq!(d.pid(), pid, "reload re-executes in place");
+    let m2 = lab.host().run(&["ip", "-d", "link", "show", "m2"]).unwrap();
+    assert!(
+        !m2.contains("xdp"),
+        "m2 still has XDP after leaving the group: {m2}"
+    );
+    let out = inbound.wait_with_output().unwrap();
+    let stats = ipmp_tests::lab::parse_ping(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(
+        stats.received,
+        stats.transmitted,
+        "pings lost across a reload: {stats:?}\n{}",
+        d.log()
+    );
+}

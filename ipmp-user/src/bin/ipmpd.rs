@@ -1,12 +1,12 @@
 //! ipmpd: the IPMP daemon. Runs in the foreground and logs through tracing (RUST_LOG).
 
-use std::path::PathBuf;
+use std::{os::unix::process::CommandExt as _, path::PathBuf};
 
 use anyhow::Context as _;
 use clap::Parser;
 use ipmp::{
     config::{self, Config},
-    daemon::{Daemon, Options},
+    daemon::{Daemon, Exit, Options},
     dataplane,
 };
 use ipmp_common::PIN_DIR;
@@ -61,28 +61,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.cleanup {
         return rt.block_on(cleanup(&config, &cli.pin_dir));
     }
-    rt.block_on(async {
+    let exit = rt.block_on(async {
         let opts = Options {
             pin_dir: cli.pin_dir.clone(),
+            config_path: cli.config.clone(),
         };
         let (daemon, control) = Daemon::start(config, &opts).await?;
-        daemon.run(control, shutdown_signal()).await?;
-        Ok(())
-    })
+        anyhow::Ok(daemon.run(control, &cli.config, signals()).await?)
+    })?;
+    drop(rt);
+    if exit == Exit::Reload {
+        // Like in.mpathd on SIGHUP: start again with the same arguments; the new process
+        // adopts the pinned programs, links and maps, so forwarding never stops.
+        let exe = std::env::current_exe().context("cannot find ipmpd's own executable")?;
+        let err = std::process::Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .exec();
+        return Err(err).with_context(|| format!("cannot re-execute {}", exe.display()));
+    }
+    Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT stop ipmpd; SIGHUP reloads it.
+async fn signals() -> Exit {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers; stop ipmpd with SIGKILL");
         return std::future::pending().await;
     };
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
+        _ = term.recv() => { tracing::info!("SIGTERM"); Exit::Stopped }
+        _ = int.recv() => { tracing::info!("SIGINT"); Exit::Stopped }
+        _ = hup.recv() => { tracing::info!("SIGHUP: reloading"); Exit::Reload }
     }
 }
 

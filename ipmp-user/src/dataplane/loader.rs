@@ -239,6 +239,20 @@ pub fn link_pin(pin_dir: &Path, ifname: &str, what: &str) -> PathBuf {
         .join(format!("{what}@{}", ifname.replace('.', ":")))
 }
 
+/// The links pinned under `pin_dir`: (program, interface name) pairs.
+pub fn pinned_links(pin_dir: &Path) -> Vec<(String, String)> {
+    let Ok(dir) = fs::read_dir(pin_dir.join("links")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (what, ifname) = name.split_once('@')?;
+            Some((what.to_string(), ifname.replace(':', ".")))
+        })
+        .collect()
+}
+
 /// Opens a pinned link left by an earlier ipmpd; None if there is none (or it is defunct:
 /// its interface went away).
 fn adopt(pin: &Path) -> Result<Option<FdLink>> {
