@@ -1,0 +1,391 @@
+//! Helpers shared by the scenario tests (spread, disruption, atomic; other scenario files may
+//! use them too). Import with `pub mod common;` — `pub` keeps rustc from calling the helpers a
+//! test file does not use dead code. This API is meant to stay small and stable: add, do not
+//! change.
+//!
+//! - [`Setup`]: a lab with ipmpd running and every member active.
+//! - [`members`]: `ipmpstat --json -i` as [`Member`] rows.
+//! - [`PinnedMaps`]: ipmpd's pinned maps, read from the test process; predicts the member of a
+//!   flow ([`Table::member_of`]) and sums reason counters ([`PinnedMaps::packets`]).
+//! - [`PortCaptures`]: tcpdump on the switch-side ports of members, and which member carried
+//!   which flow ([`flows_by_member`]).
+//! - [`in_netns`]: runs a closure on a thread inside a lab namespace (real sockets there), e.g.
+//!   [`send_udp_flows`] from a data address.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs::File,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
+    path::Path,
+    thread,
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
+use ipmp_common::{
+    Counter, FlowKey, GroupInfo, MAP_BUCKETS, MAP_GROUPS, MAP_MEMBERS, MAP_STATS, MemberInfo,
+    Reason, STATS_SLOTS, bucket_index, bucket_of, flow_hash, stats_index,
+};
+use ipmp_tests::{
+    lab::{self, Capture, Daemon, IpmpdConfig, Lab, LabSpec, Netns},
+    pcap::{FiveTuple, Record},
+};
+
+/// A lab with ipmpd started on it. Field order matters: the daemon stops before the lab goes.
+pub struct Setup {
+    pub daemon: Daemon,
+    pub lab: Lab,
+    /// ifindex of member `m<i>` at index i.
+    ifindexes: Vec<u32>,
+}
+
+impl Setup {
+    /// Builds a lab of `spec`, starts ipmpd with the lab's default config (fixed hash seed
+    /// [`lab::LAB_HASH_SEED`]) changed by `tweak`, and waits up to 10 s until every member is
+    /// active.
+    pub fn start(spec: LabSpec, tweak: impl FnOnce(&mut IpmpdConfig)) -> anyhow::Result<Setup> {
+        let lab = Lab::new(spec)?;
+        let mut config = lab.config();
+        tweak(&mut config);
+        let daemon = lab.start_ipmpd(&config.to_toml())?;
+        let ifindexes = lab
+            .members()
+            .iter()
+            .map(|m| Ok(lab.host().link(m)?.ifindex))
+            .collect::<anyhow::Result<_>>()?;
+        let setup = Setup {
+            daemon,
+            lab,
+            ifindexes,
+        };
+        let names = setup.lab.members();
+        setup.wait_members(Duration::from_secs(10), |ms| {
+            names
+                .iter()
+                .all(|n| ms.iter().any(|m| &m.name == n && m.active))
+        })?;
+        Ok(setup)
+    }
+
+    /// Waits until `ok` holds for `ipmpstat --json -i`; the last rows and the end of the
+    /// daemon's log are in the error.
+    pub fn wait_members(
+        &self,
+        timeout: Duration,
+        mut ok: impl FnMut(&[Member]) -> bool,
+    ) -> anyhow::Result<Vec<Member>> {
+        let mut last = Vec::new();
+        let done = lab::wait_until(timeout, Duration::from_millis(20), || {
+            match members(&self.daemon) {
+                Ok(ms) => {
+                    last = ms;
+                    ok(&last)
+                }
+                Err(_) => false,
+            }
+        });
+        if !done {
+            let log = self.daemon.log();
+            let lines: Vec<&str> = log.lines().collect();
+            bail!(
+                "members not as expected within {timeout:?}: {last:?}\nipmpd log (last 60 \
+                 lines):\n{}",
+                lines[lines.len().saturating_sub(60)..].join("\n")
+            );
+        }
+        Ok(last)
+    }
+
+    /// Index `i` of member `m<i>` with this ifindex in the host namespace.
+    pub fn member_index(&self, ifindex: u32) -> anyhow::Result<usize> {
+        self.ifindexes
+            .iter()
+            .position(|&x| x == ifindex)
+            .ok_or_else(|| anyhow!("ifindex {ifindex} is no member of the lab"))
+    }
+
+    /// ifindex of member `m<i>`.
+    pub fn member_ifindex(&self, i: usize) -> u32 {
+        self.ifindexes[i]
+    }
+
+    /// ifindex of the IPMP interface `ipmp0`.
+    pub fn group_ifindex(&self) -> anyhow::Result<u32> {
+        Ok(self.lab.host().link("ipmp0")?.ifindex)
+    }
+
+    /// ipmpd's maps, pinned in the lab's pin directory.
+    pub fn maps(&self) -> anyhow::Result<PinnedMaps> {
+        PinnedMaps::open(&self.lab.pin_dir())
+    }
+}
+
+/// One row of `ipmpstat --json -i`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub ifindex: u32,
+    pub active: bool,
+    /// `ok`, `failed`, `offline` or `unknown`.
+    pub state: String,
+    /// Buckets of the group's table that point here.
+    pub buckets: u32,
+    /// Packets the TC egress program sent here (tx-unicast + tx-cast).
+    pub tx_packets: u64,
+}
+
+/// `ipmpstat --json -i` of a running ipmpd.
+pub fn members(daemon: &Daemon) -> anyhow::Result<Vec<Member>> {
+    let v = daemon.ipmpstat_json(&["-i"])?;
+    let rows = v
+        .as_array()
+        .ok_or_else(|| anyhow!("ipmpstat --json -i printed no array: {v}"))?;
+    rows.iter()
+        .map(|r| {
+            Ok(Member {
+                name: r["name"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("member without a name: {r}"))?
+                    .to_owned(),
+                ifindex: u32::try_from(r["ifindex"].as_u64().unwrap_or_default())?,
+                active: r["active"].as_bool().unwrap_or(false),
+                state: r["state"].as_str().unwrap_or_default().to_owned(),
+                buckets: u32::try_from(r["buckets"].as_u64().unwrap_or_default())?,
+                tx_packets: r["tx_packets"].as_u64().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// ipmpd's pinned maps, opened from the test process (maps are not per network namespace).
+pub struct PinnedMaps {
+    groups: BpfHashMap<MapData, u32, GroupInfo>,
+    members: BpfHashMap<MapData, u32, MemberInfo>,
+    buckets: Array<MapData, u32>,
+    stats: PerCpuArray<MapData, Counter>,
+}
+
+fn open_map<T>(dir: &Path, name: &str) -> anyhow::Result<T>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let path = dir.join(name);
+    let data = MapData::from_pin(&path).with_context(|| format!("open {}", path.display()))?;
+    let map = Map::from_map_data(data).with_context(|| format!("type of {}", path.display()))?;
+    T::try_from(map).with_context(|| format!("layout of {}", path.display()))
+}
+
+/// A group's bucket table as the TC egress program reads it at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub group: GroupInfo,
+    /// Member ifindex per bucket of the active half (`group.n_buckets` long; 0: none).
+    pub buckets: Vec<u32>,
+}
+
+impl Table {
+    /// The member ifindex the TC egress program picks for `key`: flow hash with the group's
+    /// seed, bucket, entry (what `ipmp_tc_egress` does, with the same ipmp-common functions).
+    pub fn member_of(&self, key: &FlowKey) -> u32 {
+        let bucket = bucket_of(flow_hash(key, self.group.seed), self.group.n_buckets);
+        self.buckets.get(bucket as usize).copied().unwrap_or(0)
+    }
+
+    /// Buckets per member ifindex.
+    pub fn load(&self) -> BTreeMap<u32, u32> {
+        let mut load = BTreeMap::new();
+        for m in &self.buckets {
+            *load.entry(*m).or_default() += 1;
+        }
+        load
+    }
+}
+
+impl PinnedMaps {
+    /// Opens IPMP_GROUPS, IPMP_MEMBERS, IPMP_BUCKETS and IPMP_STATS under `pin_dir`.
+    pub fn open(pin_dir: &Path) -> anyhow::Result<PinnedMaps> {
+        Ok(PinnedMaps {
+            groups: open_map(pin_dir, MAP_GROUPS)?,
+            members: open_map(pin_dir, MAP_MEMBERS)?,
+            buckets: open_map(pin_dir, MAP_BUCKETS)?,
+            stats: open_map(pin_dir, MAP_STATS)?,
+        })
+    }
+
+    /// The `IPMP_GROUPS` entry of the IPMP interface `group_ifindex`.
+    pub fn group(&self, group_ifindex: u32) -> anyhow::Result<GroupInfo> {
+        self.groups
+            .get(&group_ifindex, 0)
+            .with_context(|| format!("IPMP_GROUPS has no entry for ifindex {group_ifindex}"))
+    }
+
+    /// The `IPMP_MEMBERS` entry of member `ifindex`.
+    pub fn member(&self, ifindex: u32) -> anyhow::Result<MemberInfo> {
+        self.members
+            .get(&ifindex, 0)
+            .with_context(|| format!("IPMP_MEMBERS has no entry for ifindex {ifindex}"))
+    }
+
+    /// The active half of the group's bucket table. Read while ipmpd is not changing it.
+    pub fn table(&self, group_ifindex: u32) -> anyhow::Result<Table> {
+        let group = self.group(group_ifindex)?;
+        let buckets = (0..group.n_buckets)
+            .map(|b| {
+                let index = bucket_index(group.slot, group.active_half, b)
+                    .ok_or_else(|| anyhow!("bucket {b} of {group:?} is out of range"))?;
+                self.buckets
+                    .get(&index, 0)
+                    .with_context(|| format!("IPMP_BUCKETS[{index}]"))
+            })
+            .collect::<anyhow::Result<Vec<u32>>>()?;
+        Ok(Table { group, buckets })
+    }
+
+    /// Packets counted for `reason` in counter slot `slot`, summed over CPUs.
+    pub fn packets(&self, slot: u32, reason: Reason) -> anyhow::Result<u64> {
+        let index = stats_index(slot, reason);
+        let values = self
+            .stats
+            .get(&index, 0)
+            .with_context(|| format!("IPMP_STATS[{index}]"))?;
+        Ok(values.iter().map(|c| c.packets).sum())
+    }
+
+    /// Packets counted for `reason` over every counter slot.
+    pub fn packets_all_slots(&self, reason: Reason) -> anyhow::Result<u64> {
+        (0..STATS_SLOTS).map(|s| self.packets(s, reason)).sum()
+    }
+}
+
+/// Runs `f` on a new thread that has entered network namespace `ns` (sockets it opens live
+/// there) and returns its result. The thread ends with `f`, so nothing else changes namespace.
+pub fn in_netns<T, F>(ns: &Netns, f: F) -> thread::JoinHandle<anyhow::Result<T>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> anyhow::Result<T> + Send + 'static,
+{
+    let path = ns.path();
+    thread::spawn(move || {
+        let file = File::open(&path).with_context(|| format!("open {}", path.display()))?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("setns {}", path.display()))?;
+        f()
+    })
+}
+
+/// Waits for a thread from [`in_netns`].
+pub fn join<T>(handle: thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
+    handle
+        .join()
+        .map_err(|_| anyhow!("a thread in a lab namespace panicked"))?
+}
+
+/// From namespace `ns`, sends `per_flow` datagrams of 32 bytes from `src:port` to `dst` for
+/// every port in `ports` (one socket per flow, so each flow has a fixed source port). Pauses
+/// 1 ms after every 50 flows so capture buffers keep up. Returns the datagrams sent.
+pub fn send_udp_flows(
+    ns: &Netns,
+    src: Ipv4Addr,
+    ports: std::ops::Range<u16>,
+    dst: SocketAddr,
+    per_flow: u32,
+) -> anyhow::Result<u64> {
+    join(in_netns(ns, move || {
+        let mut sent = 0u64;
+        for (n, port) in ports.enumerate() {
+            let sock = UdpSocket::bind(SocketAddrV4::new(src, port))
+                .with_context(|| format!("bind {src}:{port}"))?;
+            for _ in 0..per_flow {
+                sock.send_to(&[0x5a; 32], dst)
+                    .with_context(|| format!("send {src}:{port} -> {dst}"))?;
+                sent += 1;
+            }
+            if n % 50 == 49 {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(sent)
+    }))
+}
+
+/// How long tcpdump may hold captured frames before writing them (its 1 s ring block
+/// timeout, plus a margin).
+pub const CAPTURE_BLOCK_TIMEOUT: Duration = Duration::from_millis(1200);
+
+/// tcpdump on the switch-side port of each listed member.
+pub struct PortCaptures {
+    captures: Vec<(usize, Capture)>,
+}
+
+impl PortCaptures {
+    /// Starts a capture with `filter` on `Lab::port(i)` for every `i` in `members`.
+    pub fn start(lab: &Lab, members: &[usize], tag: &str, filter: &[&str]) -> anyhow::Result<Self> {
+        let captures = members
+            .iter()
+            .map(|&i| {
+                let file = lab.work_dir().join(format!("{tag}-p{i}.pcap"));
+                Ok((i, lab.switch().capture(&Lab::port(i), &file, filter)?))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(PortCaptures { captures })
+    }
+
+    /// Stops every capture; the frames each member sent (source MAC = that member's MAC, so
+    /// frames the switch forwarded to the member do not count).
+    pub fn stop(self) -> anyhow::Result<BTreeMap<usize, Vec<Record>>> {
+        // tcpdump (libpcap, TPACKET_V3) reads the capture ring a block at a time; a block is
+        // handed over when full or after the 1 s timeout tcpdump sets, and SIGINT loses the
+        // block being filled. Waiting out that timeout delivers every frame.
+        thread::sleep(CAPTURE_BLOCK_TIMEOUT);
+        self.captures
+            .into_iter()
+            .map(|(i, c)| {
+                let records = c.stop()?;
+                let sent = records
+                    .into_iter()
+                    .filter(|r| r.src_mac == Some(lab::member_mac(i)))
+                    .collect();
+                Ok((i, sent))
+            })
+            .collect()
+    }
+}
+
+/// Which members carried each flow, from [`PortCaptures::stop`]'s frames (only frames whose
+/// 5-tuple passes `keep`).
+pub fn flows_by_member(
+    frames: &BTreeMap<usize, Vec<Record>>,
+    keep: impl Fn(&FiveTuple) -> bool,
+) -> BTreeMap<FiveTuple, BTreeSet<usize>> {
+    let mut out: BTreeMap<FiveTuple, BTreeSet<usize>> = BTreeMap::new();
+    for (member, records) in frames {
+        for t in records.iter().filter_map(Record::five_tuple) {
+            if keep(&t) {
+                out.entry(t).or_default().insert(*member);
+            }
+        }
+    }
+    out
+}
+
+/// The [`FlowKey`] of a captured flow (what the TC egress program hashes).
+pub fn flow_key(t: &FiveTuple) -> anyhow::Result<FlowKey> {
+    match (t.src, t.dst) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => Ok(FlowKey::v4(
+            s.octets(),
+            d.octets(),
+            t.proto,
+            t.src_port,
+            t.dst_port,
+        )),
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => Ok(FlowKey::v6(
+            s.octets(),
+            d.octets(),
+            t.proto,
+            t.src_port,
+            t.dst_port,
+        )),
+        _ => bail!("flow {t:?} mixes address families"),
+    }
+}
