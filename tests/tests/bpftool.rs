@@ -1,0 +1,252 @@
+//! `bpftool map dump pinned <pin dir>/<map>` (plain output, no `-j`) shows every map with the
+//! field names of its key and value (issue 2, i): the maps are BTF-defined, so bpftool prints
+//! them as structured JSON instead of hex bytes. The field names come from ipmp-common's
+//! `maps.rs`; the values are checked against what ipmpd reports and what the lab built.
+
+pub mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use common::{Setup, members};
+use ipmp_common::{
+    ALL_MAPS, FAMILY_V4, FAMILY_V6, MAP_ADDRS, MAP_BUCKETS, MAP_GROUPS, MAP_MEMBERS, MAP_STATS,
+    MEMBER_F_ACTIVE, STATS_ENTRIES, bucket_index,
+};
+use ipmp_tests::lab::{self, Lab, LabSpec};
+use serde_json::Value;
+
+const SPEC: LabSpec = LabSpec {
+    members: 3,
+    peers: 1,
+    router: true,
+};
+
+/// Field names of the `#[repr(C)]` types in ipmp-common/src/maps.rs.
+const GROUP_INFO: &[&str] = &[
+    "slot",
+    "active_half",
+    "n_buckets",
+    "seed",
+    "cast_ifindex",
+    "stats_slot",
+    "flags",
+    "cast_mac",
+    "_pad",
+];
+const MEMBER_INFO: &[&str] = &[
+    "group_ifindex",
+    "stats_slot",
+    "flags",
+    "arp_src",
+    "mac",
+    "_pad",
+];
+const ADDR_KEY: &[&str] = &["family", "addr"];
+const ADDR_INFO: &[&str] = &["group_ifindex", "bound_ifindex"];
+const COUNTER: &[&str] = &["packets", "bytes"];
+
+/// `bpftool map dump pinned PATH` (plain) parsed; it must be JSON, not a hex dump.
+fn dump(lab: &Lab, map: &str) -> Vec<Value> {
+    let path = lab.pin_dir().join(map);
+    let out = lab
+        .host()
+        .run(&["bpftool", "map", "dump", "pinned", &path.to_string_lossy()])
+        .unwrap_or_else(|e| panic!("bpftool map dump pinned {}: {e:#}", path.display()));
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| {
+        panic!(
+            "bpftool printed {map} without BTF field names ({e}):\n{}",
+            &out[..out.len().min(2000)]
+        )
+    });
+    v.as_array()
+        .unwrap_or_else(|| panic!("{map}: not a list of entries"))
+        .clone()
+}
+
+fn names(v: &Value) -> BTreeSet<&str> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not a struct with named fields: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+fn assert_fields(map: &str, what: &str, v: &Value, expected: &[&str]) {
+    assert_eq!(
+        names(v),
+        expected.iter().copied().collect::<BTreeSet<_>>(),
+        "{map} {what} fields: {v}"
+    );
+}
+
+fn u64_of(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn bytes(v: &Value) -> Vec<u8> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a byte array: {v}"))
+        .iter()
+        .map(|b| u8::try_from(u64_of(b)).unwrap_or_else(|_| panic!("not a byte: {b}")))
+        .collect()
+}
+
+#[test]
+fn every_pinned_map_dumps_with_field_names() {
+    if !lab::require_root("every_pinned_map_dumps_with_field_names") {
+        return;
+    }
+    let s = Setup::start(SPEC, |_| {}).unwrap();
+    let (lab, daemon) = (&s.lab, &s.daemon);
+    // Some traffic, so that counters have something to show.
+    for dst in [lab::ROUTER_V4, lab::ROUTER_V6, lab::FAR_V4, lab::FAR_V6] {
+        let ping = lab.host().ping(dst, 3, Duration::from_millis(10)).unwrap();
+        assert_eq!(ping.received, 3, "host -> {dst}: {ping:?}");
+    }
+    let status = members(daemon).unwrap();
+    let ifindex: BTreeMap<String, u64> = status
+        .iter()
+        .map(|m| (m.name.clone(), u64::from(m.ifindex)))
+        .collect();
+    let group_ifindex = u64::from(lab.host().link("ipmp0").unwrap().ifindex);
+    let addrs = daemon.ipmpstat_json(&["-an"]).unwrap();
+
+    // Every pinned map is dumped; no map is left out of this test.
+    let mut seen = BTreeSet::new();
+
+    // IPMP_GROUPS: one group, keyed by the IPMP interface's ifindex.
+    let groups = dump(lab, MAP_GROUPS);
+    seen.insert(MAP_GROUPS);
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let g = &groups[0];
+    assert_eq!(u64_of(&g["key"]), group_ifindex);
+    let gv = &g["value"];
+    assert_fields(MAP_GROUPS, "value", gv, GROUP_INFO);
+    assert_eq!(u64_of(&gv["seed"]), u64::from(lab::LAB_HASH_SEED));
+    assert_eq!(u64_of(&gv["n_buckets"]), 1024);
+    let cast = u64_of(&gv["cast_ifindex"]);
+    let cast_name = ifindex
+        .iter()
+        .find(|(_, i)| **i == cast)
+        .map(|(n, _)| n.clone())
+        .unwrap_or_else(|| panic!("cast_ifindex {cast} is no member"));
+    let cast_i: usize = cast_name[1..].parse().unwrap();
+    assert_eq!(bytes(&gv["cast_mac"]), lab.member_mac(cast_i));
+
+    // IPMP_MEMBERS: every member, with its MAC.
+    let ms = dump(lab, MAP_MEMBERS);
+    seen.insert(MAP_MEMBERS);
+    assert_eq!(ms.len(), SPEC.members, "{ms:?}");
+    for m in &ms {
+        assert_fields(MAP_MEMBERS, "value", &m["value"], MEMBER_INFO);
+        let key = u64_of(&m["key"]);
+        let (name, _) = ifindex
+            .iter()
+            .find(|(_, i)| **i == key)
+            .unwrap_or_else(|| panic!("{MAP_MEMBERS} key {key} is no member"));
+        let i: usize = name[1..].parse().unwrap();
+        assert_eq!(bytes(&m["value"]["mac"]), lab.member_mac(i), "{m}");
+        assert_eq!(u64_of(&m["value"]["group_ifindex"]), group_ifindex);
+        assert_ne!(
+            u64_of(&m["value"]["flags"]) & u64::from(MEMBER_F_ACTIVE),
+            0,
+            "{name} is active: {m}"
+        );
+    }
+
+    // IPMP_ADDRS: both data addresses, bound where ipmpstat says.
+    let entries = dump(lab, MAP_ADDRS);
+    seen.insert(MAP_ADDRS);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let inbound: BTreeMap<String, String> = addrs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["address"].as_str().unwrap().to_owned(),
+                a["inbound"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for e in &entries {
+        assert_fields(MAP_ADDRS, "key", &e["key"], ADDR_KEY);
+        assert_fields(MAP_ADDRS, "value", &e["value"], ADDR_INFO);
+        let raw = bytes(&e["key"]["addr"]);
+        let addr = match u32::try_from(u64_of(&e["key"]["family"])).unwrap() {
+            FAMILY_V4 => {
+                assert!(raw[4..].iter().all(|b| *b == 0), "{e}");
+                Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).to_string()
+            }
+            FAMILY_V6 => Ipv6Addr::from(<[u8; 16]>::try_from(raw.as_slice()).unwrap()).to_string(),
+            other => panic!("family {other} in {e}"),
+        };
+        let member = inbound
+            .get(&addr)
+            .unwrap_or_else(|| panic!("{addr} is no data address: {inbound:?}"));
+        assert_eq!(u64_of(&e["value"]["bound_ifindex"]), ifindex[member], "{e}");
+        assert_eq!(u64_of(&e["value"]["group_ifindex"]), group_ifindex, "{e}");
+    }
+
+    // IPMP_BUCKETS: plain u32 values; the active half holds what ipmpstat counts per member.
+    let buckets = dump(lab, MAP_BUCKETS);
+    seen.insert(MAP_BUCKETS);
+    assert_eq!(
+        buckets.len() as u32,
+        ipmp_common::BUCKET_ENTRIES,
+        "one entry per bucket slot"
+    );
+    let (slot, half, n) = (
+        u32::try_from(u64_of(&gv["slot"])).unwrap(),
+        u32::try_from(u64_of(&gv["active_half"])).unwrap(),
+        u32::try_from(u64_of(&gv["n_buckets"])).unwrap(),
+    );
+    let mut load: BTreeMap<u64, u32> = BTreeMap::new();
+    for b in 0..n {
+        let index = bucket_index(slot, half, b).unwrap() as usize;
+        let e = &buckets[index];
+        assert_fields(MAP_BUCKETS, "entry", e, &["key", "value"]);
+        assert_eq!(u64_of(&e["key"]), index as u64);
+        *load.entry(u64_of(&e["value"])).or_default() += 1;
+    }
+    for m in &status {
+        assert_eq!(
+            load.get(&u64::from(m.ifindex)).copied().unwrap_or(0),
+            m.buckets,
+            "buckets of {} in the dump vs ipmpstat: {load:?}",
+            m.name
+        );
+    }
+
+    // IPMP_STATS: per CPU counters with packets and bytes; the pings were counted.
+    let stats = dump(lab, MAP_STATS);
+    seen.insert(MAP_STATS);
+    assert_eq!(stats.len() as u32, STATS_ENTRIES);
+    let mut packets = 0;
+    for e in &stats {
+        let values = e["values"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{MAP_STATS} entry without per-CPU values: {e}"));
+        assert!(!values.is_empty(), "{e}");
+        for v in values {
+            assert_fields(MAP_STATS, "per-CPU entry", v, &["cpu", "value"]);
+            assert_fields(MAP_STATS, "value", &v["value"], COUNTER);
+            packets += u64_of(&v["value"]["packets"]);
+        }
+    }
+    let unicast: u64 = status.iter().map(|m| m.tx_packets).sum();
+    assert!(
+        packets >= 12 && unicast >= 12,
+        "12 pings left through the group: {packets} packets counted, {unicast} sent per ipmpstat"
+    );
+
+    assert_eq!(
+        seen,
+        ALL_MAPS.iter().copied().collect::<BTreeSet<_>>(),
+        "every pinned map is dumped"
+    );
+}
