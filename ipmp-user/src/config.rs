@@ -59,13 +59,9 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// Syntax or type error; the toml message carries line and column.
-    #[error("config {origin}: {source}")]
-    Parse {
-        origin: String,
-        #[source]
-        source: Box<toml::de::Error>,
-    },
+    /// Syntax or type error, on one line: "config PATH: line L, column C: what".
+    #[error("config {origin}: {message}")]
+    Parse { origin: String, message: String },
     /// The file parses but breaks rules; one entry per problem.
     #[error("{}", render_problems(origin, problems))]
     Invalid {
@@ -90,6 +86,20 @@ impl ConfigError {
             Self::Invalid { problems, .. } => problems,
             Self::Read { .. } | Self::Parse { .. } => &[],
         }
+    }
+}
+
+/// toml's own rendering is a multi-line snippet; ipmpd's errors are one line each.
+fn one_line_parse_error(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().lines().collect::<Vec<_>>().join("; ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {what}")
+        }
+        None => what,
     }
 }
 
@@ -478,12 +488,9 @@ impl Config {
 
     /// Parses and validates `text`; `origin` (usually the file path) prefixes every message.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let parse_err = |mut e: toml::de::Error| {
-            e.set_input(Some(text));
-            ConfigError::Parse {
-                origin: origin.to_owned(),
-                source: Box::new(e),
-            }
+        let parse_err = |e: toml::de::Error| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: one_line_parse_error(text, &e),
         };
         let mut table = toml::de::DeTable::parse(text).map_err(parse_err)?;
         let (mpathd, mut problems) = take_mpathd_keys(table.get_mut()).map_err(parse_err)?;
@@ -1271,17 +1278,21 @@ mod tests {
     fn syntax_errors_keep_line_and_column() {
         let e = parse_error("failback = true\nfailback = \n");
         assert!(
-            e.starts_with("config test.toml: TOML parse error at line 2, column"),
+            e.starts_with("config test.toml: line 2, column 12: "),
             "{e}"
         );
+        assert_eq!(e.lines().count(), 1, "not one line: {e}");
         let e = parse_error(&doc("", "buckets = \"many\"", ""));
         assert!(e.contains("line 5"), "{e}");
         let e = parse_error(&doc("", "hash_seed = -1", ""));
         assert!(e.contains("hash_seed") || e.contains("line 5"), "{e}");
         let e = parse_error(&doc("", "hash_seed = 4294967296", ""));
         assert!(e.contains("line 5"), "{e}");
-        let e = parse_error(&doc("", "data_addresses = [\"198.51.100.10/40\"]", ""));
-        assert!(e.contains("/40") && e.contains("line 5"), "{e}");
+        let e = parse_error(
+            "[[group]]\nname = \"ipmp0\"\ndata_addresses = [\"198.51.100.10/40\"]\n\
+             [[group.member]]\nname = \"eth1\"\n",
+        );
+        assert!(e.contains("40") && e.contains("line 3"), "{e}");
         let e = parse_error(&doc(
             "",
             "routes = [{ to = \"everywhere\", via = \"198.51.100.1\" }]",

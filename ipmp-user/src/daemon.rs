@@ -502,6 +502,12 @@ impl Daemon {
                 self.on_neighbour(*n).await;
                 return Ok(());
             }
+            LinkEvent::Overrun => {
+                tracing::warn!(
+                    "netlink events were lost (receive buffer overflow): re-reading links"
+                );
+                return Box::pin(self.resync()).await;
+            }
         };
         let found = self.groups.iter().enumerate().find_map(|(gi, g)| {
             g.members
@@ -555,6 +561,17 @@ impl Daemon {
                 Err(e) => tracing::debug!(member = %name, "sharing a neighbour failed: {e}"),
             }
         }
+    }
+
+    /// Reads every link and neighbour again and feeds what changed to the groups.
+    async fn resync(&mut self) -> Result<()> {
+        for link in self.nl.links().await? {
+            Box::pin(self.on_link(LinkEvent::Changed(link))).await?;
+        }
+        for n in self.nl.reachable_neighbours().await? {
+            self.on_neighbour(n).await;
+        }
+        Ok(())
     }
 
     async fn on_tick(&mut self, now: Instant) -> Result<()> {
@@ -648,12 +665,7 @@ impl Daemon {
         let (link_tx, mut link_rx) = mpsc::channel(256);
         netlink::events::spawn_monitor(link_tx)?;
         // Link states may have changed between start and subscribing: re-read once.
-        for link in self.nl.links().await? {
-            self.on_link(LinkEvent::Changed(link)).await?;
-        }
-        for n in self.nl.reachable_neighbours().await? {
-            self.on_neighbour(n).await;
-        }
+        self.resync().await?;
         let (control_tx, mut control_rx) = mpsc::channel::<ControlCall>(64);
         let socket = control.path().to_path_buf();
         let control_task = tokio::spawn(control.run(control_tx));

@@ -4,6 +4,7 @@
 
 use futures::StreamExt as _;
 use netlink_packet_core::NetlinkPayload;
+use netlink_sys::AsyncSocket as _;
 use std::net::IpAddr;
 
 use netlink_packet_route::{
@@ -25,6 +26,9 @@ pub enum LinkEvent {
     Removed { ifindex: u32, name: String },
     /// RTM_NEWNEIGH for a confirmed (REACHABLE) IPv4/IPv6 neighbour with a MAC address.
     Neighbour(Neighbour),
+    /// The kernel dropped events (the socket's receive buffer overflowed, ENOBUFS): state must
+    /// be read again, or a carrier change that fell in the gap is lost for good.
+    Overrun,
 }
 
 /// A neighbour entry the kernel has just confirmed.
@@ -84,17 +88,33 @@ fn removed(m: &LinkMessage) -> LinkEvent {
     }
 }
 
+/// Receive buffer of the monitor's socket (the kernel caps it at net.core.rmem_max unless
+/// the caller has CAP_NET_ADMIN, which ipmpd has).
+const MONITOR_RCVBUF: usize = 4 << 20;
+
 /// Subscribes to link and neighbour events and forwards them to `tx` until the receiver is dropped.
 /// Subscribe before reading the initial link state so no change falls in between.
 pub fn spawn_monitor(tx: mpsc::Sender<LinkEvent>) -> Result<(), NetlinkError> {
-    let (conn, _handle, mut messages) =
-        rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
-            .map_err(NetlinkError::Connect)?;
-    tokio::spawn(conn);
+    let mut sub = Subscription::open()?;
     tokio::spawn(async move {
-        while let Some((message, _)) = messages.next().await {
-            if let NetlinkPayload::InnerMessage(inner) = message.payload
-                && let Some(event) = decode(&inner)
+        loop {
+            let Some((message, _)) = sub.messages.next().await else {
+                break;
+            };
+            let event = match message.payload {
+                NetlinkPayload::InnerMessage(inner) => decode(&inner),
+                NetlinkPayload::Overrun(_) => {
+                    // Start afresh on a new socket first, then have the daemon re-read the
+                    // state: whatever changes after that is seen on the new socket.
+                    match Subscription::open() {
+                        Ok(fresh) => sub = fresh,
+                        Err(e) => tracing::error!("cannot resubscribe to link events: {e}"),
+                    }
+                    Some(LinkEvent::Overrun)
+                }
+                _ => None,
+            };
+            if let Some(event) = event
                 && tx.send(event).await.is_err()
             {
                 break;
@@ -103,6 +123,39 @@ pub fn spawn_monitor(tx: mpsc::Sender<LinkEvent>) -> Result<(), NetlinkError> {
         tracing::debug!("link monitor stopped");
     });
     Ok(())
+}
+
+/// One rtnetlink multicast socket subscribed to link and neighbour events; its connection
+/// task ends when this is dropped.
+struct Subscription {
+    messages: futures::channel::mpsc::UnboundedReceiver<(
+        netlink_packet_core::NetlinkMessage<RouteNetlinkMessage>,
+        netlink_sys::SocketAddr,
+    )>,
+    conn: tokio::task::JoinHandle<()>,
+}
+
+impl Subscription {
+    fn open() -> Result<Self, NetlinkError> {
+        let (mut conn, _handle, messages) =
+            rtnetlink::new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Neigh])
+                .map_err(NetlinkError::Connect)?;
+        // Room for bursts (many links or neighbours changing at once); an overrun is still
+        // handled by the caller.
+        if let Err(e) = conn.socket_mut().socket_mut().set_rx_buf_sz(MONITOR_RCVBUF) {
+            tracing::warn!("cannot enlarge the netlink receive buffer: {e}");
+        }
+        Ok(Self {
+            messages,
+            conn: tokio::spawn(conn),
+        })
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.conn.abort();
+    }
 }
 
 #[cfg(test)]
