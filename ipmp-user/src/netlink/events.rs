@@ -97,10 +97,7 @@ const MONITOR_RCVBUF: usize = 4 << 20;
 pub fn spawn_monitor(tx: mpsc::Sender<LinkEvent>) -> Result<(), NetlinkError> {
     let mut sub = Subscription::open()?;
     tokio::spawn(async move {
-        loop {
-            let Some((message, _)) = sub.messages.next().await else {
-                break;
-            };
+        while let Some((message, _)) = sub.messages.next().await {
             let event = match message.payload {
                 NetlinkPayload::InnerMessage(inner) => decode(&inner),
                 NetlinkPayload::Overrun(_) => {
