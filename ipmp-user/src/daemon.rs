@@ -18,7 +18,7 @@ use crate::{
     config::{Config, GroupConfig},
     control::{self, ControlCall, ControlServer, Request, Response},
     dataplane::{self, Dataplane, DataplaneError, DesiredGroup, DesiredMember, XdpAttachMode},
-    group::{Event, Group, GroupSpec, Link as LinkState, MemberSpec, Notice},
+    group::{Event, Group, GroupSpec, Link as LinkState, Notice},
     netlink::{self, Link, Netlink, NetlinkError, events::LinkEvent, sysctl},
 };
 
@@ -336,22 +336,7 @@ impl Daemon {
                 });
                 stats_slot += 1;
             }
-            let spec = GroupSpec {
-                name: cfg.name.clone(),
-                failback: config.failback,
-                members: cfg
-                    .members
-                    .iter()
-                    .map(|m| MemberSpec {
-                        name: m.name.clone(),
-                        standby: m.standby,
-                    })
-                    .collect(),
-                n_addresses: cfg.data_addresses.len(),
-                n_buckets: cfg.buckets,
-                flap_max_ups: config.link_flap_max_ups,
-                flap_window: config.link_flap_window,
-            };
+            let spec = GroupSpec::from_config(&config, cfg);
             let initial: Vec<LinkState> = rts.iter().map(|m| m.link).collect();
             let fsm = Group::new(spec, &initial, now);
             let seed = cfg.hash_seed.unwrap_or_else(rand::random);

@@ -4,9 +4,7 @@
 
 use std::{thread, time::Duration};
 
-use ipmp_tests::lab::{
-    DATA_V4, Lab, LabSpec, ROUTER_V4, peer_v4, require_root, start_ipmpd, wait_until,
-};
+use ipmp_tests::lab::{DATA_V4, Lab, LabSpec, Netns, ROUTER_V4, peer_v4, require_root, wait_until};
 
 const WAIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(20);
@@ -47,6 +45,36 @@ fn member_row(d: &ipmp_tests::lab::Daemon, name: &str) -> (String, String) {
         .find(|(n, _, _)| n == name)
         .unwrap_or_else(|| panic!("{name} missing from ipmpstat -i"));
     (active, state)
+}
+
+/// Sends one second of sequenced UDP (200/s) from `from` to `to`:`port`, received in `at`;
+/// asserts every datagram arrived exactly once.
+fn udp_arrives_once(from: &Netns, at: &Netns, to: &str, port: &str) {
+    let mut rx = at
+        .labtool(&["udp-seq-recv", "--port", port, "--duration", "3"])
+        .unwrap();
+    rx.wait_ready(Duration::from_secs(5)).unwrap();
+    let tx = from
+        .labtool(&[
+            "udp-seq-send",
+            "--to",
+            to,
+            "--port",
+            port,
+            "--rate",
+            "200",
+            "--duration",
+            "1",
+        ])
+        .unwrap()
+        .finish()
+        .unwrap();
+    let got = rx.finish().unwrap();
+    let sent = tx["sent"].as_u64().unwrap();
+    assert!(sent >= 150, "{tx}");
+    assert_eq!(tx["send_errors"].as_u64(), Some(0), "{to}: {tx}");
+    assert_eq!(got["received"].as_u64(), Some(sent), "{to}: {got}");
+    assert_eq!(got["duplicates"].as_u64(), Some(0), "{to}: {got}");
 }
 
 #[test]
@@ -168,32 +196,7 @@ fn broadcast_and_multicast_reach_the_stack_once() {
     let lab = lab(3);
     let d = lab.start_ipmpd(&lab.config().to_toml()).expect("ipmpd");
     for (to, port) in [("198.51.100.255", "7001"), ("ff02::1", "7002")] {
-        let mut rx = lab
-            .host()
-            .labtool(&["udp-seq-recv", "--port", port, "--duration", "3"])
-            .unwrap();
-        rx.wait_ready(Duration::from_secs(5)).unwrap();
-        let tx = lab
-            .peer(0)
-            .labtool(&[
-                "udp-seq-send",
-                "--to",
-                to,
-                "--port",
-                port,
-                "--rate",
-                "200",
-                "--duration",
-                "1",
-            ])
-            .unwrap()
-            .finish()
-            .unwrap();
-        let got = rx.finish().unwrap();
-        let sent = tx["sent"].as_u64().unwrap();
-        assert!(sent >= 150, "{tx}");
-        assert_eq!(got["received"].as_u64(), Some(sent), "{to}: {got}");
-        assert_eq!(got["duplicates"].as_u64(), Some(0), "{to}: {got}");
+        udp_arrives_once(lab.peer(0), lab.host(), to, port);
     }
     drop(d);
 }
@@ -235,32 +238,7 @@ fn subnet_broadcast_from_the_host_reaches_the_link_once() {
     }
     let lab = lab(3);
     let _d = lab.start_ipmpd(&lab.config().to_toml()).expect("ipmpd");
-    let mut rx = lab
-        .peer(0)
-        .labtool(&["udp-seq-recv", "--port", "7003", "--duration", "3"])
-        .unwrap();
-    rx.wait_ready(Duration::from_secs(5)).unwrap();
-    let tx = lab
-        .host()
-        .labtool(&[
-            "udp-seq-send",
-            "--to",
-            "198.51.100.255",
-            "--port",
-            "7003",
-            "--rate",
-            "200",
-            "--duration",
-            "1",
-        ])
-        .unwrap()
-        .finish()
-        .unwrap();
-    let got = rx.finish().unwrap();
-    let sent = tx["sent"].as_u64().unwrap();
-    assert_eq!(tx["send_errors"].as_u64(), Some(0), "{tx}");
-    assert_eq!(got["received"].as_u64(), Some(sent), "{got}");
-    assert_eq!(got["duplicates"].as_u64(), Some(0), "{got}");
+    udp_arrives_once(lab.host(), lab.peer(0), "198.51.100.255", "7003");
 }
 
 /// `ipmpadm reload` with a broken file is refused and changes nothing; with a good file ipmpd

@@ -152,22 +152,13 @@ impl Dataplane {
             interface: ifname.to_string(),
             source,
         };
-        let adopted = match adopt(&pin)? {
-            Some(link) => link
-                .try_into()
-                .ok()
-                .and_then(|link| prog.attach_to_link(link).ok()),
-            None => None,
-        };
-        let id = match adopted {
-            Some(id) => id,
-            None => {
-                // Nothing pinned, or a stale link that cannot be updated: attach afresh.
-                let _ = fs::remove_file(&pin);
-                prog.attach_to_if_index(ifindex, mode.aya())
-                    .map_err(attach_err)?
-            }
-        };
+        let id = attach_or_adopt(
+            &pin,
+            prog,
+            |p, link| p.attach_to_link(link).ok(),
+            |p| p.attach_to_if_index(ifindex, mode.aya()),
+        )
+        .map_err(attach_err)?;
         let link = prog.take_link(id).map_err(attach_err)?;
         pin_link(link.try_into(), &pin)?;
         self.attach_tc(PROG_TC_MEMBER, ifname, "tc_member")
@@ -187,25 +178,19 @@ impl Dataplane {
             source,
         };
         // TCX (kernel 6.6+): links are pinnable and updatable in place.
-        let adopted = match adopt(&pin)? {
-            Some(link) => link
-                .try_into()
-                .ok()
-                .and_then(|link| prog.attach_to_link(link).ok()),
-            None => None,
-        };
-        let id = match adopted {
-            Some(id) => id,
-            None => {
-                let _ = fs::remove_file(&pin);
-                prog.attach_with_options(
+        let id = attach_or_adopt(
+            &pin,
+            prog,
+            |p, link| p.attach_to_link(link).ok(),
+            |p| {
+                p.attach_with_options(
                     ifname,
                     TcAttachType::Egress,
                     TcAttachOptions::TcxOrder(LinkOrder::default()),
                 )
-                .map_err(attach_err)?
-            }
-        };
+            },
+        )
+        .map_err(attach_err)?;
         let link = prog.take_link(id).map_err(attach_err)?;
         pin_link(link.try_into(), &pin)
     }
@@ -251,6 +236,31 @@ pub fn pinned_links(pin_dir: &Path) -> Vec<(String, String)> {
             Some((what.to_string(), ifname.replace(':', ".")))
         })
         .collect()
+}
+
+/// Updates the link pinned at `pin` in place (`adopt_into`, through `bpf_link_update`) or,
+/// when there is none or it cannot be updated (its device went away), attaches afresh.
+fn attach_or_adopt<P, L, Id>(
+    pin: &Path,
+    prog: &mut P,
+    adopt_into: impl FnOnce(&mut P, L) -> Option<Id>,
+    attach: impl FnOnce(&mut P) -> std::result::Result<Id, aya::programs::ProgramError>,
+) -> std::result::Result<Id, aya::programs::ProgramError>
+where
+    L: TryFrom<FdLink>,
+{
+    let adopted = adopt(pin)
+        .ok()
+        .flatten()
+        .and_then(|link| L::try_from(link).ok())
+        .and_then(|link| adopt_into(prog, link));
+    match adopted {
+        Some(id) => Ok(id),
+        None => {
+            let _ = fs::remove_file(pin);
+            attach(prog)
+        }
+    }
 }
 
 /// Opens a pinned link left by an earlier ipmpd; None if there is none (or it is defunct:
