@@ -52,8 +52,9 @@ fn member_row(d: &ipmp_tests::lab::Daemon, name: &str) -> (String, String) {
 fn udp_arrives_once(from: &Netns, at: &Netns, to: &str, port: &str) {
     let mut rx = at
         .labtool(&["udp-seq-recv", "--port", port, "--duration", "3"])
-        .unwrap();
-    rx.wait_ready(Duration::from_secs(5)).unwrap();
+        .expect("start udp-seq-recv");
+    rx.wait_ready(Duration::from_secs(5))
+        .expect("udp-seq-recv ready");
     let tx = from
         .labtool(&[
             "udp-seq-send",
@@ -66,11 +67,11 @@ fn udp_arrives_once(from: &Netns, at: &Netns, to: &str, port: &str) {
             "--duration",
             "1",
         ])
-        .unwrap()
+        .expect("start udp-seq-send")
         .finish()
-        .unwrap();
-    let got = rx.finish().unwrap();
-    let sent = tx["sent"].as_u64().unwrap();
+        .expect("udp-seq-send");
+    let got = rx.finish().expect("udp-seq-recv");
+    let sent = tx["sent"].as_u64().expect("sent count");
     assert!(sent >= 150, "{tx}");
     assert_eq!(tx["send_errors"].as_u64(), Some(0), "{to}: {tx}");
     assert_eq!(got["received"].as_u64(), Some(sent), "{to}: {got}");
