@@ -85,6 +85,7 @@ struct MemberRt {
     name: String,
     ifindex: u32,
     mac: [u8; 6],
+    mtu: u32,
     stats_slot: u32,
     link: LinkState,
 }
@@ -331,6 +332,7 @@ impl Daemon {
                     name: link.name.clone(),
                     ifindex: link.ifindex,
                     mac: link.mac,
+                    mtu: link.mtu,
                     stats_slot,
                     link: link_state(link),
                 });
@@ -503,6 +505,9 @@ impl Daemon {
         let Some((gi, mi)) = found else {
             return Ok(());
         };
+        if let LinkEvent::Changed(link) = &event {
+            self.member_attributes(gi, mi, link).await?;
+        }
         let member = &mut self.groups[gi].members[mi];
         if member.link == state {
             return Ok(());
@@ -512,6 +517,29 @@ impl Daemon {
         let up = state == LinkState::Up;
         self.handle(gi, Event::Link { member: mi, up }, Instant::now())
             .await
+    }
+
+    /// Follows a member's MAC (ARP/NDP answers and announcements use it) and MTU (the IPMP
+    /// interface's MTU is the smallest member MTU).
+    async fn member_attributes(&mut self, gi: usize, mi: usize, link: &Link) -> Result<()> {
+        let g = &mut self.groups[gi];
+        let m = &mut g.members[mi];
+        if link.mac != m.mac && link.mac != [0; 6] {
+            tracing::info!(member = %m.name, "MAC address changed");
+            m.mac = link.mac;
+            self.sync_dataplane()?;
+            self.announce_all(gi);
+        }
+        let g = &mut self.groups[gi];
+        let m = &mut g.members[mi];
+        if link.mtu != m.mtu && link.mtu != 0 {
+            m.mtu = link.mtu;
+            let mtu = g.members.iter().map(|m| m.mtu).min().unwrap_or(link.mtu);
+            tracing::info!(group = %g.cfg.name, mtu, "member MTU changed: IPMP interface follows");
+            self.nl.set_mtu(g.peer_ifindex, mtu).await?;
+            self.nl.set_mtu(g.ifindex, mtu).await?;
+        }
+        Ok(())
     }
 
     /// Members share one L2 link, so a neighbour confirmed on one member is valid on all of

@@ -292,3 +292,28 @@ fn reload_applies_a_new_config_without_loss() {
         d.log()
     );
 }
+
+/// The IPMP interface's MTU is the smallest member MTU, also when a member's MTU changes.
+#[test]
+fn ipmp_mtu_follows_the_smallest_member() {
+    if !require_root("ipmp_mtu_follows_the_smallest_member") {
+        return;
+    }
+    let lab = lab(2);
+    let d = lab.start_ipmpd(&lab.config().to_toml()).expect("ipmpd");
+    let mtu = || lab.host().link("ipmp0").expect("ipmp0").mtu;
+    assert_eq!(mtu(), 1500);
+    lab.host().ip("link set m1 mtu 1400").unwrap();
+    assert!(
+        wait_until(WAIT, POLL, || mtu() == 1400),
+        "ipmp0 mtu {} after m1 went to 1400\n{}",
+        mtu(),
+        d.log()
+    );
+    lab.host().ip("link set m1 mtu 1500").unwrap();
+    assert!(
+        wait_until(WAIT, POLL, || mtu() == 1500),
+        "ipmp0 mtu {}",
+        mtu()
+    );
+}
