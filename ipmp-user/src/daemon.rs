@@ -503,6 +503,9 @@ impl Daemon {
                 .map(|mi| (gi, mi))
         });
         let Some((gi, mi)) = found else {
+            if let LinkEvent::Changed(link) = &event {
+                return self.member_reappeared(link).await;
+            }
             return Ok(());
         };
         if let LinkEvent::Changed(link) = &event {
@@ -517,6 +520,49 @@ impl Daemon {
         let up = state == LinkState::Up;
         self.handle(gi, Event::Link { member: mi, up }, Instant::now())
             .await
+    }
+
+    /// A member NIC that went away (driver reload, hot-plug) and came back has a new ifindex:
+    /// prepare it and attach the programs again, then let its link state decide.
+    async fn member_reappeared(&mut self, link: &Link) -> Result<()> {
+        let Some((gi, mi)) = self.find_member(&link.name) else {
+            return Ok(());
+        };
+        let old = self.groups[gi].members[mi].ifindex;
+        if old == link.ifindex || self.nl.link_by_index(old).await?.is_some() {
+            return Ok(());
+        }
+        tracing::info!(member = %link.name, ifindex = link.ifindex, "member is back with a new ifindex: preparing it again");
+        sysctl::prepare_member(&link.name)?;
+        self.nl.set_allmulticast(link.ifindex).await?;
+        let mode = XdpAttachMode::resolve(self.groups[gi].cfg.xdp_mode, link.kind.as_deref());
+        self.dataplane.detach(&link.name);
+        self.dataplane
+            .attach_member(&link.name, link.ifindex, mode)?;
+        if let Some(test) = self.groups[gi]
+            .cfg
+            .members
+            .get(mi)
+            .and_then(|m| m.test_address)
+        {
+            self.nl.add_address(link.ifindex, &test, true).await?;
+        }
+        {
+            let m = &mut self.groups[gi].members[mi];
+            m.ifindex = link.ifindex;
+            m.mac = link.mac;
+            m.mtu = link.mtu;
+        }
+        self.sync_dataplane()?;
+        let state = link_state(link);
+        let m = &mut self.groups[gi].members[mi];
+        if m.link != state {
+            m.link = state;
+            let up = state == LinkState::Up;
+            self.handle(gi, Event::Link { member: mi, up }, Instant::now())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Follows a member's MAC (ARP/NDP answers and announcements use it) and MTU (the IPMP

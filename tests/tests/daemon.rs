@@ -317,3 +317,52 @@ fn ipmp_mtu_follows_the_smallest_member() {
         mtu()
     );
 }
+
+/// A member NIC that disappears and comes back (driver reload, hot-plug) gets a new ifindex;
+/// ipmpd prepares it again and it carries traffic.
+#[test]
+fn member_that_comes_back_with_a_new_ifindex_is_used_again() {
+    if !require_root("member_that_comes_back_with_a_new_ifindex_is_used_again") {
+        return;
+    }
+    let lab = lab(2);
+    let d = lab.start_ipmpd(&lab.config().to_toml()).expect("ipmpd");
+    let before = lab.host().link("m0").unwrap().ifindex;
+    lab.host().ip("link del m0").unwrap();
+    assert!(wait_until(WAIT, POLL, || member_row(&d, "m0").1 == "failed"));
+    let mac = ipmp_tests::lab::fmt_mac(&lab.member_mac(0));
+    let port = Lab::port(0);
+    lab.host()
+        .ip(&format!(
+            "link add m0 address {mac} type veth peer name {port} netns {}",
+            lab.switch().name()
+        ))
+        .unwrap();
+    lab.switch()
+        .ip(&format!("link set {port} master br0 up"))
+        .unwrap();
+    lab.host().ip("link set m0 up").unwrap();
+    assert_ne!(lab.host().link("m0").unwrap().ifindex, before);
+    assert!(
+        wait_until(WAIT, POLL, || member_row(&d, "m0")
+            == ("yes".into(), "ok".into())),
+        "m0 not back: {:?}\n{}",
+        members(&d),
+        d.log()
+    );
+    let m0 = lab.host().run(&["ip", "-d", "link", "show", "m0"]).unwrap();
+    assert!(m0.contains("xdp"), "no XDP on the new m0: {m0}");
+    // With m1 cut, everything goes through the new m0.
+    lab.cut_link(1).unwrap();
+    assert!(wait_until(WAIT, POLL, || member_row(&d, "m1").1 == "failed"));
+    lab.peer(0).neigh_flush().unwrap();
+    let ping = lab
+        .peer(0)
+        .ping(DATA_V4, 20, Duration::from_millis(10))
+        .unwrap();
+    assert!(
+        ping.received >= 19,
+        "through the new m0: {ping:?}\n{}",
+        d.log()
+    );
+}
