@@ -5,7 +5,9 @@
 //! as few buckets as it can while keeping every active member within one bucket of the others:
 //! a lost member's buckets go to the least-loaded survivors and nothing else moves; a new member
 //! takes about `n / N` buckets from the busiest members and nothing else moves. So a failure
-//! remaps only the flows the failed member carried, and a repair moves about 1/N of the flows.
+//! remaps only the flows the failed member carried, and a repair moves about 1/N of the flows
+//! — the same flows: a returning member takes back the buckets it lost first, so flows the
+//! failure never touched stay where they are.
 //!
 //! The same table balances data addresses over members in [`crate::group`] (the kernel's
 //! `ipmp_illgrp_min_ill` rule for binding addresses is this algorithm with one slot per address).
@@ -16,6 +18,10 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BucketTable {
     slots: Vec<Option<usize>>,
+    /// The owner a bucket had before that owner left the active set. When it comes back, it
+    /// takes these buckets first, so a repair moves back exactly the flows the failure moved
+    /// and leaves every other flow where it is.
+    home: Vec<Option<usize>>,
 }
 
 impl BucketTable {
@@ -23,6 +29,7 @@ impl BucketTable {
     pub fn new(n: u32) -> Self {
         Self {
             slots: vec![None; n as usize],
+            home: vec![None; n as usize],
         }
     }
 
@@ -75,7 +82,12 @@ impl BucketTable {
         for (bucket, slot) in self.slots.iter().enumerate() {
             match slot.and_then(|m| owned.get_mut(&m)) {
                 Some(list) => list.push(bucket),
-                None => orphans.push(bucket),
+                None => {
+                    if self.home[bucket].is_none() {
+                        self.home[bucket] = *slot;
+                    }
+                    orphans.push(bucket);
+                }
             }
         }
         for bucket in orphans {
@@ -85,17 +97,35 @@ impl BucketTable {
             }
         }
         while let Some((busiest, idlest)) = unbalanced_pair(&owned) {
-            let Some(bucket) = owned.get_mut(&busiest).and_then(|l| {
-                // Each list is ascending except for appended orphans: take the highest bucket.
-                let (pos, _) = l.iter().enumerate().max_by_key(|(_, b)| **b)?;
-                Some(l.swap_remove(pos))
-            }) else {
+            // A bucket coming home to the idlest member, from any member at least two buckets
+            // busier (so the move still narrows the spread); else the busiest member's highest.
+            let idle_len = owned.get(&idlest).map_or(0, Vec::len);
+            let homecoming = owned
+                .iter()
+                .filter(|(m, l)| **m != idlest && l.len() > idle_len + 1)
+                .flat_map(|(m, l)| l.iter().enumerate().map(move |(pos, b)| (*m, pos, *b)))
+                .find(|(_, _, b)| self.home[*b] == Some(idlest));
+            let moved = match homecoming {
+                Some((from, pos, _)) => owned.get_mut(&from).map(|l| l.swap_remove(pos)),
+                None => owned.get_mut(&busiest).and_then(|l| {
+                    // Each list is ascending except for appended orphans: take the highest.
+                    let (pos, _) = l.iter().enumerate().max_by_key(|(_, b)| **b)?;
+                    Some(l.swap_remove(pos))
+                }),
+            };
+            let Some(bucket) = moved else {
                 break;
             };
             if let Some(l) = owned.get_mut(&idlest) {
                 l.push(bucket);
             }
             self.slots[bucket] = Some(idlest);
+        }
+        // A bucket is home once its owner is the one it remembers (or it never left).
+        for (home, slot) in self.home.iter_mut().zip(&self.slots) {
+            if home.is_some() && *home == *slot {
+                *home = None;
+            }
         }
         count_changes(&before, &self.slots)
     }
@@ -314,6 +344,34 @@ mod tests {
             assert_balanced(&t, &a);
             t.rebalance(&b);
             assert_balanced(&t, &b);
+        }
+
+        #[test]
+        fn repair_brings_back_the_failed_members_buckets(n in 1u32..300, a in active_set(), pick in any::<proptest::sample::Index>()) {
+            prop_assume!(a.len() >= 2);
+            let mut t = BucketTable::new(n);
+            t.rebalance(&a);
+            let original = t.slots().to_vec();
+            let gone = a[pick.index(a.len())];
+            let rest: Vec<usize> = a.iter().copied().filter(|&m| m != gone).collect();
+            t.rebalance(&rest);
+            t.rebalance(&a);
+            assert_balanced(&t, &a);
+            // Every bucket that moved back went home: buckets that stayed put during the
+            // failure did not move on repair, and at most one bucket per member ends up
+            // elsewhere than before the failure (balancing to ±1 may leave it there).
+            let away = t
+                .slots()
+                .iter()
+                .zip(&original)
+                .filter(|(now, was)| now != was)
+                .count();
+            prop_assert!(away <= a.len(), "{} buckets not home after repair", away);
+            for (now, was) in t.slots().iter().zip(&original) {
+                if *was != Some(gone) {
+                    prop_assert_eq!(now, was, "a bucket the failure did not move moved on repair");
+                }
+            }
         }
 
         #[test]

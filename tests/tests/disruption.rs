@@ -236,4 +236,16 @@ fn failing_a_member_remaps_only_its_flows() {
     );
     assert_eq!(moved.len(), repaired_shares[&VICTIM]);
     assert_fair("1000 flows after the repair", &repaired_shares, &all);
+    // The flows it takes back are the ones it lost (the bucket table remembers each bucket's
+    // home), so a flow the failure never touched is never moved by the repair either, and
+    // a flow that did move goes back where it was.
+    let not_home: Vec<u16> = moved
+        .iter()
+        .filter(|p| before[*p] != VICTIM)
+        .copied()
+        .collect();
+    assert!(
+        not_home.is_empty(),
+        "flows that were never on m{VICTIM} moved onto it on repair: {not_home:?}"
+    );
 }
