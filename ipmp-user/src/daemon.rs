@@ -88,6 +88,7 @@ struct MemberRt {
     mtu: u32,
     stats_slot: u32,
     link: LinkState,
+    xdp_mode: XdpAttachMode,
 }
 
 /// One group as the daemon tracks it.
@@ -333,6 +334,7 @@ impl Daemon {
                     ifindex: link.ifindex,
                     mac: link.mac,
                     mtu: link.mtu,
+                    xdp_mode: mode,
                     stats_slot,
                     link: link_state(link),
                 });
@@ -552,6 +554,7 @@ impl Daemon {
             m.ifindex = link.ifindex;
             m.mac = link.mac;
             m.mtu = link.mtu;
+            m.xdp_mode = mode;
         }
         self.sync_dataplane()?;
         let state = link_state(link);

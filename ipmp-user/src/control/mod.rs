@@ -137,6 +137,27 @@ pub struct GroupStatus {
     pub hash_seed: u32,
     pub members: Vec<MemberStatus>,
     pub addresses: Vec<AddressStatus>,
+    /// The programs attached for this group, read back from the pinned links (Debian's
+    /// bpftool 7.1 cannot list TCX attachments).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+}
+
+/// One program attached to an interface through a pinned BPF link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub interface: String,
+    /// `tcx-egress`, `xdp` (with `mode`).
+    pub hook: String,
+    /// `generic` or `native` for XDP; empty otherwise.
+    #[serde(default)]
+    pub mode: String,
+    pub program: String,
+    /// Kernel ids (`bpftool link show id N`, `bpftool prog show id N`).
+    pub link_id: u32,
+    pub prog_id: u32,
+    /// The bpffs pin of the link.
+    pub pin: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -76,6 +76,7 @@ fn sample_snapshot() -> Snapshot {
                 inbound: Some("m0".into()),
                 outbound: vec!["m0".into()],
             }],
+            attachments: Vec::new(),
         }],
     }
 }

@@ -5,8 +5,8 @@ use ipmp_common::Reason;
 use super::{Daemon, GroupRt};
 use crate::{
     control::{
-        AddressStatus, GroupState, GroupStatus, LinkState, MemberFlags, MemberState, MemberStatus,
-        ProbeState, Snapshot,
+        AddressStatus, Attachment, GroupState, GroupStatus, LinkState, MemberFlags, MemberState,
+        MemberStatus, ProbeState, Snapshot,
     },
     group,
 };
@@ -134,5 +134,56 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
         hash_seed: g.seed,
         members,
         addresses,
+        attachments: attachments(d, g),
     }
+}
+
+/// What is attached for the group, as the pinned links say (the truth in the kernel, not
+/// what ipmpd meant to do).
+fn attachments(d: &Daemon, g: &GroupRt) -> Vec<Attachment> {
+    use ipmp_common::{PROG_TC_EGRESS, PROG_TC_MEMBER, PROG_XDP_MEMBER};
+    let pin_dir = d.dataplane.pin_dir();
+    let mut wanted = vec![(
+        g.cfg.name.clone(),
+        "tc_egress",
+        "tcx-egress",
+        PROG_TC_EGRESS,
+        String::new(),
+    )];
+    for m in &g.members {
+        let mode = match m.xdp_mode {
+            crate::dataplane::XdpAttachMode::Native => "native",
+            crate::dataplane::XdpAttachMode::Generic => "generic",
+        };
+        wanted.push((
+            m.name.clone(),
+            "xdp",
+            "xdp",
+            PROG_XDP_MEMBER,
+            mode.to_string(),
+        ));
+        wanted.push((
+            m.name.clone(),
+            "tc_member",
+            "tcx-egress",
+            PROG_TC_MEMBER,
+            String::new(),
+        ));
+    }
+    wanted
+        .into_iter()
+        .filter_map(|(interface, what, hook, program, mode)| {
+            let pin = crate::dataplane::loader::link_pin(pin_dir, &interface, what);
+            let (link_id, prog_id) = crate::dataplane::loader::pinned_link_ids(&pin)?;
+            Some(Attachment {
+                interface,
+                hook: hook.to_string(),
+                mode,
+                program: program.to_string(),
+                link_id,
+                prog_id,
+                pin: pin.display().to_string(),
+            })
+        })
+        .collect()
 }

@@ -224,6 +224,13 @@ pub fn link_pin(pin_dir: &Path, ifname: &str, what: &str) -> PathBuf {
         .join(format!("{what}@{}", ifname.replace('.', ":")))
 }
 
+/// Link and program id of the link pinned at `pin`, if it is there and alive.
+pub fn pinned_link_ids(pin: &Path) -> Option<(u32, u32)> {
+    let link = FdLink::from(PinnedLink::from_pin(pin).ok()?);
+    let info = link.info().ok()?;
+    Some((info.id(), info.program_id()))
+}
+
 /// The links pinned under `pin_dir`: (program, interface name) pairs.
 pub fn pinned_links(pin_dir: &Path) -> Vec<(String, String)> {
     let Ok(dir) = fs::read_dir(pin_dir.join("links")) else {

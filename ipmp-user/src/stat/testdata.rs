@@ -36,6 +36,7 @@ pub(crate) fn group(interface: &str, members: Vec<MemberStatus>) -> GroupStatus 
         hash_seed: 1,
         members,
         addresses: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 

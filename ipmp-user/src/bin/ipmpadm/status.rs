@@ -117,6 +117,31 @@ fn group(out: &mut String, g: &GroupStatus) {
     } else {
         table(out, &addresses);
     }
+    let mut attached = vec![
+        ["INTERFACE", "HOOK", "PROGRAM", "LINK-ID", "PROG-ID", "PIN"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    for a in &g.attachments {
+        let hook = if a.mode.is_empty() {
+            a.hook.clone()
+        } else {
+            format!("{} ({})", a.hook, a.mode)
+        };
+        attached.push(vec![
+            a.interface.clone(),
+            hook,
+            a.program.clone(),
+            a.link_id.to_string(),
+            a.prog_id.to_string(),
+            a.pin.clone(),
+        ]);
+    }
+    if g.attachments.is_empty() {
+        out.push_str("  no programs attached\n");
+    } else {
+        table(out, &attached);
+    }
 }
 
 fn or_dash(s: String) -> String {
@@ -170,7 +195,8 @@ fn uptime(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use ipmp::control::{
-        AddressStatus, GroupState, LinkState, MemberFlags, MemberState, MemberStatus, ProbeState,
+        AddressStatus, Attachment, GroupState, LinkState, MemberFlags, MemberState, MemberStatus,
+        ProbeState,
     };
 
     use super::*;
@@ -223,6 +249,15 @@ mod tests {
                     inbound: Some("m0".into()),
                     outbound: vec!["m0".into()],
                 }],
+                attachments: vec![Attachment {
+                    interface: "m0".into(),
+                    hook: "xdp".into(),
+                    mode: "generic".into(),
+                    program: "ipmp_xdp_member".into(),
+                    link_id: 5,
+                    prog_id: 41,
+                    pin: "/sys/fs/bpf/ipmp/links/xdp@m0".into(),
+                }],
             }],
         }
     }
@@ -239,7 +274,9 @@ mod tests {
                m0      yes     ok      up    disabled  --m----  256      1      12          3400      02:00:00:00:00:01  --\n  \
                m1      no      failed  down  disabled  -------  0        0      12          3400      02:00:00:00:00:01  --\n  \
                ADDRESS           STATE  INBOUND  OUTBOUND\n  \
-               198.51.100.10/24  up     m0       m0\n"
+               198.51.100.10/24  up     m0       m0\n  \
+               INTERFACE  HOOK           PROGRAM          LINK-ID  PROG-ID  PIN\n  \
+               m0         xdp (generic)  ipmp_xdp_member  5        41       /sys/fs/bpf/ipmp/links/xdp@m0\n"
         );
     }
 
