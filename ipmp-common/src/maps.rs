@@ -10,8 +10,22 @@ pub const MAP_MEMBERS: &str = "IPMP_MEMBERS";
 pub const MAP_BUCKETS: &str = "IPMP_BUCKETS";
 pub const MAP_ADDRS: &str = "IPMP_ADDRS";
 pub const MAP_STATS: &str = "IPMP_STATS";
+pub const MAP_TESTADDRS: &str = "IPMP_TESTADDRS";
+pub const MAP_TARGETS: &str = "IPMP_TARGETS";
+pub const MAP_CONFIG: &str = "IPMP_CONFIG";
+pub const MAP_PROBES: &str = "IPMP_PROBES";
 /// Every map ipmpd pins, in one list so load, adopt and cleanup stay in step.
-pub const ALL_MAPS: [&str; 5] = [MAP_GROUPS, MAP_MEMBERS, MAP_BUCKETS, MAP_ADDRS, MAP_STATS];
+pub const ALL_MAPS: [&str; 9] = [
+    MAP_GROUPS,
+    MAP_MEMBERS,
+    MAP_BUCKETS,
+    MAP_ADDRS,
+    MAP_STATS,
+    MAP_TESTADDRS,
+    MAP_TARGETS,
+    MAP_CONFIG,
+    MAP_PROBES,
+];
 
 /// Program names (the Rust function names in ipmp-ebpf).
 pub const PROG_TC_EGRESS: &str = "ipmp_tc_egress";
@@ -26,6 +40,13 @@ pub const MAX_MEMBERS: u32 = 64;
 pub const MAX_BUCKETS: u32 = 4096;
 /// Most data addresses over all groups.
 pub const MAX_ADDRS: u32 = 1024;
+/// Most test addresses: one IPv4 and one IPv6 per member.
+pub const MAX_TESTADDRS: u32 = MAX_MEMBERS * 2;
+/// Most probe targets over all members and families (in.mpathd uses up to 5 per member and
+/// family; the rest is room for a target being replaced).
+pub const MAX_TARGETS: u32 = 1024;
+/// Size of the `IPMP_PROBES` ring buffer in bytes (a power-of-two multiple of the page size).
+pub const PROBE_RING_BYTES: u32 = 256 * 1024;
 /// Entries of `IPMP_BUCKETS`: every group has two halves of `MAX_BUCKETS`.
 pub const BUCKET_ENTRIES: u32 = MAX_GROUPS * 2 * MAX_BUCKETS;
 
@@ -59,6 +80,12 @@ pub const fn stats_index(slot: u32, reason: crate::reason::Reason) -> u32 {
 
 /// `GroupInfo::flags`: no member is usable (the IPMP interface's carrier is off).
 pub const GROUP_F_FAILED: u32 = 1;
+/// `GroupInfo::flags`: XDP does not answer echo requests for the group's data and test
+/// addresses (the kernel still does). Off by default, so a zeroed `flags` answers them.
+pub const GROUP_F_NO_ECHO: u32 = 2;
+/// `GroupInfo::flags`: probe replies that go into `IPMP_PROBES` are dropped after that instead
+/// of also reaching the stack (and the prober's raw socket).
+pub const GROUP_F_PROBE_RING_ONLY: u32 = 4;
 
 /// `IPMP_GROUPS` value, keyed by the IPMP interface's ifindex (`u32`). Replaced whole on every
 /// change (the map is `BPF_F_NO_PREALLOC`, so a reader keeps the old value until it is done).
@@ -150,6 +177,119 @@ pub struct AddrInfo {
     pub bound_ifindex: u32,
 }
 
+/// `IPMP_TESTADDRS` value, keyed by the test address (`AddrKey`): the member that owns it.
+/// XDP answers echo requests for it on that member only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TestAddrInfo {
+    /// ifindex of the member the test address is configured on.
+    pub member_ifindex: u32,
+    /// ifindex of that member's IPMP interface.
+    pub group_ifindex: u32,
+}
+
+/// `IPMP_TARGETS` key: a probe target of one member.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TargetKey {
+    /// ifindex of the member that probes the target.
+    pub ifindex: u32,
+    /// `FAMILY_V4` or `FAMILY_V6`.
+    pub family: u32,
+    /// The target's address in network byte order (IPv4: first 4 bytes, the rest zero).
+    pub addr: [u8; 16],
+}
+
+impl TargetKey {
+    pub const fn new(ifindex: u32, addr: AddrKey) -> Self {
+        Self {
+            ifindex,
+            family: addr.family,
+            addr: addr.addr,
+        }
+    }
+}
+
+/// `TargetInfo::flags`: the member probes this target with ARP requests / neighbour
+/// solicitations (it has no test address in that family): XDP timestamps the target's ARP
+/// replies and solicited neighbour advertisements to the member into `IPMP_PROBES`.
+pub const TARGET_F_NEIGH: u32 = 1;
+
+/// `IPMP_TARGETS` value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TargetInfo {
+    /// `TARGET_F_*`.
+    pub flags: u32,
+}
+
+/// `ProbeConfig::flags`: the daemon probes; XDP looks at echo replies.
+pub const PROBE_CFG_F_ENABLED: u32 = 1;
+
+/// `IPMP_CONFIG` value (an array of one entry, index 0): what XDP needs to recognise the
+/// daemon's echo probes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// The per-daemon random cookie every probe payload carries (`ProbePayload::cookie`).
+    pub cookie: u64,
+    /// ICMP/ICMPv6 echo identifier of the daemon's probes (host order, 0..=0xffff).
+    pub echo_id: u32,
+    /// Bits of the identifier that must equal `echo_id`'s: 0xffff for one identifier per
+    /// daemon, 0xff00 for in.mpathd's `(salt << 8) | (ifindex & 0xff)` per member.
+    pub echo_id_mask: u32,
+    /// `PROBE_CFG_F_*`.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+impl ProbeConfig {
+    /// Whether an echo identifier is one of the daemon's.
+    #[inline(always)]
+    pub const fn id_matches(&self, id: u16) -> bool {
+        (id as u32 ^ self.echo_id) & self.echo_id_mask == 0
+    }
+}
+
+/// `ProbeEvent::kind`: an echo reply to one of the daemon's probes.
+pub const PROBE_EV_ECHO: u32 = 1;
+/// `ProbeEvent::kind`: an ARP reply from a target to the member.
+pub const PROBE_EV_ARP: u32 = 2;
+/// `ProbeEvent::kind`: a solicited neighbour advertisement from a target to the member.
+pub const PROBE_EV_NA: u32 = 3;
+
+/// An `IPMP_PROBES` ring buffer record: a probe reply and when XDP saw it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeEvent {
+    /// `bpf_ktime_get_ns()` at XDP (CLOCK_MONOTONIC, nanoseconds).
+    pub rx_ns: u64,
+    /// Echo: `ProbePayload::send_ns` of the reply; 0 for ARP/NA.
+    pub send_ns: u64,
+    /// Echo: `ProbePayload::cookie` of the reply (equal to `ProbeConfig::cookie`); 0 for ARP/NA.
+    pub cookie: u64,
+    /// The member the reply arrived on.
+    pub ifindex: u32,
+    /// `FAMILY_V4` or `FAMILY_V6`.
+    pub family: u32,
+    /// `PROBE_EV_*`.
+    pub kind: u32,
+    /// Echo: the ICMP identifier (host order); 0 for ARP/NA.
+    pub id: u32,
+    /// Echo: `ProbePayload::seq` of the reply (its low 16 bits are the ICMP sequence); 0 for
+    /// ARP/NA.
+    pub seq: u32,
+    pub _pad: u32,
+    /// The target that answered: the reply's source address (echo), the ARP sender address,
+    /// or the NA's target address; network byte order, IPv4 in the first 4 bytes.
+    pub target: [u8; 16],
+    /// The address the reply was sent to (IPv4 ARP: the target protocol address).
+    pub local: [u8; 16],
+    /// Ethernet source of the reply.
+    pub mac: [u8; 6],
+    pub _pad2: [u8; 2],
+}
+
 /// `IPMP_STATS` value (per CPU).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -166,6 +306,11 @@ mod pod {
     unsafe impl aya::Pod for super::AddrKey {}
     unsafe impl aya::Pod for super::AddrInfo {}
     unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::TestAddrInfo {}
+    unsafe impl aya::Pod for super::TargetKey {}
+    unsafe impl aya::Pod for super::TargetInfo {}
+    unsafe impl aya::Pod for super::ProbeConfig {}
+    unsafe impl aya::Pod for super::ProbeEvent {}
 }
 
 #[cfg(test)]
@@ -181,6 +326,13 @@ mod tests {
         assert_eq!(size_of::<AddrKey>(), 20);
         assert_eq!(size_of::<AddrInfo>(), 8);
         assert_eq!(size_of::<Counter>(), 16);
+        assert_eq!(size_of::<TestAddrInfo>(), 8);
+        assert_eq!(size_of::<TargetKey>(), 24);
+        assert_eq!(size_of::<TargetInfo>(), 4);
+        assert_eq!(size_of::<ProbeConfig>(), 24);
+        assert_eq!(size_of::<ProbeEvent>(), 3 * 8 + 6 * 4 + 16 + 16 + 8);
+        // Ring buffer records are 8-byte aligned.
+        assert_eq!(size_of::<ProbeEvent>() % 8, 0);
     }
 
     #[test]
@@ -188,6 +340,32 @@ mod tests {
         for name in ALL_MAPS {
             assert!(name.len() <= 15, "{name} is longer than 15 bytes");
         }
+    }
+
+    #[test]
+    fn probe_ids_match_under_the_mask() {
+        let exact = ProbeConfig {
+            echo_id: 0x1d1d,
+            echo_id_mask: 0xffff,
+            ..ProbeConfig::default()
+        };
+        assert!(exact.id_matches(0x1d1d));
+        assert!(!exact.id_matches(0x1d1c));
+        assert!(!exact.id_matches(0x9d1d));
+        let salted = ProbeConfig {
+            echo_id: 0x4200,
+            echo_id_mask: 0xff00,
+            ..ProbeConfig::default()
+        };
+        assert!(salted.id_matches(0x4200));
+        assert!(salted.id_matches(0x42ff));
+        assert!(!salted.id_matches(0x4300));
+    }
+
+    #[test]
+    fn probe_ring_is_a_power_of_two_pages() {
+        assert!(PROBE_RING_BYTES.is_power_of_two());
+        assert_eq!(PROBE_RING_BYTES % 4096, 0);
     }
 
     #[test]

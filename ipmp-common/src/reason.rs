@@ -61,7 +61,8 @@ reasons! {
     CastDrop = 13, "cast-drop", true;
     /// XDP: anything else, passed to the stack.
     RxPass = 14, "rx-pass", false;
-    /// XDP: truncated or malformed ARP/NDP, passed to the stack untouched.
+    /// XDP: truncated or malformed ARP/NDP (or an ICMP echo cut short of its header), passed to
+    /// the stack untouched.
     RxMalformed = 15, "rx-malformed", false;
     /// XDP or member TC: the interface has no member entry (any more); passed.
     NotMember = 16, "not-member", false;
@@ -83,13 +84,32 @@ reasons! {
     MemberRequeued = 22, "member-requeued", false;
     /// Member TC egress: such a frame whose next hop could not be found again; dropped.
     MemberRequeueDrop = 23, "member-requeue-drop", true;
+    /// XDP: echo request (ICMP or ICMPv6) for a data address bound here or this member's test
+    /// address, answered with XDP_TX.
+    EchoReply = 24, "echo-reply", false;
+    /// XDP: echo request for a data address bound to another member (or to none) or another
+    /// member's test address; passed, the kernel answers.
+    EchoPass = 25, "echo-pass", false;
+    /// XDP: reply to one of the daemon's probes (its echo id and cookie), timestamped into
+    /// `IPMP_PROBES` and passed.
+    ProbeReply = 26, "probe-reply", false;
+    /// XDP: such a reply, timestamped and then dropped (`GROUP_F_PROBE_RING_ONLY`).
+    ProbeRingOnly = 27, "probe-ring-only", true;
+    /// XDP: an echo reply with the daemon's echo id and probe magic but a wrong cookie (or a
+    /// payload sequence that does not mirror the ICMP sequence): forged or corrupted, dropped.
+    ProbeForged = 28, "probe-forged", true;
+    /// XDP: a probe reply that found `IPMP_PROBES` full; passed without a timestamp.
+    ProbeRingFull = 29, "probe-ring-full", false;
+    /// XDP: ARP reply or solicited neighbour advertisement from a target this member probes
+    /// with ARP/NDP, timestamped into `IPMP_PROBES` and passed.
+    ProbeNeigh = 30, "probe-neigh", false;
 }
 
 impl Reason {
     /// Number of reasons (stride of a slot in `IPMP_STATS`).
     pub const COUNT: u32 = Reason::ALL.len() as u32;
     /// The highest reason.
-    pub const LAST: Reason = Reason::MemberRequeueDrop;
+    pub const LAST: Reason = Reason::ProbeNeigh;
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //!   active members through the bucket table, next hop from `bpf_fib_lookup`, sent with
 //!   `bpf_redirect_neigh`; broadcast/multicast through the cast member.
 //! - `ipmp_xdp_member` (XDP on each member): answers ARP/NS for data addresses bound to this
-//!   member, drops them on the others, passes broadcast/multicast only on the cast member.
+//!   member, drops them on the others, passes broadcast/multicast only on the cast member;
+//!   answers echo requests for its data and test addresses and timestamps replies to ipmpd's
+//!   probes into a ring buffer (`xdp_probe`).
 //! - `ipmp_tc_member` (TCX egress on each member): keeps the ARP requests the kernel sends while
 //!   resolving a next hop from carrying a data address bound to another member.
 #![no_std]
@@ -15,6 +17,7 @@ mod parse;
 mod tc_egress;
 mod tc_member;
 mod xdp_member;
+mod xdp_probe;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -2,12 +2,13 @@
 //! names are constants in ipmp-common (`MAP_*`).
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use ipmp_common::{
     AddrInfo, AddrKey, BUCKET_ENTRIES, Counter, GroupInfo, MAX_ADDRS, MAX_GROUPS, MAX_MEMBERS,
-    MemberInfo, STATS_ENTRIES,
+    MAX_TARGETS, MAX_TESTADDRS, MemberInfo, PROBE_RING_BYTES, ProbeConfig, ProbeEvent,
+    STATS_ENTRIES, TargetInfo, TargetKey, TestAddrInfo,
 };
 
 /// `BPF_F_NO_PREALLOC`: a replaced hash value is freed after an RCU grace period, so a reader
@@ -36,6 +37,24 @@ pub static IPMP_ADDRS: HashMap<AddrKey, AddrInfo, { MAX_ADDRS as usize }, NO_PRE
 /// Per-CPU packet/byte counters, indexed by `stats_index(slot, reason)`.
 #[btf_map]
 pub static IPMP_STATS: PerCpuArray<Counter, { STATS_ENTRIES as usize }> = PerCpuArray::new();
+
+/// Test addresses: the member each is configured on (XDP answers echo requests for it there).
+#[btf_map]
+pub static IPMP_TESTADDRS: HashMap<AddrKey, TestAddrInfo, { MAX_TESTADDRS as usize }, NO_PREALLOC> =
+    HashMap::new();
+
+/// Probe targets per member; ARP/NDP-probed ones have their replies timestamped.
+#[btf_map]
+pub static IPMP_TARGETS: HashMap<TargetKey, TargetInfo, { MAX_TARGETS as usize }, NO_PREALLOC> =
+    HashMap::new();
+
+/// The daemon's probe echo id and cookie (one entry, index 0).
+#[btf_map]
+pub static IPMP_CONFIG: Array<ProbeConfig, 1> = Array::new();
+
+/// Probe replies timestamped at XDP, read by the prober.
+#[btf_map]
+pub static IPMP_PROBES: RingBuf<ProbeEvent, { PROBE_RING_BYTES as usize }> = RingBuf::new();
 
 /// Counts one packet of `len` bytes for `slot` and `reason`.
 #[inline(always)]
@@ -98,7 +117,7 @@ impl Exit {
 #[inline(always)]
 pub fn zero<T: Copy>(value: &mut core::mem::MaybeUninit<T>) -> &mut T {
     const {
-        assert!(size_of::<T>() % 4 == 0 && align_of::<T>() >= 4);
+        assert!(size_of::<T>().is_multiple_of(4) && align_of::<T>() >= 4);
     }
     let words = value.as_mut_ptr().cast::<u32>();
     let mut i = 0;
@@ -109,6 +128,17 @@ pub fn zero<T: Copy>(value: &mut core::mem::MaybeUninit<T>) -> &mut T {
     }
     // SAFETY: every byte is written; T is plain data (map keys and helper argument structs).
     unsafe { value.assume_init_mut() }
+}
+
+/// `TargetKey` of an IPv4 target without the `memset` (see [`zero`]).
+#[inline(always)]
+pub fn target_key_v4(ifindex: u32, addr: [u8; 4]) -> TargetKey {
+    let mut key = core::mem::MaybeUninit::<TargetKey>::uninit();
+    let k = zero(&mut key);
+    k.ifindex = ifindex;
+    k.family = ipmp_common::FAMILY_V4;
+    k.addr[..4].copy_from_slice(&addr);
+    *k
 }
 
 /// `AddrKey::v4` without the `memset` (see [`zero`]).

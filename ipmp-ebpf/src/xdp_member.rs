@@ -1,6 +1,7 @@
 //! XDP on every member NIC: answers ARP requests and neighbour solicitations for data
 //! addresses bound to this member (XDP_TX, member MAC), drops them on the other members, and
-//! passes inbound broadcast/multicast only on the group's cast member.
+//! passes inbound broadcast/multicast only on the group's cast member. Echo requests and probe
+//! replies are `xdp_probe`'s.
 //!
 //! Dispatch is a chain of handlers, each returning `Some(verdict)` when the packet is its
 //! business; the first that answers wins, the cast/unicast rule is the fallback.
@@ -27,9 +28,9 @@ use crate::{
 };
 
 /// The member this program runs on.
-struct Member {
-    ifindex: u32,
-    info: MemberInfo,
+pub(crate) struct Member {
+    pub(crate) ifindex: u32,
+    pub(crate) info: MemberInfo,
 }
 
 #[xdp]
@@ -64,10 +65,15 @@ fn try_xdp_member(ctx: &XdpContext) -> Result<Verdict<u32>, Exit> {
     if ethertype == ETH_P_ARP {
         return arp(ctx, &me);
     }
-    if ethertype == ETH_P_IPV6 {
-        if let Some(verdict) = neighbour_discovery(ctx, &me)? {
-            return Ok(verdict);
-        }
+    if ethertype == ETH_P_IPV6
+        && let Some(verdict) = neighbour_discovery(ctx, &me)?
+    {
+        return Ok(verdict);
+    }
+    if !is_group_mac(dst0)
+        && let Some(verdict) = crate::xdp_probe::echo(ctx, &me, ethertype)?
+    {
+        return Ok(verdict);
     }
     if is_group_mac(dst0) {
         let (action, reason) = if info.flags & MEMBER_F_CAST != 0 {
@@ -83,10 +89,10 @@ fn try_xdp_member(ctx: &XdpContext) -> Result<Verdict<u32>, Exit> {
 /// ARP offsets in the frame.
 const ARP: usize = ETH_HLEN;
 const ARP_OP: usize = 6;
-const ARP_SHA: usize = 8;
-const ARP_SPA: usize = 14;
-const ARP_THA: usize = 18;
-const ARP_TPA: usize = 24;
+pub(crate) const ARP_SHA: usize = 8;
+pub(crate) const ARP_SPA: usize = 14;
+pub(crate) const ARP_THA: usize = 18;
+pub(crate) const ARP_TPA: usize = 24;
 
 /// ARP: requests for a data address bound here are answered, for one bound elsewhere (or to
 /// no member) dropped; everything else goes to the stack on every member (each member's
@@ -104,7 +110,13 @@ fn arp(ctx: &XdpContext, me: &Member) -> Result<Verdict<u32>, Exit> {
     {
         return Err(Exit::new(slot, Reason::RxMalformed));
     }
-    if be16([a[ARP_OP], a[ARP_OP + 1]]) != ARPOP_REQUEST {
+    let op = be16([a[ARP_OP], a[ARP_OP + 1]]);
+    if op == ARPOP_REPLY
+        && let Some(verdict) = crate::xdp_probe::arp_reply(me, a)
+    {
+        return Ok(verdict);
+    }
+    if op != ARPOP_REQUEST {
         return Ok(Verdict::new(XDP_PASS, slot, Reason::RxPass));
     }
     let tpa = [a[ARP_TPA], a[ARP_TPA + 1], a[ARP_TPA + 2], a[ARP_TPA + 3]];
@@ -139,14 +151,14 @@ fn arp(ctx: &XdpContext, me: &Member) -> Result<Verdict<u32>, Exit> {
 }
 
 /// IPv6 header offsets in the frame.
-const IP6: usize = ETH_HLEN;
-const IP6_PLEN: usize = 4;
-const IP6_NEXT: usize = 6;
-const IP6_HOPS: usize = 7;
-const IP6_SRC: usize = 8;
-const IP6_DST: usize = 24;
+pub(crate) const IP6: usize = ETH_HLEN;
+pub(crate) const IP6_PLEN: usize = 4;
+pub(crate) const IP6_NEXT: usize = 6;
+pub(crate) const IP6_HOPS: usize = 7;
+pub(crate) const IP6_SRC: usize = 8;
+pub(crate) const IP6_DST: usize = 24;
 /// ICMPv6 in the frame (no extension headers: ND messages carry none).
-const ICMP6: usize = ETH_HLEN + IPV6_HLEN;
+pub(crate) const ICMP6: usize = ETH_HLEN + IPV6_HLEN;
 /// A neighbour solicitation without options: ICMPv6 header (4), reserved (4), target (16).
 const NS_LEN: usize = 24;
 const ND_TARGET: usize = 8;
@@ -173,6 +185,11 @@ fn neighbour_discovery(ctx: &XdpContext, me: &Member) -> Result<Option<Verdict<u
     let icmp_type = unsafe { (*icmp_type)[0] };
     if !(ND_ROUTER_SOLICIT..=ND_REDIRECT).contains(&icmp_type) {
         return Ok(None);
+    }
+    if icmp_type == ND_NEIGHBOR_ADVERT
+        && let Some(verdict) = crate::xdp_probe::neighbour_advert(ctx, me, ip)
+    {
+        return Ok(Some(verdict));
     }
     if icmp_type != ND_NEIGHBOR_SOLICIT {
         return Ok(Some(Verdict::new(XDP_PASS, slot, Reason::RxPass)));

@@ -861,6 +861,15 @@ fn desired_group(g: &GroupRt) -> DesiredGroup {
                 cast: cast == Some(mi),
                 mac: m.mac,
                 arp_src,
+                test_addresses: g
+                    .cfg
+                    .members
+                    .get(mi)
+                    .and_then(|c| c.test_address)
+                    .map(|p| addr_key(p.addr))
+                    .into_iter()
+                    .collect(),
+                targets: Vec::new(),
             }
         })
         .collect();
@@ -869,13 +878,7 @@ fn desired_group(g: &GroupRt) -> DesiredGroup {
         .data_addresses
         .iter()
         .enumerate()
-        .map(|(ai, p)| {
-            let key = match p.addr {
-                IpAddr::V4(v4) => AddrKey::v4(v4.octets()),
-                IpAddr::V6(v6) => AddrKey::v6(v6.octets()),
-            };
-            (key, g.fsm.binding(ai).map_or(0, ifindex_of))
-        })
+        .map(|(ai, p)| (addr_key(p.addr), g.fsm.binding(ai).map_or(0, ifindex_of)))
         .collect();
     DesiredGroup {
         ifindex: g.ifindex,
@@ -894,6 +897,15 @@ fn desired_group(g: &GroupRt) -> DesiredGroup {
             .map(|m| (m.ifindex, m.mac)),
         members,
         addresses,
+        echo_off: false,
+        probe_ring_only: false,
+    }
+}
+
+fn addr_key(addr: IpAddr) -> AddrKey {
+    match addr {
+        IpAddr::V4(v4) => AddrKey::v4(v4.octets()),
+        IpAddr::V6(v6) => AddrKey::v6(v6.octets()),
     }
 }
 

@@ -316,6 +316,50 @@ pub fn icmpv6_echo(src: Ipv6Addr, dst: Ipv6Addr, kind: u8, id: u16, seq: u16) ->
     icmpv6(src, dst, kind, 0, &body)
 }
 
+/// An ICMPv6 echo message (`kind` request or reply) with `id`, `seq` and `payload`.
+pub fn icmpv6_echo_payload(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    kind: u8,
+    id: u16,
+    seq: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut body = id.to_be_bytes().to_vec();
+    body.extend_from_slice(&seq.to_be_bytes());
+    body.extend_from_slice(payload);
+    icmpv6(src, dst, kind, 0, &body)
+}
+
+/// The payload of one of ipmpd's echo probes (`ipmp_common::ProbePayload` on the wire),
+/// followed by `pad` filler bytes as a prober may add.
+pub fn probe_payload(cookie: u64, seq: u32, send_ns: u64, pad: usize) -> Vec<u8> {
+    let mut p = ipmp_common::ProbePayload::echo(cookie, seq, send_ns)
+        .to_bytes()
+        .to_vec();
+    p.extend(std::iter::repeat_n(0xa5, pad));
+    p
+}
+
+/// Whether an IPv4 packet (header without Ethernet) carries a correct header checksum and a
+/// correct ICMP checksum.
+pub fn icmpv4_checksums_ok(ip: &[u8]) -> bool {
+    let Some(&first) = ip.first() else {
+        return false;
+    };
+    let hlen = usize::from(first & 0x0f) * 4;
+    let Some(total) = ip
+        .get(2..4)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    else {
+        return false;
+    };
+    match (ip.get(..hlen), ip.get(hlen..total)) {
+        (Some(header), Some(msg)) => checksum(header) == 0 && checksum(msg) == 0,
+        _ => false,
+    }
+}
+
 /// Solicited-node multicast address of `addr` (RFC 4291 2.7.1).
 pub fn solicited_node(addr: Ipv6Addr) -> Ipv6Addr {
     let o = addr.octets();
@@ -431,6 +475,34 @@ mod tests {
         let e = icmpv6_echo(s6, d6, ICMPV6_ECHO_REQUEST, 7, 1);
         assert!(icmpv6_checksum_ok(s6, d6, &e));
         assert!(!icmpv6_checksum_ok(s6, s6, &e));
+    }
+
+    #[test]
+    fn echo_builders_verify() {
+        let (s6, d6): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8:1::10".parse().unwrap(),
+            "fe80::2".parse().unwrap(),
+        );
+        let payload = probe_payload(7, 0x0001_0002, 99, 3);
+        assert_eq!(payload.len(), ipmp_common::probe::PROBE_PAYLOAD_LEN + 3);
+        assert_eq!(
+            ipmp_common::ProbePayload::from_bytes(&payload),
+            Some(ipmp_common::ProbePayload::echo(7, 0x0001_0002, 99))
+        );
+        let e = icmpv6_echo_payload(s6, d6, ICMPV6_ECHO_REQUEST, 1, 2, &payload);
+        assert!(icmpv6_checksum_ok(s6, d6, &e));
+        assert_eq!(&e[8..], payload.as_slice());
+        let ip = Ipv4::new(
+            Ipv4Addr::new(198, 51, 100, 1),
+            Ipv4Addr::new(198, 51, 100, 10),
+            1,
+        )
+        .build(&icmp(8, 0, 1, 2, &payload));
+        assert!(icmpv4_checksums_ok(&ip));
+        let mut bad = ip.clone();
+        bad[30] ^= 1;
+        assert!(!icmpv4_checksums_ok(&bad));
+        assert!(!icmpv4_checksums_ok(&ip[..30]));
     }
 
     #[test]

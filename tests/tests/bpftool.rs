@@ -1,6 +1,7 @@
 //! `bpftool map dump pinned <pin dir>/<map>` (plain output, no `-j`) shows every map with the
 //! field names of its key and value (issue 2, i): the maps are BTF-defined, so bpftool prints
-//! them as structured JSON instead of hex bytes. The field names come from ipmp-common's
+//! them as structured JSON instead of hex bytes (the probe ring buffer, which has no entries
+//! to dump, is checked with `bpftool map show`). The field names come from ipmp-common's
 //! `maps.rs`; the values are checked against what ipmpd reports and what the lab built.
 
 pub mod common;
@@ -13,8 +14,9 @@ use std::{
 
 use common::{Setup, members};
 use ipmp_common::{
-    ALL_MAPS, FAMILY_V4, FAMILY_V6, MAP_ADDRS, MAP_BUCKETS, MAP_GROUPS, MAP_MEMBERS, MAP_STATS,
-    MEMBER_F_ACTIVE, STATS_ENTRIES, bucket_index,
+    ALL_MAPS, FAMILY_V4, FAMILY_V6, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG, MAP_GROUPS, MAP_MEMBERS,
+    MAP_PROBES, MAP_STATS, MAP_TARGETS, MAP_TESTADDRS, MEMBER_F_ACTIVE, PROBE_RING_BYTES,
+    STATS_ENTRIES, bucket_index,
 };
 use ipmp_tests::lab::{self, Lab, LabSpec};
 use serde_json::Value;
@@ -48,6 +50,12 @@ const MEMBER_INFO: &[&str] = &[
 const ADDR_KEY: &[&str] = &["family", "addr"];
 const ADDR_INFO: &[&str] = &["group_ifindex", "bound_ifindex"];
 const COUNTER: &[&str] = &["packets", "bytes"];
+const TEST_ADDR_INFO: &[&str] = &["member_ifindex", "group_ifindex"];
+const TARGET_KEY: &[&str] = &["ifindex", "family", "addr"];
+const TARGET_INFO: &[&str] = &["flags"];
+const PROBE_CONFIG: &[&str] = &["cookie", "echo_id", "echo_id_mask", "flags", "_pad"];
+/// m1's test address in this test.
+const M1_TEST_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 21);
 
 /// `bpftool map dump pinned PATH` (plain) parsed; it must be JSON, not a hex dump.
 fn dump(lab: &Lab, map: &str) -> Vec<Value> {
@@ -100,7 +108,10 @@ fn every_pinned_map_dumps_with_field_names() {
     if !lab::require_root("every_pinned_map_dumps_with_field_names") {
         return;
     }
-    let s = Setup::start(SPEC, |_| {}).unwrap();
+    let s = Setup::start(SPEC, |cfg| {
+        cfg.member_mut("m1").test_address = Some(format!("{M1_TEST_V4}/24"));
+    })
+    .unwrap();
     let (lab, daemon) = (&s.lab, &s.daemon);
     // Some traffic, so that counters have something to show.
     for dst in [lab::ROUTER_V4, lab::ROUTER_V6, lab::FAR_V4, lab::FAR_V6] {
@@ -243,6 +254,56 @@ fn every_pinned_map_dumps_with_field_names() {
         packets >= 12 && unicast >= 12,
         "12 pings left through the group: {packets} packets counted, {unicast} sent per ipmpstat"
     );
+
+    // IPMP_TESTADDRS: m1's test address, owned by m1.
+    let tests = dump(lab, MAP_TESTADDRS);
+    seen.insert(MAP_TESTADDRS);
+    assert_eq!(tests.len(), 1, "{tests:?}");
+    assert_fields(MAP_TESTADDRS, "key", &tests[0]["key"], ADDR_KEY);
+    assert_fields(MAP_TESTADDRS, "value", &tests[0]["value"], TEST_ADDR_INFO);
+    assert_eq!(
+        u32::try_from(u64_of(&tests[0]["key"]["family"])).unwrap(),
+        FAMILY_V4
+    );
+    assert_eq!(
+        bytes(&tests[0]["key"]["addr"])[..4],
+        M1_TEST_V4.octets(),
+        "{tests:?}"
+    );
+    assert_eq!(u64_of(&tests[0]["value"]["member_ifindex"]), ifindex["m1"]);
+    assert_eq!(u64_of(&tests[0]["value"]["group_ifindex"]), group_ifindex);
+
+    // IPMP_TARGETS: whatever targets the prober registered, with field names.
+    for e in dump(lab, MAP_TARGETS) {
+        assert_fields(MAP_TARGETS, "key", &e["key"], TARGET_KEY);
+        assert_fields(MAP_TARGETS, "value", &e["value"], TARGET_INFO);
+    }
+    seen.insert(MAP_TARGETS);
+
+    // IPMP_CONFIG: one entry with the probe identity.
+    let config = dump(lab, MAP_CONFIG);
+    seen.insert(MAP_CONFIG);
+    assert_eq!(config.len(), 1, "{config:?}");
+    assert_eq!(u64_of(&config[0]["key"]), 0);
+    assert_fields(MAP_CONFIG, "value", &config[0]["value"], PROBE_CONFIG);
+
+    // IPMP_PROBES: a ring buffer has no entries to dump; bpftool shows its type and size.
+    let path = lab.pin_dir().join(MAP_PROBES);
+    let out = lab
+        .host()
+        .run(&[
+            "bpftool",
+            "-j",
+            "map",
+            "show",
+            "pinned",
+            &path.to_string_lossy(),
+        ])
+        .unwrap();
+    let ring: Value = serde_json::from_str(&out).unwrap();
+    seen.insert(MAP_PROBES);
+    assert_eq!(ring["type"], "ringbuf", "{ring}");
+    assert_eq!(u64_of(&ring["max_entries"]), u64::from(PROBE_RING_BYTES));
 
     assert_eq!(
         seen,

@@ -18,14 +18,17 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{SchedClassifier, Xdp},
 };
 use ipmp::dataplane::EBPF_OBJECT;
 use ipmp_common::{
-    AddrInfo, AddrKey, Counter, FlowKey, GroupInfo, MAX_MEMBERS, MEMBER_F_ACTIVE, MEMBER_F_CAST,
-    MemberInfo, PROG_TC_EGRESS, PROG_TC_MEMBER, PROG_XDP_MEMBER, Reason, STATS_ENTRIES,
-    STATS_SLOT_UNKNOWN, bucket_index, bucket_of, flow_hash,
+    AddrInfo, AddrKey, Counter, FAMILY_V4, FAMILY_V6, FlowKey, GROUP_F_NO_ECHO,
+    GROUP_F_PROBE_RING_ONLY, GroupInfo, MAP_CONFIG, MAP_PROBES, MAP_TARGETS, MAP_TESTADDRS,
+    MAX_MEMBERS, MEMBER_F_ACTIVE, MEMBER_F_CAST, MemberInfo, PROBE_CFG_F_ENABLED, PROBE_EV_ARP,
+    PROBE_EV_ECHO, PROBE_EV_NA, PROG_TC_EGRESS, PROG_TC_MEMBER, PROG_XDP_MEMBER, ProbeConfig,
+    ProbeEvent, Reason, STATS_ENTRIES, STATS_SLOT_UNKNOWN, TARGET_F_NEIGH, TargetInfo, TargetKey,
+    TestAddrInfo, bucket_index, bucket_of, flow_hash,
     packet::{
         ARPOP_REPLY, ARPOP_REQUEST, ETH_P_IPV6, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST,
         ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP,
@@ -35,9 +38,9 @@ use ipmp_common::{
 };
 use ipmp_tests::packets::{
     BROADCAST, Ipv4, Ipv6, Mac, NEXTHDR_DEST, NEXTHDR_FRAGMENT, NEXTHDR_HOP, NEXTHDR_NONE,
-    NEXTHDR_ROUTING, Pseudo, arp_frame, ethernet, icmp, icmpv6, icmpv6_checksum_ok, icmpv6_echo,
-    ipv6_ext, ipv6_fragment, multicast_mac, nd_ll_option, neighbour_advertisement,
-    neighbour_solicitation, pad60, tcp, udp,
+    NEXTHDR_ROUTING, Pseudo, arp_frame, ethernet, icmp, icmpv4_checksums_ok, icmpv6,
+    icmpv6_checksum_ok, icmpv6_echo, icmpv6_echo_payload, ipv6_ext, ipv6_fragment, multicast_mac,
+    nd_ll_option, neighbour_advertisement, neighbour_solicitation, pad60, probe_payload, tcp, udp,
 };
 use nix::sched::CloneFlags;
 
@@ -94,6 +97,18 @@ const TEST4: [Ipv4Addr; 2] = [
     Ipv4Addr::new(198, 51, 100, 20),
     Ipv4Addr::new(198, 51, 100, 21),
 ];
+/// IPv6 test address of m0 (link-local, as ipmpd configures them by default).
+const TEST6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x20);
+/// A probe target on the link: m0 probes it with ARP/NDP (no test address needed), m1 with
+/// ICMP only.
+const TARGET_MAC: Mac = [0x02, 0, 0, 0, 0x02, 0x02];
+const TARGET4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+const TARGET6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+/// m0's link-local address (source of its neighbour solicitations).
+const M0_LL6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x10);
+/// The daemon's probe identity in `IPMP_CONFIG`.
+const PROBE_ID: u16 = 0x1d1d;
+const COOKIE: u64 = 0x0123_4567_89ab_cdef;
 /// Off-link destinations (behind the gateway).
 const FAR4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
 const FAR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 7);
@@ -133,6 +148,14 @@ enum Tweak {
     NoRoutes,
     /// Forwarding stays off on the IPMP interfaces.
     NoForwarding,
+    /// ipmp0 has GROUP_F_NO_ECHO.
+    EchoOff,
+    /// ipmp0 has GROUP_F_PROBE_RING_ONLY.
+    RingOnly,
+    /// `IPMP_CONFIG` is left zero (the daemon does not probe).
+    ProbingOff,
+    /// `IPMP_CONFIG` matches only the high byte of the echo id (in.mpathd's per-member ids).
+    SaltedIds,
 }
 
 /// Real devices in the current thread's network namespace.
@@ -375,6 +398,27 @@ impl Session {
         })
     }
 
+    /// The records XDP wrote into `IPMP_PROBES` (consumed).
+    fn probe_events(&mut self) -> Result<Vec<ProbeEvent>> {
+        let mut ring = RingBuf::try_from(
+            self.ebpf
+                .map_mut(MAP_PROBES)
+                .ok_or_else(|| anyhow!("no map {MAP_PROBES}"))?,
+        )?;
+        let mut events = Vec::new();
+        while let Some(item) = ring.next() {
+            ensure!(
+                item.len() == size_of::<ProbeEvent>(),
+                "ring record of {} bytes (want {})",
+                item.len(),
+                size_of::<ProbeEvent>()
+            );
+            // SAFETY: ProbeEvent is plain #[repr(C)] data of exactly this many bytes.
+            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<ProbeEvent>()) });
+        }
+        Ok(events)
+    }
+
     /// Every non-zero counter, summed over CPUs.
     fn counters(&self) -> Result<BTreeMap<(u32, Reason), Counter>> {
         let stats: PerCpuArray<_, Counter> = PerCpuArray::try_from(
@@ -434,6 +478,12 @@ fn fill_maps(ebpf: &mut Ebpf, lab: &Lab, tweaks: &[Tweak]) -> Result<()> {
     };
     if has(Tweak::NoBuckets) {
         group0.n_buckets = 0;
+    }
+    if has(Tweak::EchoOff) {
+        group0.flags |= GROUP_F_NO_ECHO;
+    }
+    if has(Tweak::RingOnly) {
+        group0.flags |= GROUP_F_PROBE_RING_ONLY;
     }
     for t in tweaks {
         match t {
@@ -535,6 +585,57 @@ fn fill_maps(ebpf: &mut Ebpf, lab: &Lab, tweaks: &[Tweak]) -> Result<()> {
             addrs.insert(AddrKey::v6(DATA6[i].octets()), info, 0)?;
         }
     }
+    {
+        let mut tests: HashMap<_, AddrKey, TestAddrInfo> = HashMap::try_from(
+            ebpf.map_mut(MAP_TESTADDRS)
+                .ok_or_else(|| anyhow!("{MAP_TESTADDRS}"))?,
+        )?;
+        let entries = [
+            (AddrKey::v4(TEST4[0].octets()), 0),
+            (AddrKey::v4(TEST4[1].octets()), 1),
+            (AddrKey::v6(TEST6.octets()), 0),
+        ];
+        for (key, member) in entries {
+            let info = TestAddrInfo {
+                member_ifindex: m(member),
+                group_ifindex: lab.ipmp0,
+            };
+            tests.insert(key, info, 0)?;
+        }
+    }
+    {
+        let mut targets: HashMap<_, TargetKey, TargetInfo> = HashMap::try_from(
+            ebpf.map_mut(MAP_TARGETS)
+                .ok_or_else(|| anyhow!("{MAP_TARGETS}"))?,
+        )?;
+        let entries = [
+            (0, AddrKey::v4(TARGET4.octets()), TARGET_F_NEIGH),
+            (0, AddrKey::v6(TARGET6.octets()), TARGET_F_NEIGH),
+            (1, AddrKey::v4(TARGET4.octets()), 0),
+        ];
+        for (member, addr, flags) in entries {
+            targets.insert(TargetKey::new(m(member), addr), TargetInfo { flags }, 0)?;
+        }
+    }
+    if !has(Tweak::ProbingOff) {
+        let mut config: Array<_, ProbeConfig> = Array::try_from(
+            ebpf.map_mut(MAP_CONFIG)
+                .ok_or_else(|| anyhow!("{MAP_CONFIG}"))?,
+        )?;
+        let echo_id_mask = if has(Tweak::SaltedIds) {
+            0xff00
+        } else {
+            0xffff
+        };
+        let cfg = ProbeConfig {
+            cookie: COOKIE,
+            echo_id: u32::from(PROBE_ID),
+            echo_id_mask,
+            flags: PROBE_CFG_F_ENABLED,
+            _pad: 0,
+        };
+        config.set(0, cfg, 0)?;
+    }
     Ok(())
 }
 
@@ -556,6 +657,9 @@ struct Fixture {
     counts: Vec<(u32, Reason)>,
     /// Further checks of the output frame.
     check: Option<Check>,
+    /// Records expected in `IPMP_PROBES` (`rx_ns` is checked to lie within the run; `ifindex`
+    /// holds the member's number, m0 = 0); none unless given.
+    events: Vec<ProbeEvent>,
 }
 
 impl Fixture {
@@ -570,7 +674,13 @@ impl Fixture {
             output: None,
             counts: Vec::new(),
             check: None,
+            events: Vec::new(),
         }
+    }
+
+    fn event(mut self, event: ProbeEvent) -> Self {
+        self.events.push(event);
+        self
     }
 
     fn tweak(mut self, tweak: Tweak) -> Self {
@@ -597,7 +707,9 @@ impl Fixture {
     fn run(&self) -> Result<()> {
         in_fresh_netns(|| {
             let mut session = Session::new(&self.tweaks, &[self.prog])?;
+            let before = monotonic_ns();
             let run = session.run(self.prog, self.on, &self.input)?;
+            let after = monotonic_ns();
             ensure!(
                 run.verdict == self.verdict,
                 "verdict {} (want {}), counters {:?}",
@@ -631,9 +743,42 @@ impl Fixture {
                 .collect();
             let got = session.counters()?;
             ensure!(got == want, "counters {got:?} (want {want:?})");
+            let mut events = session.probe_events()?;
+            for e in &mut events {
+                ensure!(
+                    (before..=after).contains(&e.rx_ns),
+                    "rx_ns {} outside the run [{before}, {after}]: {e:?}",
+                    e.rx_ns
+                );
+                e.rx_ns = 0;
+            }
+            let want_events: Vec<ProbeEvent> = self
+                .events
+                .iter()
+                .map(|e| ProbeEvent {
+                    ifindex: session.lab.ifindex(Dev::M(e.ifindex as usize)),
+                    ..*e
+                })
+                .collect();
+            ensure!(
+                events == want_events,
+                "probe events {events:#?}\n want {want_events:#?}"
+            );
             Ok(())
         })
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC)");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn hex(b: &[u8]) -> String {
@@ -1628,6 +1773,630 @@ fn xdp_member_table() -> Vec<Fixture> {
 #[test]
 fn xdp_member_fixtures() -> Result<()> {
     run_table("xdp_member_fixtures", xdp_member_table())
+}
+
+// --- XDP on members: echo answering and probe timestamps -----------------------------------
+
+/// An echo request from the peer to `dst` on member `on`, with TTL 57.
+fn echo4_request(on: usize, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<u8> {
+    let mut ip = Ipv4::new(PEER4, dst, IPPROTO_ICMP);
+    ip.ttl = 57;
+    ip.frame(
+        MEMBER_MAC[on],
+        PEER_MAC,
+        &icmp(ICMP_ECHO_REQUEST, 0, id, seq, b"ipmp echo fixture"),
+    )
+}
+
+/// The answer member `on` sends for [`echo4_request`].
+fn echo4_answer(on: usize, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<u8> {
+    let mut ip = Ipv4::new(dst, PEER4, IPPROTO_ICMP);
+    ip.ttl = 64;
+    ip.frame(
+        PEER_MAC,
+        MEMBER_MAC[on],
+        &icmp(ICMP_ECHO_REPLY, 0, id, seq, b"ipmp echo fixture"),
+    )
+}
+
+fn echo6_request(on: usize, src: Ipv6Addr, dst: Ipv6Addr, id: u16, seq: u16) -> Vec<u8> {
+    let mut ip = Ipv6::new(src, dst, IPPROTO_ICMPV6);
+    ip.hop_limit = 50;
+    ip.frame(
+        MEMBER_MAC[on],
+        PEER_MAC,
+        &icmpv6_echo(src, dst, ICMPV6_ECHO_REQUEST, id, seq),
+    )
+}
+
+fn echo6_answer(on: usize, src: Ipv6Addr, dst: Ipv6Addr, id: u16, seq: u16) -> Vec<u8> {
+    Ipv6::new(dst, src, IPPROTO_ICMPV6).frame(
+        PEER_MAC,
+        MEMBER_MAC[on],
+        &icmpv6_echo(dst, src, ICMPV6_ECHO_REPLY, id, seq),
+    )
+}
+
+fn echo4_checksums(frame: &[u8]) -> Result<()> {
+    ensure!(
+        icmpv4_checksums_ok(&frame[14..]),
+        "IPv4 or ICMP checksum of the answer does not verify"
+    );
+    Ok(())
+}
+
+fn echo6_checksum(frame: &[u8]) -> Result<()> {
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[22..38])?);
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[38..54])?);
+    ensure!(
+        icmpv6_checksum_ok(src, dst, &frame[54..]),
+        "ICMPv6 checksum of the answer does not verify"
+    );
+    Ok(())
+}
+
+/// A reply from `from` to one of m0's probes (sequence `seq`, ICMP sequence its low 16 bits),
+/// with the given identifier and cookie.
+fn probe4_reply(from: Ipv4Addr, to: Ipv4Addr, id: u16, cookie: u64, seq: u32) -> Vec<u8> {
+    let payload = probe_payload(cookie, seq, SEND_NS, 8);
+    Ipv4::new(from, to, IPPROTO_ICMP).frame(
+        MEMBER_MAC[0],
+        PEER_MAC,
+        &icmp(ICMP_ECHO_REPLY, 0, id, seq as u16, &payload),
+    )
+}
+
+fn probe6_reply(from: Ipv6Addr, to: Ipv6Addr, id: u16, cookie: u64, seq: u32) -> Vec<u8> {
+    let payload = probe_payload(cookie, seq, SEND_NS, 0);
+    Ipv6::new(from, to, IPPROTO_ICMPV6).frame(
+        MEMBER_MAC[0],
+        PEER_MAC,
+        &icmpv6_echo_payload(from, to, ICMPV6_ECHO_REPLY, id, seq as u16, &payload),
+    )
+}
+
+/// `send_ns` the fixtures' probes carry.
+const SEND_NS: u64 = 0x0000_1234_5678_9abc;
+
+fn v4_16(a: Ipv4Addr) -> [u8; 16] {
+    AddrKey::v4(a.octets()).addr
+}
+
+/// The record of an echo probe reply on m0.
+fn echo_event(family: u32, target: [u8; 16], local: [u8; 16], seq: u32) -> ProbeEvent {
+    ProbeEvent {
+        send_ns: SEND_NS,
+        cookie: COOKIE,
+        ifindex: 0,
+        family,
+        kind: PROBE_EV_ECHO,
+        id: u32::from(PROBE_ID),
+        seq,
+        target,
+        local,
+        mac: PEER_MAC,
+        ..ProbeEvent::default()
+    }
+}
+
+fn xdp_probe_table() -> Vec<Fixture> {
+    let mut t = Vec::new();
+    let [d0, d1, d2] = DATA4;
+    let [t0, t1, t2] = DATA6;
+
+    // Echo requests (IPv4).
+    t.push(
+        xdp(
+            "echo request to a data address bound here",
+            0,
+            echo4_request(0, d0, 0x77, 1),
+            XDP_TX,
+            Reason::EchoReply,
+        )
+        .output(echo4_answer(0, d0, 0x77, 1))
+        .check(echo4_checksums),
+    );
+    t.push(
+        xdp(
+            "echo request to a data address bound here",
+            1,
+            echo4_request(1, d1, 0xfffe, 0xffff),
+            XDP_TX,
+            Reason::EchoReply,
+        )
+        .output(echo4_answer(1, d1, 0xfffe, 0xffff))
+        .check(echo4_checksums),
+    );
+    t.push(
+        xdp(
+            "echo request to this member's test address",
+            1,
+            echo4_request(1, TEST4[1], 3, 4),
+            XDP_TX,
+            Reason::EchoReply,
+        )
+        .output(echo4_answer(1, TEST4[1], 3, 4))
+        .check(echo4_checksums),
+    );
+    t.push(
+        xdp(
+            "echo request without payload, Ethernet padding kept",
+            0,
+            {
+                let mut ip = Ipv4::new(PEER4, TEST4[0], IPPROTO_ICMP);
+                ip.ttl = 57;
+                pad60(ip.frame(
+                    MEMBER_MAC[0],
+                    PEER_MAC,
+                    &icmp(ICMP_ECHO_REQUEST, 0, 5, 6, b""),
+                ))
+            },
+            XDP_TX,
+            Reason::EchoReply,
+        )
+        .output(pad60(Ipv4::new(TEST4[0], PEER4, IPPROTO_ICMP).frame(
+            PEER_MAC,
+            MEMBER_MAC[0],
+            &icmp(ICMP_ECHO_REPLY, 0, 5, 6, b""),
+        )))
+        .check(echo4_checksums),
+    );
+    t.push(xdp(
+        "echo request to a data address bound to m1",
+        0,
+        echo4_request(0, d1, 1, 1),
+        XDP_PASS,
+        Reason::EchoPass,
+    ));
+    t.push(xdp(
+        "echo request to a data address bound to no member",
+        2,
+        echo4_request(2, d2, 1, 1),
+        XDP_PASS,
+        Reason::EchoPass,
+    ));
+    t.push(xdp(
+        "echo request to m1's test address",
+        0,
+        echo4_request(0, TEST4[1], 1, 1),
+        XDP_PASS,
+        Reason::EchoPass,
+    ));
+    t.push(xdp(
+        "echo request to an unknown address",
+        0,
+        echo4_request(0, Ipv4Addr::new(198, 51, 100, 77), 1, 1),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    t.push(
+        xdp(
+            "echo request to a data address bound here, echo off",
+            0,
+            echo4_request(0, d0, 1, 1),
+            XDP_PASS,
+            Reason::RxPass,
+        )
+        .tweak(Tweak::EchoOff),
+    );
+    t.push(
+        xdp(
+            "echo request to the test address, echo off",
+            1,
+            echo4_request(1, TEST4[1], 1, 1),
+            XDP_PASS,
+            Reason::RxPass,
+        )
+        .tweak(Tweak::EchoOff),
+    );
+    let mut other_mac = echo4_request(0, d0, 1, 1);
+    other_mac[0..6].copy_from_slice(&MEMBER_MAC[1]);
+    t.push(xdp(
+        "echo request for a data address bound here, to another MAC",
+        0,
+        other_mac,
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    let mut rr = Ipv4::new(PEER4, d0, IPPROTO_ICMP);
+    rr.options = vec![7, 7, 4, 0, 0, 0, 0, 0]; // record route: IHL 7
+    t.push(xdp(
+        "echo request with IP options (left to the stack)",
+        0,
+        rr.frame(
+            MEMBER_MAC[0],
+            PEER_MAC,
+            &icmp(ICMP_ECHO_REQUEST, 0, 1, 1, b"x"),
+        ),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    let mut frag = Ipv4::new(PEER4, d0, IPPROTO_ICMP);
+    frag.more_fragments = true;
+    t.push(xdp(
+        "first fragment of an echo request (left to the stack)",
+        0,
+        frag.frame(
+            MEMBER_MAC[0],
+            PEER_MAC,
+            &icmp(ICMP_ECHO_REQUEST, 0, 1, 1, &[0; 16]),
+        ),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    let mcast_src = Ipv4::new(Ipv4Addr::new(224, 0, 0, 5), d0, IPPROTO_ICMP).frame(
+        MEMBER_MAC[0],
+        PEER_MAC,
+        &icmp(ICMP_ECHO_REQUEST, 0, 1, 1, b"x"),
+    );
+    t.push(xdp(
+        "echo request from a multicast source",
+        0,
+        mcast_src,
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    let full = echo4_request(0, d0, 1, 1);
+    t.push(xdp(
+        "ICMP cut short of its echo header",
+        0,
+        full[..14 + 20 + 4].to_vec(),
+        XDP_PASS,
+        Reason::RxMalformed,
+    ));
+    t.push(xdp(
+        "echo request shorter than its IP total length",
+        0,
+        full[..full.len() - 3].to_vec(),
+        XDP_PASS,
+        Reason::RxMalformed,
+    ));
+    t.push(xdp(
+        "ICMP timestamp request to a data address bound here",
+        0,
+        Ipv4::new(PEER4, d0, IPPROTO_ICMP).frame(
+            MEMBER_MAC[0],
+            PEER_MAC,
+            &icmp(13, 0, 1, 1, &[0; 12]),
+        ),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+
+    // Echo requests (IPv6).
+    t.push(
+        xdp(
+            "v6 echo request to a data address bound here",
+            0,
+            echo6_request(0, PEER6, t0, 0x99, 7),
+            XDP_TX,
+            Reason::EchoReply,
+        )
+        .output(echo6_answer(0, PEER6, t0, 0x99, 7))
+        .check(echo6_checksum),
+    );
+    let peer_ll = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x99);
+    t.push(
+        xdp(
+            "v6 echo request to this member's link-local test address",
+            0,
+            echo6_request(0, peer_ll, TEST6, 0x1234, 0x8000),
+            XDP_TX,
+            Reason::EchoReply,
+        )
+        .output(echo6_answer(0, peer_ll, TEST6, 0x1234, 0x8000))
+        .check(echo6_checksum),
+    );
+    t.push(xdp(
+        "v6 echo request to a data address bound to m0",
+        1,
+        echo6_request(1, PEER6, t0, 1, 1),
+        XDP_PASS,
+        Reason::EchoPass,
+    ));
+    t.push(xdp(
+        "v6 echo request to a data address bound to no member",
+        1,
+        echo6_request(1, PEER6, t2, 1, 1),
+        XDP_PASS,
+        Reason::EchoPass,
+    ));
+    t.push(xdp(
+        "v6 echo request to m0's test address",
+        1,
+        echo6_request(1, peer_ll, TEST6, 1, 1),
+        XDP_PASS,
+        Reason::EchoPass,
+    ));
+    t.push(xdp(
+        "v6 echo request to an unknown address",
+        1,
+        echo6_request(
+            1,
+            PEER6,
+            Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x77),
+            1,
+            1,
+        ),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    t.push(
+        xdp(
+            "v6 echo request to a data address bound here, echo off",
+            1,
+            echo6_request(1, PEER6, t1, 1, 1),
+            XDP_PASS,
+            Reason::RxPass,
+        )
+        .tweak(Tweak::EchoOff),
+    );
+    let full6 = echo6_request(0, PEER6, t0, 1, 1);
+    t.push(xdp(
+        "ICMPv6 cut short of its echo header",
+        0,
+        full6[..14 + 40 + 6].to_vec(),
+        XDP_PASS,
+        Reason::RxMalformed,
+    ));
+    let behind_ext = {
+        let mut p = ipv6_ext(IPPROTO_ICMPV6, 0);
+        p.extend_from_slice(&icmpv6_echo(PEER6, t0, ICMPV6_ECHO_REQUEST, 1, 1));
+        Ipv6::new(PEER6, t0, NEXTHDR_DEST).frame(MEMBER_MAC[0], PEER_MAC, &p)
+    };
+    t.push(xdp(
+        "v6 echo request behind a destination options header (left to the stack)",
+        0,
+        behind_ext,
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+
+    // Replies to the daemon's probes.
+    let seq = 0x0003_0005;
+    t.push(
+        xdp(
+            "probe reply with the daemon's id and cookie",
+            0,
+            probe4_reply(PEER4, TEST4[0], PROBE_ID, COOKIE, seq),
+            XDP_PASS,
+            Reason::ProbeReply,
+        )
+        .event(echo_event(FAMILY_V4, v4_16(PEER4), v4_16(TEST4[0]), seq)),
+    );
+    t.push(
+        xdp(
+            "probe reply, ring only: timestamped and consumed",
+            0,
+            probe4_reply(PEER4, TEST4[0], PROBE_ID, COOKIE, seq),
+            XDP_DROP,
+            Reason::ProbeRingOnly,
+        )
+        .tweak(Tweak::RingOnly)
+        .event(echo_event(FAMILY_V4, v4_16(PEER4), v4_16(TEST4[0]), seq)),
+    );
+    t.push(
+        xdp(
+            "v6 probe reply with the daemon's id and cookie",
+            0,
+            probe6_reply(TARGET6, TEST6, PROBE_ID, COOKIE, 9),
+            XDP_PASS,
+            Reason::ProbeReply,
+        )
+        .event(echo_event(FAMILY_V6, TARGET6.octets(), TEST6.octets(), 9)),
+    );
+    t.push(xdp(
+        "probe reply with a wrong cookie",
+        0,
+        probe4_reply(PEER4, TEST4[0], PROBE_ID, COOKIE ^ 1, seq),
+        XDP_DROP,
+        Reason::ProbeForged,
+    ));
+    t.push(xdp(
+        "v6 probe reply with a wrong cookie",
+        0,
+        probe6_reply(TARGET6, TEST6, PROBE_ID, 0, 9),
+        XDP_DROP,
+        Reason::ProbeForged,
+    ));
+    let mut unmirrored = probe4_reply(PEER4, TEST4[0], PROBE_ID, COOKIE, seq);
+    // ICMP sequence 6 while the payload says 5 (checksum left as it is: XDP does not check).
+    unmirrored[14 + 20 + 7] = 6;
+    t.push(xdp(
+        "probe reply whose ICMP sequence does not mirror the payload's",
+        0,
+        unmirrored,
+        XDP_DROP,
+        Reason::ProbeForged,
+    ));
+    t.push(
+        xdp(
+            "forged probe reply, ring only",
+            0,
+            probe4_reply(PEER4, TEST4[0], PROBE_ID, 0, seq),
+            XDP_DROP,
+            Reason::ProbeForged,
+        )
+        .tweak(Tweak::RingOnly),
+    );
+    t.push(xdp(
+        "echo reply with another id (someone's ping)",
+        0,
+        probe4_reply(PEER4, TEST4[0], PROBE_ID + 1, COOKIE, seq),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    let mut salted = echo_event(FAMILY_V4, v4_16(PEER4), v4_16(TEST4[0]), seq);
+    salted.id = u32::from(PROBE_ID & 0xff00 | 0x07);
+    t.push(
+        xdp(
+            "probe reply with a per-member id under the salt mask",
+            0,
+            probe4_reply(PEER4, TEST4[0], PROBE_ID & 0xff00 | 0x07, COOKIE, seq),
+            XDP_PASS,
+            Reason::ProbeReply,
+        )
+        .tweak(Tweak::SaltedIds)
+        .event(salted),
+    );
+    t.push(
+        xdp(
+            "echo reply with another salt under the salt mask",
+            0,
+            probe4_reply(PEER4, TEST4[0], PROBE_ID ^ 0x0100, COOKIE, seq),
+            XDP_PASS,
+            Reason::RxPass,
+        )
+        .tweak(Tweak::SaltedIds),
+    );
+    t.push(xdp(
+        "echo reply with the daemon's id but no probe payload",
+        0,
+        Ipv4::new(PEER4, TEST4[0], IPPROTO_ICMP).frame(
+            MEMBER_MAC[0],
+            PEER_MAC,
+            &icmp(ICMP_ECHO_REPLY, 0, PROBE_ID, 1, &[0x55; 40]),
+        ),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    let mut short = probe4_reply(PEER4, TEST4[0], PROBE_ID, COOKIE ^ 1, seq);
+    // The IP total length ends the packet before the payload's cookie; the rest is padding.
+    short.truncate(14 + 20 + 8 + 32);
+    short[16..18].copy_from_slice(&(20u16 + 8 + 4).to_be_bytes());
+    t.push(xdp(
+        "echo reply whose IP length ends inside the probe payload",
+        0,
+        short,
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    t.push(
+        xdp(
+            "probe reply while the daemon does not probe",
+            0,
+            probe4_reply(PEER4, TEST4[0], PROBE_ID, COOKIE, seq),
+            XDP_PASS,
+            Reason::RxPass,
+        )
+        .tweak(Tweak::ProbingOff),
+    );
+
+    // ARP replies and neighbour advertisements from targets probed without test addresses.
+    t.push(
+        xdp(
+            "ARP reply from an ARP-probed target",
+            0,
+            pad60(arp_frame(
+                MEMBER_MAC[0],
+                ARPOP_REPLY,
+                TARGET_MAC,
+                TARGET4,
+                MEMBER_MAC[0],
+                Ipv4Addr::UNSPECIFIED,
+            )),
+            XDP_PASS,
+            Reason::ProbeNeigh,
+        )
+        .event(ProbeEvent {
+            ifindex: 0,
+            family: FAMILY_V4,
+            kind: PROBE_EV_ARP,
+            target: v4_16(TARGET4),
+            mac: TARGET_MAC,
+            ..ProbeEvent::default()
+        }),
+    );
+    t.push(xdp(
+        "ARP reply from a target m1 probes with ICMP only",
+        1,
+        pad60(arp_frame(
+            MEMBER_MAC[1],
+            ARPOP_REPLY,
+            TARGET_MAC,
+            TARGET4,
+            MEMBER_MAC[1],
+            TEST4[1],
+        )),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    t.push(xdp(
+        "gratuitous ARP reply of an ARP-probed target",
+        0,
+        pad60(arp_frame(
+            BROADCAST,
+            ARPOP_REPLY,
+            TARGET_MAC,
+            TARGET4,
+            BROADCAST,
+            TARGET4,
+        )),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    t.push(xdp(
+        "ARP reply from an ARP-probed target to another member",
+        0,
+        pad60(arp_frame(
+            MEMBER_MAC[0],
+            ARPOP_REPLY,
+            TARGET_MAC,
+            TARGET4,
+            MEMBER_MAC[2],
+            Ipv4Addr::UNSPECIFIED,
+        )),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    let na = |flags: u8, dst_mac: Mac| {
+        neighbour_advertisement(dst_mac, TARGET_MAC, TARGET6, M0_LL6, flags, TARGET6)
+    };
+    t.push(
+        xdp(
+            "solicited NA from an NDP-probed target",
+            0,
+            na(ND_NA_FLAG_SOLICITED | ND_NA_FLAG_OVERRIDE, MEMBER_MAC[0]),
+            XDP_PASS,
+            Reason::ProbeNeigh,
+        )
+        .event(ProbeEvent {
+            ifindex: 0,
+            family: FAMILY_V6,
+            kind: PROBE_EV_NA,
+            target: TARGET6.octets(),
+            local: M0_LL6.octets(),
+            mac: TARGET_MAC,
+            ..ProbeEvent::default()
+        }),
+    );
+    t.push(xdp(
+        "unsolicited NA from an NDP-probed target",
+        0,
+        na(ND_NA_FLAG_OVERRIDE, MEMBER_MAC[0]),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    t.push(xdp(
+        "solicited NA from an NDP-probed target to another MAC",
+        0,
+        na(ND_NA_FLAG_SOLICITED, MEMBER_MAC[1]),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    t.push(xdp(
+        "solicited NA from the target on a member that does not NDP-probe it",
+        1,
+        na(ND_NA_FLAG_SOLICITED, MEMBER_MAC[1]),
+        XDP_PASS,
+        Reason::RxPass,
+    ));
+    t
+}
+
+#[test]
+fn xdp_probe_fixtures() -> Result<()> {
+    run_table("xdp_probe_fixtures", xdp_probe_table())
 }
 
 // --- TC egress on members -------------------------------------------------------------------

@@ -4,9 +4,10 @@
 pub mod loader;
 pub mod writer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use ipmp_common::AddrKey;
+use aya::maps::{Map, MapData, RingBuf};
+use ipmp_common::{AddrKey, MAP_PROBES};
 
 pub use loader::{Dataplane, XdpAttachMode};
 
@@ -31,6 +32,12 @@ pub struct DesiredGroup {
     pub members: Vec<DesiredMember>,
     /// Data addresses and the ifindex of the member bound to each (0 = none).
     pub addresses: Vec<(AddrKey, u32)>,
+    /// XDP leaves echo requests for the group's addresses to the kernel
+    /// (`GROUP_F_NO_ECHO`); false (the default) answers them at XDP.
+    pub echo_off: bool,
+    /// Probe replies are dropped once timestamped into `IPMP_PROBES` instead of also reaching
+    /// the prober's raw sockets (`GROUP_F_PROBE_RING_ONLY`); false by default.
+    pub probe_ring_only: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,6 +50,22 @@ pub struct DesiredMember {
     /// Sender address for ARP requests that would otherwise name a data address bound
     /// elsewhere (network byte order; 0 = probe form).
     pub arp_src: u32,
+    /// The member's test addresses (`IPMP_TESTADDRS`): XDP answers echo requests for them.
+    pub test_addresses: Vec<AddrKey>,
+    /// The member's probe targets with their `TARGET_F_*` flags (`IPMP_TARGETS`);
+    /// `TARGET_F_NEIGH` has XDP timestamp the target's ARP replies / neighbour advertisements.
+    pub targets: Vec<(AddrKey, u32)>,
+}
+
+/// Opens the pinned `IPMP_PROBES` ring buffer under `pin_dir` for reading probe events
+/// (`ipmp_common::ProbeEvent` records). One reader at a time: records are consumed.
+pub fn open_probe_ring(pin_dir: &Path) -> Result<RingBuf<MapData>, DataplaneError> {
+    let map = |source| DataplaneError::Map {
+        map: MAP_PROBES,
+        source,
+    };
+    let data = MapData::from_pin(pin_dir.join(MAP_PROBES)).map_err(map)?;
+    RingBuf::try_from(Map::RingBuf(data)).map_err(map)
 }
 
 /// A data plane operation failed.

@@ -6,23 +6,24 @@
 //! 2. a changed bucket table goes into the inactive half, then one replacement of the group's
 //!    `GroupInfo` flips `active_half` (the hash map is `BPF_F_NO_PREALLOC`, so a program still
 //!    holding the old value finishes on the old, untouched half);
-//! 3. address bindings;
+//! 3. address bindings, test addresses and probe targets;
 //! 4. members that stop being active, stale entries last.
 //!
 //! A reader would only see a half-written half if it held the old `GroupInfo` across two whole
 //! table rewrites — each many syscalls long, while a TC program runs well under a microsecond
 //! inside one RCU read-side section.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, hash::Hash};
 
 use aya::{
-    Ebpf,
+    Ebpf, Pod,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray},
 };
 use ipmp_common::{
-    AddrInfo, AddrKey, Counter, GROUP_F_FAILED, GroupInfo, MAP_ADDRS, MAP_BUCKETS, MAP_GROUPS,
-    MAP_MEMBERS, MAP_STATS, MAX_BUCKETS, MEMBER_F_ACTIVE, MEMBER_F_CAST, MemberInfo, Reason,
-    bucket_index, stats_index,
+    AddrInfo, AddrKey, Counter, GROUP_F_FAILED, GROUP_F_NO_ECHO, GROUP_F_PROBE_RING_ONLY,
+    GroupInfo, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG, MAP_GROUPS, MAP_MEMBERS, MAP_STATS, MAP_TARGETS,
+    MAP_TESTADDRS, MAX_BUCKETS, MEMBER_F_ACTIVE, MEMBER_F_CAST, MemberInfo, ProbeConfig, Reason,
+    TargetInfo, TargetKey, TestAddrInfo, bucket_index, stats_index,
 };
 
 use super::{DataplaneError, DesiredGroup, DesiredMember};
@@ -40,6 +41,9 @@ pub struct MapWriter {
     buckets: Array<MapData, u32>,
     addrs: BpfHashMap<MapData, AddrKey, AddrInfo>,
     stats: PerCpuArray<MapData, Counter>,
+    testaddrs: BpfHashMap<MapData, AddrKey, TestAddrInfo>,
+    targets: BpfHashMap<MapData, TargetKey, TargetInfo>,
+    config: Array<MapData, ProbeConfig>,
     /// Bucket halves as written, per group ifindex.
     halves: HashMap<u32, [Vec<u32>; 2]>,
     /// Number of map writes so far (for logs and benchmarks).
@@ -62,6 +66,9 @@ impl MapWriter {
             buckets: take(ebpf, MAP_BUCKETS)?,
             addrs: take(ebpf, MAP_ADDRS)?,
             stats: take(ebpf, MAP_STATS)?,
+            testaddrs: take(ebpf, MAP_TESTADDRS)?,
+            targets: take(ebpf, MAP_TARGETS)?,
+            config: take(ebpf, MAP_CONFIG)?,
             halves: HashMap::new(),
             writes: 0,
         })
@@ -130,8 +137,10 @@ impl MapWriter {
         for g in groups {
             self.apply_group(g)?;
         }
-        // 3. address bindings.
+        // 3. address bindings, test addresses, probe targets.
         let mut wanted_addrs: HashMap<AddrKey, AddrInfo> = HashMap::new();
+        let mut wanted_tests: HashMap<AddrKey, TestAddrInfo> = HashMap::new();
+        let mut wanted_targets: HashMap<TargetKey, TargetInfo> = HashMap::new();
         for g in groups {
             for (key, bound) in &g.addresses {
                 let info = AddrInfo {
@@ -140,25 +149,23 @@ impl MapWriter {
                 };
                 wanted_addrs.insert(*key, info);
             }
-        }
-        for (key, info) in &wanted_addrs {
-            if self.addrs.get(key, 0).ok() != Some(*info) {
-                self.addrs
-                    .insert(*key, *info, 0)
-                    .map_err(map_err(MAP_ADDRS))?;
-                self.writes += 1;
+            for m in &g.members {
+                for key in &m.test_addresses {
+                    let info = TestAddrInfo {
+                        member_ifindex: m.ifindex,
+                        group_ifindex: g.ifindex,
+                    };
+                    wanted_tests.insert(*key, info);
+                }
+                for (addr, flags) in &m.targets {
+                    let info = TargetInfo { flags: *flags };
+                    wanted_targets.insert(TargetKey::new(m.ifindex, *addr), info);
+                }
             }
         }
-        let stale_addrs: Vec<AddrKey> = self
-            .addrs
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| !wanted_addrs.contains_key(k))
-            .collect();
-        for key in stale_addrs {
-            self.addrs.remove(&key).map_err(map_err(MAP_ADDRS))?;
-            self.writes += 1;
-        }
+        self.writes += sync(&mut self.addrs, &wanted_addrs, MAP_ADDRS)?;
+        self.writes += sync(&mut self.testaddrs, &wanted_tests, MAP_TESTADDRS)?;
+        self.writes += sync(&mut self.targets, &wanted_targets, MAP_TARGETS)?;
         // 4. deactivations, then stale members and groups.
         for g in groups {
             for m in g.members.iter().filter(|m| !m.active) {
@@ -240,7 +247,7 @@ impl MapWriter {
             seed: g.seed,
             cast_ifindex,
             stats_slot: ipmp_common::MAX_MEMBERS + g.slot,
-            flags: if g.failed { GROUP_F_FAILED } else { 0 },
+            flags: group_flags(g),
             cast_mac,
             _pad: [0; 2],
         };
@@ -251,6 +258,20 @@ impl MapWriter {
             self.writes += 1;
         }
         Ok(())
+    }
+
+    /// Writes the daemon's probe identity (`IPMP_CONFIG`) if it changed.
+    pub fn set_probe_config(&mut self, config: ProbeConfig) -> Result<()> {
+        if self.probe_config()? != config {
+            self.config.set(0, config, 0).map_err(map_err(MAP_CONFIG))?;
+            self.writes += 1;
+        }
+        Ok(())
+    }
+
+    /// The probe identity XDP currently checks replies against.
+    pub fn probe_config(&self) -> Result<ProbeConfig> {
+        self.config.get(&0, 0).map_err(map_err(MAP_CONFIG))
     }
 
     /// Counters of one slot, summed over CPUs, per reason.
@@ -270,4 +291,49 @@ impl MapWriter {
         }
         Ok(out)
     }
+}
+
+/// `GroupInfo::flags` of a desired group.
+fn group_flags(g: &DesiredGroup) -> u32 {
+    let mut flags = 0;
+    if g.failed {
+        flags |= GROUP_F_FAILED;
+    }
+    if g.echo_off {
+        flags |= GROUP_F_NO_ECHO;
+    }
+    if g.probe_ring_only {
+        flags |= GROUP_F_PROBE_RING_ONLY;
+    }
+    flags
+}
+
+/// Makes a hash map hold exactly `wanted`: changed and new entries first, then stale ones
+/// removed. Returns the number of map writes.
+fn sync<K, V>(
+    map: &mut BpfHashMap<MapData, K, V>,
+    wanted: &HashMap<K, V>,
+    name: &'static str,
+) -> Result<u64>
+where
+    K: Pod + Eq + Hash,
+    V: Pod + PartialEq,
+{
+    let mut writes = 0;
+    for (key, value) in wanted {
+        if map.get(key, 0).ok().as_ref() != Some(value) {
+            map.insert(*key, *value, 0).map_err(map_err(name))?;
+            writes += 1;
+        }
+    }
+    let stale: Vec<K> = map
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| !wanted.contains_key(k))
+        .collect();
+    for key in stale {
+        map.remove(&key).map_err(map_err(name))?;
+        writes += 1;
+    }
+    Ok(writes)
 }
