@@ -58,6 +58,38 @@ pub const STATS_SLOTS: u32 = STATS_SLOT_UNKNOWN + 1;
 /// Entries of `IPMP_STATS`: `slot * Reason::COUNT + reason`.
 pub const STATS_ENTRIES: u32 = STATS_SLOTS * crate::reason::Reason::COUNT;
 
+/// The shape of a map as the kernel reports it: (name, key size, value size, max entries).
+/// A map pinned by another ipmpd version with another shape is refused rather than reused.
+pub type MapShape = (&'static str, u32, u32, u32);
+
+/// The shape of every map in [`ALL_MAPS`] (a ring buffer has no key or value size).
+pub const MAP_SHAPES: [MapShape; 9] = [
+    (MAP_GROUPS, 4, size_of::<GroupInfo>() as u32, MAX_GROUPS),
+    (MAP_MEMBERS, 4, size_of::<MemberInfo>() as u32, MAX_MEMBERS),
+    (MAP_BUCKETS, 4, 4, BUCKET_ENTRIES),
+    (
+        MAP_ADDRS,
+        size_of::<AddrKey>() as u32,
+        size_of::<AddrInfo>() as u32,
+        MAX_ADDRS,
+    ),
+    (MAP_STATS, 4, size_of::<Counter>() as u32, STATS_ENTRIES),
+    (
+        MAP_TESTADDRS,
+        size_of::<AddrKey>() as u32,
+        size_of::<TestAddrInfo>() as u32,
+        MAX_TESTADDRS,
+    ),
+    (
+        MAP_TARGETS,
+        size_of::<TargetKey>() as u32,
+        size_of::<TargetInfo>() as u32,
+        MAX_TARGETS,
+    ),
+    (MAP_CONFIG, 4, size_of::<ProbeConfig>() as u32, 1),
+    (MAP_PROBES, 0, 0, PROBE_RING_BYTES),
+];
+
 /// Index of a bucket in `IPMP_BUCKETS`, or `None` when out of range.
 #[inline(always)]
 pub const fn bucket_index(group_slot: u32, half: u32, bucket: u32) -> Option<u32> {
@@ -333,6 +365,12 @@ mod tests {
         assert_eq!(size_of::<ProbeEvent>(), 3 * 8 + 6 * 4 + 16 + 16 + 8);
         // Ring buffer records are 8-byte aligned.
         assert_eq!(size_of::<ProbeEvent>() % 8, 0);
+    }
+
+    #[test]
+    fn every_map_has_a_shape() {
+        let shaped: [&str; 9] = MAP_SHAPES.map(|(name, ..)| name);
+        assert_eq!(shaped, ALL_MAPS);
     }
 
     #[test]

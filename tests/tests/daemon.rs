@@ -366,3 +366,47 @@ fn member_that_comes_back_with_a_new_ifindex_is_used_again() {
         d.log()
     );
 }
+
+/// A map pinned by an ipmpd whose maps have another shape is refused with the fix, not reused
+/// (the programs would index past its end).
+#[test]
+fn incompatible_pinned_map_is_refused() {
+    if !require_root("incompatible_pinned_map_is_refused") {
+        return;
+    }
+    let lab = lab(2);
+    let pin_dir = lab.pin_dir();
+    std::fs::create_dir_all(&pin_dir).unwrap();
+    let stats = pin_dir.join("IPMP_STATS");
+    let out = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&stats)
+        .args([
+            "type",
+            "percpu_array",
+            "key",
+            "4",
+            "value",
+            "16",
+            "entries",
+            "10",
+            "name",
+            "IPMP_STATS",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bpftool: {out:?}");
+    let started = lab.start_ipmpd(&lab.config().to_toml());
+    let err = format!(
+        "{:#}",
+        started.err().expect("ipmpd adopted an incompatible map")
+    );
+    assert!(
+        err.contains("incompatible") && err.contains("--cleanup"),
+        "{err}"
+    );
+    assert!(
+        lab.host().link("ipmp0").is_err(),
+        "ipmpd left its IPMP interface behind"
+    );
+}

@@ -84,6 +84,7 @@ impl Dataplane {
                 source,
             })?;
         }
+        check_pinned_shapes(pin_dir)?;
         let paths: Vec<(&str, PathBuf)> = ALL_MAPS
             .iter()
             .map(|name| (*name, pin_dir.join(name)))
@@ -229,6 +230,31 @@ pub fn pinned_link_ids(pin: &Path) -> Option<(u32, u32)> {
     let link = FdLink::from(PinnedLink::from_pin(pin).ok()?);
     let info = link.info().ok()?;
     Some((info.id(), info.program_id()))
+}
+
+/// Pinned maps are reused across restarts; one pinned by an ipmpd whose maps have another shape
+/// (an upgrade that added reasons, say) would be reused silently and the programs would index
+/// past its end. Refuse it with the fix instead.
+fn check_pinned_shapes(pin_dir: &Path) -> Result<()> {
+    for (name, key, value, entries) in ipmp_common::MAP_SHAPES {
+        let path = pin_dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let info = aya::maps::MapInfo::from_pin(&path).map_err(|e| DataplaneError::Pin {
+            path: path.clone(),
+            message: format!("{e} (remove it with ipmpd --cleanup)"),
+        })?;
+        let found = (info.key_size(), info.value_size(), info.max_entries());
+        if found != (key, value, entries) {
+            return Err(DataplaneError::IncompatiblePin {
+                path,
+                found,
+                expected: (key, value, entries),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The links pinned under `pin_dir`: (program, interface name) pairs.

@@ -110,6 +110,14 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error(
+        "{path} was pinned by an incompatible ipmpd (key, value size, entries {found:?}, this ipmpd needs {expected:?}): stop it and run `ipmpd --cleanup` (forwarding stops until ipmpd starts again)"
+    )]
+    IncompatiblePin {
+        path: PathBuf,
+        found: (u32, u32, u32),
+        expected: (u32, u32, u32),
+    },
     #[error("group slot {0} is out of range")]
     Slot(u32),
 }
