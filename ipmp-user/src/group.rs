@@ -4,12 +4,17 @@
 //! kernel's ipmp.c (which active member holds each data address and the cast role):
 //!
 //! - **usable** = not failed and not offline; **active** = usable and not inactive.
-//! - **Failure** (this version: link-based only). Link down fails a member at once. Link up
-//!   repairs it unless the link flaps: more than `flap_max_ups` link-ups within `flap_window`
-//!   (Solaris `LINK_UP_PERMIN`) withhold the repair until the window holds no more than that;
-//!   a [`Event::Tick`] at [`Group::next_deadline`] then repairs it if the link is still up.
-//!   [`FailCause`] names the detector, so probe-based failure can join link failure later
-//!   (a member is failed while *any* detector says so).
+//! - **Failure**: two detectors, and a member is failed while *either* says so, repaired only
+//!   when *both* agree (in.mpathd: link state is always honoured).
+//!   - Link: link down fails a member at once. Link up clears the link detector unless the
+//!     link flaps: more than `flap_max_ups` link-ups within `flap_window` (Solaris
+//!     `LINK_UP_PERMIN`) withhold it until the window holds no more than that; a
+//!     [`Event::Tick`] at [`Group::next_deadline`] then clears it if the link is still up.
+//!   - Probe: [`Event::Probe`] carries the verdicts of the prober ([`crate::probe::Prober`]),
+//!     which owns the in.mpathd rules (5 lost probes, 10 acked, interface vs group failure).
+//!     Verdicts come as sets of members applied in one step, so a group failure fails every
+//!     probing member at once and addresses do not hop from one doomed member to the next.
+//!   - [`FailCause`] names the detector that failed a member (link first when both did).
 //! - **Activation** (in.mpathd `phyint_transition_to_running`, `phyint_activate_another`).
 //!   The group wants as many active members as it has non-standby members (at least one).
 //!   When an active member is lost (failed or offline), another inactive usable member is
@@ -115,11 +120,88 @@ impl fmt::Display for Link {
     }
 }
 
+/// A set of members of one group, as a bit set (a group has at most
+/// [`MemberSet::CAPACITY`] members; the configuration allows fewer, `MAX_MEMBERS` in all).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MemberSet(u64);
+
+impl MemberSet {
+    /// Largest member id + 1 a set can hold.
+    pub const CAPACITY: usize = 64;
+
+    pub const fn new() -> Self {
+        Self(0)
+    }
+
+    /// The set of one member (empty if `member` is at or beyond [`Self::CAPACITY`]).
+    pub fn single(member: MemberId) -> Self {
+        let mut s = Self::new();
+        s.insert(member);
+        s
+    }
+
+    /// Adds `member`; false if it is beyond [`Self::CAPACITY`] (the set is unchanged).
+    pub fn insert(&mut self, member: MemberId) -> bool {
+        if member >= Self::CAPACITY {
+            return false;
+        }
+        self.0 |= 1 << member;
+        true
+    }
+
+    pub fn remove(&mut self, member: MemberId) {
+        if member < Self::CAPACITY {
+            self.0 &= !(1 << member);
+        }
+    }
+
+    pub fn contains(&self, member: MemberId) -> bool {
+        member < Self::CAPACITY && self.0 & (1 << member) != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// Members in increasing id order.
+    pub fn iter(&self) -> impl Iterator<Item = MemberId> + '_ {
+        (0..Self::CAPACITY).filter(|&m| self.contains(m))
+    }
+
+    /// The highest member id in the set.
+    pub fn max(&self) -> Option<MemberId> {
+        (self.0 != 0).then(|| Self::CAPACITY - 1 - self.0.leading_zeros() as usize)
+    }
+}
+
+impl FromIterator<MemberId> for MemberSet {
+    /// Ids beyond [`MemberSet::CAPACITY`] are dropped.
+    fn from_iter<I: IntoIterator<Item = MemberId>>(iter: I) -> Self {
+        let mut s = Self::new();
+        for m in iter {
+            s.insert(m);
+        }
+        s
+    }
+}
+
 /// Input to [`Group::handle`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// Carrier change (or a repeat of the current state, which is ignored).
     Link { member: MemberId, up: bool },
+    /// Verdicts of the probe detector, applied together: members in `failed` are failed by
+    /// probes, members in `repaired` are no longer (a member stays failed while its link is
+    /// down or its repair withheld). Repeats of the current verdict are ignored; a member may
+    /// not be in both sets. [`crate::probe::Prober`] produces these.
+    Probe {
+        failed: MemberSet,
+        repaired: MemberSet,
+    },
     /// Administrative offline (if_mpadm -d).
     Offline { member: MemberId },
     /// Undo an offline (if_mpadm -r).
@@ -134,12 +216,15 @@ pub enum Event {
 pub enum FailCause {
     /// Carrier lost (or a repair withheld because the link flaps).
     LinkDown,
+    /// Probes lost (in.mpathd: 5 in a row), or not yet repaired by 10 acked in a row.
+    Probe,
 }
 
 impl fmt::Display for FailCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::LinkDown => "link down",
+            Self::Probe => "probe failure",
         })
     }
 }
@@ -205,6 +290,11 @@ pub enum GroupError {
     #[error("{member} is not offline, so there is nothing to bring back online")]
     NotOffline { member: String },
     #[error(
+        "probe verdicts for group {group} both fail and repair {member}: send one verdict per \
+         member"
+    )]
+    ConflictingVerdicts { group: String, member: String },
+    #[error(
         "cannot offline {member}: no other functioning interfaces are in its IPMP group \
          (repair or online another member first)"
     )]
@@ -260,6 +350,8 @@ impl fmt::Display for MemberState {
 pub struct MemberView {
     pub link: Link,
     pub failed: bool,
+    /// Failed by the probe detector (besides, or instead of, the link).
+    pub probe_failed: bool,
     pub offline: bool,
     /// Usable but deliberately not carrying data (Solaris INACTIVE).
     pub inactive: bool,
@@ -274,6 +366,8 @@ struct Member {
     link: Link,
     /// Failed by link detection: the link is down, or up with the repair withheld.
     link_failed: bool,
+    /// Failed by probe detection ([`Event::Probe`]).
+    probe_failed: bool,
     offline: bool,
     /// Meaningful while usable; decided each time the member becomes usable.
     inactive: bool,
@@ -287,11 +381,17 @@ struct Member {
 
 impl Member {
     fn failed(&self) -> bool {
-        self.link_failed
+        self.link_failed || self.probe_failed
     }
 
     fn cause(&self) -> Option<FailCause> {
-        self.link_failed.then_some(FailCause::LinkDown)
+        if self.link_failed {
+            Some(FailCause::LinkDown)
+        } else if self.probe_failed {
+            Some(FailCause::Probe)
+        } else {
+            None
+        }
     }
 
     fn usable(&self) -> bool {
@@ -332,6 +432,7 @@ impl Group {
                 Member {
                     link,
                     link_failed: link == Link::Down,
+                    probe_failed: false,
                     offline: false,
                     inactive: true,
                     ever_usable: false,
@@ -403,6 +504,15 @@ impl Group {
                     self.on_usable(member);
                 }
             }
+            Event::Probe { failed, repaired } => {
+                self.check_verdicts(failed, repaired)?;
+                for member in failed.iter() {
+                    self.probe_failed(member, &mut notices);
+                }
+                for member in repaired.iter() {
+                    self.probe_repaired(member, &mut notices);
+                }
+            }
             Event::Tick => {
                 for m in 0..self.members.len() {
                     if self.members[m].withheld_until.is_some_and(|t| t <= now) {
@@ -458,6 +568,7 @@ impl Group {
         MemberView {
             link: m.link,
             failed: m.failed(),
+            probe_failed: m.probe_failed,
             offline: m.offline,
             inactive: m.inactive,
             standby: self.spec.members[id].standby,
@@ -523,15 +634,68 @@ impl Group {
         m.link = Link::Down;
         m.withheld_until = None;
         if !m.link_failed {
+            let was_failed = m.failed();
             let was_active = m.active();
             m.link_failed = true;
-            notices.push(Notice::MemberFailed {
-                member,
-                cause: FailCause::LinkDown,
-            });
+            if !was_failed {
+                notices.push(Notice::MemberFailed {
+                    member,
+                    cause: FailCause::LinkDown,
+                });
+            }
             if was_active {
                 self.activate_another();
             }
+        }
+    }
+
+    fn check_verdicts(&self, failed: MemberSet, repaired: MemberSet) -> Result<(), GroupError> {
+        for set in [failed, repaired] {
+            if let Some(max) = set.max() {
+                self.check_member(max)?;
+            }
+        }
+        if let Some(member) = failed.iter().find(|&m| repaired.contains(m)) {
+            return Err(GroupError::ConflictingVerdicts {
+                group: self.spec.name.clone(),
+                member: self.spec.members[member].name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn probe_failed(&mut self, member: MemberId, notices: &mut Vec<Notice>) {
+        let m = &mut self.members[member];
+        if m.probe_failed {
+            return;
+        }
+        let was_failed = m.failed();
+        let was_active = m.active();
+        m.probe_failed = true;
+        if !was_failed {
+            notices.push(Notice::MemberFailed {
+                member,
+                cause: FailCause::Probe,
+            });
+        }
+        if was_active {
+            self.activate_another();
+        }
+    }
+
+    fn probe_repaired(&mut self, member: MemberId, notices: &mut Vec<Notice>) {
+        let m = &mut self.members[member];
+        if !m.probe_failed {
+            return;
+        }
+        m.probe_failed = false;
+        if m.failed() {
+            // The link detector still says failed (down, or its repair withheld).
+            return;
+        }
+        notices.push(Notice::MemberRepaired { member });
+        if m.usable() {
+            self.on_usable(member);
         }
     }
 
@@ -586,6 +750,10 @@ impl Group {
         }
         m.withheld_until = None;
         m.link_failed = false;
+        if m.failed() {
+            // The probe detector still says failed: repaired only when both agree.
+            return;
+        }
         notices.push(Notice::MemberRepaired { member });
         if m.usable() {
             self.on_usable(member);
@@ -1332,6 +1500,179 @@ mod tests {
         );
     }
 
+    // ---- probe verdicts ------------------------------------------------------------------
+
+    fn probe(failed: &[MemberId], repaired: &[MemberId]) -> Event {
+        Event::Probe {
+            failed: failed.iter().copied().collect(),
+            repaired: repaired.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn member_set_basics() {
+        let mut s = MemberSet::new();
+        assert!(s.is_empty());
+        assert_eq!(s.max(), None);
+        assert!(s.insert(3));
+        assert!(s.insert(0));
+        assert!(s.insert(63));
+        assert!(!s.insert(64));
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 3, 63]);
+        assert_eq!(s.max(), Some(63));
+        s.remove(63);
+        assert!(!s.contains(63) && s.contains(3));
+        assert_eq!(MemberSet::single(5).iter().collect::<Vec<_>>(), vec![5]);
+        assert_eq!(MemberSet::single(70), MemberSet::new());
+    }
+
+    #[test]
+    fn probe_failure_fails_and_standby_takes_over() {
+        let (mut g, t0) = three(true);
+        let n = g.handle(probe(&[E1], &[]), secs(t0, 1)).unwrap();
+        assert_eq!(
+            n[..3],
+            [
+                Notice::MemberFailed {
+                    member: E1,
+                    cause: FailCause::Probe
+                },
+                Notice::MemberDeactivated { member: E1 },
+                Notice::MemberActivated { member: E3 },
+            ]
+        );
+        let v = g.member(E1);
+        assert!(v.failed && v.probe_failed && !v.usable);
+        assert_eq!(v.link, Link::Up);
+        assert_eq!(v.state, MemberState::Failed);
+        assert_eq!(g.fail_cause(E1), Some(FailCause::Probe));
+        assert_eq!(g.active_members(), vec![E2, E3]);
+        // A repeat changes nothing.
+        assert_eq!(g.handle(probe(&[E1], &[]), secs(t0, 2)).unwrap(), vec![]);
+        // Repair: back to active, the standby steps back.
+        let n = g.handle(probe(&[], &[E1]), secs(t0, 3)).unwrap();
+        assert!(has(&n, Notice::MemberRepaired { member: E1 }));
+        assert!(has(&n, Notice::MemberActivated { member: E1 }));
+        assert!(has(&n, Notice::MemberDeactivated { member: E3 }));
+        assert_eq!(g.fail_cause(E1), None);
+        assert_eq!(g.handle(probe(&[], &[E1]), secs(t0, 4)).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn repaired_only_when_link_and_probes_agree() {
+        let (mut g, t0) = three(true);
+        g.handle(down(E1), secs(t0, 1)).unwrap();
+        // Probes fail it too (the prober does so on link down): no second failure notice.
+        assert_eq!(g.handle(probe(&[E1], &[]), secs(t0, 1)).unwrap(), vec![]);
+        assert_eq!(g.fail_cause(E1), Some(FailCause::LinkDown));
+        // The link comes back: still failed by probes, nothing repaired.
+        let n = g.handle(up(E1), secs(t0, 2)).unwrap();
+        assert_eq!(n, vec![]);
+        assert!(g.member(E1).failed);
+        assert_eq!(g.fail_cause(E1), Some(FailCause::Probe));
+        // Probes repair it.
+        let n = g.handle(probe(&[], &[E1]), secs(t0, 3)).unwrap();
+        assert!(has(&n, Notice::MemberRepaired { member: E1 }));
+        assert!(!g.member(E1).failed);
+
+        // The other order: probes repair while the link is down.
+        g.handle(probe(&[E2], &[]), secs(t0, 4)).unwrap();
+        g.handle(down(E2), secs(t0, 5)).unwrap();
+        assert_eq!(g.handle(probe(&[], &[E2]), secs(t0, 6)).unwrap(), vec![]);
+        assert!(g.member(E2).failed && !g.member(E2).probe_failed);
+        let n = g.handle(up(E2), secs(t0, 7)).unwrap();
+        assert!(has(&n, Notice::MemberRepaired { member: E2 }));
+    }
+
+    #[test]
+    fn probe_repair_waits_for_a_withheld_link() {
+        let (mut g, t0) = three(true);
+        for s in 0..3 {
+            g.handle(down(E1), secs(t0, 2 * s + 1)).unwrap();
+            g.handle(up(E1), secs(t0, 2 * s + 2)).unwrap();
+        }
+        let until = g.repair_withheld_until(E1).unwrap();
+        g.handle(probe(&[E1], &[]), secs(t0, 7)).unwrap();
+        assert_eq!(g.handle(probe(&[], &[E1]), secs(t0, 8)).unwrap(), vec![]);
+        assert!(g.member(E1).failed);
+        let n = g.handle(Event::Tick, until).unwrap();
+        assert!(has(&n, Notice::MemberRepaired { member: E1 }));
+    }
+
+    #[test]
+    fn group_failure_in_one_event_moves_nothing_member_to_member() {
+        let (mut g, t0) = three(true);
+        let n = g.handle(probe(&[E1, E2, E3], &[]), secs(t0, 1)).unwrap();
+        assert!(has(&n, Notice::GroupFailed));
+        assert_eq!(g.state(), GroupState::Failed);
+        // Every address leaves its member for nowhere; none lands on a member in between.
+        let rebound: Vec<_> = n
+            .iter()
+            .filter_map(|x| match x {
+                Notice::AddressRebound { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rebound, vec![None; 4]);
+        assert!(
+            !n.iter()
+                .any(|x| matches!(x, Notice::MemberActivated { .. }))
+        );
+        assert_eq!(
+            n.iter()
+                .filter(|x| matches!(x, Notice::MemberFailed { .. }))
+                .count(),
+            3
+        );
+        // Any member's repair brings the group back.
+        let n = g.handle(probe(&[], &[E2]), secs(t0, 2)).unwrap();
+        assert!(has(&n, Notice::GroupRepaired));
+        assert_eq!(g.active_members(), vec![E2]);
+    }
+
+    #[test]
+    fn probe_verdict_errors_leave_the_group_unchanged() {
+        let (mut g, t0) = three(true);
+        let before = g.clone();
+        assert_eq!(
+            g.handle(probe(&[E1, 5], &[]), t0),
+            Err(GroupError::UnknownMember {
+                group: "ipmp0".into(),
+                member: 5,
+                count: 3
+            })
+        );
+        assert_eq!(
+            g.handle(probe(&[E1, E2], &[E2]), t0),
+            Err(GroupError::ConflictingVerdicts {
+                group: "ipmp0".into(),
+                member: "eth2".into()
+            })
+        );
+        assert_eq!(g, before);
+    }
+
+    #[test]
+    fn offline_member_keeps_its_probe_verdict() {
+        let (mut g, t0) = three(true);
+        g.handle(Event::Offline { member: E1 }, secs(t0, 1))
+            .unwrap();
+        let n = g.handle(probe(&[E1], &[]), secs(t0, 2)).unwrap();
+        assert_eq!(
+            n,
+            vec![Notice::MemberFailed {
+                member: E1,
+                cause: FailCause::Probe
+            }]
+        );
+        let n = g.handle(Event::Online { member: E1 }, secs(t0, 3)).unwrap();
+        assert_eq!(n, vec![Notice::MemberOnline { member: E1 }]);
+        assert_eq!(g.member(E1).state, MemberState::Failed);
+        let n = g.handle(probe(&[], &[E1]), secs(t0, 4)).unwrap();
+        assert!(has(&n, Notice::MemberActivated { member: E1 }));
+    }
+
     // ---- random event sequences keep the invariants ------------------------------------
 
     #[derive(Clone, Debug)]
@@ -1339,6 +1680,8 @@ mod tests {
         Link(usize, bool),
         Offline(usize),
         Online(usize),
+        /// Probe verdicts as bit masks over member ids 0..6.
+        Probe(u8, u8),
         Tick,
         TickAtDeadline,
     }
@@ -1348,6 +1691,7 @@ mod tests {
             4 => (0usize..6, any::<bool>()).prop_map(|(m, u)| Step::Link(m, u)),
             1 => (0usize..6).prop_map(Step::Offline),
             1 => (0usize..6).prop_map(Step::Online),
+            3 => (0u8..64, 0u8..64).prop_map(|(f, r)| Step::Probe(f, r)),
             1 => Just(Step::Tick),
             1 => Just(Step::TickAtDeadline),
         ];
@@ -1418,6 +1762,14 @@ mod tests {
             prop_assert_eq!(v.failed, g.fail_cause(m).is_some());
             if v.link == Link::Down {
                 prop_assert!(v.failed);
+                prop_assert_eq!(g.fail_cause(m), Some(FailCause::LinkDown));
+            }
+            if v.probe_failed {
+                prop_assert!(v.failed);
+            }
+            if g.fail_cause(m) == Some(FailCause::Probe) {
+                prop_assert!(v.probe_failed && v.link != Link::Down);
+                prop_assert!(g.repair_withheld_until(m).is_none());
             }
             if let Some(until) = g.repair_withheld_until(m) {
                 prop_assert!(v.failed && v.link == Link::Up);
@@ -1473,12 +1825,32 @@ mod tests {
                 !x.active && y.active,
                 notices.contains(&Notice::MemberActivated { member: m })
             );
+            // One failure notice exactly when the member becomes failed, naming a detector
+            // that now says so.
+            let failed_notices: Vec<FailCause> = notices
+                .iter()
+                .filter_map(|n| match n {
+                    Notice::MemberFailed { member, cause } if *member == m => Some(*cause),
+                    _ => None,
+                })
+                .collect();
             if !x.failed && y.failed {
-                let failed = Notice::MemberFailed {
-                    member: m,
-                    cause: FailCause::LinkDown,
-                };
-                prop_assert!(notices.contains(&failed), "no notice for failure of {}", m);
+                prop_assert_eq!(failed_notices.len(), 1, "failure notices of {}", m);
+                let cause = failed_notices[0];
+                prop_assert!(
+                    (cause == FailCause::LinkDown && b.fail_cause(m) == Some(FailCause::LinkDown))
+                        || (cause == FailCause::Probe && y.probe_failed),
+                    "member {} failed by {:?} but its state is {:?}",
+                    m,
+                    cause,
+                    y
+                );
+            } else {
+                prop_assert!(
+                    failed_notices.is_empty(),
+                    "failure notice for {} that did not fail",
+                    m
+                );
             }
             if x.failed && !y.failed {
                 let repaired = Notice::MemberRepaired { member: m };
@@ -1541,6 +1913,10 @@ mod tests {
                     Step::Link(m, up) => Event::Link { member: m, up },
                     Step::Offline(m) => Event::Offline { member: m },
                     Step::Online(m) => Event::Online { member: m },
+                    Step::Probe(f, r) => Event::Probe {
+                        failed: (0..6).filter(|i| f & (1 << i) != 0).collect(),
+                        repaired: (0..6).filter(|i| r & (1 << i) != 0).collect(),
+                    },
                     Step::Tick => Event::Tick,
                     Step::TickAtDeadline => {
                         if let Some(d) = g.next_deadline() {
@@ -1556,6 +1932,12 @@ mod tests {
                         prop_assert_eq!(&g, &before, "state changed on error {}", e);
                         let member = match event {
                             Event::Link { member, .. } | Event::Offline { member } | Event::Online { member } => member,
+                            Event::Probe { failed, repaired } => {
+                                let both = failed.iter().any(|m| repaired.contains(m));
+                                let conflict = matches!(e, GroupError::ConflictingVerdicts { .. });
+                                prop_assert_eq!(conflict, both && failed.max().max(repaired.max()) < Some(n));
+                                failed.max().max(repaired.max()).unwrap_or(0)
+                            }
                             Event::Tick => unreachable!("Tick never fails"),
                         };
                         if member < n {

@@ -12,4 +12,5 @@ pub mod daemon;
 pub mod dataplane;
 pub mod group;
 pub mod netlink;
+pub mod probe;
 pub mod stat;

@@ -1,0 +1,1528 @@
+//! [`Prober`]: probe-based failure detection for one IPMP group.
+//!
+//! # What the daemon calls when
+//!
+//! The [`Group`] stays the single source of truth for link, offline and failure state; the
+//! prober reads it on every call and answers with a [`ProbeOutput`]. The daemon:
+//!
+//! 1. builds it with [`Prober::new`] next to `Group::new` (same members, same order), with a
+//!    random per-daemon cookie in the [`ProbeSpec`];
+//! 2. forwards every Group event it applies that concerns probing: after a successful
+//!    `Event::Link` → [`Prober::link`], `Event::Offline` → [`Prober::offline`],
+//!    `Event::Online` → [`Prober::online`]; router changes on the group's routes →
+//!    [`Prober::set_routers`]; the host's own addresses → [`Prober::set_own_addresses`];
+//! 3. sleeps until [`Prober::next_deadline`] (a probe is due or one times out), first drains
+//!    the replies already received, then calls [`Prober::tick`];
+//! 4. sends every [`ProbeRequest`] in `sends` (ICMP with `icmp` from `src`, TTL / hop limit 1,
+//!    bound to the member; or a link-layer probe when `src` is `None`), and may report the
+//!    actual send time with [`Prober::sent`] (for NETRTT; otherwise the start time is used).
+//!    A failed send is logged and left to time out, which counts it as lost;
+//! 5. feeds every echo reply received on a member's socket to [`Prober::reply`] with the
+//!    receive timestamp (XDP `bpf_ktime_get_ns` or SO_TIMESTAMP, converted to an `Instant`
+//!    on the same monotonic clock), and link-layer replies to [`Prober::link_layer_reply`];
+//! 6. after *every* call: applies `event` (if any) with `Group::handle` before the next prober
+//!    call, streams `records` to `ipmpstat -p`, logs `notices` ([`Prober::describe`]).
+//!
+//! # Semantics (in.mpathd, mpd_probe.c)
+//!
+//! - A member fails by probes when every family that has a target lost [`NUM_PROBE_FAILS`]
+//!   probes in a row (not during the quiet period), and is repaired when either family got
+//!   [`NUM_PROBE_REPAIRS`] acked in a row, overall or to one target.
+//! - The failure is an *interface* failure when another member proves the network works: its
+//!   link is up and it does not probe, or it is running and its newest ack was processed after
+//!   this member's first loss (TFF). Otherwise it is a *group* failure: every probing member is
+//!   failed at once, RTT estimates are reset and host targets flushed (rediscovered by
+//!   multicast); any member repairs with 10 acks.
+//! - A target that alone lost 5 in a row while the member did not is blamed instead: routers
+//!   and configured targets become dead (and recover), hosts are deleted and rediscovered.
+//! - Link down clears the probe history (old acks must not repair) and, if the member had a
+//!   target, fails it by probes too, so that after link-up it needs 10 fresh acks; without a
+//!   target, probes have no opinion and the link alone decides.
+//!
+//! Differences from in.mpathd, on purpose:
+//! - Evaluation runs at every timeout and ack, not only when the next probe goes out: a
+//!   failure is declared when the fifth loss times out, a repair on the tenth ack.
+//! - The RTT sample is receive timestamp − start, not processing time − start, so a busy
+//!   daemon does not inflate CRTT and the FDT.
+//! - The quiet period is per family, and a family in it vouches for the member; onlining a
+//!   member restarts it (in.mpathd treats an onlined interface as new).
+//! - When nothing is active any more after a target was declared dead, the best others are
+//!   reactivated at once (in.mpathd would fall back to multicast, which router lists ignore),
+//!   and a dead target's old losses are forgotten, so that it is not condemned again by them
+//!   the moment it recovers.
+//! - Replies are checked against a per-daemon cookie and the probe's start time besides
+//!   in.mpathd's identifier, sequence window and source address.
+
+use std::{
+    collections::HashSet,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use rand::Rng;
+
+use super::{
+    Family, NUM_PROBE_FAILS, NUM_PROBE_REPAIRS, PROBES_PER_FDT, ProbeKind, RejectReason,
+    fdt::Fdt,
+    history::{Lookup, ProbeSlot, ProbeStatus},
+    member::{Instance, MemberProber, timeout},
+    payload::{self, Echo},
+    report::{
+        ProbeNotice, ProbeOutcome, ProbeOutput, ProbeRecord, ProbeRequest, RemoveReason,
+        ReplyOutcome, TargetRow,
+    },
+    rtt::SampleKind,
+    schedule::Schedule,
+    targets::{TargetSource, TargetStatus, Targets},
+};
+use crate::{
+    config::{Config, GroupConfig, Prefix},
+    control::ProbeState,
+    group::{Event, FailCause, Group, Link, MemberId, MemberSet},
+    stat::target::ProbeMode,
+};
+
+/// How a member probes in one address family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FamilyProbe {
+    /// Not at all.
+    Off,
+    /// ICMP echo from this test address (its prefix limits router and discovered targets).
+    TestAddress(Prefix),
+    /// Without a test address: ARP requests / neighbour solicitations to the targets (which
+    /// must be configured or routers; there is no multicast discovery). Replies carry no
+    /// cookie, so a forger on the link can keep such a member alive.
+    LinkLayer,
+}
+
+/// One member's probing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberProbeSpec {
+    /// ICMP identifier of its probes (see [`payload::icmp_id`]).
+    pub icmp_id: u16,
+    pub v4: FamilyProbe,
+    pub v6: FamilyProbe,
+}
+
+/// What a group's prober is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSpec {
+    /// The user's failure detection time.
+    pub fdt: Duration,
+    /// Losses are ignored this long after a member starts probing, unless a probe is acked
+    /// first ([`FAILURE_DETECTION_QP`](super::FAILURE_DETECTION_QP) by default).
+    pub quiet_period: Duration,
+    /// Random per daemon; carried in every probe, checked in every reply.
+    pub cookie: u64,
+    /// Explicit targets (both families); when a family has some, routers and multicast
+    /// discovery are not used for it.
+    pub targets: Vec<IpAddr>,
+    /// In the group's member order.
+    pub members: Vec<MemberProbeSpec>,
+}
+
+impl ProbeSpec {
+    /// The daemon-wide FDT, each member's test address (a member probes in its family; one
+    /// without a test address does not probe until link-layer probing is switched on), the
+    /// default quiet period, no explicit targets (the configuration has no key for them yet).
+    /// ICMP identifiers are the cookie's top byte and the member index.
+    pub fn from_config(config: &Config, group: &GroupConfig, cookie: u64) -> Self {
+        let salt = (cookie >> 56) as u8;
+        Self {
+            fdt: config.failure_detection_time,
+            quiet_period: super::FAILURE_DETECTION_QP,
+            cookie,
+            targets: Vec::new(),
+            members: group
+                .members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let (v4, v6) = match m.test_address {
+                        Some(p) if p.is_ipv4() => (FamilyProbe::TestAddress(p), FamilyProbe::Off),
+                        Some(p) => (FamilyProbe::Off, FamilyProbe::TestAddress(p)),
+                        None => (FamilyProbe::Off, FamilyProbe::Off),
+                    };
+                    MemberProbeSpec {
+                        icmp_id: payload::icmp_id(salt, u32::try_from(i).unwrap_or(u32::MAX)),
+                        v4,
+                        v6,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Why a prober call was refused; the prober is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "the prober has {probers} members but group {group} has {members}: build both from the \
+         same member list"
+    )]
+    GroupMismatch {
+        group: String,
+        probers: usize,
+        members: usize,
+    },
+    #[error(
+        "{count} members probe in one group, at most {max} can: split the group or switch \
+         probing off on some members"
+    )]
+    TooManyMembers { count: usize, max: usize },
+    #[error(
+        "failure detection time {fdt:?} leaves no probe interval (FDT / 7): use at least 10 ms"
+    )]
+    FdtTooShort { fdt: Duration },
+    #[error(
+        "quiet period {quiet:?} is too long to schedule: use at most an hour (the default is \
+         40 s)"
+    )]
+    QuietPeriodTooLong { quiet: Duration },
+    #[error("the prober has no member {member} (it has {count})")]
+    UnknownMember { member: MemberId, count: usize },
+    #[error(
+        "member {member}: test address {address} is not an IPv{want} address: give it as the \
+         other family's test address"
+    )]
+    FamilyMismatch {
+        member: MemberId,
+        address: IpAddr,
+        want: u8,
+    },
+}
+
+/// An echo reply received on a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply<'a> {
+    pub member: MemberId,
+    pub family: Family,
+    /// Source address of the reply.
+    pub from: IpAddr,
+    /// The ICMP / ICMPv6 message, from its header on (no IP header).
+    pub icmp: &'a [u8],
+    /// Receive timestamp (XDP or kernel), on the monotonic clock `Instant` uses.
+    pub rx: Instant,
+}
+
+/// The group's state as the prober needs it, updated as verdicts are decided within a call.
+struct View {
+    link_up: Vec<bool>,
+    offline: Vec<bool>,
+    link_failed: Vec<bool>,
+    probe_failed: Vec<bool>,
+}
+
+impl View {
+    fn running(&self, m: MemberId) -> bool {
+        !self.offline[m] && !self.link_failed[m] && !self.probe_failed[m]
+    }
+
+    /// No member usable (Group state failed).
+    fn group_failed(&self) -> bool {
+        !(0..self.offline.len()).any(|m| self.running(m))
+    }
+}
+
+/// Output under construction; verdicts merge into one Group event.
+#[derive(Default)]
+struct Out {
+    output: ProbeOutput,
+    failed: MemberSet,
+    repaired: MemberSet,
+}
+
+impl Out {
+    fn fail(&mut self, m: MemberId) {
+        if self.repaired.contains(m) {
+            self.repaired.remove(m);
+        } else {
+            self.failed.insert(m);
+        }
+    }
+
+    fn repair(&mut self, m: MemberId) {
+        if self.failed.contains(m) {
+            self.failed.remove(m);
+        } else {
+            self.repaired.insert(m);
+        }
+    }
+
+    fn notice(&mut self, n: ProbeNotice) {
+        self.output.notices.push(n);
+    }
+
+    fn finish(mut self) -> ProbeOutput {
+        if !self.failed.is_empty() || !self.repaired.is_empty() {
+            self.output.event = Some(Event::Probe {
+                failed: self.failed,
+                repaired: self.repaired,
+            });
+        }
+        self.output
+    }
+}
+
+fn record_of(member: MemberId, inst: &Instance, slot: &ProbeSlot) -> Option<ProbeRecord> {
+    let outcome = match slot.status {
+        ProbeStatus::Unacked => return None,
+        ProbeStatus::Acked { rx, done } => ProbeOutcome::Acked { rx, done },
+        ProbeStatus::Lost { at } => ProbeOutcome::Lost { at },
+    };
+    let rtt = slot
+        .target
+        .and_then(|t| inst.targets.get(t))
+        .map(|t| &t.rtt);
+    Some(ProbeRecord {
+        member,
+        family: inst.family,
+        seq: slot.seq,
+        target: slot.target,
+        start: slot.start,
+        sent: slot.sent,
+        outcome,
+        rtt_avg: rtt.and_then(|r| r.avg()),
+        rtt_dev: rtt.and_then(|r| r.dev()),
+    })
+}
+
+/// `later − earlier` in ns, negative when `later` is earlier.
+fn signed_ns(later: Instant, earlier: Instant) -> i64 {
+    if later >= earlier {
+        i64::try_from((later - earlier).as_nanos()).unwrap_or(i64::MAX)
+    } else {
+        -i64::try_from((earlier - later).as_nanos()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Probe-based failure detection for one group (see the module documentation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prober {
+    /// Payload timestamps count from here.
+    epoch: Instant,
+    cookie: u64,
+    quiet_period: Duration,
+    fdt: Fdt,
+    members: Vec<MemberProber>,
+    /// The host's own addresses: never targets.
+    own: HashSet<IpAddr>,
+}
+
+impl Prober {
+    /// A prober for `group`, whose members it must list in the same order. Members whose link
+    /// is up and that are not offline start probing at a random point of the first interval.
+    pub fn new<R: Rng + ?Sized>(
+        spec: ProbeSpec,
+        group: &Group,
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<Self, ProbeError> {
+        let n = spec.members.len();
+        if n > MemberSet::CAPACITY {
+            return Err(ProbeError::TooManyMembers {
+                count: n,
+                max: MemberSet::CAPACITY,
+            });
+        }
+        if (spec.fdt / PROBES_PER_FDT).is_zero() {
+            return Err(ProbeError::FdtTooShort { fdt: spec.fdt });
+        }
+        let quiet_until = now
+            .checked_add(spec.quiet_period)
+            .filter(|_| spec.quiet_period <= Duration::from_secs(3600))
+            .ok_or(ProbeError::QuietPeriodTooLong {
+                quiet: spec.quiet_period,
+            })?;
+        let mut members = Vec::with_capacity(n);
+        for (m, ms) in spec.members.iter().enumerate() {
+            let make = |family: Family, fp: FamilyProbe| match fp {
+                FamilyProbe::Off => Ok(None),
+                FamilyProbe::LinkLayer => Ok(Some(Instance::new(family, None, quiet_until))),
+                FamilyProbe::TestAddress(p) => {
+                    if Family::of(p.addr) != family {
+                        return Err(ProbeError::FamilyMismatch {
+                            member: m,
+                            address: p.addr,
+                            want: if family == Family::V4 { 4 } else { 6 },
+                        });
+                    }
+                    Ok(Some(Instance::new(family, Some(p), quiet_until)))
+                }
+            };
+            let mut mp = MemberProber {
+                icmp_id: ms.icmp_id,
+                v4: make(Family::V4, ms.v4)?,
+                v6: make(Family::V6, ms.v6)?,
+            };
+            for inst in mp.instances_mut() {
+                for &t in spec
+                    .targets
+                    .iter()
+                    .filter(|t| Family::of(**t) == inst.family)
+                {
+                    inst.targets.add(t, TargetSource::Configured, now);
+                }
+            }
+            members.push(mp);
+        }
+        let mut prober = Self {
+            epoch: now,
+            cookie: spec.cookie,
+            quiet_period: spec.quiet_period,
+            fdt: Fdt::new(spec.fdt),
+            members,
+            own: HashSet::new(),
+        };
+        let view = prober.view(group)?;
+        prober.sync_running(&view, now, rng);
+        Ok(prober)
+    }
+
+    fn view(&self, group: &Group) -> Result<View, ProbeError> {
+        let n = group.spec().members.len();
+        if n != self.members.len() {
+            return Err(ProbeError::GroupMismatch {
+                group: group.spec().name.clone(),
+                probers: self.members.len(),
+                members: n,
+            });
+        }
+        let members: Vec<_> = (0..n).map(|m| group.member(m)).collect();
+        Ok(View {
+            link_up: members.iter().map(|v| v.link != Link::Down).collect(),
+            offline: members.iter().map(|v| v.offline).collect(),
+            link_failed: (0..n)
+                .map(|m| group.fail_cause(m) == Some(FailCause::LinkDown))
+                .collect(),
+            probe_failed: members.iter().map(|v| v.probe_failed).collect(),
+        })
+    }
+
+    fn check_member(&self, member: MemberId) -> Result<(), ProbeError> {
+        if member < self.members.len() {
+            Ok(())
+        } else {
+            Err(ProbeError::UnknownMember {
+                member,
+                count: self.members.len(),
+            })
+        }
+    }
+
+    /// Starts probing where the link is up and the member online; stops (and forgets the
+    /// probes in flight) elsewhere.
+    fn sync_running<R: Rng + ?Sized>(&mut self, view: &View, now: Instant, rng: &mut R) {
+        let interval = self.fdt.interval();
+        for (m, mp) in self.members.iter_mut().enumerate() {
+            let run = view.link_up[m] && !view.offline[m];
+            for inst in mp.instances_mut() {
+                match (run, inst.schedule.is_some()) {
+                    (true, false) => {
+                        inst.schedule = Some(Schedule::start(now, interval, rng.random()));
+                    }
+                    (false, true) => {
+                        inst.schedule = None;
+                        inst.history.clear();
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    // ---- daemon entry points ----------------------------------------------------------
+
+    /// Time passed: probes time out, due probes go out, members are judged.
+    pub fn tick<R: Rng + ?Sized>(
+        &mut self,
+        now: Instant,
+        group: &Group,
+        rng: &mut R,
+    ) -> Result<ProbeOutput, ProbeError> {
+        let mut view = self.view(group)?;
+        self.sync_running(&view, now, rng);
+        let mut out = Out::default();
+        for m in 0..self.members.len() {
+            for family in Family::ALL {
+                self.expire(m, family, now, &mut out);
+            }
+        }
+        let ui = self.fdt.user_interval();
+        let interval = self.fdt.interval();
+        let mut due = Vec::new();
+        for (m, mp) in self.members.iter_mut().enumerate() {
+            for inst in mp.instances_mut() {
+                let Some(sched) = inst.schedule.as_mut() else {
+                    continue;
+                };
+                if !sched.due(now) {
+                    continue;
+                }
+                let missed = sched.advance(now, ui, rng.random());
+                let capable = inst.targets.has_active();
+                let fd = if capable {
+                    sched.take_failure_detection(now, ui, interval)
+                } else {
+                    sched.sync_failure_detection();
+                    true
+                };
+                if missed > 0 {
+                    inst.counters.missed += u64::from(missed);
+                    out.notice(ProbeNotice::ProbesMissed {
+                        member: m,
+                        family: inst.family,
+                        count: missed,
+                    });
+                }
+                if fd && capable {
+                    for i in inst.history.limit_in_flight(now) {
+                        inst.counters.lost += 1;
+                        if let Some(r) = inst.history.slot(i).and_then(|s| record_of(m, inst, s)) {
+                            out.output.records.push(r);
+                        }
+                    }
+                }
+                due.push((m, inst.family, fd));
+            }
+        }
+        for m in 0..self.members.len() {
+            self.evaluate(m, now, &mut view, &mut out);
+        }
+        for (m, family, fd) in due {
+            self.send(m, family, fd, now, &mut out);
+        }
+        Ok(out.finish())
+    }
+
+    /// An ICMP echo reply arrived. Returns what became of it; rejected replies are counted
+    /// per reason ([`Prober::counters`]).
+    pub fn reply(
+        &mut self,
+        reply: Reply<'_>,
+        now: Instant,
+        group: &Group,
+    ) -> Result<(ReplyOutcome, ProbeOutput), ProbeError> {
+        let mut view = self.view(group)?;
+        self.check_member(reply.member)?;
+        let mut out = Out::default();
+        let outcome = self.process_reply(&reply, now, &mut view, &mut out);
+        self.count_rejection(reply.member, reply.family, outcome);
+        Ok((outcome, out.finish()))
+    }
+
+    /// A link-layer probe (ARP / neighbour solicitation) to `from` was answered: acks the
+    /// oldest probe to `from` still in flight.
+    pub fn link_layer_reply(
+        &mut self,
+        member: MemberId,
+        family: Family,
+        from: IpAddr,
+        rx: Instant,
+        now: Instant,
+        group: &Group,
+    ) -> Result<(ReplyOutcome, ProbeOutput), ProbeError> {
+        let mut view = self.view(group)?;
+        self.check_member(member)?;
+        let mut out = Out::default();
+        let outcome = match self.members[member].get(family) {
+            None => ReplyOutcome::Rejected(RejectReason::NotProbing),
+            Some(inst) if inst.test.is_some() => ReplyOutcome::Rejected(RejectReason::NotProbing),
+            Some(inst) if inst.schedule.is_none() => ReplyOutcome::Rejected(RejectReason::Stopped),
+            Some(inst) => {
+                let found = inst
+                    .history
+                    .iter()
+                    .position(|s| s.target == Some(from) && s.status == ProbeStatus::Unacked);
+                match found {
+                    Some(i) => self.ack(member, family, i, rx, now, &mut view, &mut out),
+                    None => ReplyOutcome::Rejected(RejectReason::NoProbeInFlight),
+                }
+            }
+        };
+        self.count_rejection(member, family, outcome);
+        Ok((outcome, out.finish()))
+    }
+
+    /// The probe `seq` of `member`/`family` actually left at `at` (NETRTT is measured from
+    /// here). Returns false if no such probe is remembered.
+    pub fn sent(&mut self, member: MemberId, family: Family, seq: u16, at: Instant) -> bool {
+        let Some(inst) = self
+            .members
+            .get_mut(member)
+            .and_then(|mp| mp.get_mut(family))
+        else {
+            return false;
+        };
+        let Lookup::Found(i) = inst.history.lookup(seq) else {
+            return false;
+        };
+        match inst.history.slot_mut(i) {
+            Some(s) => {
+                s.sent = at;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The group applied `Event::Link { member, up }`. Link down stops probing, forgets the
+    /// history and, if the member had a target, fails it by probes too (10 fresh acks repair
+    /// it after link-up). Link up starts probing again.
+    pub fn link<R: Rng + ?Sized>(
+        &mut self,
+        member: MemberId,
+        up: bool,
+        now: Instant,
+        group: &Group,
+        rng: &mut R,
+    ) -> Result<ProbeOutput, ProbeError> {
+        let mut view = self.view(group)?;
+        self.check_member(member)?;
+        view.link_up[member] = up;
+        let mut out = Out::default();
+        let mp = &self.members[member];
+        if !up && mp.probing() && mp.capable() && !view.probe_failed[member] {
+            out.fail(member);
+        }
+        if !up {
+            for inst in self.members[member].instances_mut() {
+                inst.schedule = None;
+                inst.history.clear();
+            }
+        }
+        self.sync_running(&view, now, rng);
+        Ok(out.finish())
+    }
+
+    /// The group applied `Event::Offline { member }`: probing stops.
+    pub fn offline(&mut self, member: MemberId, group: &Group) -> Result<(), ProbeError> {
+        let mut view = self.view(group)?;
+        self.check_member(member)?;
+        view.offline[member] = true;
+        self.stop_where_needed(&view);
+        Ok(())
+    }
+
+    fn stop_where_needed(&mut self, view: &View) {
+        for (m, mp) in self.members.iter_mut().enumerate() {
+            if view.link_up[m] && !view.offline[m] {
+                continue;
+            }
+            for inst in mp.instances_mut() {
+                inst.schedule = None;
+                inst.history.clear();
+            }
+        }
+    }
+
+    /// The group applied `Event::Online { member }`: probing starts afresh, with a new quiet
+    /// period (in.mpathd treats an onlined interface as new).
+    pub fn online<R: Rng + ?Sized>(
+        &mut self,
+        member: MemberId,
+        now: Instant,
+        group: &Group,
+        rng: &mut R,
+    ) -> Result<(), ProbeError> {
+        let mut view = self.view(group)?;
+        self.check_member(member)?;
+        view.offline[member] = false;
+        let quiet_until = now.checked_add(self.quiet_period).unwrap_or(now);
+        for inst in self.members[member].instances_mut() {
+            inst.schedule = None;
+            inst.history.clear();
+            inst.quiet_until = quiet_until;
+        }
+        self.sync_running(&view, now, rng);
+        Ok(())
+    }
+
+    /// The on-link routers of the group's routes in `family` changed; `routers` is the full
+    /// current list. Members without explicit targets in that family use those inside their
+    /// test subnet instead of multicast-discovered hosts.
+    pub fn set_routers(&mut self, family: Family, routers: &[IpAddr], now: Instant) -> ProbeOutput {
+        let mut out = Out::default();
+        for m in 0..self.members.len() {
+            let Some(inst) = self.members[m].get(family) else {
+                continue;
+            };
+            if inst.targets.source() == Some(TargetSource::Configured) {
+                continue;
+            }
+            let wanted: Vec<IpAddr> = routers
+                .iter()
+                .copied()
+                .filter(|&r| inst.accepts(r) && !self.is_own(r))
+                .collect();
+            if inst.targets.source() == Some(TargetSource::Router) {
+                let gone: Vec<IpAddr> = inst
+                    .targets
+                    .iter()
+                    .map(|t| t.addr)
+                    .filter(|a| !wanted.contains(a))
+                    .collect();
+                for t in gone {
+                    self.remove_target(m, family, t, RemoveReason::NotARouter, now, &mut out);
+                }
+            }
+            for r in wanted {
+                self.add_target(m, family, r, TargetSource::Router, now, &mut out);
+            }
+        }
+        out.finish()
+    }
+
+    /// The host's own addresses (data addresses, addresses on other interfaces): never taken
+    /// as targets. Test addresses of the group are always excluded.
+    pub fn set_own_addresses(&mut self, addrs: impl IntoIterator<Item = IpAddr>) {
+        self.own = addrs.into_iter().collect();
+    }
+
+    /// When [`tick`](Self::tick) is due next: a probe goes out or one times out.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let interval = self.fdt.interval();
+        self.members
+            .iter()
+            .flat_map(MemberProber::instances)
+            .filter_map(|inst| inst.next_deadline(interval))
+            .min()
+    }
+
+    // ---- views -------------------------------------------------------------------------
+
+    /// The group's FDT state (ipmpstat -g FDT is `fdt().current()`).
+    pub fn fdt(&self) -> &Fdt {
+        &self.fdt
+    }
+
+    /// Payload timestamps are ns since this instant.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// Whether `member` probes in some family.
+    pub fn is_probing(&self, member: MemberId) -> bool {
+        self.members.get(member).is_some_and(MemberProber::probing)
+    }
+
+    /// ipmpstat -i PROBE: disabled (no probing), failed (probes failed it), unknown (no
+    /// target), ok.
+    pub fn probe_state(&self, member: MemberId, group: &Group) -> ProbeState {
+        let Some(mp) = self.members.get(member) else {
+            return ProbeState::Disabled;
+        };
+        if !mp.probing() {
+            ProbeState::Disabled
+        } else if member < group.spec().members.len() && group.member(member).probe_failed {
+            ProbeState::Failed
+        } else if !mp.capable() {
+            ProbeState::Unknown
+        } else {
+            ProbeState::Ok
+        }
+    }
+
+    /// ipmpstat -t: one row per family `member` probes in (none: one `disabled` row).
+    pub fn target_rows(&self, member: MemberId) -> Vec<TargetRow> {
+        let Some(mp) = self.members.get(member) else {
+            return Vec::new();
+        };
+        mp.instances()
+            .map(|inst| TargetRow {
+                member,
+                family: inst.family,
+                mode: match (inst.targets.source(), inst.test) {
+                    (Some(TargetSource::Router | TargetSource::Configured), _) => ProbeMode::Routes,
+                    (Some(TargetSource::Host), _) | (None, Some(_)) => ProbeMode::Multicast,
+                    (None, None) => ProbeMode::Disabled,
+                },
+                test_address: inst.test_address(),
+                targets: inst.targets.firing_order(),
+            })
+            .collect()
+    }
+
+    /// The targets of `member` in `family`.
+    pub fn targets(&self, member: MemberId, family: Family) -> Option<&Targets> {
+        self.instance(member, family).map(|i| &i.targets)
+    }
+
+    /// The probe history of `member` in `family`.
+    pub fn history(&self, member: MemberId, family: Family) -> Option<&super::history::History> {
+        self.instance(member, family).map(|i| &i.history)
+    }
+
+    /// The counters of `member` in `family`.
+    pub fn counters(&self, member: MemberId, family: Family) -> Option<&super::ProbeCounters> {
+        self.instance(member, family).map(|i| &i.counters)
+    }
+
+    /// When `member`'s quiet period in `family` ends (or ended).
+    pub fn quiet_until(&self, member: MemberId, family: Family) -> Option<Instant> {
+        self.instance(member, family).map(|i| i.quiet_until)
+    }
+
+    fn instance(&self, member: MemberId, family: Family) -> Option<&Instance> {
+        self.members.get(member).and_then(|mp| mp.get(family))
+    }
+
+    /// A log line for `notice`, with member names from `names` (the group's member order) and
+    /// the group's name, worded like in.mpathd's messages where it has one.
+    pub fn describe(&self, notice: &ProbeNotice, group: &str, names: &[&str]) -> String {
+        let name = |m: MemberId| names.get(m).copied().unwrap_or("?");
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        match notice {
+            ProbeNotice::FdtRaised {
+                member,
+                family,
+                target,
+                crtt,
+                requested,
+                fdt,
+            } => format!(
+                "cannot meet requested failure detection time of {:.1} ms on ({family} {}): \
+                 target {target} has a conservative RTT of {:.3} ms; new failure detection \
+                 time for group \"{group}\" is {:.1} ms",
+                ms(*requested),
+                name(*member),
+                ms(*crtt),
+                ms(*fdt)
+            ),
+            ProbeNotice::FdtLowered {
+                member,
+                family,
+                fdt,
+            } => format!(
+                "improved failure detection time {:.1} ms on ({family} {}) for group \"{group}\"",
+                ms(*fdt),
+                name(*member)
+            ),
+            ProbeNotice::TargetAdded {
+                member,
+                family,
+                target,
+                source,
+            } => format!(
+                "probe target {target} ({source}) added on ({family} {})",
+                name(*member)
+            ),
+            ProbeNotice::TargetRemoved {
+                member,
+                family,
+                target,
+                reason,
+            } => format!(
+                "probe target {target} removed on ({family} {}): {}",
+                name(*member),
+                match reason {
+                    RemoveReason::Unresponsive =>
+                        "it alone stopped answering; looking for another by multicast",
+                    RemoveReason::Slow => "much slower than the others; looking for another",
+                    RemoveReason::Replaced => "replaced by a better kind of target",
+                    RemoveReason::NotARouter => "no longer an on-link router",
+                    RemoveReason::GroupFailure =>
+                        "host targets are rediscovered after a group failure",
+                }
+            ),
+            ProbeNotice::TargetDemoted {
+                member,
+                family,
+                target,
+                status,
+            } => format!(
+                "probe target {target} on ({family} {}) marked {status}; retried after {} s",
+                name(*member),
+                super::MIN_RECOVERY_TIME.as_secs()
+            ),
+            ProbeNotice::InterfaceFailure { member } => format!(
+                "IP interface failure detected on {} of group {group} (probes lost)",
+                name(*member)
+            ),
+            ProbeNotice::GroupFailure { member } => format!(
+                "all probe targets of group {group} stopped answering (detected on {}): group \
+                 failure, every probing member is failed",
+                name(*member)
+            ),
+            ProbeNotice::ProbeRepair { member } => format!(
+                "{} probes acked in a row on {} of group {group}",
+                NUM_PROBE_REPAIRS,
+                name(*member)
+            ),
+            ProbeNotice::ProbesMissed {
+                member,
+                family,
+                count,
+            } => format!(
+                "missed sending {count} probes on ({family} {}): the daemon ran late",
+                name(*member)
+            ),
+        }
+    }
+
+    // ---- internals ---------------------------------------------------------------------
+
+    fn is_own(&self, addr: IpAddr) -> bool {
+        self.own.contains(&addr)
+            || self
+                .members
+                .iter()
+                .flat_map(MemberProber::instances)
+                .any(|i| i.test_address() == Some(addr))
+    }
+
+    fn count_rejection(&mut self, member: MemberId, family: Family, outcome: ReplyOutcome) {
+        if let ReplyOutcome::Rejected(reason) = outcome
+            && let Some(inst) = self
+                .members
+                .get_mut(member)
+                .and_then(|mp| mp.get_mut(family))
+        {
+            inst.counters.reject(reason);
+        }
+    }
+
+    fn stamp(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn request(
+        &self,
+        member: MemberId,
+        inst: &Instance,
+        kind: ProbeKind,
+        dst: IpAddr,
+        seq: u16,
+        now: Instant,
+    ) -> ProbeRequest {
+        let src = inst.test_address();
+        let icmp = src.map(|_| {
+            payload::build_request(
+                inst.family,
+                &Echo {
+                    id: self.members[member].icmp_id,
+                    seq,
+                    timestamp_ns: self.stamp(now),
+                    kind,
+                    cookie: self.cookie,
+                },
+            )
+        });
+        ProbeRequest {
+            member,
+            family: inst.family,
+            kind,
+            dst,
+            src,
+            seq,
+            start: now,
+            icmp,
+        }
+    }
+
+    /// Probes in flight whose timeout came are lost.
+    fn expire(&mut self, m: MemberId, family: Family, now: Instant, out: &mut Out) {
+        let interval = self.fdt.interval();
+        let Some(inst) = self.members[m].get_mut(family) else {
+            return;
+        };
+        let Instance {
+            history, targets, ..
+        } = inst;
+        let lost = history.expire(now, |t| timeout(targets, t, interval));
+        inst.counters.lost += lost.len() as u64;
+        for i in lost {
+            if let Some(r) = inst.history.slot(i).and_then(|s| record_of(m, inst, s)) {
+                out.output.records.push(r);
+            }
+        }
+    }
+
+    /// Sends the probe of a timer firing.
+    fn send(&mut self, m: MemberId, family: Family, fd: bool, now: Instant, out: &mut Out) {
+        let Some(inst) = self.members[m].get(family) else {
+            return;
+        };
+        if inst.schedule.is_none() {
+            return;
+        }
+        if !inst.capable() {
+            self.discover(m, family, now, out);
+            return;
+        }
+        if !fd {
+            let Some(dst) = inst.targets.rtt_next() else {
+                return;
+            };
+            let req = self.request(m, inst, ProbeKind::RttOnly, dst, inst.history.snxt(), now);
+            out.output.sends.push(req);
+            if let Some(inst) = self.members[m].get_mut(family) {
+                inst.counters.rtt_probes += 1;
+                inst.targets.advance_rtt(now);
+            }
+            return;
+        }
+        let Some(dst) = inst.targets.next() else {
+            return;
+        };
+        let seq = inst.history.snxt();
+        let req = self.request(m, inst, ProbeKind::Unicast, dst, seq, now);
+        out.output.sends.push(req);
+        let lone_host =
+            inst.targets.source() == Some(TargetSource::Host) && inst.targets.active_count() == 1;
+        if let Some(inst) = self.members[m].get_mut(family) {
+            inst.history.push(dst, now);
+            inst.counters.sent += 1;
+            inst.targets.advance(now);
+        }
+        if lone_host {
+            // One host target is no resilience: look for more.
+            self.discover(m, family, now, out);
+        }
+    }
+
+    /// A multicast echo to find host targets (only with a test address).
+    fn discover(&mut self, m: MemberId, family: Family, now: Instant, out: &mut Out) {
+        let Some(inst) = self.members[m].get(family) else {
+            return;
+        };
+        if inst.test.is_none() {
+            return;
+        }
+        let req = self.request(
+            m,
+            inst,
+            ProbeKind::Discovery,
+            family.all_nodes(),
+            inst.history.snxt(),
+            now,
+        );
+        out.output.sends.push(req);
+        if let Some(inst) = self.members[m].get_mut(family) {
+            inst.counters.discovery_probes += 1;
+        }
+    }
+
+    fn add_target(
+        &mut self,
+        m: MemberId,
+        family: Family,
+        addr: IpAddr,
+        source: TargetSource,
+        now: Instant,
+        out: &mut Out,
+    ) -> bool {
+        let Some(inst) = self.members[m].get_mut(family) else {
+            return false;
+        };
+        let added = inst.targets.add(addr, source, now);
+        for gone in added.replaced {
+            for s in inst.history.drop_target(gone, now) {
+                inst.counters.lost += 1;
+                if let Some(r) = record_of(m, inst, &s) {
+                    out.output.records.push(r);
+                }
+            }
+            out.notice(ProbeNotice::TargetRemoved {
+                member: m,
+                family,
+                target: gone,
+                reason: RemoveReason::Replaced,
+            });
+        }
+        if added.added {
+            out.notice(ProbeNotice::TargetAdded {
+                member: m,
+                family,
+                target: addr,
+                source,
+            });
+        }
+        added.added
+    }
+
+    fn remove_target(
+        &mut self,
+        m: MemberId,
+        family: Family,
+        addr: IpAddr,
+        reason: RemoveReason,
+        now: Instant,
+        out: &mut Out,
+    ) {
+        let Some(inst) = self.members[m].get_mut(family) else {
+            return;
+        };
+        if inst.targets.remove(addr, now).is_none() {
+            return;
+        }
+        for s in inst.history.drop_target(addr, now) {
+            inst.counters.lost += 1;
+            if let Some(r) = record_of(m, inst, &s) {
+                out.output.records.push(r);
+            }
+        }
+        if inst.targets.is_empty() {
+            // in.mpathd clear_pii_probe_stats: without targets the history means nothing.
+            inst.history.clear();
+        }
+        out.notice(ProbeNotice::TargetRemoved {
+            member: m,
+            family,
+            target: addr,
+            reason,
+        });
+    }
+
+    /// `target` alone keeps losing probes while the member does not: not the member's fault.
+    fn blame(&mut self, m: MemberId, family: Family, target: IpAddr, now: Instant, out: &mut Out) {
+        let Some(inst) = self.members[m].get_mut(family) else {
+            return;
+        };
+        if inst
+            .targets
+            .source()
+            .is_some_and(TargetSource::is_persistent)
+        {
+            inst.targets.demote(target, TargetStatus::Dead, now);
+            // Its old losses must not condemn it again when it comes back.
+            for s in inst.history.drop_target(target, now) {
+                inst.counters.lost += 1;
+                if let Some(r) = record_of(m, inst, &s) {
+                    out.output.records.push(r);
+                }
+            }
+            out.notice(ProbeNotice::TargetDemoted {
+                member: m,
+                family,
+                target,
+                status: TargetStatus::Dead,
+            });
+        } else {
+            self.remove_target(m, family, target, RemoveReason::Unresponsive, now, out);
+            self.discover(m, family, now, out);
+        }
+    }
+
+    /// Judges member `m`: failure while it works, repair while it is failed by probes.
+    fn evaluate(&mut self, m: MemberId, now: Instant, view: &mut View, out: &mut Out) {
+        if !self.members[m].probing() || view.offline[m] {
+            return;
+        }
+        if !view.probe_failed[m] {
+            if view.running(m) {
+                self.check_failure(m, now, view, out);
+            }
+        } else if view.link_up[m] && self.repaired(m) {
+            out.repair(m);
+            view.probe_failed[m] = false;
+            out.notice(ProbeNotice::ProbeRepair { member: m });
+        }
+    }
+
+    fn check_failure(&mut self, m: MemberId, now: Instant, view: &mut View, out: &mut Out) {
+        for family in Family::ALL {
+            let Some(inst) = self.members[m].get(family) else {
+                continue;
+            };
+            if !inst.capable() || inst.in_quiet(now) {
+                continue;
+            }
+            let info = inst.history.fail_info();
+            if info.nfail >= NUM_PROBE_FAILS {
+                continue;
+            }
+            let blamed: Vec<IpAddr> = info
+                .per_target
+                .iter()
+                .filter(|(t, n)| {
+                    *n >= NUM_PROBE_FAILS
+                        && inst
+                            .targets
+                            .get(*t)
+                            .is_some_and(|x| x.status == TargetStatus::Active)
+                })
+                .map(|(t, _)| *t)
+                .collect();
+            for t in blamed {
+                self.blame(m, family, t, now, out);
+            }
+        }
+        let mut tff: Option<Instant> = None;
+        let mut any = false;
+        for inst in self.members[m].instances() {
+            if !inst.capable() {
+                continue;
+            }
+            if inst.in_quiet(now) {
+                return;
+            }
+            let info = inst.history.fail_info();
+            if info.nfail < NUM_PROBE_FAILS {
+                return;
+            }
+            any = true;
+            tff = match (tff, info.tff) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        if !any {
+            return;
+        }
+        if self.network_works_elsewhere(m, tff, view) {
+            out.fail(m);
+            view.probe_failed[m] = true;
+            for inst in self.members[m].instances_mut() {
+                inst.targets.reset_rtt();
+            }
+            out.notice(ProbeNotice::InterfaceFailure { member: m });
+        } else {
+            self.group_failure(m, now, view, out);
+        }
+    }
+
+    /// in.mpathd `failure_state`: does another member prove the network works?
+    fn network_works_elsewhere(&self, m: MemberId, tff: Option<Instant>, view: &View) -> bool {
+        for (m2, mp) in self.members.iter().enumerate() {
+            if m2 == m || !view.link_up[m2] {
+                continue;
+            }
+            if !mp.probing() {
+                // Link up without probing counts as working.
+                if !view.offline[m2] {
+                    return true;
+                }
+                continue;
+            }
+            if !view.running(m2) || view.group_failed() {
+                continue;
+            }
+            for inst in mp.instances() {
+                if let Some(tls) = inst.history.success_info().tls
+                    && tff.is_none_or(|t| tls > t)
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Every probing member fails at once; estimates reset; host targets flushed.
+    fn group_failure(&mut self, m: MemberId, now: Instant, view: &mut View, out: &mut Out) {
+        for m2 in 0..self.members.len() {
+            if !self.members[m2].probing() {
+                continue;
+            }
+            if !view.probe_failed[m2] {
+                out.fail(m2);
+                view.probe_failed[m2] = true;
+            }
+            for family in Family::ALL {
+                let Some(inst) = self.members[m2].get_mut(family) else {
+                    continue;
+                };
+                inst.targets.reset_rtt();
+                if inst.targets.source() == Some(TargetSource::Host) {
+                    let hosts: Vec<IpAddr> = inst.targets.iter().map(|t| t.addr).collect();
+                    for t in hosts {
+                        self.remove_target(m2, family, t, RemoveReason::GroupFailure, now, out);
+                    }
+                }
+            }
+        }
+        out.notice(ProbeNotice::GroupFailure { member: m });
+    }
+
+    /// in.mpathd `phyint_repaired`: the newest completed probe was acked and 10 in a row were
+    /// (overall or to one target), on either family.
+    fn repaired(&self, m: MemberId) -> bool {
+        self.members[m].instances().any(|inst| {
+            let newest_acked = inst
+                .history
+                .newest_completed()
+                .is_some_and(|s| matches!(s.status, ProbeStatus::Acked { .. }));
+            let s = inst.history.success_info();
+            inst.capable()
+                && newest_acked
+                && (s.nsucc >= NUM_PROBE_REPAIRS || s.nsucc_target >= NUM_PROBE_REPAIRS)
+        })
+    }
+
+    fn process_reply(
+        &mut self,
+        reply: &Reply<'_>,
+        now: Instant,
+        view: &mut View,
+        out: &mut Out,
+    ) -> ReplyOutcome {
+        let (m, family) = (reply.member, reply.family);
+        let mp = &self.members[m];
+        let Some(inst) = mp.get(family) else {
+            return ReplyOutcome::Rejected(RejectReason::NotProbing);
+        };
+        if inst.test.is_none() {
+            return ReplyOutcome::Rejected(RejectReason::NotProbing);
+        }
+        if inst.schedule.is_none() {
+            return ReplyOutcome::Rejected(RejectReason::Stopped);
+        }
+        let echo = match payload::validate_reply(family, reply.icmp, mp.icmp_id, self.cookie) {
+            Ok(e) => e,
+            Err(r) => return ReplyOutcome::Rejected(r),
+        };
+        match echo.kind {
+            ProbeKind::Discovery => self.responder(family, reply.from, now, out),
+            ProbeKind::RttOnly => self.rtt_reply(m, family, &echo, reply, now, view, out),
+            ProbeKind::Unicast => {
+                let i = match inst.history.lookup(echo.seq) {
+                    Lookup::OutOfWindow => {
+                        return ReplyOutcome::Rejected(RejectReason::OutOfWindow);
+                    }
+                    Lookup::NeverSent => return ReplyOutcome::Rejected(RejectReason::NeverSent),
+                    Lookup::Found(i) => i,
+                };
+                let Some(slot) = inst.history.slot(i) else {
+                    return ReplyOutcome::Rejected(RejectReason::NeverSent);
+                };
+                let Some(target) = slot.target else {
+                    return ReplyOutcome::Rejected(RejectReason::TargetGone);
+                };
+                if target != reply.from {
+                    return ReplyOutcome::Rejected(RejectReason::WrongSource);
+                }
+                if matches!(slot.status, ProbeStatus::Acked { .. }) {
+                    return ReplyOutcome::Rejected(RejectReason::Duplicate);
+                }
+                if echo.timestamp_ns != self.stamp(slot.start) {
+                    return ReplyOutcome::Rejected(RejectReason::BadTimestamp);
+                }
+                self.ack(m, family, i, reply.rx, now, view, out)
+            }
+        }
+    }
+
+    /// Acks probe `i` of `m`/`family`: RTT sample, FDT adaptation, record, repair check.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site per reply kind; a struct would only rename the arguments"
+    )]
+    fn ack(
+        &mut self,
+        m: MemberId,
+        family: Family,
+        i: usize,
+        rx: Instant,
+        now: Instant,
+        view: &mut View,
+        out: &mut Out,
+    ) -> ReplyOutcome {
+        let interval = self.fdt.interval();
+        let learn = view.running(m) && !view.group_failed();
+        let Some(inst) = self.members[m].get_mut(family) else {
+            return ReplyOutcome::Rejected(RejectReason::NotProbing);
+        };
+        let Some(slot) = inst.history.slot(i).copied() else {
+            return ReplyOutcome::Rejected(RejectReason::NeverSent);
+        };
+        let Some(target) = slot.target else {
+            return ReplyOutcome::Rejected(RejectReason::TargetGone);
+        };
+        let late = matches!(slot.status, ProbeStatus::Lost { .. });
+        let rx = rx.min(now);
+        let newest = inst.history.newest_ack_for(target, i);
+        if let Some(s) = inst.history.slot_mut(i) {
+            s.status = ProbeStatus::Acked { rx, done: now };
+        }
+        inst.counters.acked += 1;
+        if late {
+            inst.counters.late += 1;
+        }
+        // The first ack ends the quiet period: the switch forwards.
+        if inst.quiet_until > now {
+            inst.quiet_until = now;
+        }
+        let mut crtt = None;
+        if learn
+            && newest
+            && let Some(t) = inst.targets.get_mut(target)
+        {
+            let sample = t
+                .rtt
+                .sample(signed_ns(rx, slot.start), interval, SampleKind::Probe);
+            if sample.changed() {
+                crtt = t.rtt.crtt();
+            }
+        }
+        if let Some(r) = inst.history.slot(i).and_then(|s| record_of(m, inst, s)) {
+            out.output.records.push(r);
+        }
+        if let Some(crtt) = crtt {
+            self.adapt(m, family, target, crtt, SampleKind::Probe, now, view, out);
+        }
+        self.evaluate(m, now, view, out);
+        ReplyOutcome::Acked {
+            seq: slot.seq,
+            late,
+        }
+    }
+
+    /// in.mpathd `incoming_rtt_reply`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors ack(); the reply and the call's context"
+    )]
+    fn rtt_reply(
+        &mut self,
+        m: MemberId,
+        family: Family,
+        echo: &Echo,
+        reply: &Reply<'_>,
+        now: Instant,
+        view: &mut View,
+        out: &mut Out,
+    ) -> ReplyOutcome {
+        let interval = self.fdt.interval();
+        let learn = view.running(m) && !view.group_failed();
+        let start = self
+            .epoch
+            .checked_add(Duration::from_nanos(echo.timestamp_ns));
+        let Some(inst) = self.members[m].get_mut(family) else {
+            return ReplyOutcome::Rejected(RejectReason::NotProbing);
+        };
+        let Some(t) = inst.targets.get_mut(reply.from) else {
+            return ReplyOutcome::Rejected(RejectReason::UnknownTarget);
+        };
+        let Some(start) = start else {
+            return ReplyOutcome::Rejected(RejectReason::BadTimestamp);
+        };
+        if !learn {
+            return ReplyOutcome::RttSample { applied: false };
+        }
+        let sample = t.rtt.sample(
+            signed_ns(reply.rx.min(now), start),
+            interval,
+            SampleKind::RttOnly,
+        );
+        let crtt = t.rtt.crtt();
+        if sample.changed()
+            && let Some(crtt) = crtt
+        {
+            self.adapt(
+                m,
+                family,
+                reply.from,
+                crtt,
+                SampleKind::RttOnly,
+                now,
+                view,
+                out,
+            );
+        }
+        ReplyOutcome::RttSample {
+            applied: sample.changed(),
+        }
+    }
+
+    /// FDT adaptation after `target`'s CRTT changed to `crtt`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the sample's identity and the call's context"
+    )]
+    fn adapt(
+        &mut self,
+        m: MemberId,
+        family: Family,
+        target: IpAddr,
+        crtt: Duration,
+        kind: SampleKind,
+        now: Instant,
+        view: &View,
+        out: &mut Out,
+    ) {
+        let interval = self.fdt.interval();
+        if kind == SampleKind::Probe && crtt > interval {
+            let Some(inst) = self.members[m].get_mut(family) else {
+                return;
+            };
+            if inst.targets.is_exception(target, interval) {
+                if inst
+                    .targets
+                    .source()
+                    .is_some_and(TargetSource::is_persistent)
+                {
+                    inst.targets.demote(target, TargetStatus::Slow, now);
+                    out.notice(ProbeNotice::TargetDemoted {
+                        member: m,
+                        family,
+                        target,
+                        status: TargetStatus::Slow,
+                    });
+                } else {
+                    self.remove_target(m, family, target, RemoveReason::Slow, now, out);
+                    self.discover(m, family, now, out);
+                }
+            } else {
+                let requested = self.fdt.user();
+                let fdt = self.fdt.raise(crtt, now);
+                out.notice(ProbeNotice::FdtRaised {
+                    member: m,
+                    family,
+                    target,
+                    crtt,
+                    requested,
+                    fdt,
+                });
+            }
+        } else if self.fdt.may_lower(crtt, now) && self.all_improved(view) {
+            let fdt = self.fdt.lower();
+            out.notice(ProbeNotice::FdtLowered {
+                member: m,
+                family,
+                fdt,
+            });
+        }
+    }
+
+    /// in.mpathd `check_pg_crtt_improved`: every active target of every working member is at
+    /// most interval / 4.
+    fn all_improved(&self, view: &View) -> bool {
+        self.members.iter().enumerate().all(|(m, mp)| {
+            !view.running(m)
+                || mp.instances().all(|inst| {
+                    !inst.capable() || inst.targets.all_active_crtt(|c| self.fdt.improved(c))
+                })
+        })
+    }
+
+    /// in.mpathd `incoming_mcast_reply`: a host answered the multicast echo; it becomes a
+    /// target of every member probing in `family` that can take it.
+    fn responder(
+        &mut self,
+        family: Family,
+        from: IpAddr,
+        now: Instant,
+        out: &mut Out,
+    ) -> ReplyOutcome {
+        let unusable = from.is_unspecified()
+            || from.is_multicast()
+            || Family::of(from) != family
+            || self.is_own(from)
+            || matches!(from, IpAddr::V6(a) if !a.is_unicast_link_local());
+        if unusable {
+            return ReplyOutcome::Rejected(RejectReason::UnusableResponder);
+        }
+        let mut added = 0;
+        for m in 0..self.members.len() {
+            let accepts = self.members[m]
+                .get(family)
+                .is_some_and(|inst| inst.accepts(from));
+            if accepts && self.add_target(m, family, from, TargetSource::Host, now, out) {
+                added += 1;
+            }
+        }
+        ReplyOutcome::Responder { added }
+    }
+}
