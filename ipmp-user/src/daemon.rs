@@ -20,6 +20,7 @@ use crate::{
     dataplane::{self, Dataplane, DataplaneError, DesiredGroup, DesiredMember, XdpAttachMode},
     group::{Event, Group, GroupSpec, Link as LinkState, Notice},
     netlink::{self, Link, Netlink, NetlinkError, events::LinkEvent, sysctl},
+    prober::{GroupProbing, ProbeReply},
 };
 
 /// Why ipmpd cannot start (or stopped).
@@ -55,6 +56,8 @@ pub enum DaemonError {
     Control(#[from] control::ControlError),
     #[error(transparent)]
     Announce(#[from] AnnounceError),
+    #[error(transparent)]
+    Prober(#[from] crate::prober::ProberError),
 }
 
 type Result<T> = std::result::Result<T, DaemonError>;
@@ -101,6 +104,8 @@ struct GroupRt {
     fsm: Group,
     members: Vec<MemberRt>,
     carrier_on: bool,
+    /// Probe-based detection, when a member has a test address.
+    probing: Option<GroupProbing>,
 }
 
 pub struct Daemon {
@@ -112,6 +117,8 @@ pub struct Daemon {
     started: Instant,
     /// Neighbours last shared across a group's members: (group, address) → MAC.
     neighbours: HashMap<(usize, IpAddr), [u8; 6]>,
+    /// Replies from the probe sockets (taken by `run`).
+    probe_rx: Option<mpsc::Receiver<ProbeReply>>,
 }
 
 fn link_state(link: &Link) -> LinkState {
@@ -280,6 +287,7 @@ impl Daemon {
         let links = nl.links().await?;
         let now = Instant::now();
         let mut groups = Vec::new();
+        let (probe_tx, probe_rx) = mpsc::channel(1024);
         let mut stats_slot = 0u32;
         for (slot, cfg) in config.groups.iter().enumerate() {
             let mut members = Vec::new();
@@ -343,6 +351,9 @@ impl Daemon {
             let spec = GroupSpec::from_config(&config, cfg);
             let initial: Vec<LinkState> = rts.iter().map(|m| m.link).collect();
             let fsm = Group::new(spec, &initial, now);
+            let names: Vec<(String, u32)> =
+                rts.iter().map(|m| (m.name.clone(), m.ifindex)).collect();
+            let probing = GroupProbing::start(&config, cfg, slot, &fsm, &names, &probe_tx, now)?;
             let seed = cfg.hash_seed.unwrap_or_else(rand::random);
             groups.push(GroupRt {
                 cfg: cfg.clone(),
@@ -353,6 +364,7 @@ impl Daemon {
                 fsm,
                 members: rts,
                 carrier_on: true,
+                probing,
             });
         }
         let mut daemon = Self {
@@ -363,6 +375,7 @@ impl Daemon {
             groups,
             started: Instant::now(),
             neighbours: HashMap::new(),
+            probe_rx: Some(probe_rx),
         };
         daemon.sync_dataplane()?;
         for gi in 0..daemon.groups.len() {
@@ -520,8 +533,59 @@ impl Daemon {
         member.link = state;
         tracing::info!(member = %member.name, link = ?state, "link state changed");
         let up = state == LinkState::Up;
-        self.handle(gi, Event::Link { member: mi, up }, Instant::now())
-            .await
+        let now = Instant::now();
+        self.handle(gi, Event::Link { member: mi, up }, now).await?;
+        let g = &mut self.groups[gi];
+        if let Some(p) = g.probing.as_mut() {
+            match p.prober.link(mi, up, now, &g.fsm, &mut p.rng) {
+                Ok(out) => self.probe_output(gi, out).await?,
+                Err(e) => tracing::warn!(group = %g.cfg.name, "prober: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out what the prober decided: sends, logs, and the group event it produced.
+    async fn probe_output(&mut self, gi: usize, out: crate::probe::ProbeOutput) -> Result<()> {
+        let g = &mut self.groups[gi];
+        let names: Vec<String> = g.members.iter().map(|m| m.name.clone()).collect();
+        if let Some(p) = g.probing.as_mut() {
+            p.send(&out, &names);
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            for n in &out.notices {
+                tracing::info!("{}", p.prober.describe(n, &g.cfg.name, &refs));
+            }
+        }
+        for r in &out.records {
+            tracing::trace!(?r, "probe done");
+        }
+        if let Some(event) = out.event {
+            Box::pin(self.handle(gi, event, Instant::now())).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_probe_reply(&mut self, r: ProbeReply) -> Result<()> {
+        let Some(g) = self.groups.get_mut(r.group) else {
+            return Ok(());
+        };
+        let Some(p) = g.probing.as_mut() else {
+            return Ok(());
+        };
+        let reply = crate::probe::Reply {
+            member: r.member,
+            family: r.family,
+            from: r.from,
+            icmp: &r.icmp,
+            rx: r.rx,
+        };
+        match p.prober.reply(reply, Instant::now(), &g.fsm) {
+            Ok((_, out)) => self.probe_output(r.group, out).await,
+            Err(e) => {
+                tracing::debug!(group = %g.cfg.name, "probe reply: {e}");
+                Ok(())
+            }
+        }
     }
 
     /// A member NIC that went away (driver reload, hot-plug) and came back has a new ifindex:
@@ -638,6 +702,15 @@ impl Daemon {
 
     async fn on_tick(&mut self, now: Instant) -> Result<()> {
         for gi in 0..self.groups.len() {
+            let g = &mut self.groups[gi];
+            if let Some(p) = g.probing.as_mut()
+                && p.prober.next_deadline().is_some_and(|d| d <= now)
+            {
+                match p.prober.tick(now, &g.fsm, &mut p.rng) {
+                    Ok(out) => self.probe_output(gi, out).await?,
+                    Err(e) => tracing::warn!(group = %g.cfg.name, "prober: {e}"),
+                }
+            }
             if self.groups[gi]
                 .fsm
                 .next_deadline()
@@ -652,7 +725,13 @@ impl Daemon {
     fn next_deadline(&self) -> Option<Instant> {
         self.groups
             .iter()
-            .filter_map(|g| g.fsm.next_deadline())
+            .flat_map(|g| {
+                [
+                    g.fsm.next_deadline(),
+                    g.probing.as_ref().and_then(|p| p.prober.next_deadline()),
+                ]
+            })
+            .flatten()
             .min()
     }
 
@@ -708,6 +787,17 @@ impl Daemon {
                 message: format!("{interface}: {e}"),
             };
         }
+        let g = &mut self.groups[gi];
+        if let Some(p) = g.probing.as_mut() {
+            let done = if offline {
+                p.prober.offline(mi, &g.fsm)
+            } else {
+                p.prober.online(mi, Instant::now(), &g.fsm, &mut p.rng)
+            };
+            if let Err(e) = done {
+                tracing::warn!(group = %g.cfg.name, "prober: {e}");
+            }
+        }
         Response::Ok {
             message: format!(
                 "{interface} is {}",
@@ -729,6 +819,7 @@ impl Daemon {
         // Link states may have changed between start and subscribing: re-read once.
         self.resync().await?;
         let (control_tx, mut control_rx) = mpsc::channel::<ControlCall>(64);
+        let mut probe_rx = self.probe_rx.take().unwrap_or_else(|| mpsc::channel(1).1);
         let socket = control.path().to_path_buf();
         let control_task = tokio::spawn(control.run(control_tx));
         tracing::info!(
@@ -768,6 +859,11 @@ impl Daemon {
                 () = sleep => {
                     if let Err(e) = self.on_tick(Instant::now()).await {
                         tracing::error!("timer handling failed: {e}");
+                    }
+                }
+                Some(reply) = probe_rx.recv() => {
+                    if let Err(e) = self.on_probe_reply(reply).await {
+                        tracing::error!("handling a probe reply failed: {e}");
                     }
                 }
                 _ = guard.tick() => self.guard_sysctls(),

@@ -13,4 +13,5 @@ pub mod dataplane;
 pub mod group;
 pub mod netlink;
 pub mod probe;
+pub mod prober;
 pub mod stat;

@@ -71,8 +71,10 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
                     group::Link::Down => LinkState::Down,
                     group::Link::Unknown => LinkState::Unknown,
                 },
-                // Probe-based detection is a later issue: no member probes yet.
-                probe: ProbeState::Disabled,
+                probe: g
+                    .probing
+                    .as_ref()
+                    .map_or(ProbeState::Disabled, |p| p.prober.probe_state(mi, &g.fsm)),
                 state: match view.state {
                     group::MemberState::Ok => MemberState::Ok,
                     group::MemberState::Failed => MemberState::Failed,
@@ -128,7 +130,10 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
             group::GroupState::Degraded => GroupState::Degraded,
             group::GroupState::Failed => GroupState::Failed,
         },
-        fdt_ms: None,
+        fdt_ms: g
+            .probing
+            .as_ref()
+            .map(|p| p.prober.fdt().current().as_millis() as u64),
         failback: d.config.failback,
         n_buckets: g.cfg.buckets,
         hash_seed: g.seed,

@@ -1,0 +1,82 @@
+//! Probe-based failure detection against real traffic: a silent failure (frames dropped on
+//! the switch while the carrier stays up) is detected by in.mpathd-style probes from the
+//! members' test addresses, and repaired after 10 acknowledged probes.
+
+use std::time::{Duration, Instant};
+
+use ipmp_tests::lab::{Daemon, Lab, LabSpec, require_root, wait_until};
+
+const POLL: Duration = Duration::from_millis(20);
+
+/// (active, state, probe) of `name` from `ipmpstat -iP`.
+fn member(d: &Daemon, name: &str) -> (String, String, String) {
+    let out = d
+        .ipmpstat(&["-iP", "-o", "interface,active,state,probe"])
+        .expect("ipmpstat -i");
+    out.lines()
+        .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
+        .find(|f| f[0] == name)
+        .map(|f| (f[1].clone(), f[2].clone(), f[3].clone()))
+        .unwrap_or_else(|| panic!("{name} missing from ipmpstat -i: {out}"))
+}
+
+#[test]
+fn silent_failure_is_detected_by_probes_and_repaired() {
+    if !require_root("silent_failure_is_detected_by_probes_and_repaired") {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        members: 3,
+        peers: 1,
+        router: true,
+    })
+    .expect("lab");
+    let mut cfg = lab.config();
+    cfg.failure_detection_time_ms = Some(500);
+    for (i, m) in ["m0", "m1", "m2"].iter().enumerate() {
+        cfg.member_mut(m).test_address = Some(format!("198.51.100.{}/24", 21 + i));
+    }
+    let d = lab.start_ipmpd(&cfg.to_toml()).expect("ipmpd");
+    let fdt = d.ipmpstat(&["-gP", "-o", "fdt"]).unwrap();
+    assert_eq!(fdt.trim(), "0.50s", "ipmpstat -g FDT");
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || {
+            ["m0", "m1", "m2"].iter().all(|m| member(&d, m).2 == "ok")
+        }),
+        "probes never acknowledged: {:?}\n{}",
+        ["m0", "m1", "m2"].map(|m| member(&d, m)),
+        d.log()
+    );
+    lab.silent_drop(0, true).unwrap();
+    let cut = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), POLL, || member(&d, "m0").1
+            == "failed"),
+        "silent failure of m0 not detected: {:?}\n{}",
+        member(&d, "m0"),
+        d.log()
+    );
+    let detected = cut.elapsed();
+    eprintln!(
+        "silent failure detected after {} ms (FDT 500 ms)",
+        detected.as_millis()
+    );
+    // Generous order-of-magnitude bound; the real figure belongs to the benchmark.
+    assert!(detected <= Duration::from_millis(1500), "took {detected:?}");
+    assert_eq!(member(&d, "m0").0, "no");
+    // Its carrier is up all along: only the probes can tell.
+    assert!(lab.host().link("m0").unwrap().carrier);
+    for m in ["m1", "m2"] {
+        assert_eq!(member(&d, m).1, "ok", "{m} blamed for m0's failure");
+    }
+    lab.silent_drop(0, false).unwrap();
+    let healed = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || member(&d, "m0")
+            == ("yes".into(), "ok".into(), "ok".into())),
+        "m0 not repaired: {:?}\n{}",
+        member(&d, "m0"),
+        d.log()
+    );
+    eprintln!("repaired after {} ms", healed.elapsed().as_millis());
+}
