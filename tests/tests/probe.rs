@@ -47,6 +47,18 @@ fn silent_failure_is_detected_by_probes_and_repaired() {
         ["m0", "m1", "m2"].map(|m| member(&d, m)),
         d.log()
     );
+    let t = d
+        .ipmpstat(&["-tP", "-o", "interface,mode,testaddr,targets"])
+        .unwrap();
+    assert_eq!(
+        t.lines().collect::<Vec<_>>(),
+        [
+            "m0:routes:198.51.100.21:198.51.100.1",
+            "m1:routes:198.51.100.22:198.51.100.1",
+            "m2:routes:198.51.100.23:198.51.100.1",
+        ],
+        "ipmpstat -t"
+    );
     lab.silent_drop(0, true).unwrap();
     let cut = Instant::now();
     assert!(

@@ -143,6 +143,16 @@ pub struct GroupStatus {
     pub attachments: Vec<Attachment>,
 }
 
+/// How a member probes in one address family (ipmpstat -t).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeTargets {
+    /// `routes`, `multicast` or `disabled`.
+    pub mode: String,
+    pub test_address: Option<String>,
+    /// Active targets in firing order.
+    pub targets: Vec<String>,
+}
+
 /// One program attached to an interface through a pinned BPF link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
@@ -179,6 +189,9 @@ pub struct MemberStatus {
     pub bound_addresses: u32,
     pub tx_packets: u64,
     pub tx_bytes: u64,
+    /// Probing per address family (ipmpstat -t); empty when the member does not probe.
+    #[serde(default)]
+    pub probes: Vec<ProbeTargets>,
 }
 
 /// The ipmpstat -i FLAGS, in their display order `i s m b M d h`.

@@ -68,6 +68,7 @@ fn sample_snapshot() -> Snapshot {
                 bound_addresses: 1,
                 tx_packets: u64::MAX,
                 tx_bytes: 1 << 40,
+                probes: Vec::new(),
             }],
             addresses: vec![AddressStatus {
                 address: "198.51.100.10".into(),

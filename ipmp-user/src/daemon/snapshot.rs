@@ -6,7 +6,7 @@ use super::{Daemon, GroupRt};
 use crate::{
     control::{
         AddressStatus, Attachment, GroupState, GroupStatus, LinkState, MemberFlags, MemberState,
-        MemberStatus, ProbeState, Snapshot,
+        MemberStatus, ProbeState, ProbeTargets, Snapshot,
     },
     group,
 };
@@ -94,6 +94,21 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
                     .count() as u32,
                 tx_packets,
                 tx_bytes,
+                probes: g
+                    .probing
+                    .as_ref()
+                    .map(|p| {
+                        p.prober
+                            .target_rows(mi)
+                            .into_iter()
+                            .map(|r| ProbeTargets {
+                                mode: r.mode.as_str().to_string(),
+                                test_address: r.test_address.map(|a| a.to_string()),
+                                targets: r.targets.iter().map(ToString::to_string).collect(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             }
         })
         .collect();

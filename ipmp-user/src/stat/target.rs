@@ -62,19 +62,39 @@ pub struct TargetRow {
     pub targets: Vec<String>,
 }
 
-/// The rows the snapshot supports: one `disabled` row per member, showing its first test
-/// address (the snapshot has no probe mode or targets to show yet).
+/// One row per address family a member probes in; one `disabled` row (with its first test
+/// address, if any) for a member that does not probe, as Solaris does.
 pub fn rows(snapshot: &Snapshot) -> Vec<TargetRow> {
     snapshot
         .groups
         .iter()
         .flat_map(|g| {
-            g.members.iter().map(|m| TargetRow {
-                interface: m.name.clone(),
-                group: g.interface.clone(),
-                mode: ProbeMode::Disabled,
-                testaddr: m.test_addresses.first().cloned(),
-                targets: Vec::new(),
+            g.members.iter().flat_map(|m| {
+                let row = |mode, testaddr, targets| TargetRow {
+                    interface: m.name.clone(),
+                    group: g.interface.clone(),
+                    mode,
+                    testaddr,
+                    targets,
+                };
+                if m.probes.is_empty() {
+                    return vec![row(
+                        ProbeMode::Disabled,
+                        m.test_addresses.first().cloned(),
+                        Vec::new(),
+                    )];
+                }
+                m.probes
+                    .iter()
+                    .map(|p| {
+                        let mode = match p.mode.as_str() {
+                            "routes" => ProbeMode::Routes,
+                            "multicast" => ProbeMode::Multicast,
+                            _ => ProbeMode::Disabled,
+                        };
+                        row(mode, p.test_address.clone(), p.targets.clone())
+                    })
+                    .collect()
             })
         })
         .collect()

@@ -21,6 +21,7 @@ pub(crate) fn member(name: &str, active: bool, state: MemberState) -> MemberStat
         bound_addresses: 0,
         tx_packets: 0,
         tx_bytes: 0,
+        probes: Vec::new(),
     }
 }
 

@@ -227,6 +227,7 @@ mod tests {
             bound_addresses: u32::from(active),
             tx_packets: 12,
             tx_bytes: 3400,
+            probes: Vec::new(),
         };
         Snapshot {
             pid: 4242,
