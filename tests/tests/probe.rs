@@ -92,3 +92,78 @@ fn silent_failure_is_detected_by_probes_and_repaired() {
     );
     eprintln!("repaired after {} ms", healed.elapsed().as_millis());
 }
+
+/// All targets die at once (the router goes away): in.mpathd's group failure — every member
+/// fails together, no data address hops from member to member, and the group comes back when
+/// the target answers again.
+#[test]
+fn all_targets_dying_is_a_group_failure_without_address_moves() {
+    if !require_root("all_targets_dying_is_a_group_failure_without_address_moves") {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        members: 3,
+        peers: 1,
+        router: true,
+    })
+    .expect("lab");
+    let mut cfg = lab.config();
+    cfg.failure_detection_time_ms = Some(500);
+    for (i, m) in ["m0", "m1", "m2"].iter().enumerate() {
+        cfg.member_mut(m).test_address = Some(format!("198.51.100.{}/24", 21 + i));
+    }
+    let d = lab.start_ipmpd(&cfg.to_toml()).expect("ipmpd");
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || {
+            ["m0", "m1", "m2"].iter().all(|m| member(&d, m).2 == "ok")
+        }),
+        "probes never acknowledged\n{}",
+        d.log()
+    );
+    let inbound_before = d.ipmpstat(&["-aP", "-o", "address,inbound"]).unwrap();
+    // Moves from one member to another (a move to "none" is the group losing its members).
+    let rebinds = |d: &Daemon| {
+        d.log()
+            .lines()
+            .filter(|l| l.contains("data address rebound") && !l.contains("\"none\""))
+            .count()
+    };
+    let before = rebinds(&d);
+    lab.router().ip("link set lan0 down").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), POLL, || {
+            d.ipmpstat(&["-gP", "-o", "state"])
+                .is_ok_and(|s| s.trim() == "failed")
+        }),
+        "no group failure: {:?}\n{}",
+        ["m0", "m1", "m2"].map(|m| member(&d, m)),
+        d.log()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        rebinds(&d),
+        before,
+        "data addresses moved during a group failure"
+    );
+    lab.router().ip("link set lan0 up").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || {
+            d.ipmpstat(&["-gP", "-o", "state"])
+                .is_ok_and(|s| s.trim() == "ok")
+        }),
+        "group not repaired: {:?}\n{}",
+        ["m0", "m1", "m2"].map(|m| member(&d, m)),
+        d.log()
+    );
+    // Back in service: every data address is bound again and answers.
+    let inbound_after = d.ipmpstat(&["-aP", "-o", "inbound"]).unwrap();
+    assert!(
+        inbound_after.lines().all(|l| !l.is_empty()),
+        "unbound addresses after the repair: {inbound_after:?} (before: {inbound_before:?})"
+    );
+    let ping = lab
+        .peer(0)
+        .ping(ipmp_tests::lab::DATA_V4, 10, Duration::from_millis(20))
+        .unwrap();
+    assert!(ping.received >= 9, "{ping:?}");
+}
