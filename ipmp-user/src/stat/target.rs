@@ -1,8 +1,7 @@
 //! `ipmpstat -t`: probe mode, test address and targets per member.
 //!
-//! ipmpd does not probe yet, and its snapshot carries no targets: every member gets one
-//! `disabled` row. [`TargetRow`] already has what Solaris shows (one row per address family that
-//! probes, targets in firing order), so a richer snapshot only has to fill it in [`rows`].
+//! As Solaris: one row per address family a member probes in, targets in firing order; one
+//! `disabled` row for a member that does not probe.
 
 use serde::Serialize;
 

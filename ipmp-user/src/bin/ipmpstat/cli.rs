@@ -41,7 +41,7 @@ pub struct Cli {
     /// Member interfaces: active, flags, link, probe and overall state
     #[arg(short = 'i')]
     pub interface: bool,
-    /// Probes as they complete; fails while no interface probes (ipmpd does not probe yet)
+    /// Probes as they complete (not streamed by ipmpd yet: fails with a message saying so)
     #[arg(short = 'p')]
     pub probe: bool,
     /// Probe mode, test address and probe targets per interface

@@ -1,5 +1,5 @@
-//! `ipmpstat -p`: probes as they complete. ipmpd does not probe yet, so this reports what Solaris
-//! reports when no interface probes.
+//! `ipmpstat -p`: probes as they complete. Like Solaris it fails when no interface probes; when
+//! some do, it says that ipmpd's control protocol has no probe stream yet.
 
 use ipmp::stat::{self, StatError};
 
