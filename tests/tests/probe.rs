@@ -20,11 +20,8 @@ fn member(d: &Daemon, name: &str) -> (String, String, String) {
         .unwrap_or_else(|| panic!("{name} missing from ipmpstat -i: {out}"))
 }
 
-#[test]
-fn silent_failure_is_detected_by_probes_and_repaired() {
-    if !require_root("silent_failure_is_detected_by_probes_and_repaired") {
-        return;
-    }
+/// Three members with test addresses 198.51.100.21-23 probing the router, FDT 500 ms.
+fn probing_lab() -> (Lab, Daemon) {
     let lab = Lab::new(LabSpec {
         members: 3,
         peers: 1,
@@ -37,6 +34,15 @@ fn silent_failure_is_detected_by_probes_and_repaired() {
         cfg.member_mut(m).test_address = Some(format!("198.51.100.{}/24", 21 + i));
     }
     let d = lab.start_ipmpd(&cfg.to_toml()).expect("ipmpd");
+    (lab, d)
+}
+
+#[test]
+fn silent_failure_is_detected_by_probes_and_repaired() {
+    if !require_root("silent_failure_is_detected_by_probes_and_repaired") {
+        return;
+    }
+    let (lab, d) = probing_lab();
     let fdt = d.ipmpstat(&["-gP", "-o", "fdt"]).unwrap();
     assert_eq!(fdt.trim(), "0.50s", "ipmpstat -g FDT");
     assert!(
@@ -101,18 +107,7 @@ fn all_targets_dying_is_a_group_failure_without_address_moves() {
     if !require_root("all_targets_dying_is_a_group_failure_without_address_moves") {
         return;
     }
-    let lab = Lab::new(LabSpec {
-        members: 3,
-        peers: 1,
-        router: true,
-    })
-    .expect("lab");
-    let mut cfg = lab.config();
-    cfg.failure_detection_time_ms = Some(500);
-    for (i, m) in ["m0", "m1", "m2"].iter().enumerate() {
-        cfg.member_mut(m).test_address = Some(format!("198.51.100.{}/24", 21 + i));
-    }
-    let d = lab.start_ipmpd(&cfg.to_toml()).expect("ipmpd");
+    let (lab, d) = probing_lab();
     assert!(
         wait_until(Duration::from_secs(10), POLL, || {
             ["m0", "m1", "m2"].iter().all(|m| member(&d, m).2 == "ok")
