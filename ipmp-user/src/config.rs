@@ -325,6 +325,8 @@ pub struct GroupConfig {
     pub buckets: u32,
     /// Flow hash seed; random per start when `None`.
     pub hash_seed: Option<u32>,
+    /// Probe targets for every probing member; empty: the gateways of `routes`.
+    pub probe_targets: Vec<IpAddr>,
     pub members: Vec<MemberConfig>,
 }
 
@@ -366,6 +368,8 @@ struct RawGroup {
     announce: Option<RawAnnounce>,
     buckets: Option<u32>,
     hash_seed: Option<u32>,
+    #[serde(default)]
+    probe_targets: Vec<IpAddr>,
     #[serde(default)]
     member: Vec<RawMember>,
 }
@@ -754,6 +758,7 @@ impl GroupConfig {
             announce,
             buckets: raw.buckets.unwrap_or(DEFAULT_BUCKETS),
             hash_seed: raw.hash_seed,
+            probe_targets: raw.probe_targets,
             members: raw
                 .member
                 .into_iter()
@@ -785,6 +790,23 @@ impl GroupConfig {
             problems.push(format!(
                 "group `{g}` has no data address: add data_addresses = [\"198.51.100.10/24\"]"
             ));
+        }
+        for t in &self.probe_targets {
+            if let Err(why) = check_unicast(*t) {
+                problems.push(format!(
+                    "group `{g}`: probe target {t} {why}: name a host or router on the link"
+                ));
+            } else if self.data_addresses.iter().any(|p| p.addr == *t)
+                || self
+                    .members
+                    .iter()
+                    .any(|m| m.test_address.is_some_and(|p| p.addr == *t))
+            {
+                problems.push(format!(
+                    "group `{g}`: probe target {t} is one of the group's own addresses: name \
+                     another host on the link"
+                ));
+            }
         }
         let mut seen = HashSet::new();
         for p in &self.data_addresses {
@@ -1066,6 +1088,7 @@ mod tests {
                 announce: AnnounceConfig::default(),
                 buckets: DEFAULT_BUCKETS,
                 hash_seed: None,
+                probe_targets: Vec::new(),
                 members: ["eth1", "eth2", "eth3"]
                     .iter()
                     .enumerate()
@@ -1271,6 +1294,19 @@ mod tests {
             let e = parse_error(&doc(top, group, member));
             assert!(e.contains(key), "error for {key} does not name it:\n{e}");
             assert!(e.contains("test.toml"), "{e}");
+        }
+    }
+
+    #[test]
+    fn probe_targets_must_be_other_unicast_hosts() {
+        let c = ok(&doc("", "probe_targets = [\"198.51.100.1\"]", ""));
+        assert_eq!(c.groups[0].probe_targets, vec![v4("198.51.100.1")]);
+        for bad in ["224.0.0.1", "198.51.100.10", "127.0.0.1"] {
+            let text = doc("", &format!("probe_targets = [\"{bad}\"]"), "");
+            let e = Config::from_toml_str(&text, "test.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("probe target") && e.contains(bad), "{e}");
         }
     }
 

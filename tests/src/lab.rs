@@ -1200,6 +1200,7 @@ pub fn default_config(spec: LabSpec, work_dir: &Path) -> IpmpdConfig {
             },
             buckets: None,
             hash_seed: Some(LAB_HASH_SEED),
+            probe_targets: Vec::new(),
             member: (0..spec.members)
                 .map(|i| MemberConfig {
                     name: format!("m{i}"),
@@ -1245,6 +1246,9 @@ pub struct GroupConfig {
     pub buckets: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hash_seed: Option<u32>,
+    /// Explicit probe targets (empty: the routes' gateways).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub probe_targets: Vec<String>,
     pub member: Vec<MemberConfig>,
 }
 

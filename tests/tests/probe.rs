@@ -22,6 +22,11 @@ fn member(d: &Daemon, name: &str) -> (String, String, String) {
 
 /// Three members with test addresses 198.51.100.21-23 probing the router, FDT 500 ms.
 fn probing_lab() -> (Lab, Daemon) {
+    probing_lab_with(Vec::new())
+}
+
+/// Like [`probing_lab`], probing `targets` when given.
+fn probing_lab_with(targets: Vec<String>) -> (Lab, Daemon) {
     let lab = Lab::new(LabSpec {
         members: 3,
         peers: 1,
@@ -30,6 +35,7 @@ fn probing_lab() -> (Lab, Daemon) {
     .expect("lab");
     let mut cfg = lab.config();
     cfg.failure_detection_time_ms = Some(500);
+    cfg.group_mut().probe_targets = targets;
     for (i, m) in ["m0", "m1", "m2"].iter().enumerate() {
         cfg.member_mut(m).test_address = Some(format!("198.51.100.{}/24", 21 + i));
     }
@@ -161,4 +167,45 @@ fn all_targets_dying_is_a_group_failure_without_address_moves() {
         .ping(ipmp_tests::lab::DATA_V4, 10, Duration::from_millis(20))
         .unwrap();
     assert!(ping.received >= 9, "{ping:?}");
+}
+
+/// One of two targets dies: it is dropped from the firing order, and no member is blamed.
+#[test]
+fn a_dead_target_is_dropped_not_blamed_on_the_members() {
+    if !require_root("a_dead_target_is_dropped_not_blamed_on_the_members") {
+        return;
+    }
+    let peer = ipmp_tests::lab::peer_v4(0);
+    let (lab, d) = probing_lab_with(vec![ipmp_tests::lab::ROUTER_V4.to_string(), peer.clone()]);
+    let targets = |d: &Daemon| {
+        d.ipmpstat(&["-tP", "-o", "interface,targets"])
+            .expect("ipmpstat -t")
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || {
+            ["m0", "m1", "m2"].iter().all(|m| member(&d, m).2 == "ok")
+                && targets(&d).lines().all(|l| l.contains(&peer))
+        }),
+        "probes to both targets never settled: {}\n{}",
+        targets(&d),
+        d.log()
+    );
+    lab.peer(0).ip("link set eth0 down").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), POLL, || !targets(&d)
+            .contains(&peer)),
+        "the dead target is still fired at: {}\n{}",
+        targets(&d),
+        d.log()
+    );
+    // A few more FDTs: the members keep answering through the router and stay in service.
+    std::thread::sleep(Duration::from_millis(1500));
+    for m in ["m0", "m1", "m2"] {
+        assert_eq!(
+            member(&d, m),
+            ("yes".into(), "ok".into(), "ok".into()),
+            "{m}\n{}",
+            d.log()
+        );
+    }
 }

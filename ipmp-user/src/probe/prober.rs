@@ -124,7 +124,7 @@ pub struct ProbeSpec {
 impl ProbeSpec {
     /// The daemon-wide FDT, each member's test address (a member probes in its family; one
     /// without a test address does not probe until link-layer probing is switched on), the
-    /// default quiet period, no explicit targets (the configuration has no key for them yet).
+    /// default quiet period, the group's `probe_targets`.
     /// ICMP identifiers are the cookie's top byte and the member index.
     pub fn from_config(config: &Config, group: &GroupConfig, cookie: u64) -> Self {
         let salt = (cookie >> 56) as u8;
@@ -132,7 +132,7 @@ impl ProbeSpec {
             fdt: config.failure_detection_time,
             quiet_period: super::FAILURE_DETECTION_QP,
             cookie,
-            targets: Vec::new(),
+            targets: group.probe_targets.clone(),
             members: group
                 .members
                 .iter()
