@@ -209,3 +209,90 @@ fn a_dead_target_is_dropped_not_blamed_on_the_members() {
         );
     }
 }
+
+/// While m0 is cut off from the link in one direction (its frames are dropped at the switch, so
+/// its probes never reach the target) a peer sprays echo replies at m0's test address that
+/// claim to come from the target, with guessed ids, sequences and payloads. They reach m0, but
+/// they must not keep it alive, and they are counted.
+#[test]
+fn forged_replies_do_not_keep_a_dead_member_alive() {
+    if !require_root("forged_replies_do_not_keep_a_dead_member_alive") {
+        return;
+    }
+    let (lab, d) = probing_lab();
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || member(&d, "m0").2 == "ok"),
+        "m0 never probed ok\n{}",
+        d.log()
+    );
+    let sw = lab.switch();
+    sw.run(&["nft", "add", "table", "bridge", "oneway"])
+        .unwrap();
+    sw.run(&[
+        "nft",
+        "add",
+        "chain",
+        "bridge",
+        "oneway",
+        "spray",
+        "{ type filter hook forward priority -1; policy accept; }",
+    ])
+    .unwrap();
+    sw.run(&[
+        "nft",
+        "add",
+        "rule",
+        "bridge",
+        "oneway",
+        "spray",
+        "iifname",
+        &Lab::port(0),
+        "drop",
+    ])
+    .unwrap();
+    // m0's ARP replies are dropped at the switch too: tell the peer its MAC directly.
+    let mac = ipmp_tests::lab::fmt_mac(&lab.member_mac(0));
+    lab.peer(0)
+        .ip(&format!(
+            "neigh replace 198.51.100.21 lladdr {mac} dev eth0 nud permanent"
+        ))
+        .unwrap();
+    let spray = lab
+        .peer(0)
+        .labtool(&[
+            "icmp-spray",
+            "--from",
+            ipmp_tests::lab::ROUTER_V4,
+            "--to",
+            "198.51.100.21",
+            "--rate",
+            "2000",
+            "--duration",
+            "2",
+        ])
+        .unwrap();
+    let failed = wait_until(Duration::from_secs(2), POLL, || {
+        member(&d, "m0").1 == "failed"
+    });
+    let sent = spray.finish().unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&d.ipmpadm(&["status", "--json"]).unwrap()).unwrap();
+    let forged = status["groups"][0]["members"][0]["probe_forged"]
+        .as_u64()
+        .unwrap_or(0);
+    eprintln!("forged replies sent {sent}, counted by ipmpd {forged}");
+    assert!(
+        failed,
+        "forged replies kept m0 alive: {:?}\n{}",
+        member(&d, "m0"),
+        d.log()
+    );
+    assert!(forged > 0, "no forged reply counted ({sent})");
+    sw.run(&["nft", "delete", "table", "bridge", "oneway"])
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || member(&d, "m0").1 == "ok"),
+        "m0 not repaired\n{}",
+        d.log()
+    );
+}

@@ -192,6 +192,9 @@ pub struct MemberStatus {
     /// Probing per address family (ipmpstat -t); empty when the member does not probe.
     #[serde(default)]
     pub probes: Vec<ProbeTargets>,
+    /// Probe replies dropped for failing an integrity check (cookie, id, sequence window).
+    #[serde(default)]
+    pub probe_forged: u64,
 }
 
 /// The ipmpstat -i FLAGS, in their display order `i s m b M d h`.

@@ -69,6 +69,7 @@ fn sample_snapshot() -> Snapshot {
                 tx_packets: u64::MAX,
                 tx_bytes: 1 << 40,
                 probes: Vec::new(),
+                probe_forged: 0,
             }],
             addresses: vec![AddressStatus {
                 address: "198.51.100.10".into(),

@@ -109,6 +109,13 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
                             .collect()
                     })
                     .unwrap_or_default(),
+                probe_forged: g.probing.as_ref().map_or(0, |p| {
+                    [crate::probe::Family::V4, crate::probe::Family::V6]
+                        .into_iter()
+                        .filter_map(|f| p.prober.counters(mi, f))
+                        .map(crate::probe::ProbeCounters::forged)
+                        .sum()
+                }),
             }
         })
         .collect();

@@ -22,6 +22,7 @@ pub(crate) fn member(name: &str, active: bool, state: MemberState) -> MemberStat
         tx_packets: 0,
         tx_bytes: 0,
         probes: Vec::new(),
+        probe_forged: 0,
     }
 }
 

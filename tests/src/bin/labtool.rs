@@ -85,6 +85,20 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         src_port: u16,
     },
+    /// Send ICMP echo replies with guessed ids, sequences and payloads to an IPv4 address
+    /// (forged probe replies); prints {"sent": N}.
+    IcmpSpray {
+        #[arg(long)]
+        to: std::net::Ipv4Addr,
+        /// Spoofed source address (IP_HDRINCL); the sender's own address when absent.
+        #[arg(long)]
+        from: Option<std::net::Ipv4Addr>,
+        /// Replies per second.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        #[arg(long, default_value_t = 2.0)]
+        duration: f64,
+    },
     /// Receive sequenced UDP datagrams; report loss, reordering and the longest gap.
     UdpSeqRecv {
         #[arg(long)]
@@ -141,6 +155,12 @@ fn main() {
             src_port,
         } => secs(duration)
             .and_then(|d| udp_seq_send(SocketAddr::new(to, port), rate, d, bind, src_port)),
+        Cmd::IcmpSpray {
+            to,
+            from,
+            rate,
+            duration,
+        } => secs(duration).and_then(|d| icmp_spray(to, from, rate, d)),
         Cmd::UdpSeqRecv {
             port,
             duration,
@@ -473,6 +493,100 @@ fn udp_seq_recv(
             "max_gap_ms": stats.max_gap.as_secs_f64() * 1000.0,
         })
     );
+    Ok(true)
+}
+
+/// Forged echo replies: id, sequence and 28 bytes of payload from a xorshift generator, with a
+/// valid ICMP checksum so that only the content can give them away.
+fn icmp_spray(
+    to: std::net::Ipv4Addr,
+    from: Option<std::net::Ipv4Addr>,
+    rate: u64,
+    duration: Duration,
+) -> anyhow::Result<bool> {
+    // SAFETY: plain socket(2); the fd is closed at the end of this function.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+    if fd < 0 {
+        bail!("raw ICMP socket: {}", std::io::Error::last_os_error());
+    }
+    if from.is_some() {
+        let one: libc::c_int = 1;
+        // SAFETY: one is a live c_int of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_IP,
+                libc::IP_HDRINCL,
+                (&raw const one).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            bail!("IP_HDRINCL: {}", std::io::Error::last_os_error());
+        }
+    }
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(to.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < duration {
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64 + 1;
+        while sent < due {
+            let mut msg = [0u8; 36];
+            msg[0] = 0; // echo reply
+            msg[4..8].copy_from_slice(&(next() as u32).to_be_bytes()); // id + seq
+            for chunk in msg[8..].chunks_mut(8) {
+                let r = next().to_be_bytes();
+                chunk.copy_from_slice(&r[..chunk.len()]);
+            }
+            let mut sum: u32 = msg
+                .chunks(2)
+                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+                .sum();
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            msg[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            let mut packet = Vec::with_capacity(20 + msg.len());
+            if let Some(src) = from {
+                // IPv4 header; the kernel fills in the checksum and the id with IP_HDRINCL.
+                packet.extend_from_slice(&[0x45, 0, 0, (20 + msg.len()) as u8, 0, 0, 0, 0, 64, 1]);
+                packet.extend_from_slice(&[0, 0]);
+                packet.extend_from_slice(&src.octets());
+                packet.extend_from_slice(&to.octets());
+            }
+            packet.extend_from_slice(&msg);
+            // SAFETY: packet and sin outlive the call; lengths match.
+            unsafe {
+                libc::sendto(
+                    fd,
+                    packet.as_ptr().cast(),
+                    packet.len(),
+                    0,
+                    (&raw const sin).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                );
+            }
+            sent += 1;
+        }
+        thread::sleep(Duration::from_micros(500));
+    }
+    // SAFETY: fd is ours and still open.
+    unsafe { libc::close(fd) };
+    println!("{}", json!({ "sent": sent }));
     Ok(true)
 }
 

@@ -228,6 +228,7 @@ mod tests {
             tx_packets: 12,
             tx_bytes: 3400,
             probes: Vec::new(),
+            probe_forged: 0,
         };
         Snapshot {
             pid: 4242,
