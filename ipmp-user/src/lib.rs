@@ -6,6 +6,7 @@
 
 pub mod announce;
 pub mod buckets;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         Err(e) => {
-            eprintln!("ipmpadm: {} (see ipmpadm --help)", one_line(&e));
+            eprintln!("ipmpadm: {} (see ipmpadm --help)", ipmp::cli::one_line(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -67,21 +67,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// clap's message without the "error: " prefix and the usage that follows the blank line.
-fn one_line(e: &clap::Error) -> String {
-    let text = e.to_string();
-    let message: Vec<&str> = text
-        .lines()
-        .take_while(|l| !l.trim().is_empty())
-        .map(str::trim)
-        .collect();
-    let message = message.join(" ");
-    message
-        .strip_prefix("error: ")
-        .unwrap_or(&message)
-        .to_owned()
 }
 
 #[cfg(test)]
@@ -103,7 +88,7 @@ mod tests {
         let cli = parse(&["reload"]).unwrap();
         assert_eq!(cli.socket, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(
-            one_line(&parse(&["offline"]).unwrap_err()),
+            ipmp::cli::one_line(&parse(&["offline"]).unwrap_err()),
             "the following required arguments were not provided: <INTERFACE>"
         );
         assert!(parse(&["frobnicate"]).is_err());

@@ -108,23 +108,11 @@ pub fn parse_error(e: clap::Error) -> ExitCode {
         print!("{e}");
         return ExitCode::SUCCESS;
     }
-    eprintln!("ipmpstat: {} (see ipmpstat --help)", one_line(&e));
+    eprintln!(
+        "ipmpstat: {} (see ipmpstat --help)",
+        ipmp::cli::one_line(&e)
+    );
     ExitCode::FAILURE
-}
-
-/// clap's message without the "error: " prefix and the usage that follows the blank line.
-pub fn one_line(e: &clap::Error) -> String {
-    let text = e.to_string();
-    let message: Vec<&str> = text
-        .lines()
-        .take_while(|l| !l.trim().is_empty())
-        .map(str::trim)
-        .collect();
-    let message = message.join(" ");
-    message
-        .strip_prefix("error: ")
-        .unwrap_or(&message)
-        .to_owned()
 }
 
 #[cfg(test)]

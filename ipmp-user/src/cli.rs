@@ -1,0 +1,17 @@
+//! What the command-line tools (ipmpstat, ipmpadm) share.
+
+/// clap's message without the "error: " prefix and the usage that follows the blank line, so
+/// that a usage error is one line like every other error of the tools.
+pub fn one_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    message
+        .strip_prefix("error: ")
+        .unwrap_or(&message)
+        .to_owned()
+}
