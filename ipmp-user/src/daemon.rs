@@ -472,6 +472,7 @@ impl Daemon {
         self.sync_dataplane()?;
         tracing::debug!(
             elapsed_us = flip.elapsed().as_micros() as u64,
+            total_writes = self.dataplane.writer().writes,
             "maps updated"
         );
         let mut rebound: HashMap<usize, Vec<IpAddr>> = HashMap::new();

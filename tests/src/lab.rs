@@ -1453,6 +1453,23 @@ impl Daemon {
         self.tool("ipmpadm", args)
     }
 
+    /// Member name → MAC of every member of the first group, from `ipmpadm status --json`.
+    pub fn member_macs(&self) -> anyhow::Result<std::collections::BTreeMap<String, [u8; 6]>> {
+        let out = self.ipmpadm(&["status", "--json"])?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        let rows = v["groups"][0]["members"]
+            .as_array()
+            .ok_or_else(|| anyhow!("ipmpadm status --json has no members: {v}"))?;
+        rows.iter()
+            .map(|m| {
+                let name = m["name"].as_str().unwrap_or_default();
+                let mac = m["mac"].as_str().unwrap_or_default();
+                let mac = parse_mac(mac).ok_or_else(|| anyhow!("bad MAC of {name}: {m}"))?;
+                Ok((name.to_owned(), mac))
+            })
+            .collect()
+    }
+
     /// Sends SIGTERM and waits up to 10 s for the exit status (then SIGKILL).
     pub fn stop(mut self) -> anyhow::Result<ExitStatus> {
         let mut child = self

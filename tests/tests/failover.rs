@@ -55,23 +55,6 @@ fn bindings(daemon: &Daemon) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// Member name → MAC, from `ipmpadm status --json`.
-fn member_macs(daemon: &Daemon) -> anyhow::Result<BTreeMap<String, [u8; 6]>> {
-    let out = daemon.ipmpadm(&["status", "--json"])?;
-    let v: serde_json::Value = serde_json::from_str(&out)?;
-    let rows = v["groups"][0]["members"]
-        .as_array()
-        .ok_or_else(|| anyhow!("ipmpadm status --json has no members: {v}"))?;
-    rows.iter()
-        .map(|m| {
-            let name = m["name"].as_str().unwrap_or_default();
-            let mac = m["mac"].as_str().unwrap_or_default();
-            let mac = lab::parse_mac(mac).ok_or_else(|| anyhow!("bad MAC of {name}: {m}"))?;
-            Ok((name.to_owned(), mac))
-        })
-        .collect()
-}
-
 /// The row of `member` in the plain `ipmpstat -i` table, keyed by column header.
 fn iface_row(daemon: &Daemon, member: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let out = daemon.ipmpstat(&["-i"])?;
@@ -137,7 +120,7 @@ fn tcp_survives_m0_losing_its_carrier_and_m0_fails_back() {
     })
     .unwrap();
     let (lab, host, peer, daemon) = (&s.lab, s.lab.host(), s.lab.peer(0), &s.daemon);
-    let macs = member_macs(daemon).unwrap();
+    let macs = daemon.member_macs().unwrap();
     let bound = bindings(daemon).unwrap();
     for addr in [lab::DATA_V4, lab::DATA_V6] {
         assert_eq!(bound[addr], "m0", "{addr} should be bound to m0: {bound:?}");

@@ -61,23 +61,6 @@ fn bindings(daemon: &Daemon) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// Member name → MAC, from `ipmpadm status --json`.
-fn member_macs(daemon: &Daemon) -> anyhow::Result<BTreeMap<String, [u8; 6]>> {
-    let out = daemon.ipmpadm(&["status", "--json"])?;
-    let v: serde_json::Value = serde_json::from_str(&out)?;
-    let rows = v["groups"][0]["members"]
-        .as_array()
-        .ok_or_else(|| anyhow!("ipmpadm status --json has no members: {v}"))?;
-    rows.iter()
-        .map(|m| {
-            let name = m["name"].as_str().unwrap_or_default();
-            let mac = m["mac"].as_str().unwrap_or_default();
-            let mac = lab::parse_mac(mac).ok_or_else(|| anyhow!("bad MAC of {name}: {m}"))?;
-            Ok((name.to_owned(), mac))
-        })
-        .collect()
-}
-
 /// Who (member index) sent a frame that claims a data address for itself: ARP with it as
 /// sender, NS from it, NA for it. Returns (address, member, frame summary) triples.
 fn claims(frames: &BTreeMap<usize, Vec<Record>>) -> Vec<(String, usize, String)> {
@@ -152,7 +135,7 @@ fn peer_reaches_every_data_address_on_its_bound_member_and_keeps_the_binding() {
     .unwrap();
     let (lab, host, peer, daemon) = (&s.lab, s.lab.host(), s.lab.peer(0), &s.daemon);
     let bound = bindings(daemon).unwrap();
-    let macs = member_macs(daemon).unwrap();
+    let macs = daemon.member_macs().unwrap();
     println!("bindings: {bound:?}");
     for i in 0..SPEC.members {
         assert_eq!(

@@ -283,8 +283,6 @@ where
     L: TryFrom<FdLink>,
 {
     let adopted = adopt(pin)
-        .ok()
-        .flatten()
         .and_then(|link| L::try_from(link).ok())
         .and_then(|link| adopt_into(prog, link));
     match adopted {
@@ -298,27 +296,13 @@ where
 
 /// Opens a pinned link left by an earlier ipmpd; None if there is none (or it is defunct:
 /// its interface went away).
-fn adopt(pin: &Path) -> Result<Option<FdLink>> {
+fn adopt(pin: &Path) -> Option<FdLink> {
     if !pin.exists() {
-        return Ok(None);
+        return None;
     }
-    match PinnedLink::from_pin(pin) {
-        Ok(link) => {
-            let fd = FdLink::from(link);
-            // A link whose device was deleted still opens; it is useless, replace it.
-            match fd.info() {
-                Ok(_) => Ok(Some(fd)),
-                Err(_) => {
-                    let _ = fs::remove_file(pin);
-                    Ok(None)
-                }
-            }
-        }
-        Err(e) => Err(DataplaneError::Pin {
-            path: pin.to_path_buf(),
-            message: format!("{e} (remove it with ipmpd --cleanup)"),
-        }),
-    }
+    let fd = FdLink::from(PinnedLink::from_pin(pin).ok()?);
+    // A link whose device was deleted still opens; it is useless, replace it.
+    fd.info().ok().map(|_| fd)
 }
 
 fn pin_link<E: std::fmt::Display>(link: std::result::Result<FdLink, E>, pin: &Path) -> Result<()> {

@@ -14,7 +14,7 @@ use netlink_packet_route::{
     address::{AddressAttribute, AddressFlags, AddressMessage},
     link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp},
     neighbour::NeighbourState,
-    route::{RouteAttribute, RouteMessage},
+    route::RouteMessage,
 };
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -216,15 +216,6 @@ impl Netlink {
             .map_err(request(format!("set link {ifindex} mtu {mtu}")))
     }
 
-    pub async fn set_noarp(&self, ifindex: u32) -> Result<()> {
-        self.handle
-            .link()
-            .set(LinkUnspec::new_with_index(ifindex).arp(false).build())
-            .execute()
-            .await
-            .map_err(request(format!("set link {ifindex} noarp")))
-    }
-
     /// Members receive every multicast group so that the cast member can pass what the IPMP
     /// interface joined (real NICs filter multicast by MAC otherwise).
     pub async fn set_allmulticast(&self, ifindex: u32) -> Result<()> {
@@ -297,34 +288,6 @@ impl Netlink {
             .map_err(request(format!("add address {prefix} to link {ifindex}")))
     }
 
-    pub async fn del_address(&self, ifindex: u32, prefix: &Prefix) -> Result<()> {
-        let msgs: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(ifindex)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(request("list addresses"))?;
-        for msg in msgs {
-            let matches = msg.header.prefix_len == prefix.len
-                && msg.attributes.iter().any(|a| {
-                    matches!(a, AddressAttribute::Local(ip) | AddressAttribute::Address(ip) if *ip == prefix.addr)
-                });
-            if matches {
-                self.handle
-                    .address()
-                    .del(msg)
-                    .execute()
-                    .await
-                    .map_err(request(format!("delete address {prefix}")))?;
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
     /// Adds or replaces a route through the IPMP interface.
     pub async fn replace_route(&self, ifindex: u32, route: &RouteConfig) -> Result<()> {
         let msg: RouteMessage = match (route.to.addr, route.via) {
@@ -355,33 +318,6 @@ impl Netlink {
                 "add route to {} via {} on link {ifindex}",
                 route.to, route.via
             )))
-    }
-
-    /// Routes whose output interface is `ifindex` (to check what is already there).
-    pub async fn routes_via(&self, ifindex: u32) -> Result<usize> {
-        let mut n = 0;
-        for family in [
-            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
-        ] {
-            let msgs: Vec<RouteMessage> = self
-                .handle
-                .route()
-                .get(family)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(request("list routes"))?;
-            n += msgs
-                .iter()
-                .filter(|m| {
-                    m.attributes
-                        .iter()
-                        .any(|a| matches!(a, RouteAttribute::Oif(i) if *i == ifindex))
-                })
-                .count();
-        }
-        Ok(n)
     }
 }
 
