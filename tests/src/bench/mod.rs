@@ -4,6 +4,9 @@
 //! returns a [`Section`]; the report writer joins them. Benchmarks never fail for being slow: a
 //! missed goal is reported with its reason.
 
+pub mod failover;
+pub mod throughput;
+
 use std::path::PathBuf;
 
 /// What the run was asked to do.
