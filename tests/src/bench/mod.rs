@@ -7,6 +7,9 @@
 pub mod failover;
 pub mod throughput;
 
+pub mod report;
+pub mod svg;
+
 use std::path::PathBuf;
 
 /// What the run was asked to do.
