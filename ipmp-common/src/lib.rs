@@ -13,5 +13,5 @@ pub mod reason;
 
 pub use flow::{FlowKey, bucket_of, flow_hash};
 pub use maps::*;
-pub use probe::ProbePayload;
+pub use probe::{PROBE_MSG_ECHO, PROBE_PAYLOAD_LEN, ProbePayload};
 pub use reason::Reason;

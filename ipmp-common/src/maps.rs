@@ -311,7 +311,8 @@ pub struct ProbeEvent {
     /// Echo: `ProbePayload::seq` of the reply (its low 16 bits are the ICMP sequence); 0 for
     /// ARP/NA.
     pub seq: u32,
-    pub _pad: u32,
+    /// Echo: `ProbePayload::kind` of the reply (the prober's message type); 0 for ARP/NA.
+    pub msg: u32,
     /// The target that answered: the reply's source address (echo), the ARP sender address,
     /// or the NA's target address; network byte order, IPv4 in the first 4 bytes.
     pub target: [u8; 16],

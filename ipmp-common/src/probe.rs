@@ -7,8 +7,10 @@
 
 /// "IPMP" in ASCII: first word of every probe payload.
 pub const PROBE_MAGIC: u32 = 0x4950_4d50;
-/// `ProbePayload::kind` of an echo probe.
-pub const PROBE_MSG_ECHO: u32 = 1;
+/// `ProbePayload::kind` of an in.mpathd failure-detection probe (`PROBE_UNI`); the prober also
+/// sends 0x5678 (multicast discovery) and 0x9abc (RTT only). XDP copies the kind, it does not
+/// check it.
+pub const PROBE_MSG_ECHO: u32 = 0x1234;
 
 /// Byte offsets of the fields in the encoded payload.
 pub const PROBE_OFF_MAGIC: usize = 0;
@@ -26,7 +28,7 @@ pub const PROBE_PAYLOAD_LEN: usize = 32;
 pub struct ProbePayload {
     /// `PROBE_MAGIC`.
     pub magic: u32,
-    /// `PROBE_MSG_*`.
+    /// The message type (`PROBE_MSG_ECHO` and the prober's others).
     pub kind: u32,
     /// The per-daemon random cookie (`ProbeConfig::cookie` in `IPMP_CONFIG`).
     pub cookie: u64,
@@ -34,7 +36,8 @@ pub struct ProbePayload {
     /// XDP checks.
     pub seq: u32,
     pub _pad: u32,
-    /// CLOCK_MONOTONIC nanoseconds when the probe was sent (the clock of `bpf_ktime_get_ns`).
+    /// When the probe was started, in the sender's own time base (ipmpd: ns since its prober
+    /// started); echoed back, opaque to XDP.
     pub send_ns: u64,
 }
 
@@ -114,7 +117,7 @@ mod tests {
         let p = ProbePayload::echo(0x0102_0304_0506_0708, 0x0a0b_0c0d, 0x1122_3344_5566_7788);
         let b = p.to_bytes();
         assert_eq!(&b[..4], b"IPMP");
-        assert_eq!(&b[4..8], &[0, 0, 0, 1]);
+        assert_eq!(&b[4..8], &[0, 0, 0x12, 0x34]);
         assert_eq!(&b[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&b[16..20], &[0x0a, 0x0b, 0x0c, 0x0d]);
         assert_eq!(

@@ -21,8 +21,8 @@ use ipmp_common::{
         ND_NA_FLAG_SOLICITED,
     },
     probe::{
-        PROBE_MAGIC, PROBE_OFF_COOKIE, PROBE_OFF_MAGIC, PROBE_OFF_SEND_NS, PROBE_OFF_SEQ,
-        PROBE_PAYLOAD_LEN,
+        PROBE_MAGIC, PROBE_OFF_COOKIE, PROBE_OFF_KIND, PROBE_OFF_MAGIC, PROBE_OFF_SEND_NS,
+        PROBE_OFF_SEQ, PROBE_PAYLOAD_LEN,
     },
 };
 
@@ -320,6 +320,7 @@ fn probe_reply(
     }
     let cookie = be64(p, PROBE_OFF_COOKIE);
     let seq = be32(p, PROBE_OFF_SEQ);
+    let msg = be32(p, PROBE_OFF_KIND);
     if cookie != cfg.cookie || seq as u16 != be16([id_seq[2], id_seq[3]]) {
         return Ok(Some(Verdict::new(XDP_DROP, slot, Reason::ProbeForged)));
     }
@@ -330,6 +331,7 @@ fn probe_reply(
         ev.cookie = cookie;
         ev.id = u32::from(id);
         ev.seq = seq;
+        ev.msg = msg;
         ev.target = target;
         ev.local = local;
         ev.mac = mac;

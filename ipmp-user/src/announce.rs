@@ -38,6 +38,12 @@ pub struct Announcement {
 
 /// Gratuitous ARP request: sender = target = `addr`, broadcast.
 pub fn garp_frame(mac: [u8; 6], addr: Ipv4Addr) -> Vec<u8> {
+    arp_request_frame(mac, addr, addr)
+}
+
+/// Broadcast ARP request from `mac` with sender address `spa` for `tpa` (`spa` 0.0.0.0: an
+/// RFC 5227 probe, which updates no one's cache).
+pub fn arp_request_frame(mac: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
     let mut f = Vec::with_capacity(60);
     f.extend_from_slice(&[0xff; 6]);
     f.extend_from_slice(&mac);
@@ -47,9 +53,9 @@ pub fn garp_frame(mac: [u8; 6], addr: Ipv4Addr) -> Vec<u8> {
     f.extend_from_slice(&[6, 4]);
     f.extend_from_slice(&ARPOP_REQUEST.to_be_bytes());
     f.extend_from_slice(&mac);
-    f.extend_from_slice(&addr.octets());
+    f.extend_from_slice(&spa.octets());
     f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&addr.octets());
+    f.extend_from_slice(&tpa.octets());
     f.resize(60, 0); // minimum Ethernet frame without FCS
     f
 }
@@ -63,17 +69,28 @@ pub fn unsolicited_na_frame(mac: [u8; 6], addr: Ipv6Addr) -> Vec<u8> {
     icmp.extend_from_slice(&addr.octets());
     icmp.extend_from_slice(&[ND_OPT_TARGET_LL, 1]);
     icmp.extend_from_slice(&mac);
-    let sum = icmpv6_checksum(&addr, &dst, &icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    nd_frame([0x33, 0x33, 0, 0, 0, 1], mac, addr, dst, icmp)
+}
 
-    let mut f = Vec::with_capacity(14 + 40 + ND_NA_LEN);
-    f.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+/// An ND message (`icmp` with its checksum field 0) in an IPv6 frame with hop limit 255, as
+/// RFC 4861 requires; fills the checksum.
+pub fn nd_frame(
+    eth_dst: [u8; 6],
+    mac: [u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    mut icmp: Vec<u8>,
+) -> Vec<u8> {
+    let sum = icmpv6_checksum(&src, &dst, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut f = Vec::with_capacity(14 + 40 + icmp.len());
+    f.extend_from_slice(&eth_dst);
     f.extend_from_slice(&mac);
     f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
     f.extend_from_slice(&[0x60, 0, 0, 0]);
     f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
     f.extend_from_slice(&[IPPROTO_ICMPV6, 255]);
-    f.extend_from_slice(&addr.octets());
+    f.extend_from_slice(&src.octets());
     f.extend_from_slice(&dst.octets());
     f.extend_from_slice(&icmp);
     f
@@ -103,10 +120,11 @@ pub fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, icmp: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-struct PacketSocket(OwnedFd);
+/// An AF_PACKET socket that only sends (protocol 0: it receives nothing).
+pub(crate) struct PacketSocket(OwnedFd);
 
 impl PacketSocket {
-    fn open() -> io::Result<Self> {
+    pub(crate) fn open() -> io::Result<Self> {
         // SAFETY: plain socket(2); the fd is owned right away.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
@@ -116,7 +134,8 @@ impl PacketSocket {
         Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()> {
+    /// Sends `frame` (Ethernet header included) out of `ifindex`.
+    pub(crate) fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()> {
         // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;

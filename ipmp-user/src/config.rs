@@ -327,6 +327,11 @@ pub struct GroupConfig {
     pub hash_seed: Option<u32>,
     /// Probe targets for every probing member; empty: the gateways of `routes`.
     pub probe_targets: Vec<IpAddr>,
+    /// XDP answers echo requests to the data and test addresses (`GROUP_F_NO_ECHO` when off).
+    pub xdp_echo: bool,
+    /// Members without a test address in a family probe the targets with ARP requests /
+    /// neighbour solicitations.
+    pub link_layer_probes: bool,
     pub members: Vec<MemberConfig>,
 }
 
@@ -370,6 +375,8 @@ struct RawGroup {
     hash_seed: Option<u32>,
     #[serde(default)]
     probe_targets: Vec<IpAddr>,
+    xdp_echo: Option<bool>,
+    link_layer_probes: Option<bool>,
     #[serde(default)]
     member: Vec<RawMember>,
 }
@@ -759,6 +766,8 @@ impl GroupConfig {
             buckets: raw.buckets.unwrap_or(DEFAULT_BUCKETS),
             hash_seed: raw.hash_seed,
             probe_targets: raw.probe_targets,
+            xdp_echo: raw.xdp_echo.unwrap_or(true),
+            link_layer_probes: raw.link_layer_probes.unwrap_or(true),
             members: raw
                 .member
                 .into_iter()
@@ -1089,6 +1098,8 @@ mod tests {
                 buckets: DEFAULT_BUCKETS,
                 hash_seed: None,
                 probe_targets: Vec::new(),
+                xdp_echo: true,
+                link_layer_probes: true,
                 members: ["eth1", "eth2", "eth3"]
                     .iter()
                     .enumerate()
@@ -1113,6 +1124,8 @@ mod tests {
                     "xdp_mode",
                     "announce",
                     "buckets",
+                    "xdp_echo",
+                    "link_layer_probes",
                     "standby = false",
                 ]
                 .iter()

@@ -10,7 +10,9 @@ use std::{
     time::Instant,
 };
 
-use ipmp_common::{AddrKey, MAX_GROUPS, MAX_MEMBERS};
+use ipmp_common::{
+    AddrKey, MAX_GROUPS, MAX_MEMBERS, PROBE_CFG_F_ENABLED, ProbeConfig, ProbeEvent, TARGET_F_NEIGH,
+};
 use tokio::sync::mpsc;
 
 use crate::{
@@ -20,7 +22,7 @@ use crate::{
     dataplane::{self, Dataplane, DataplaneError, DesiredGroup, DesiredMember, XdpAttachMode},
     group::{Event, Group, GroupSpec, Link as LinkState, Notice},
     netlink::{self, Link, Netlink, NetlinkError, events::LinkEvent, sysctl},
-    prober::{GroupProbing, ProbeReply},
+    prober::{GroupProbing, ProbeMember, ProbeReply, RingReply, ring::ProbeRing},
 };
 
 /// Why ipmpd cannot start (or stopped).
@@ -58,6 +60,8 @@ pub enum DaemonError {
     Announce(#[from] AnnounceError),
     #[error(transparent)]
     Prober(#[from] crate::prober::ProberError),
+    #[error(transparent)]
+    Ring(#[from] crate::prober::ring::RingError),
 }
 
 type Result<T> = std::result::Result<T, DaemonError>;
@@ -119,6 +123,12 @@ pub struct Daemon {
     neighbours: HashMap<(usize, IpAddr), [u8; 6]>,
     /// Replies from the probe sockets (taken by `run`).
     probe_rx: Option<mpsc::Receiver<ProbeReply>>,
+    /// Replies XDP timestamped (taken by `run`); `None` when nothing probes.
+    ring: Option<ProbeRing>,
+    /// Reading the ring failed: replies must reach the sockets.
+    ring_failed: bool,
+    /// Completed probes for `ipmpstat -p` subscribers.
+    probe_lines: tokio::sync::broadcast::Sender<control::ProbeLine>,
 }
 
 fn link_state(link: &Link) -> LinkState {
@@ -288,6 +298,8 @@ impl Daemon {
         let now = Instant::now();
         let mut groups = Vec::new();
         let (probe_tx, probe_rx) = mpsc::channel(1024);
+        // One cookie per daemon: XDP checks replies against it (IPMP_CONFIG holds one).
+        let cookie: u64 = rand::random();
         let mut stats_slot = 0u32;
         for (slot, cfg) in config.groups.iter().enumerate() {
             let mut members = Vec::new();
@@ -351,9 +363,16 @@ impl Daemon {
             let spec = GroupSpec::from_config(&config, cfg);
             let initial: Vec<LinkState> = rts.iter().map(|m| m.link).collect();
             let fsm = Group::new(spec, &initial, now);
-            let names: Vec<(String, u32)> =
-                rts.iter().map(|m| (m.name.clone(), m.ifindex)).collect();
-            let probing = GroupProbing::start(&config, cfg, slot, &fsm, &names, &probe_tx, now)?;
+            let names: Vec<ProbeMember> = rts
+                .iter()
+                .map(|m| ProbeMember {
+                    name: m.name.clone(),
+                    ifindex: m.ifindex,
+                    mac: m.mac,
+                })
+                .collect();
+            let probing =
+                GroupProbing::start(&config, cfg, slot, &fsm, &names, &probe_tx, cookie, now)?;
             let seed = cfg.hash_seed.unwrap_or_else(rand::random);
             groups.push(GroupRt {
                 cfg: cfg.clone(),
@@ -367,6 +386,25 @@ impl Daemon {
                 probing,
             });
         }
+        let probing = groups.iter().any(|g| g.probing.is_some());
+        let ring = if probing {
+            // The salt (top byte of the identifier) is the cookie's top byte, the low byte
+            // the member index (payload::icmp_id): XDP matches the salt only.
+            let salt = u32::from((cookie >> 56) as u8);
+            dataplane.writer_mut().set_probe_config(ProbeConfig {
+                cookie,
+                echo_id: salt << 8,
+                echo_id_mask: 0xff00,
+                flags: PROBE_CFG_F_ENABLED,
+                _pad: 0,
+            })?;
+            Some(ProbeRing::open(&opts.pin_dir)?)
+        } else {
+            dataplane
+                .writer_mut()
+                .set_probe_config(ProbeConfig::default())?;
+            None
+        };
         let mut daemon = Self {
             config,
             nl,
@@ -376,6 +414,9 @@ impl Daemon {
             started: Instant::now(),
             neighbours: HashMap::new(),
             probe_rx: Some(probe_rx),
+            ring,
+            ring_failed: false,
+            probe_lines: tokio::sync::broadcast::channel(PROBE_STREAM_BACKLOG).0,
         };
         daemon.sync_dataplane()?;
         for gi in 0..daemon.groups.len() {
@@ -403,7 +444,10 @@ impl Daemon {
 
     /// The desired data plane of every group, from the state machines.
     fn desired(&self) -> Vec<DesiredGroup> {
-        self.groups.iter().map(desired_group).collect()
+        self.groups
+            .iter()
+            .map(|g| desired_group(g, !self.ring_failed))
+            .collect()
     }
 
     fn sync_dataplane(&mut self) -> Result<()> {
@@ -505,11 +549,13 @@ impl Daemon {
                 self.on_neighbour(*n).await;
                 return Ok(());
             }
+            LinkEvent::RoutesChanged => return self.follow_routes().await,
             LinkEvent::Overrun => {
                 tracing::warn!(
                     "netlink events were lost (receive buffer overflow): re-reading links"
                 );
-                return Box::pin(self.resync()).await;
+                Box::pin(self.resync()).await?;
+                return self.follow_routes().await;
             }
         };
         let found = self.groups.iter().enumerate().find_map(|(gi, g)| {
@@ -551,7 +597,7 @@ impl Daemon {
         let g = &mut self.groups[gi];
         let names: Vec<String> = g.members.iter().map(|m| m.name.clone()).collect();
         if let Some(p) = g.probing.as_mut() {
-            p.send(&out, &names);
+            p.send(&out);
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             for n in &out.notices {
                 tracing::info!("{}", p.prober.describe(n, &g.cfg.name, &refs));
@@ -559,6 +605,11 @@ impl Daemon {
         }
         for r in &out.records {
             tracing::trace!(?r, "probe done");
+            if self.probe_lines.receiver_count() > 0 {
+                let g = &self.groups[gi];
+                let line = probe_line(&g.cfg.name, &names, r);
+                let _ = self.probe_lines.send(line);
+            }
         }
         if let Some(event) = out.event {
             Box::pin(self.handle(gi, event, Instant::now())).await?;
@@ -587,6 +638,85 @@ impl Daemon {
                 Ok(())
             }
         }
+    }
+
+    /// Router probe targets follow the routing table: the gateways of the routes through each
+    /// group's IPMP interface (groups with `probe_targets` keep theirs).
+    async fn follow_routes(&mut self) -> Result<()> {
+        for gi in 0..self.groups.len() {
+            let g = &self.groups[gi];
+            if g.probing.is_none() || !g.cfg.probe_targets.is_empty() {
+                continue;
+            }
+            let gateways = self.nl.gateways(g.ifindex).await?;
+            let now = Instant::now();
+            let mut changed = false;
+            for family in crate::probe::Family::ALL {
+                let routers: Vec<IpAddr> = gateways
+                    .iter()
+                    .copied()
+                    .filter(|a| crate::probe::Family::of(*a) == family)
+                    .collect();
+                let Some(p) = self.groups[gi].probing.as_mut() else {
+                    continue;
+                };
+                changed |= p.set_link_layer_routers(family, &routers);
+                let out = p.prober.set_routers(family, &routers, now);
+                self.probe_output(gi, out).await?;
+            }
+            if changed {
+                self.sync_dataplane()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replies XDP timestamped: each goes to its group's prober with the XDP receive time.
+    async fn on_ring_events(&mut self, events: Vec<ProbeEvent>) -> Result<()> {
+        let now = Instant::now();
+        for ev in events {
+            for gi in 0..self.groups.len() {
+                let g = &mut self.groups[gi];
+                let Some(p) = g.probing.as_mut() else {
+                    continue;
+                };
+                let Some(reply) = p.ring_reply(&ev) else {
+                    continue;
+                };
+                let result = match reply {
+                    RingReply::Echo {
+                        member,
+                        family,
+                        from,
+                        icmp,
+                        rx,
+                    } => {
+                        let reply = crate::probe::Reply {
+                            member,
+                            family,
+                            from,
+                            icmp: &icmp,
+                            rx,
+                        };
+                        p.prober.reply(reply, now, &g.fsm)
+                    }
+                    RingReply::Neigh {
+                        member,
+                        family,
+                        from,
+                        rx,
+                    } => p
+                        .prober
+                        .link_layer_reply(member, family, from, rx, now, &g.fsm),
+                };
+                match result {
+                    Ok((_, out)) => self.probe_output(gi, out).await?,
+                    Err(e) => tracing::debug!(group = %g.cfg.name, "probe event: {e}"),
+                }
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// A member NIC that went away (driver reload, hot-plug) and came back has a new ifindex:
@@ -761,6 +891,10 @@ impl Daemon {
             Request::Reload => Response::Error {
                 message: "reload is handled by the daemon loop".into(),
             },
+            // The control server streams these itself.
+            Request::Probes => Response::Error {
+                message: "probe subscriptions are served by the control socket".into(),
+            },
         }
     }
 
@@ -817,12 +951,14 @@ impl Daemon {
     ) -> Result<Exit> {
         let (link_tx, mut link_rx) = mpsc::channel(256);
         netlink::events::spawn_monitor(link_tx)?;
-        // Link states may have changed between start and subscribing: re-read once.
+        // Link states and routes may have changed between start and subscribing: re-read once.
         self.resync().await?;
+        self.follow_routes().await?;
         let (control_tx, mut control_rx) = mpsc::channel::<ControlCall>(64);
         let mut probe_rx = self.probe_rx.take().unwrap_or_else(|| mpsc::channel(1).1);
+        let mut ring = self.ring.take();
         let socket = control.path().to_path_buf();
-        let control_task = tokio::spawn(control.run(control_tx));
+        let control_task = tokio::spawn(control.run(control_tx, self.probe_lines.clone()));
         tracing::info!(
             groups = self.groups.len(),
             socket = %socket.display(),
@@ -858,6 +994,19 @@ impl Daemon {
                     let _ = call.reply.send(response);
                 }
                 () = sleep => {
+                    // Replies already received first: a probe must not time out while its
+                    // answer waits in a queue.
+                    let queued = ring.as_mut().map(ProbeRing::drain_now).unwrap_or_default();
+                    if !queued.is_empty()
+                        && let Err(e) = self.on_ring_events(queued).await
+                    {
+                        tracing::error!("handling probe events failed: {e}");
+                    }
+                    while let Ok(reply) = probe_rx.try_recv() {
+                        if let Err(e) = self.on_probe_reply(reply).await {
+                            tracing::error!("handling a probe reply failed: {e}");
+                        }
+                    }
                     if let Err(e) = self.on_tick(Instant::now()).await {
                         tracing::error!("timer handling failed: {e}");
                     }
@@ -867,6 +1016,21 @@ impl Daemon {
                         tracing::error!("handling a probe reply failed: {e}");
                     }
                 }
+                events = next_ring_batch(&mut ring) => match events {
+                    Ok(events) => {
+                        if let Err(e) = self.on_ring_events(events).await {
+                            tracing::error!("handling probe events failed: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("reading the probe ring buffer failed: {e}; replies now go through the probe sockets only");
+                        ring = None;
+                        self.ring_failed = true;
+                        if let Err(e) = self.sync_dataplane() {
+                            tracing::error!("{e}");
+                        }
+                    }
+                },
                 _ = guard.tick() => self.guard_sysctls(),
                 exit = &mut signal => break exit,
             }
@@ -902,6 +1066,41 @@ impl Daemon {
     }
 }
 
+/// Probe lines kept for an `ipmpstat -p` reader that falls behind.
+const PROBE_STREAM_BACKLOG: usize = 1024;
+
+/// The `ipmpstat -p` line of a completed probe.
+fn probe_line(group: &str, names: &[String], r: &crate::probe::ProbeRecord) -> control::ProbeLine {
+    let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    // Instants have no epoch: place the send time on the wall clock through now.
+    let ago = Instant::now().saturating_duration_since(r.sent);
+    let sent = std::time::SystemTime::now()
+        .checked_sub(ago)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    control::ProbeLine {
+        sent_unix_ns: sent,
+        group: group.to_owned(),
+        interface: names.get(r.member).cloned().unwrap_or_default(),
+        family: r.family.to_string(),
+        seq: r.seq,
+        target: r.target.map(|t| t.to_string()),
+        lost: r.is_lost(),
+        netrtt_us: r.netrtt().map(us),
+        rtt_us: r.rtt().map(us),
+        rttavg_us: r.rtt_avg.map(us),
+        rttdev_us: r.rtt_dev.map(us),
+    }
+}
+
+/// The next events of the probe ring; never ready without a ring.
+async fn next_ring_batch(ring: &mut Option<ProbeRing>) -> std::io::Result<Vec<ProbeEvent>> {
+    match ring {
+        Some(r) => r.next_batch().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A reload happens only with a configuration that loads; otherwise ipmpd keeps running as is.
 fn check_reload(config_path: &Path) -> (Response, bool) {
     match Config::load(config_path) {
@@ -923,7 +1122,7 @@ fn check_reload(config_path: &Path) -> (Response, bool) {
     }
 }
 
-fn desired_group(g: &GroupRt) -> DesiredGroup {
+fn desired_group(g: &GroupRt, ring_ok: bool) -> DesiredGroup {
     let ifindex_of = |m: usize| g.members.get(m).map_or(0, |m| m.ifindex);
     let cast = g.fsm.cast();
     let members = g
@@ -966,7 +1165,14 @@ fn desired_group(g: &GroupRt) -> DesiredGroup {
                     .map(|p| addr_key(p.addr))
                     .into_iter()
                     .collect(),
-                targets: Vec::new(),
+                targets: g
+                    .probing
+                    .as_ref()
+                    .map(|p| p.neigh_targets(mi))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| (addr_key(t), TARGET_F_NEIGH))
+                    .collect(),
             }
         })
         .collect();
@@ -994,8 +1200,10 @@ fn desired_group(g: &GroupRt) -> DesiredGroup {
             .map(|m| (m.ifindex, m.mac)),
         members,
         addresses,
-        echo_off: false,
-        probe_ring_only: false,
+        echo_off: !g.cfg.xdp_echo,
+        // Echo replies reach the prober through the ring alone (with XDP's timestamp) while
+        // the ring is read; a full ring passes them to the sockets all the same.
+        probe_ring_only: ring_ok && g.probing.as_ref().is_some_and(GroupProbing::has_echo),
     }
 }
 

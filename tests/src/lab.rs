@@ -1201,6 +1201,10 @@ pub fn default_config(spec: LabSpec, work_dir: &Path) -> IpmpdConfig {
             buckets: None,
             hash_seed: Some(LAB_HASH_SEED),
             probe_targets: Vec::new(),
+            xdp_echo: None,
+            // Scenarios watch link state only unless they ask for probes (ARP/NDP probing
+            // would make every repair after a link-up wait for 10 acks).
+            link_layer_probes: Some(false),
             member: (0..spec.members)
                 .map(|i| MemberConfig {
                     name: format!("m{i}"),
@@ -1249,6 +1253,10 @@ pub struct GroupConfig {
     /// Explicit probe targets (empty: the routes' gateways).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub probe_targets: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xdp_echo: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_layer_probes: Option<bool>,
     pub member: Vec<MemberConfig>,
 }
 
@@ -1433,6 +1441,22 @@ impl Daemon {
         let mut argv = vec![path_s.as_str(), "--socket", &socket_s];
         argv.extend_from_slice(args);
         self.host.run(&argv)
+    }
+
+    /// Starts `ipmpstat --socket S ARGS...` in the host namespace with stdout piped (for the
+    /// `-p` stream); the caller kills it.
+    pub fn spawn_ipmpstat(&self, args: &[&str]) -> anyhow::Result<Child> {
+        let path = self
+            .bin_dir
+            .as_ref()
+            .map_or_else(|| bin_path("ipmpstat"), |d| d.join("ipmpstat"));
+        let socket = self.socket.to_string_lossy().into_owned();
+        let path = path.to_string_lossy().into_owned();
+        let mut argv = vec![path.as_str(), "--socket", &socket];
+        argv.extend_from_slice(args);
+        let mut cmd = self.host.command(&argv);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.spawn().with_context(|| format!("spawning {argv:?}"))
     }
 
     /// Runs `ipmpstat --socket S ARGS...` in the host namespace; its stdout.

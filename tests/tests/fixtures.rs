@@ -1872,6 +1872,7 @@ fn echo_event(family: u32, target: [u8; 16], local: [u8; 16], seq: u32) -> Probe
         kind: PROBE_EV_ECHO,
         id: u32::from(PROBE_ID),
         seq,
+        msg: ipmp_common::PROBE_MSG_ECHO,
         target,
         local,
         mac: PEER_MAC,

@@ -296,3 +296,247 @@ fn forged_replies_do_not_keep_a_dead_member_alive() {
         d.log()
     );
 }
+
+/// No test addresses at all: every member probes the router with ARP requests (IPv4) and
+/// neighbour solicitations from its link-local address (IPv6); a silent failure is still
+/// detected, and repaired once the answers come back.
+#[test]
+fn without_test_addresses_link_layer_probes_detect_a_silent_failure() {
+    if !require_root("without_test_addresses_link_layer_probes_detect_a_silent_failure") {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        members: 3,
+        peers: 1,
+        router: true,
+    })
+    .expect("lab");
+    let mut cfg = lab.config();
+    cfg.failure_detection_time_ms = Some(500);
+    cfg.group_mut().link_layer_probes = None; // ipmpd's default: on
+    let d = lab.start_ipmpd(&cfg.to_toml()).expect("ipmpd");
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || {
+            ["m0", "m1", "m2"].iter().all(|m| member(&d, m).2 == "ok")
+        }),
+        "link-layer probes never acknowledged: {:?}\n{}",
+        ["m0", "m1", "m2"].map(|m| member(&d, m)),
+        d.log()
+    );
+    let t = d
+        .ipmpstat(&["-tP", "-o", "interface,testaddr,targets"])
+        .unwrap();
+    for m in ["m0", "m1", "m2"] {
+        for target in [ipmp_tests::lab::ROUTER_V4, ipmp_tests::lab::ROUTER_V6] {
+            let target = target.replace(':', "\\:");
+            assert!(
+                t.lines().any(|l| l == format!("{m}::{target}")),
+                "{m} does not probe {target} without a test address:\n{t}"
+            );
+        }
+    }
+    // The members really have no address of their own: only link-layer probes can work.
+    assert!(
+        lab.host()
+            .addrs("m0")
+            .unwrap()
+            .iter()
+            .all(|a| a.starts_with("fe80:")),
+        "{:?}",
+        lab.host().addrs("m0")
+    );
+    lab.silent_drop(0, true).unwrap();
+    let cut = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), POLL, || member(&d, "m0").1
+            == "failed"),
+        "silent failure of m0 not detected without test addresses: {:?}\n{}",
+        member(&d, "m0"),
+        d.log()
+    );
+    let detected = cut.elapsed();
+    eprintln!(
+        "silent failure detected by ARP/NDP probes after {} ms (FDT 500 ms)",
+        detected.as_millis()
+    );
+    assert!(detected <= Duration::from_millis(1500), "took {detected:?}");
+    assert!(lab.host().link("m0").unwrap().carrier);
+    for m in ["m1", "m2"] {
+        assert_eq!(member(&d, m).1, "ok", "{m} blamed for m0's failure");
+    }
+    // Its traffic moved: a peer still reaches the data address.
+    let ping = lab
+        .peer(0)
+        .ping(ipmp_tests::lab::DATA_V4, 10, Duration::from_millis(20))
+        .unwrap();
+    assert!(ping.received >= 9, "{ping:?}");
+    lab.silent_drop(0, false).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || member(&d, "m0")
+            == ("yes".into(), "ok".into(), "ok".into())),
+        "m0 not repaired: {:?}\n{}",
+        member(&d, "m0"),
+        d.log()
+    );
+}
+
+/// Reads `ipmpstat ARGS` (a `-p` stream) for `secs`, then stops it; its lines.
+fn stream_lines(d: &Daemon, args: &[&str], secs: f64) -> Vec<String> {
+    use std::io::BufRead as _;
+    let mut child = d.spawn_ipmpstat(args).expect("ipmpstat -p");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut lines = Vec::new();
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let out = child.wait_with_output().expect("ipmpstat output");
+                panic!(
+                    "ipmpstat {args:?} ended early: {:?} {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+/// Milliseconds of an `ipmpstat -p` duration such as `0.51ms`.
+fn ms_of(v: &str) -> f64 {
+    v.strip_suffix("ms")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a duration in ms: {v:?}"))
+}
+
+/// `ipmpstat -p` streams every probe as it completes in Solaris' columns; replies reach ipmpd
+/// only through XDP's ring buffer (the sockets never see them), so NETRTT is XDP's receive
+/// time and never exceeds RTT; lost probes have empty RTT fields; `-P` escapes ':'.
+#[test]
+fn ipmpstat_p_streams_probes_with_xdp_timestamps() {
+    if !require_root("ipmpstat_p_streams_probes_with_xdp_timestamps") {
+        return;
+    }
+    let (lab, d) = probing_lab();
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || {
+            ["m0", "m1", "m2"].iter().all(|m| member(&d, m).2 == "ok")
+        }),
+        "probes never acknowledged\n{}",
+        d.log()
+    );
+    // FDT 500 ms: a probe every ~71 ms per member.
+    let lines = stream_lines(&d, &["-pn"], 1.5);
+    assert_eq!(
+        lines.first().map(|l| l.trim_end()),
+        Some("TIME      INTERFACE   PROBE  NETRTT    RTT       RTTAVG    TARGET"),
+        "{lines:?}"
+    );
+    let rows: Vec<Vec<&str>> = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(rows.len() >= 20, "too few probes in 1.5 s: {lines:?}");
+    for r in &rows {
+        assert_eq!(r.len(), 7, "{r:?}: {lines:#?}");
+        let t: f64 = r[0].strip_suffix('s').unwrap().parse().unwrap();
+        assert!((-1.0..3.0).contains(&t), "TIME {t}");
+        assert!(["m0", "m1", "m2"].contains(&r[1]), "{r:?}");
+        r[2].parse::<u16>().expect("PROBE is the sequence number");
+        assert_ne!(
+            r[3], "--",
+            "a probe lost while every member is healthy: {lines:#?}"
+        );
+        let (netrtt, rtt) = (ms_of(r[3]), ms_of(r[4]));
+        assert!(netrtt <= rtt, "NETRTT {netrtt} > RTT {rtt}: {r:?}");
+        assert!(rtt < 100.0, "{r:?}");
+        ms_of(r[5]);
+        assert_eq!(r[6], ipmp_tests::lab::ROUTER_V4);
+    }
+    // Parsable, every field; m0 cut off silently: its probes are lost, RTT fields empty.
+    lab.silent_drop(0, true).unwrap();
+    let lines = stream_lines(
+        &d,
+        &[
+            "-pPn",
+            "-o",
+            "time,interface,probe,netrtt,rtt,rttavg,target,rttdev",
+        ],
+        1.0,
+    );
+    let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split(':').collect()).collect();
+    assert!(fields.iter().all(|f| f.len() == 8), "{lines:?}");
+    let lost: Vec<_> = fields
+        .iter()
+        .filter(|f| f[1] == "m0" && f[3].is_empty() && f[4].is_empty())
+        .collect();
+    assert!(!lost.is_empty(), "no lost probe of m0 shown: {lines:?}");
+    assert!(
+        fields
+            .iter()
+            .filter(|f| f[1] != "m0")
+            .all(|f| !f[3].is_empty()),
+        "{lines:?}"
+    );
+    // --json: one object per probe.
+    let lines = stream_lines(&d, &["-p", "--json"], 0.5);
+    let v: serde_json::Value = serde_json::from_str(&lines[0]).expect("JSON line");
+    assert!(v["seq"].is_u64() && v["interface"].is_string(), "{v}");
+}
+
+/// Router targets follow the routing table: a route added through the IPMP interface makes
+/// its gateway a target, and removing the route drops it.
+#[test]
+fn router_targets_follow_the_routing_table() {
+    if !require_root("router_targets_follow_the_routing_table") {
+        return;
+    }
+    let (lab, d) = probing_lab();
+    let targets = |d: &Daemon| {
+        d.ipmpstat(&["-tPn", "-o", "interface,targets"])
+            .expect("ipmpstat -t")
+    };
+    let gw = ipmp_tests::lab::peer_v4(0);
+    assert!(!targets(&d).contains(&gw), "{}", targets(&d));
+    lab.host()
+        .ip(&format!("route add 203.0.113.128/25 via {gw} dev ipmp0"))
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), POLL, || {
+            targets(&d)
+                .lines()
+                .filter(|l| l.split(':').nth(1).is_some_and(|t| t.contains(&gw)))
+                .count()
+                == 3
+        }),
+        "the new gateway {gw} is not a target of every member: {}\n{}",
+        targets(&d),
+        d.log()
+    );
+    lab.host()
+        .ip(&format!("route del 203.0.113.128/25 via {gw} dev ipmp0"))
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), POLL, || !targets(&d).contains(&gw)),
+        "the removed gateway {gw} is still a target: {}",
+        targets(&d)
+    );
+    // The router stays, and nobody failed on the way.
+    assert!(targets(&d).contains(ipmp_tests::lab::ROUTER_V4));
+    for m in ["m0", "m1", "m2"] {
+        assert_eq!(member(&d, m).1, "ok");
+    }
+}

@@ -14,7 +14,7 @@ use tokio::{
     net::UnixStream,
 };
 
-use super::{ControlError, MAX_RESPONSE_LINE, Request, Response, Snapshot};
+use super::{ControlError, MAX_RESPONSE_LINE, ProbeLine, Request, Response, Snapshot};
 
 /// How long a client waits for ipmpd before giving up (a stuck daemon must not hang ipmpstat).
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,4 +84,47 @@ pub fn request_blocking(path: &Path, req: &Request) -> Result<Response, ControlE
 /// Asks for the [`Snapshot`]; a daemon error becomes [`ControlError::Daemon`].
 pub fn status_blocking(path: &Path) -> Result<Snapshot, ControlError> {
     request_blocking(path, &Request::Status)?.into_snapshot()
+}
+
+/// The probe stream of [`subscribe_probes`]: an iterator of probe lines that ends when ipmpd
+/// closes the connection (then with [`ControlError::Closed`]).
+pub struct ProbeStream {
+    path: std::path::PathBuf,
+    reader: BufReader<StdUnixStream>,
+}
+
+impl Iterator for ProbeStream {
+    type Item = Result<ProbeLine, ControlError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = Vec::new();
+        let read = (&mut self.reader)
+            .take(MAX_RESPONSE_LINE as u64 + 1)
+            .read_until(b'\n', &mut line);
+        if let Err(e) = read {
+            return Some(Err(ControlError::from_io(&self.path, e)));
+        }
+        Some(
+            decode(&self.path, &line).and_then(|r| match r.into_result()? {
+                Response::Probe(p) => Ok(p),
+                other => Err(ControlError::Unexpected {
+                    expected: "probe",
+                    got: other.kind(),
+                }),
+            }),
+        )
+    }
+}
+
+/// Asks ipmpd for its probe stream. Blocks while reading; no read timeout (probes can be
+/// seconds apart).
+pub fn subscribe_probes(path: &Path) -> Result<ProbeStream, ControlError> {
+    let io = |e| ControlError::from_io(path, e);
+    let mut stream = StdUnixStream::connect(path).map_err(io)?;
+    stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
+    stream.write_all(&encode(&Request::Probes)?).map_err(io)?;
+    Ok(ProbeStream {
+        path: path.to_path_buf(),
+        reader: BufReader::new(stream),
+    })
 }

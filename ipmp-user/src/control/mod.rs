@@ -2,9 +2,10 @@
 //!
 //! Transport: a unix stream socket ([`DEFAULT_SOCKET`]). Framing: newline-delimited JSON, at most
 //! [`MAX_REQUEST_LINE`] bytes per request and [`MAX_RESPONSE_LINE`] per response. A client writes one [`Request`] line and reads one [`Response`]
-//! line; a connection may carry several requests in turn. A later subscription request (for
-//! `ipmpstat -p`) will be answered by a stream of [`Response`] lines on the same connection, so a
-//! client reads responses line by line and never assumes the connection ends after one.
+//! line; a connection may carry several requests in turn. [`Request::Probes`] (for `ipmpstat -p`)
+//! turns the connection into a stream: one [`Response::Probe`] line per completed probe until
+//! the client or ipmpd closes it, so a client reads responses line by line and never assumes
+//! the connection ends after one.
 //!
 //! Queries are open to every local user (the socket is mode 0666); requests that change state
 //! ([`Request::is_mutating`]) are refused by the server unless the peer's uid (SO_PEERCRED) is 0.
@@ -16,7 +17,7 @@ use std::{fmt, io, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use client::{request, request_blocking, status_blocking};
+pub use client::{ProbeStream, request, request_blocking, status_blocking, subscribe_probes};
 pub use server::{ControlCall, ControlServer, PeerCred, authorize};
 
 /// Where ipmpd listens unless told otherwise (`--socket`).
@@ -40,13 +41,15 @@ pub enum Request {
     Online { interface: String },
     /// Reread the configuration.
     Reload,
+    /// Stream every probe as it completes (acked or lost), as [`Response::Probe`] lines.
+    Probes,
 }
 
 impl Request {
     /// Requests that change the daemon's state need root.
     pub fn is_mutating(&self) -> bool {
         match self {
-            Request::Status => false,
+            Request::Status | Request::Probes => false,
             Request::Offline { .. } | Request::Online { .. } | Request::Reload => true,
         }
     }
@@ -58,6 +61,7 @@ impl Request {
             Request::Offline { .. } => "offline",
             Request::Online { .. } => "online",
             Request::Reload => "reload",
+            Request::Probes => "probes",
         }
     }
 }
@@ -68,8 +72,14 @@ impl Request {
 #[serde(tag = "response", rename_all = "lowercase")]
 pub enum Response {
     Status(Snapshot),
-    Ok { message: String },
-    Error { message: String },
+    Ok {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
+    /// One completed probe of a [`Request::Probes`] stream.
+    Probe(ProbeLine),
 }
 
 impl Response {
@@ -109,8 +119,35 @@ impl Response {
             Response::Status(_) => "status",
             Response::Ok { .. } => "ok",
             Response::Error { .. } => "error",
+            Response::Probe(_) => "probe",
         }
     }
+}
+
+/// One completed failure-detection probe (an `ipmpstat -p` line). Durations in microseconds;
+/// the RTT fields are absent for a lost probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeLine {
+    /// When the probe was sent, in ns since the Unix epoch (ipmpstat shows it relative to its
+    /// own start).
+    pub sent_unix_ns: u64,
+    pub group: String,
+    pub interface: String,
+    /// `inet` or `inet6`.
+    pub family: String,
+    /// The probe's sequence number (PROBE).
+    pub seq: u16,
+    /// `None` if the target was removed before the probe completed.
+    pub target: Option<String>,
+    pub lost: bool,
+    /// Receive timestamp (XDP, else the socket) − send time.
+    pub netrtt_us: Option<u64>,
+    /// ipmpd's processing of the reply − probe start.
+    pub rtt_us: Option<u64>,
+    /// The target's smoothed RTT after this probe.
+    pub rttavg_us: Option<u64>,
+    /// The target's mean deviation after this probe.
+    pub rttdev_us: Option<u64>,
 }
 
 /// Everything ipmpd knows, taken at one instant (every `ipmpstat` mode but `-p` reads one).
@@ -192,7 +229,8 @@ pub struct MemberStatus {
     /// Probing per address family (ipmpstat -t); empty when the member does not probe.
     #[serde(default)]
     pub probes: Vec<ProbeTargets>,
-    /// Probe replies dropped for failing an integrity check (cookie, id, sequence window).
+    /// Probe replies dropped for failing an integrity check (cookie, id, sequence window), by
+    /// XDP or by the prober.
     #[serde(default)]
     pub probe_forged: u64,
 }

@@ -16,12 +16,12 @@ use std::{
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream, unix::OwnedWriteHalf},
-    sync::{mpsc, oneshot},
+    sync::{broadcast, mpsc, oneshot},
     task::JoinSet,
 };
 use tracing::{debug, warn};
 
-use super::{ControlError, MAX_REQUEST_LINE, Request, Response};
+use super::{ControlError, MAX_REQUEST_LINE, ProbeLine, Request, Response};
 
 /// Connections served at once; more are closed at accept (a local user must not be able to
 /// exhaust the daemon's file descriptors).
@@ -138,7 +138,12 @@ impl ControlServer {
 
     /// Serves connections until the receiving side of `tx` is dropped, then removes the socket
     /// file. Each connection runs in its own task; connection errors are logged, never fatal.
-    pub async fn run(mut self, tx: mpsc::Sender<ControlCall>) {
+    /// `probes` feeds [`Request::Probes`] subscribers.
+    pub async fn run(
+        mut self,
+        tx: mpsc::Sender<ControlCall>,
+        probes: broadcast::Sender<ProbeLine>,
+    ) {
         let Some(std_listener) = self.listener.take() else {
             return;
         };
@@ -158,7 +163,7 @@ impl ControlServer {
                             warn!(limit = MAX_CONNECTIONS, "control socket: too many connections, closing a new one");
                             continue;
                         }
-                        connections.spawn(serve_connection(stream, tx.clone()));
+                        connections.spawn(serve_connection(stream, tx.clone(), probes.clone()));
                     }
                     Err(e) => {
                         warn!(error = %e, "control socket: accept failed");
@@ -210,7 +215,11 @@ impl Drop for ControlServer {
     }
 }
 
-async fn serve_connection(stream: UnixStream, tx: mpsc::Sender<ControlCall>) {
+async fn serve_connection(
+    stream: UnixStream,
+    tx: mpsc::Sender<ControlCall>,
+    probes: broadcast::Sender<ProbeLine>,
+) {
     let peer = match stream.peer_cred() {
         Ok(cred) => PeerCred {
             uid: cred.uid(),
@@ -221,7 +230,7 @@ async fn serve_connection(stream: UnixStream, tx: mpsc::Sender<ControlCall>) {
             return;
         }
     };
-    if let Err(e) = serve_requests(stream, peer, tx).await {
+    if let Err(e) = serve_requests(stream, peer, tx, probes).await {
         debug!(uid = peer.uid, pid = peer.pid, error = %e, "control connection ended with an error");
     }
 }
@@ -230,6 +239,7 @@ async fn serve_requests(
     stream: UnixStream,
     peer: PeerCred,
     tx: mpsc::Sender<ControlCall>,
+    probes: broadcast::Sender<ProbeLine>,
 ) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
@@ -271,11 +281,32 @@ async fn serve_requests(
             }
             return Ok(());
         }
+        if serde_json::from_slice::<Request>(&line).is_ok_and(|r| r == Request::Probes) {
+            debug!(uid = peer.uid, pid = peer.pid, "probe stream subscribed");
+            return stream_probes(&mut write, probes.subscribe()).await;
+        }
         let response = answer(&line, peer, &tx).await;
         send(&mut write, &response).await?;
         if !complete {
             // EOF right after the last request.
             return Ok(());
+        }
+    }
+}
+
+/// Sends every probe line until the client goes away or ipmpd stops. A reader too slow for
+/// the daemon's pace skips lines rather than slowing the daemon.
+async fn stream_probes(
+    write: &mut OwnedWriteHalf,
+    mut rx: broadcast::Receiver<ProbeLine>,
+) -> io::Result<()> {
+    loop {
+        match rx.recv().await {
+            Ok(line) => send(write, &Response::Probe(line)).await?,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                debug!(skipped = n, "probe stream reader too slow");
+            }
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
         }
     }
 }

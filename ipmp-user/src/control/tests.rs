@@ -99,6 +99,9 @@ fn spawn_fake_daemon(
                 Request::Offline { interface } | Request::Online { interface } => Response::Error {
                     message: format!("{interface}: no such member"),
                 },
+                Request::Probes => Response::Error {
+                    message: "streamed by the server".into(),
+                },
             };
             let _ = call.reply.send(response);
         }
@@ -199,7 +202,7 @@ async fn round_trip_through_a_real_socket() {
     assert_eq!(dir_mode & 0o700, 0o700);
     let (tx, rx) = mpsc::channel(4);
     let daemon = spawn_fake_daemon(rx);
-    let serving = tokio::spawn(server.run(tx));
+    let serving = tokio::spawn(server.run(tx, tokio::sync::broadcast::channel(16).0));
 
     let snapshot = request(&path, &Request::Status)
         .await
@@ -255,7 +258,7 @@ async fn several_requests_on_one_connection_and_bad_json_is_not_fatal() {
     let server = ControlServer::bind(&path).unwrap();
     let (tx, rx) = mpsc::channel(4);
     let _daemon = spawn_fake_daemon(rx);
-    let serving = tokio::spawn(server.run(tx));
+    let serving = tokio::spawn(server.run(tx, tokio::sync::broadcast::channel(16).0));
 
     let p = path.clone();
     let lines = tokio::task::spawn_blocking(move || {
@@ -289,7 +292,7 @@ async fn oversized_request_line_is_refused() {
     let server = ControlServer::bind(&path).unwrap();
     let (tx, rx) = mpsc::channel(4);
     let daemon = spawn_fake_daemon(rx);
-    let serving = tokio::spawn(server.run(tx));
+    let serving = tokio::spawn(server.run(tx, tokio::sync::broadcast::channel(16).0));
 
     let p = path.clone();
     let answer = tokio::task::spawn_blocking(move || {
@@ -404,9 +407,12 @@ async fn run_returns_and_cleans_up_when_the_daemon_stops() {
     let server = ControlServer::bind(&path).unwrap();
     let (tx, rx) = mpsc::channel(1);
     drop(rx);
-    tokio::time::timeout(std::time::Duration::from_secs(5), server.run(tx))
-        .await
-        .expect("run returns once the receiver is gone");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        server.run(tx, tokio::sync::broadcast::channel(16).0),
+    )
+    .await
+    .expect("run returns once the receiver is gone");
     assert!(!path.exists());
 }
 
@@ -424,4 +430,63 @@ async fn missing_socket_tells_how_to_fix_it() {
     );
     let err = request_blocking(&path, &Request::Status).unwrap_err();
     assert!(matches!(err, ControlError::NotRunning { .. }));
+}
+
+fn probe_line(seq: u16, lost: bool) -> ProbeLine {
+    ProbeLine {
+        sent_unix_ns: 1_700_000_000_000_000_000 + u64::from(seq),
+        group: "ipmp0".into(),
+        interface: "m0".into(),
+        family: "inet".into(),
+        seq,
+        target: Some("198.51.100.1".into()),
+        lost,
+        netrtt_us: (!lost).then_some(120),
+        rtt_us: (!lost).then_some(180),
+        rttavg_us: Some(150),
+        rttdev_us: Some(20),
+    }
+}
+
+#[tokio::test]
+async fn probe_stream_delivers_every_probe_until_ipmpd_stops() {
+    let dir = TempDir::new();
+    let path = dir.path().join("ipmpd.sock");
+    let server = ControlServer::bind(&path).unwrap();
+    let (tx, rx) = mpsc::channel(4);
+    let _daemon = spawn_fake_daemon(rx);
+    let (probes, _) = tokio::sync::broadcast::channel(64);
+    let serving = tokio::spawn(server.run(tx, probes.clone()));
+    let p = path.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut stream = subscribe_probes(&p).unwrap();
+        let got: Vec<_> = (&mut stream).take(3).collect();
+        (got, stream)
+    });
+    // Publish until the subscriber is there, then three lines.
+    while probes.receiver_count() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for (seq, lost) in [(1, false), (2, true), (3, false)] {
+        probes.send(probe_line(seq, lost)).unwrap();
+    }
+    let (got, mut stream) = reader.await.unwrap();
+    let got: Vec<ProbeLine> = got.into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        got,
+        vec![
+            probe_line(1, false),
+            probe_line(2, true),
+            probe_line(3, false)
+        ]
+    );
+    // A subscription is not a mutating request, and the stream ends when ipmpd goes away.
+    assert!(!Request::Probes.is_mutating());
+    drop(probes);
+    serving.abort();
+    let _ = serving.await;
+    let end = tokio::task::spawn_blocking(move || stream.next())
+        .await
+        .unwrap();
+    assert!(matches!(end, Some(Err(_))), "{end:?}");
 }

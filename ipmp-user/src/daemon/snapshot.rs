@@ -41,16 +41,21 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
         .enumerate()
         .map(|(mi, m)| {
             let view = g.fsm.member(mi);
-            let (tx_packets, tx_bytes) = d
+            let counters = d
                 .dataplane
                 .writer()
                 .counters(m.stats_slot)
-                .map(|cs| {
-                    cs.iter()
-                        .filter(|(r, _)| matches!(r, Reason::TxUnicast | Reason::TxCast))
-                        .fold((0, 0), |(p, b), (_, c)| (p + c.packets, b + c.bytes))
-                })
                 .unwrap_or_default();
+            let (tx_packets, tx_bytes) = counters
+                .iter()
+                .filter(|(r, _)| matches!(r, Reason::TxUnicast | Reason::TxCast))
+                .fold((0, 0), |(p, b), (_, c)| (p + c.packets, b + c.bytes));
+            // Replies XDP dropped (probe magic and identifier, wrong cookie or sequence).
+            let xdp_forged: u64 = counters
+                .iter()
+                .filter(|(r, _)| *r == Reason::ProbeForged)
+                .map(|(_, c)| c.packets)
+                .sum();
             let is_cast = cast == Some(mi);
             MemberStatus {
                 name: m.name.clone(),
@@ -109,13 +114,14 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
                             .collect()
                     })
                     .unwrap_or_default(),
-                probe_forged: g.probing.as_ref().map_or(0, |p| {
-                    [crate::probe::Family::V4, crate::probe::Family::V6]
-                        .into_iter()
-                        .filter_map(|f| p.prober.counters(mi, f))
-                        .map(crate::probe::ProbeCounters::forged)
-                        .sum()
-                }),
+                probe_forged: xdp_forged
+                    + g.probing.as_ref().map_or(0, |p| {
+                        [crate::probe::Family::V4, crate::probe::Family::V6]
+                            .into_iter()
+                            .filter_map(|f| p.prober.counters(mi, f))
+                            .map(crate::probe::ProbeCounters::forged)
+                            .sum()
+                    }),
             }
         })
         .collect();

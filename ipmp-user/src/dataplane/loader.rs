@@ -214,6 +214,10 @@ impl Dataplane {
     pub fn writer(&self) -> &MapWriter {
         &self.writer
     }
+
+    pub fn writer_mut(&mut self) -> &mut MapWriter {
+        &mut self.writer
+    }
 }
 
 /// Where the link of program `what` on `ifname` is pinned: `links/<what>@<ifname>`. bpffs

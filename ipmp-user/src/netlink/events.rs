@@ -1,5 +1,5 @@
-//! The kernel-event stream: rtnetlink multicast for links (RTNLGRP_LINK) and neighbours
-//! (RTNLGRP_NEIGH), no polling. Decoding is pure and unit-tested; [`spawn_monitor`] is the actor
+//! The kernel-event stream: rtnetlink multicast for links (RTNLGRP_LINK), neighbours
+//! (RTNLGRP_NEIGH) and routes (RTNLGRP_IPV4_ROUTE / RTNLGRP_IPV6_ROUTE), no polling. Decoding is pure and unit-tested; [`spawn_monitor`] is the actor
 //! that feeds the daemon.
 
 use futures::StreamExt as _;
@@ -26,6 +26,8 @@ pub enum LinkEvent {
     Removed { ifindex: u32, name: String },
     /// RTM_NEWNEIGH for a confirmed (REACHABLE) IPv4/IPv6 neighbour with a MAC address.
     Neighbour(Neighbour),
+    /// RTM_NEWROUTE / RTM_DELROUTE: the routing table changed (router targets follow it).
+    RoutesChanged,
     /// The kernel dropped events (the socket's receive buffer overflowed, ENOBUFS): state must
     /// be read again, or a carrier change that fell in the gap is lost for good.
     Overrun,
@@ -45,6 +47,9 @@ pub fn decode(msg: &RouteNetlinkMessage) -> Option<LinkEvent> {
         RouteNetlinkMessage::NewLink(m) => Link::from_message(m).map(LinkEvent::Changed),
         RouteNetlinkMessage::DelLink(m) => Some(removed(m)),
         RouteNetlinkMessage::NewNeighbour(m) => reachable_neighbour(m).map(LinkEvent::Neighbour),
+        RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_) => {
+            Some(LinkEvent::RoutesChanged)
+        }
         _ => None,
     }
 }
@@ -134,9 +139,13 @@ struct Subscription {
 
 impl Subscription {
     fn open() -> Result<Self, NetlinkError> {
-        let (mut conn, _handle, messages) =
-            rtnetlink::new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Neigh])
-                .map_err(NetlinkError::Connect)?;
+        let (mut conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
+            MulticastGroup::Link,
+            MulticastGroup::Neigh,
+            MulticastGroup::Ipv4Route,
+            MulticastGroup::Ipv6Route,
+        ])
+        .map_err(NetlinkError::Connect)?;
         // Room for bursts (many links or neighbours changing at once); an overrun is still
         // handled by the caller.
         if let Err(e) = conn.socket_mut().socket_mut().set_rx_buf_sz(MONITOR_RCVBUF) {

@@ -322,6 +322,42 @@ impl Netlink {
 }
 
 impl Netlink {
+    /// The gateways of the main table's routes through `ifindex` (router probe targets, which
+    /// follow the routing table), in route order without repeats.
+    pub async fn gateways(&self, ifindex: u32) -> Result<Vec<IpAddr>> {
+        use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+        let mut out = Vec::new();
+        let queries = [
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+        ];
+        for query in queries {
+            let routes: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(query)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(request("list routes"))?;
+            for r in &routes {
+                let through = r
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::Oif(i) if *i == ifindex));
+                let gateway = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Gateway(RouteAddress::Inet(v4)) => Some(IpAddr::V4(*v4)),
+                    RouteAttribute::Gateway(RouteAddress::Inet6(v6)) => Some(IpAddr::V6(*v6)),
+                    _ => None,
+                });
+                if let Some(gw) = gateway.filter(|gw| through && !out.contains(gw)) {
+                    out.push(gw);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Confirmed neighbours on every link (to seed the members' shared view at start).
     pub async fn reachable_neighbours(&self) -> Result<Vec<events::Neighbour>> {
         let msgs: Vec<netlink_packet_route::neighbour::NeighbourMessage> = self

@@ -1,6 +1,7 @@
 //! Probe packets: the ICMP / ICMPv6 echo message ipmpd sends, and the check of a reply.
 //!
-//! Layout (network byte order), in.mpathd's `struct pr_icmp` plus a cookie:
+//! The body after the 8-byte echo header is [`ipmp_common::ProbePayload`], the one layout the
+//! XDP program also reads (to timestamp replies into `IPMP_PROBES`); network byte order:
 //!
 //! | offset | size | field |
 //! |---|---|---|
@@ -9,19 +10,24 @@
 //! | 2 | 2 | checksum (IPv4: computed here; IPv6: left 0, the kernel fills it for raw ICMPv6 sockets) |
 //! | 4 | 2 | identifier: per member ([`icmp_id`]) |
 //! | 6 | 2 | sequence number |
-//! | 8 | 8 | start time: ns since the prober's epoch |
-//! | 16 | 4 | message type: 0x1234 probe, 0x5678 multicast discovery, 0x9abc RTT only |
-//! | 20 | 8 | cookie: random per daemon |
+//! | 8 | 4 | magic "IPMP" |
+//! | 12 | 4 | message type: 0x1234 probe, 0x5678 multicast discovery, 0x9abc RTT only (in.mpathd's) |
+//! | 16 | 8 | cookie: random per daemon |
+//! | 24 | 4 | sequence number again (XDP checks it against the header's) |
+//! | 28 | 4 | 0 |
+//! | 32 | 8 | start time: ns since the prober's epoch |
 //!
 //! Echo responders copy the body back, so a reply that carries the daemon's cookie, the
 //! member's identifier and a known message type answers one of our probes. A blind forger
 //! has to guess 64 random bits; replies that fail a check are dropped and counted under a
 //! [`RejectReason`].
 
+use ipmp_common::{PROBE_PAYLOAD_LEN, ProbePayload};
+
 use super::{Family, ProbeKind, RejectReason};
 
 /// Length of the echo message ipmpd sends (ICMP header included).
-pub const ECHO_LEN: usize = 28;
+pub const ECHO_LEN: usize = 8 + PROBE_PAYLOAD_LEN;
 
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_ECHO_REQUEST: u8 = 8;
@@ -80,9 +86,11 @@ fn encode(ty: u8, family: Family, e: &Echo) -> [u8; ECHO_LEN] {
     b[0] = ty;
     b[4..6].copy_from_slice(&e.id.to_be_bytes());
     b[6..8].copy_from_slice(&e.seq.to_be_bytes());
-    b[8..16].copy_from_slice(&e.timestamp_ns.to_be_bytes());
-    b[16..20].copy_from_slice(&e.kind.code().to_be_bytes());
-    b[20..28].copy_from_slice(&e.cookie.to_be_bytes());
+    let body = ProbePayload {
+        kind: e.kind.code(),
+        ..ProbePayload::echo(e.cookie, u32::from(e.seq), e.timestamp_ns)
+    };
+    b[8..].copy_from_slice(&body.to_bytes());
     if family == Family::V4 {
         let c = checksum(&b);
         b[2..4].copy_from_slice(&c.to_be_bytes());
@@ -116,18 +124,18 @@ pub fn parse_reply(family: Family, icmp: &[u8]) -> Result<Echo, RejectReason> {
     if family == Family::V4 && checksum(icmp) != 0 {
         return Err(RejectReason::Malformed);
     }
-    let mut ts = [0u8; 8];
-    ts.copy_from_slice(&icmp[8..16]);
-    let mut cookie = [0u8; 8];
-    cookie.copy_from_slice(&icmp[20..28]);
-    let code = u32::from_be_bytes([icmp[16], icmp[17], icmp[18], icmp[19]]);
-    let kind = ProbeKind::from_code(code).ok_or(RejectReason::Malformed)?;
+    let body = ProbePayload::from_bytes(&icmp[8..]).ok_or(RejectReason::Malformed)?;
+    let kind = ProbeKind::from_code(body.kind).ok_or(RejectReason::Malformed)?;
+    let seq = be16(icmp, 6);
+    if body.seq != u32::from(seq) {
+        return Err(RejectReason::Malformed);
+    }
     Ok(Echo {
         id: be16(icmp, 4),
-        seq: be16(icmp, 6),
-        timestamp_ns: u64::from_be_bytes(ts),
+        seq,
+        timestamp_ns: body.send_ns,
         kind,
-        cookie: u64::from_be_bytes(cookie),
+        cookie: body.cookie,
     })
 }
 
@@ -171,11 +179,19 @@ mod tests {
         assert_eq!(b[1], 0);
         assert_eq!(&b[4..6], &[0x12, 0x03]);
         assert_eq!(&b[6..8], &[0, 77]);
-        assert_eq!(&b[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(&b[16..20], &[0, 0, 0x12, 0x34]);
+        assert_eq!(&b[8..12], b"IPMP");
+        assert_eq!(&b[12..16], &[0, 0, 0x12, 0x34]);
         assert_eq!(
-            &b[20..28],
+            &b[16..24],
             &[0xde, 0xad, 0xbe, 0xef, 0xca, 0xfe, 0xf0, 0x0d]
+        );
+        assert_eq!(&b[24..28], &[0, 0, 0, 77]);
+        assert_eq!(&b[32..40], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        // The XDP program reads the same body.
+        let p = ProbePayload::from_bytes(&b[8..]).expect("payload");
+        assert_eq!(
+            (p.cookie, p.seq, p.send_ns),
+            (echo().cookie, 77, echo().timestamp_ns)
         );
         // A valid IPv4 checksum sums to zero.
         assert_eq!(checksum(&b), 0);
@@ -249,7 +265,21 @@ mod tests {
         );
         // Unknown message type.
         let mut e = build_reply(Family::V6, &echo());
-        e[19] = 0x99;
+        e[15] = 0x99;
+        assert_eq!(
+            validate_reply(Family::V6, &e, id, cookie),
+            Err(RejectReason::Malformed)
+        );
+        // The body's sequence number disagrees with the header's.
+        let mut e = build_reply(Family::V6, &echo());
+        e[27] ^= 1;
+        assert_eq!(
+            validate_reply(Family::V6, &e, id, cookie),
+            Err(RejectReason::Malformed)
+        );
+        // No magic.
+        let mut e = build_reply(Family::V6, &echo());
+        e[8] = 0;
         assert_eq!(
             validate_reply(Family::V6, &e, id, cookie),
             Err(RejectReason::Malformed)
@@ -294,7 +324,7 @@ mod tests {
         #[test]
         fn random_bytes_are_rejected(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             prop_assert!(validate_reply(Family::V6, &bytes, 7, 0x5eed_5eed_5eed_5eed).is_err()
-                || bytes[20..28] == 0x5eed_5eed_5eed_5eed_u64.to_be_bytes());
+                || bytes[16..24] == 0x5eed_5eed_5eed_5eed_u64.to_be_bytes());
         }
     }
 }

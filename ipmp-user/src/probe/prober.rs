@@ -122,12 +122,25 @@ pub struct ProbeSpec {
 }
 
 impl ProbeSpec {
-    /// The daemon-wide FDT, each member's test address (a member probes in its family; one
-    /// without a test address does not probe until link-layer probing is switched on), the
-    /// default quiet period, the group's `probe_targets`.
+    /// The daemon-wide FDT, each member's test address (a member probes with ICMP in its
+    /// family), link-layer probing in a family without a test address when the group allows it
+    /// and the family has targets (configured, or the routes' gateways), the default quiet
+    /// period, the group's `probe_targets`.
     /// ICMP identifiers are the cookie's top byte and the member index.
     pub fn from_config(config: &Config, group: &GroupConfig, cookie: u64) -> Self {
         let salt = (cookie >> 56) as u8;
+        let has_targets = |family: Family| {
+            group.probe_targets.iter().any(|t| Family::of(*t) == family)
+                || (group.probe_targets.is_empty()
+                    && group.routes.iter().any(|r| Family::of(r.via) == family))
+        };
+        let without_test = |family: Family| {
+            if group.link_layer_probes && has_targets(family) {
+                FamilyProbe::LinkLayer
+            } else {
+                FamilyProbe::Off
+            }
+        };
         Self {
             fdt: config.failure_detection_time,
             quiet_period: super::FAILURE_DETECTION_QP,
@@ -139,9 +152,11 @@ impl ProbeSpec {
                 .enumerate()
                 .map(|(i, m)| {
                     let (v4, v6) = match m.test_address {
-                        Some(p) if p.is_ipv4() => (FamilyProbe::TestAddress(p), FamilyProbe::Off),
-                        Some(p) => (FamilyProbe::Off, FamilyProbe::TestAddress(p)),
-                        None => (FamilyProbe::Off, FamilyProbe::Off),
+                        Some(p) if p.is_ipv4() => {
+                            (FamilyProbe::TestAddress(p), without_test(Family::V6))
+                        }
+                        Some(p) => (without_test(Family::V4), FamilyProbe::TestAddress(p)),
+                        None => (without_test(Family::V4), without_test(Family::V6)),
                     };
                     MemberProbeSpec {
                         icmp_id: payload::icmp_id(salt, u32::try_from(i).unwrap_or(u32::MAX)),

@@ -75,18 +75,13 @@ struct Net {
 
 /// The fields of an echo request, as a responder reads them.
 fn decode_request(b: &[u8; ECHO_LEN]) -> Echo {
-    let be64 = |at: usize| {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(&b[at..at + 8]);
-        u64::from_be_bytes(x)
-    };
+    let body = ipmp_common::ProbePayload::from_bytes(&b[8..]).expect("our own payload");
     Echo {
         id: u16::from_be_bytes([b[4], b[5]]),
         seq: u16::from_be_bytes([b[6], b[7]]),
-        timestamp_ns: be64(8),
-        kind: ProbeKind::from_code(u32::from_be_bytes([b[16], b[17], b[18], b[19]]))
-            .expect("our own message type"),
-        cookie: be64(20),
+        timestamp_ns: body.send_ns,
+        kind: ProbeKind::from_code(body.kind).expect("our own message type"),
+        cookie: body.cookie,
     }
 }
 
@@ -1718,6 +1713,56 @@ fn from_config_probes_in_each_test_address_family() {
         (FamilyProbe::Off, FamilyProbe::Off)
     );
     assert_eq!(spec.members[1].icmp_id, 0xab01);
+}
+
+#[test]
+fn from_config_probes_the_link_layer_without_a_test_address() {
+    let parse = |extra: &str| {
+        crate::config::Config::from_toml_str(
+            &format!(
+                r#"
+                [[group]]
+                name = "ipmp0"
+                data_addresses = ["198.51.100.10/24", "2001:db8::10/64"]
+                routes = [{{ to = "default", via = "198.51.100.1" }}]
+                {extra}
+                [[group.member]]
+                name = "eth1"
+                test_address = "198.51.100.21/24"
+                [[group.member]]
+                name = "eth2"
+                "#
+            ),
+            "test",
+        )
+        .unwrap()
+    };
+    // Targets from the IPv4 route only: ARP for the member without a test address, nothing
+    // for IPv6 (no target).
+    let cfg = parse("");
+    let spec = ProbeSpec::from_config(&cfg, &cfg.groups[0], 1);
+    assert!(matches!(spec.members[0].v4, FamilyProbe::TestAddress(_)));
+    assert_eq!(spec.members[0].v6, FamilyProbe::Off);
+    assert_eq!(
+        (spec.members[1].v4, spec.members[1].v6),
+        (FamilyProbe::LinkLayer, FamilyProbe::Off)
+    );
+    // Configured targets replace the routes': an IPv6 one gives IPv6 neighbour solicitations
+    // to every member and no IPv4 probing without a test address.
+    let cfg = parse(r#"probe_targets = ["2001:db8::1"]"#);
+    let spec = ProbeSpec::from_config(&cfg, &cfg.groups[0], 1);
+    assert_eq!(spec.members[0].v6, FamilyProbe::LinkLayer);
+    assert_eq!(
+        (spec.members[1].v4, spec.members[1].v6),
+        (FamilyProbe::Off, FamilyProbe::LinkLayer)
+    );
+    // Switched off: only the test address probes.
+    let cfg = parse("link_layer_probes = false");
+    let spec = ProbeSpec::from_config(&cfg, &cfg.groups[0], 1);
+    assert_eq!(
+        (spec.members[1].v4, spec.members[1].v6),
+        (FamilyProbe::Off, FamilyProbe::Off)
+    );
 }
 
 // ---- properties ----------------------------------------------------------------------------

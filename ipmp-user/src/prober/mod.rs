@@ -3,19 +3,36 @@
 //!
 //! Each probing member and family gets a raw socket pinned to the member; a task per socket
 //! forwards replies (with their receive time) to the daemon, which feeds them to the prober.
+//! Members without a test address probe with ARP / NDP ([`neigh`]) from one send-only packet
+//! socket. XDP timestamps every reply it recognises into `IPMP_PROBES` ([`ring`]); echo replies
+//! also reach the sockets when the ring is full or ring-only mode is off.
+//!
 //! The prober decides what to send and when; [`GroupProbing::send`] only sends.
 
+pub mod neigh;
+pub mod ring;
 pub mod socket;
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+    time::Instant,
+};
+
+use ipmp_common::{FAMILY_V4, FAMILY_V6, PROBE_EV_ARP, PROBE_EV_ECHO, PROBE_EV_NA, ProbeEvent};
 
 use rand::{SeedableRng as _, rngs::StdRng};
 use tokio::sync::mpsc;
 
 use crate::{
+    announce::PacketSocket,
     config::{Config, GroupConfig},
     group::{Group, MemberId},
-    probe::{Family, FamilyProbe, ProbeOutput, ProbeSpec, Prober},
+    probe::{
+        Family, FamilyProbe, ProbeKind, ProbeOutput, ProbeSpec, Prober,
+        payload::{self, ECHO_LEN, Echo},
+    },
 };
 
 pub use socket::ProbeSocket;
@@ -31,11 +48,47 @@ pub struct ProbeReply {
     pub rx: Instant,
 }
 
+/// A member as probing needs it: name, ifindex, MAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeMember {
+    pub name: String,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+}
+
+/// A reply XDP timestamped, decoded for the prober.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RingReply {
+    /// An echo reply: the ICMP message rebuilt from the event (it carried the daemon's
+    /// cookie, identifier and sequence, which XDP checked and the prober checks again).
+    Echo {
+        member: MemberId,
+        family: Family,
+        from: IpAddr,
+        icmp: [u8; ECHO_LEN],
+        rx: Instant,
+    },
+    /// An ARP reply or solicited NA from a link-layer target.
+    Neigh {
+        member: MemberId,
+        family: Family,
+        from: IpAddr,
+        rx: Instant,
+    },
+}
+
 /// Probing of one group: the pure prober, its sockets and its randomness.
 pub struct GroupProbing {
     pub prober: Prober,
     pub rng: StdRng,
+    members: Vec<ProbeMember>,
     sockets: HashMap<(MemberId, Family), Arc<ProbeSocket>>,
+    /// Link-layer probing: the send-only packet socket, and per (member, family) the targets
+    /// XDP must watch for answers.
+    packet: Option<PacketSocket>,
+    neigh_targets: HashMap<(MemberId, Family), Vec<IpAddr>>,
+    /// Members whose missing link-local address was already logged.
+    no_link_local: Vec<MemberId>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -61,20 +114,25 @@ pub enum ProberError {
 }
 
 impl GroupProbing {
-    /// Starts probing for group `gi` when at least one member has a test address; `None`
-    /// otherwise (link state is then the only detector, as in.mpathd without test addresses).
-    /// `members` are (name, ifindex) in the group's member order.
+    /// Starts probing for group `gi` when at least one member probes (a test address, or
+    /// link-layer probing towards targets); `None` otherwise (link state is then the only
+    /// detector, as in.mpathd without test addresses). `members` are in the group's member
+    /// order; `cookie` is the daemon's (also in `IPMP_CONFIG`).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site; the daemon's view of a group"
+    )]
     pub fn start(
         config: &Config,
         cfg: &GroupConfig,
         gi: usize,
         fsm: &Group,
-        members: &[(String, u32)],
+        members: &[ProbeMember],
         replies: &mpsc::Sender<ProbeReply>,
+        cookie: u64,
         now: Instant,
     ) -> Result<Option<Self>, ProberError> {
         let mut rng = StdRng::from_os_rng();
-        let cookie: u64 = rand::Rng::random(&mut rng);
         let spec = ProbeSpec::from_config(config, cfg, cookie);
         let probing: Vec<(MemberId, Family, IpAddr)> = spec
             .members
@@ -89,9 +147,25 @@ impl GroupProbing {
                     })
             })
             .collect();
-        if probing.is_empty() {
+        let mut neigh_targets = HashMap::new();
+        for (mi, m) in spec.members.iter().enumerate() {
+            for (family, p) in [(Family::V4, m.v4), (Family::V6, m.v6)] {
+                if p == FamilyProbe::LinkLayer {
+                    neigh_targets.insert((mi, family), family_targets(cfg, family));
+                }
+            }
+        }
+        if probing.is_empty() && neigh_targets.is_empty() {
             return Ok(None);
         }
+        let packet = if neigh_targets.is_empty() {
+            None
+        } else {
+            Some(PacketSocket::open().map_err(|source| ProberError::Socket {
+                member: "(packet socket)".into(),
+                source,
+            })?)
+        };
         let mut prober = Prober::new(spec, fsm, now, &mut rng)?;
         let own: Vec<IpAddr> = cfg
             .data_addresses
@@ -118,7 +192,7 @@ impl GroupProbing {
         let mut sockets = HashMap::new();
         let mut tasks = Vec::new();
         for (mi, family, src) in probing {
-            let Some((name, ifindex)) = members.get(mi) else {
+            let Some(ProbeMember { name, ifindex, .. }) = members.get(mi) else {
                 continue;
             };
             let sock = ProbeSocket::open(name, *ifindex, Some(src), family == Family::V6).map_err(
@@ -155,31 +229,162 @@ impl GroupProbing {
         Ok(Some(Self {
             prober,
             rng,
+            members: members.to_vec(),
             sockets,
+            packet,
+            neigh_targets,
+            no_link_local: Vec::new(),
             tasks,
         }))
     }
 
+    /// The targets member `mi` probes with ARP / NDP (for `IPMP_TARGETS`): every candidate,
+    /// so that a replacement target is watched too.
+    pub fn neigh_targets(&self, mi: MemberId) -> Vec<IpAddr> {
+        Family::ALL
+            .iter()
+            .filter_map(|f| self.neigh_targets.get(&(mi, *f)))
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// New router targets of `family` for the members that probe it with ARP / NDP (whose
+    /// replies XDP must watch); true when that changed what `IPMP_TARGETS` should hold.
+    pub fn set_link_layer_routers(&mut self, family: Family, routers: &[IpAddr]) -> bool {
+        let mut changed = false;
+        for ((_, f), targets) in self.neigh_targets.iter_mut() {
+            if *f == family && targets.as_slice() != routers {
+                *targets = routers.to_vec();
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Whether any member probes with ICMP (its replies can go through the ring).
+    pub fn has_echo(&self) -> bool {
+        !self.sockets.is_empty()
+    }
+
+    /// The member an event from XDP is about, and what it says; `None` for another group's.
+    pub fn ring_reply(&self, ev: &ProbeEvent) -> Option<RingReply> {
+        let member = self.members.iter().position(|m| m.ifindex == ev.ifindex)?;
+        let family = match ev.family {
+            FAMILY_V4 => Family::V4,
+            FAMILY_V6 => Family::V6,
+            _ => return None,
+        };
+        let from = match family {
+            Family::V4 => IpAddr::V4(Ipv4Addr::new(
+                ev.target[0],
+                ev.target[1],
+                ev.target[2],
+                ev.target[3],
+            )),
+            Family::V6 => IpAddr::V6(Ipv6Addr::from(ev.target)),
+        };
+        let rx = ring::instant_of(ev.rx_ns);
+        match ev.kind {
+            PROBE_EV_ECHO => {
+                let echo = Echo {
+                    id: u16::try_from(ev.id).ok()?,
+                    seq: ev.seq as u16,
+                    timestamp_ns: ev.send_ns,
+                    kind: ProbeKind::from_code(ev.msg)?,
+                    cookie: ev.cookie,
+                };
+                Some(RingReply::Echo {
+                    member,
+                    family,
+                    from,
+                    icmp: payload::build_reply(family, &echo),
+                    rx,
+                })
+            }
+            PROBE_EV_ARP | PROBE_EV_NA => Some(RingReply::Neigh {
+                member,
+                family,
+                from,
+                rx,
+            }),
+            _ => None,
+        }
+    }
+
     /// Sends what the prober asked for and tells it the real send times.
-    pub fn send(&mut self, out: &ProbeOutput, names: &[String]) {
+    pub fn send(&mut self, out: &ProbeOutput) {
         for req in &out.sends {
-            let Some(icmp) = req.icmp else {
-                // Link-layer probes (ARP/NS) are not sent by this daemon yet.
+            let Some(ifindex) = self.members.get(req.member).map(|m| m.ifindex) else {
                 continue;
             };
-            let Some(sock) = self.sockets.get(&(req.member, req.family)) else {
-                continue;
+            // Before the syscall: on a veth link the whole round trip (and XDP's receive
+            // timestamp) can complete inside sendto.
+            let at = Instant::now();
+            let result = match req.icmp {
+                Some(icmp) => match self.sockets.get(&(req.member, req.family)) {
+                    Some(sock) => sock.send(req.dst, &icmp),
+                    None => continue,
+                },
+                None => {
+                    let Some(frame) = self.neigh_frame(req.member, req.dst) else {
+                        continue;
+                    };
+                    match &self.packet {
+                        Some(packet) => packet.send(ifindex, &frame),
+                        None => continue,
+                    }
+                }
             };
-            match sock.send(req.dst, &icmp) {
+            match result {
                 Ok(()) => {
-                    self.prober
-                        .sent(req.member, req.family, req.seq, Instant::now());
+                    self.prober.sent(req.member, req.family, req.seq, at);
                 }
                 Err(e) => {
-                    let name = names.get(req.member).map_or("?", String::as_str);
+                    let name = self.members.get(req.member).map_or("?", |m| &m.name);
                     tracing::debug!(member = %name, dst = %req.dst, "probe not sent: {e}");
                 }
             }
         }
     }
+
+    /// The ARP request / neighbour solicitation for a link-layer probe to `dst`; `None` (left
+    /// to time out, i.e. lost) when an IPv6 member has no link-local address to send from.
+    fn neigh_frame(&mut self, mi: MemberId, dst: IpAddr) -> Option<Vec<u8>> {
+        let m = self.members.get(mi)?;
+        match dst {
+            IpAddr::V4(v4) => Some(neigh::arp_probe_frame(m.mac, v4)),
+            IpAddr::V6(v6) => match neigh::link_local_of(&m.name) {
+                Some(src) => Some(neigh::ns_frame(m.mac, src, v6)),
+                None => {
+                    if !self.no_link_local.contains(&mi) {
+                        self.no_link_local.push(mi);
+                        tracing::warn!(member = %m.name, "no IPv6 link-local address to send neighbour solicitations from: IPv6 probes count as lost (enable IPv6 on the member or give it an IPv6 test address)");
+                    }
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// A group's probe targets of one family: `probe_targets`, else the routes' gateways.
+fn family_targets(cfg: &GroupConfig, family: Family) -> Vec<IpAddr> {
+    let configured: Vec<IpAddr> = cfg
+        .probe_targets
+        .iter()
+        .copied()
+        .filter(|t| Family::of(*t) == family)
+        .collect();
+    if !cfg.probe_targets.is_empty() {
+        return configured;
+    }
+    let mut routers: Vec<IpAddr> = cfg
+        .routes
+        .iter()
+        .map(|r| r.via)
+        .filter(|v| Family::of(*v) == family)
+        .collect();
+    routers.dedup();
+    routers
 }

@@ -105,8 +105,6 @@ pub enum StatError {
     ParsableAll,
     #[error("probe-based failure detection is disabled on all interfaces")]
     ProbingDisabled,
-    #[error("this ipmpd does not report probe results; ipmpstat -p needs a newer ipmpd")]
-    ProbeStreamUnsupported,
 }
 
 /// The fields chosen for output, and how to print them.

@@ -41,7 +41,7 @@ pub struct Cli {
     /// Member interfaces: active, flags, link, probe and overall state
     #[arg(short = 'i')]
     pub interface: bool,
-    /// Probes as they complete (not streamed by ipmpd yet: fails with a message saying so)
+    /// Probes as they complete, streamed until interrupted (TIME is relative to ipmpstat's start)
     #[arg(short = 'p')]
     pub probe: bool,
     /// Probe mode, test address and probe targets per interface
