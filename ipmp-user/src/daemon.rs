@@ -751,6 +751,9 @@ impl Daemon {
             m.mtu = link.mtu;
             m.xdp_mode = mode;
         }
+        if let Some(p) = self.groups[gi].probing.as_mut() {
+            p.member_replaced(mi, link.ifindex, link.mac)?;
+        }
         self.sync_dataplane()?;
         let state = link_state(link);
         let m = &mut self.groups[gi].members[mi];

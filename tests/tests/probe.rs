@@ -540,3 +540,40 @@ fn router_targets_follow_the_routing_table() {
         assert_eq!(member(&d, m).1, "ok");
     }
 }
+
+/// A member NIC re-created with a new ifindex probes again from new sockets: it is repaired by
+/// 10 acknowledged probes, as after any link-up.
+#[test]
+fn a_recreated_member_probes_again() {
+    if !require_root("a_recreated_member_probes_again") {
+        return;
+    }
+    let (lab, d) = probing_lab();
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || member(&d, "m0").2 == "ok"),
+        "m0 never probed ok\n{}",
+        d.log()
+    );
+    lab.host().ip("link del m0").unwrap();
+    assert!(wait_until(Duration::from_secs(5), POLL, || member(&d, "m0").1
+        == "failed"));
+    let mac = ipmp_tests::lab::fmt_mac(&lab.member_mac(0));
+    let port = Lab::port(0);
+    lab.host()
+        .ip(&format!(
+            "link add m0 address {mac} type veth peer name {port} netns {}",
+            lab.switch().name()
+        ))
+        .unwrap();
+    lab.switch()
+        .ip(&format!("link set {port} master br0 up"))
+        .unwrap();
+    lab.host().ip("link set m0 up").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || member(&d, "m0")
+            == ("yes".into(), "ok".into(), "ok".into())),
+        "the re-created m0 is not repaired by probes: {:?}\n{}",
+        member(&d, "m0"),
+        d.log()
+    );
+}

@@ -89,12 +89,17 @@ pub struct GroupProbing {
     neigh_targets: HashMap<(MemberId, Family), Vec<IpAddr>>,
     /// Members whose missing link-local address was already logged.
     no_link_local: Vec<MemberId>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The reply-forwarding task of each echo socket.
+    tasks: HashMap<(MemberId, Family), tokio::task::JoinHandle<()>>,
+    group: usize,
+    replies: mpsc::Sender<ProbeReply>,
+    /// The test address each echo socket sends from.
+    sources: HashMap<(MemberId, Family), IpAddr>,
 }
 
 impl Drop for GroupProbing {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self.tasks.values() {
             t.abort();
         }
     }
@@ -185,57 +190,95 @@ impl GroupProbing {
                 .map(|r| r.via)
                 .filter(|via| via.is_ipv4() == (family == Family::V4))
                 .collect();
-            // Route targets come from the configuration's routes (they are on-link by
-            // validation); following the kernel's routing table is still to come.
+            // The configuration's routes to start with; the daemon then follows the routing
+            // table (Daemon::follow_routes).
             let _ = prober.set_routers(family, &routers, now);
         }
-        let mut sockets = HashMap::new();
-        let mut tasks = Vec::new();
-        for (mi, family, src) in probing {
-            let Some(ProbeMember { name, ifindex, .. }) = members.get(mi) else {
-                continue;
-            };
-            let sock = ProbeSocket::open(name, *ifindex, Some(src), family == Family::V6).map_err(
-                |source| ProberError::Socket {
-                    member: name.clone(),
-                    source,
-                },
-            )?;
-            let sock = Arc::new(sock);
-            sockets.insert((mi, family), Arc::clone(&sock));
-            let tx = replies.clone();
-            let name = name.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    match sock.recv().await {
-                        Ok(r) => {
-                            let reply = ProbeReply {
-                                group: gi,
-                                member: mi,
-                                family,
-                                from: r.from,
-                                icmp: r.icmp,
-                                rx: Instant::now(),
-                            };
-                            if tx.send(reply).await.is_err() {
-                                break;
-                            }
-                        }
-                        Err(e) => tracing::debug!(member = %name, "probe socket: {e}"),
-                    }
-                }
-            }));
-        }
-        Ok(Some(Self {
+        let mut this = Self {
             prober,
             rng,
             members: members.to_vec(),
-            sockets,
+            sockets: HashMap::new(),
             packet,
             neigh_targets,
             no_link_local: Vec::new(),
-            tasks,
-        }))
+            tasks: HashMap::new(),
+            group: gi,
+            replies: replies.clone(),
+            sources: HashMap::new(),
+        };
+        for (mi, family, src) in probing {
+            this.sources.insert((mi, family), src);
+            this.open_socket(mi, family)?;
+        }
+        Ok(Some(this))
+    }
+
+    /// Opens (again) the echo socket of member `mi` in `family` and the task that forwards
+    /// its replies; the old ones, if any, are closed.
+    fn open_socket(&mut self, mi: MemberId, family: Family) -> Result<(), ProberError> {
+        let (Some(ProbeMember { name, ifindex, .. }), Some(src)) =
+            (self.members.get(mi), self.sources.get(&(mi, family)))
+        else {
+            return Ok(());
+        };
+        let sock = ProbeSocket::open(name, *ifindex, Some(*src), family == Family::V6).map_err(
+            |source| ProberError::Socket {
+                member: name.clone(),
+                source,
+            },
+        )?;
+        let sock = Arc::new(sock);
+        self.sockets.insert((mi, family), Arc::clone(&sock));
+        let tx = self.replies.clone();
+        let name = name.clone();
+        let gi = self.group;
+        let task = tokio::spawn(async move {
+            loop {
+                match sock.recv().await {
+                    Ok(r) => {
+                        let reply = ProbeReply {
+                            group: gi,
+                            member: mi,
+                            family,
+                            from: r.from,
+                            icmp: r.icmp,
+                            rx: Instant::now(),
+                        };
+                        if tx.send(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::debug!(member = %name, "probe socket: {e}"),
+                }
+            }
+        });
+        if let Some(old) = self.tasks.insert((mi, family), task) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// Member `mi` was re-created (new ifindex, maybe a new MAC): its sockets are bound to the
+    /// old device, so they are opened again.
+    pub fn member_replaced(
+        &mut self,
+        mi: MemberId,
+        ifindex: u32,
+        mac: [u8; 6],
+    ) -> Result<(), ProberError> {
+        let Some(m) = self.members.get_mut(mi) else {
+            return Ok(());
+        };
+        m.ifindex = ifindex;
+        m.mac = mac;
+        self.no_link_local.retain(|x| *x != mi);
+        for family in Family::ALL {
+            if self.sources.contains_key(&(mi, family)) {
+                self.open_socket(mi, family)?;
+            }
+        }
+        Ok(())
     }
 
     /// The targets member `mi` probes with ARP / NDP (for `IPMP_TARGETS`): every candidate,
