@@ -577,3 +577,66 @@ fn a_recreated_member_probes_again() {
         d.log()
     );
 }
+
+/// Without configured targets or routes, members find targets by multicast echo (224.0.0.1),
+/// as in.mpathd does, and a silent failure is still detected.
+#[test]
+fn multicast_discovery_finds_targets() {
+    if !require_root("multicast_discovery_finds_targets") {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        members: 3,
+        peers: 2,
+        router: false,
+    })
+    .expect("lab");
+    // Linux ignores echo requests to multicast addresses by default; these hosts answer.
+    for i in 0..2 {
+        lab.peer(i)
+            .sysctl("net.ipv4.icmp_echo_ignore_broadcasts", "0")
+            .unwrap();
+    }
+    let mut cfg = lab.config();
+    cfg.failure_detection_time_ms = Some(500);
+    cfg.group_mut().routes.clear();
+    for (i, m) in ["m0", "m1", "m2"].iter().enumerate() {
+        cfg.member_mut(m).test_address = Some(format!("198.51.100.{}/24", 21 + i));
+    }
+    let d = lab.start_ipmpd(&cfg.to_toml()).expect("ipmpd");
+    let want = [ipmp_tests::lab::peer_v4(0), ipmp_tests::lab::peer_v4(1)];
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || {
+            let t = d
+                .ipmpstat(&["-tPn", "-o", "interface,mode,targets"])
+                .unwrap_or_default();
+            t.lines().count() == 3
+                && t.lines().all(|l| {
+                    l.split(':').nth(1) == Some("multicast")
+                        && want.iter().all(|w| l.contains(w.as_str()))
+                })
+        }),
+        "no multicast-discovered targets: {}\n{}",
+        d.ipmpstat(&["-tPn", "-o", "interface,mode,targets"])
+            .unwrap_or_default(),
+        d.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || {
+            ["m0", "m1", "m2"].iter().all(|m| member(&d, m).2 == "ok")
+        }),
+        "probes to discovered targets never acknowledged\n{}",
+        d.log()
+    );
+    lab.silent_drop(0, true).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), POLL, || member(&d, "m0").1
+            == "failed"),
+        "silent failure not detected with discovered targets: {:?}\n{}",
+        member(&d, "m0"),
+        d.log()
+    );
+    for m in ["m1", "m2"] {
+        assert_eq!(member(&d, m).1, "ok", "{m} blamed for m0's failure");
+    }
+}
