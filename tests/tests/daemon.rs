@@ -472,3 +472,55 @@ fn standby_member_takes_over_and_steps_back() {
         "m2 not back to standby: {active} {buckets}"
     );
 }
+
+/// The kernel's count of echo requests it answered in `ns` (/proc/net/snmp `Icmp: InEchos`).
+fn kernel_in_echos(ns: &Netns) -> u64 {
+    let snmp = ns.run(&["cat", "/proc/net/snmp"]).expect("/proc/net/snmp");
+    let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (
+        icmp.next().expect("Icmp header"),
+        icmp.next().expect("Icmp values"),
+    );
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "InEchos")
+        .expect("InEchos column");
+    values
+        .split_whitespace()
+        .nth(i)
+        .and_then(|v| v.parse().ok())
+        .expect("InEchos value")
+}
+
+/// Echo requests to a data address are answered by XDP on the member (the kernel never sees
+/// them) unless `xdp_echo = false` leaves them to the kernel.
+#[test]
+fn xdp_echo_answers_pings_unless_switched_off() {
+    if !require_root("xdp_echo_answers_pings_unless_switched_off") {
+        return;
+    }
+    for xdp_echo in [true, false] {
+        let lab = lab(2);
+        let mut cfg = lab.config();
+        cfg.group_mut().xdp_echo = Some(xdp_echo);
+        let _d = lab.start_ipmpd(&cfg.to_toml()).expect("ipmpd");
+        let before = kernel_in_echos(lab.host());
+        let ping = lab
+            .peer(0)
+            .ping(DATA_V4, 20, Duration::from_millis(10))
+            .unwrap();
+        assert_eq!(ping.received, 20, "xdp_echo = {xdp_echo}: {ping:?}");
+        let answered_by_kernel = kernel_in_echos(lab.host()) - before;
+        if xdp_echo {
+            assert_eq!(
+                answered_by_kernel, 0,
+                "XDP left echo requests to the kernel"
+            );
+        } else {
+            assert!(
+                answered_by_kernel >= 20,
+                "kernel answered {answered_by_kernel}"
+            );
+        }
+    }
+}
