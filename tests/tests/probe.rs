@@ -555,8 +555,8 @@ fn a_recreated_member_probes_again() {
         d.log()
     );
     lab.host().ip("link del m0").unwrap();
-    assert!(wait_until(Duration::from_secs(5), POLL, || member(&d, "m0").1
-        == "failed"));
+    let m0_failed = || member(&d, "m0").1 == "failed";
+    assert!(wait_until(Duration::from_secs(5), POLL, m0_failed));
     let mac = ipmp_tests::lab::fmt_mac(&lab.member_mac(0));
     let port = Lab::port(0);
     lab.host()
