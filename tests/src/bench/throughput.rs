@@ -1,9 +1,789 @@
-//! Issue 4, point 2: throughput over the netns lab — plain veth path, ipmp, kernel nexthop group.
+//! Issue 4, point 2: throughput over the netns lab — a plain veth path, ipmp over 2 and 4
+//! members, and a kernel resilient nexthop group over the same members.
+//!
+//! Every setup is its own lab of the same shape (4 members, one peer on the shared L2, no
+//! router) and sends from 198.51.100.10 to the peer with iperf3, so only the host's egress path
+//! differs:
+//! - plain: the address on m0, the connected route through m0, no ipmpd — the ceiling;
+//! - ipmp N: ipmpd over m0..m(N-1), the address on the IPMP interface;
+//! - nexthop N: the address on lo, `198.51.100.0/24 nhid` a resilient group of device
+//!   nexthops m0..m(N-1), `fib_multipath_hash_policy = 1` (L4) in the lab's host namespace.
+//!
+//! The destination is a peer on the link rather than the far host behind the router: every
+//! setup expresses it natively, and no router namespace takes CPU from the two cores and
+//! hides the egress path's own cost. Trials of all setups are interleaved so that background
+//! load hits them alike.
 
-use super::{Opts, Section};
+use std::{
+    process::{Child, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+
+use super::{GoalRow, Opts, Plot, Section, Summary, svg};
+use crate::lab::{self, DATA_V4, Daemon, Lab, LabSpec, Netns};
+
+/// Same shape for every setup: unused members stay up and idle.
+const SPEC: LabSpec = LabSpec {
+    members: 4,
+    peers: 1,
+    router: false,
+};
+const PORT: &str = "5201";
+/// UDP payload: the largest that fits a 1500-byte MTU without fragments, in round numbers.
+const UDP_LEN: &str = "1400";
+/// Resilient nexthop group size, the same as ipmp's default bucket count.
+const NH_BUCKETS: u32 = 1024;
+const NH_GROUP_ID: u32 = 100;
+
+/// What carries the host's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Plain,
+    Ipmp(usize),
+    Nexthop(usize),
+}
+
+impl Path {
+    fn label(self) -> String {
+        match self {
+            Path::Plain => "plain veth".to_owned(),
+            Path::Ipmp(n) => format!("ipmp {n} members"),
+            Path::Nexthop(n) => format!("nexthop group {n}"),
+        }
+    }
+
+    fn members(self) -> usize {
+        match self {
+            Path::Plain => 1,
+            Path::Ipmp(n) | Path::Nexthop(n) => n,
+        }
+    }
+}
+
+const PATHS: [Path; 5] = [
+    Path::Plain,
+    Path::Ipmp(2),
+    Path::Nexthop(2),
+    Path::Ipmp(4),
+    Path::Nexthop(4),
+];
+
+/// One iperf3 run's traffic shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Workload {
+    udp: bool,
+    flows: u16,
+}
+
+impl Workload {
+    fn label(self) -> String {
+        let proto = if self.udp { "UDP" } else { "TCP" };
+        let s = if self.flows == 1 { "" } else { "s" };
+        format!("{proto} {} flow{s}", self.flows)
+    }
+}
+
+const WORKLOADS: [Workload; 4] = [
+    Workload {
+        udp: false,
+        flows: 1,
+    },
+    Workload {
+        udp: false,
+        flows: 64,
+    },
+    Workload {
+        udp: true,
+        flows: 1,
+    },
+    Workload {
+        udp: true,
+        flows: 64,
+    },
+];
+
+/// Aggregate CPU times from the `cpu ` line of /proc/stat (USER_HZ ticks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuTimes {
+    /// user + nice + system + irq + softirq + steal.
+    pub busy: u64,
+    /// busy + idle + iowait.
+    pub total: u64,
+    /// `cpuN` lines: logical CPUs.
+    pub cpus: usize,
+}
+
+/// Parses /proc/stat's aggregate line and counts the per-CPU lines.
+pub fn parse_proc_stat(text: &str) -> Option<CpuTimes> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    if v.len() < 4 {
+        return None;
+    }
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    let cpus = text
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    Some(CpuTimes {
+        busy,
+        total: busy + at(3) + at(4),
+        cpus,
+    })
+}
+
+impl CpuTimes {
+    /// Cores kept busy on average between `self` and `later` (0..=cpus).
+    pub fn busy_cores(&self, later: &CpuTimes) -> f64 {
+        let total = later.total.saturating_sub(self.total);
+        if total == 0 {
+            return 0.0;
+        }
+        later.busy.saturating_sub(self.busy) as f64 / total as f64 * later.cpus.max(1) as f64
+    }
+}
+
+/// The machine's CPU times now.
+pub(crate) fn read_cpu() -> anyhow::Result<CpuTimes> {
+    let text = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    parse_proc_stat(&text).ok_or_else(|| anyhow!("/proc/stat has no aggregate cpu line"))
+}
+
+/// What the receiver got, from iperf3's `-J` report (`end.sum_received`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Received {
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// Reads `end.sum_received` of an iperf3 3.x client JSON report; its `error` when it has one.
+pub fn parse_iperf(json: &serde_json::Value) -> anyhow::Result<Received> {
+    if let Some(e) = json["error"].as_str() {
+        bail!("iperf3: {e}");
+    }
+    let s = &json["end"]["sum_received"];
+    let bytes = s["bytes"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("iperf3 report has no end.sum_received.bytes"))?;
+    let seconds = s["seconds"]
+        .as_f64()
+        .filter(|s| *s > 0.0)
+        .ok_or_else(|| anyhow!("iperf3 report has no end.sum_received.seconds"))?;
+    Ok(Received { bytes, seconds })
+}
+
+/// One trial's figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Trial {
+    gbps: f64,
+    /// Frames the receiving peer's eth0 took in per second (TCP: GSO aggregates count once).
+    pps: f64,
+    /// Busy CPU time of the whole machine per gigabit received, in milliseconds.
+    cpu_ms_per_gbit: f64,
+    /// Members that sent at least a tenth of their fair share of the host's bytes.
+    members_used: usize,
+}
+
+/// Members that carried at least a tenth of an equal share of `tx_bytes`.
+pub fn members_used(tx_bytes: &[u64]) -> usize {
+    let total: u64 = tx_bytes.iter().sum();
+    if total == 0 || tx_bytes.is_empty() {
+        return 0;
+    }
+    let fair = total as f64 / tx_bytes.len() as f64;
+    tx_bytes
+        .iter()
+        .filter(|b| **b as f64 >= fair / 10.0)
+        .count()
+}
+
+/// One lab set up for one [`Path`], with an iperf3 server on its peer.
+struct Bed {
+    path: Path,
+    server: Child,
+    daemon: Option<Daemon>,
+    lab: Lab,
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        // The daemon goes before the lab (field order does the rest).
+        self.daemon.take();
+    }
+}
+
+fn host_setup(lab: &Lab, path: Path) -> anyhow::Result<Option<Daemon>> {
+    let host = lab.host();
+    match path {
+        Path::Plain => {
+            host.ip(&format!("addr add {DATA_V4}/{} dev m0", lab::LAN_PREFIX_V4))?;
+            Ok(None)
+        }
+        Path::Nexthop(n) => {
+            host.sysctl("net.ipv4.fib_multipath_hash_policy", "1")?;
+            host.ip(&format!("addr add {DATA_V4}/32 dev lo"))?;
+            for i in 0..n {
+                host.ip(&format!("nexthop add id {} dev m{i}", i + 1))?;
+            }
+            let ids: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+            host.ip(&format!(
+                "nexthop add id {NH_GROUP_ID} group {} type resilient buckets {NH_BUCKETS}",
+                ids.join("/")
+            ))?;
+            host.ip(&format!(
+                "route add 198.51.100.0/{} nhid {NH_GROUP_ID} src {DATA_V4}",
+                lab::LAN_PREFIX_V4
+            ))?;
+            Ok(None)
+        }
+        Path::Ipmp(n) => {
+            let mut cfg = lab.config();
+            cfg.group_mut().member.truncate(n);
+            let daemon = lab.start_ipmpd(&cfg.to_toml())?;
+            wait_active(&daemon, n, Duration::from_secs(10))?;
+            Ok(Some(daemon))
+        }
+    }
+}
+
+/// Waits until members m0..m(n-1) are active in `ipmpstat -i`.
+pub(crate) fn wait_active(daemon: &Daemon, n: usize, timeout: Duration) -> anyhow::Result<()> {
+    let mut last = String::new();
+    let ok = lab::wait_until(timeout, Duration::from_millis(20), || {
+        last = daemon
+            .ipmpstat(&["-iP", "-o", "interface,active"])
+            .unwrap_or_default();
+        (0..n).all(|i| last.lines().any(|l| l == format!("m{i}:yes")))
+    });
+    if !ok {
+        bail!(
+            "members m0..m{} not all active within {timeout:?}: {last}\nipmpd log:\n{}",
+            n.saturating_sub(1),
+            daemon.log()
+        );
+    }
+    Ok(())
+}
+
+impl Bed {
+    fn new(path: Path) -> anyhow::Result<Bed> {
+        let lab = Lab::new(SPEC)?;
+        let daemon = host_setup(&lab, path).with_context(|| format!("set up {}", path.label()))?;
+        let peer = lab.peer(0);
+        let server = peer
+            .command(&["iperf3", "-s", "-p", PORT])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start iperf3 -s in the peer (is iperf3 installed? cargo xtask setup)")?;
+        let bed = Bed {
+            path,
+            server,
+            daemon,
+            lab,
+        };
+        let peer = bed.lab.peer(0);
+        let listening = lab::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            peer.run(&["ss", "-Hltn", &format!("sport = :{PORT}")])
+                .is_ok_and(|s| !s.trim().is_empty())
+        });
+        if !listening {
+            bail!("iperf3 -s did not listen on port {PORT} within 5 s");
+        }
+        let target = lab::peer_v4(0);
+        let reachable = lab::wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            bed.lab.host().reachable(&target)
+        });
+        if !reachable {
+            bail!("{}: the host does not reach {target}", path.label());
+        }
+        Ok(bed)
+    }
+
+    fn tx_bytes(&self) -> anyhow::Result<Vec<u64>> {
+        (0..self.path.members())
+            .map(|i| Ok(self.lab.host().link_stats(&format!("m{i}"))?.tx_bytes))
+            .collect()
+    }
+
+    fn trial(&self, w: Workload, secs: u32) -> anyhow::Result<Trial> {
+        let host = self.lab.host();
+        let peer: &Netns = self.lab.peer(0);
+        let (target, secs_s, flows) = (lab::peer_v4(0), secs.to_string(), w.flows.to_string());
+        let limit = (secs + 20).to_string();
+        let mut argv = vec![
+            "timeout",
+            limit.as_str(),
+            "iperf3",
+            "-c",
+            &target,
+            "-p",
+            PORT,
+            "-B",
+            DATA_V4,
+            "-t",
+            &secs_s,
+            "-P",
+            &flows,
+            "-J",
+            "--connect-timeout",
+            "3000",
+        ];
+        if w.udp {
+            argv.extend(["-u", "-b", "0", "-l", UDP_LEN]);
+        }
+        let mut last_err = None;
+        // The server answers one test at a time; a just-finished one can still hold it.
+        for _ in 0..3 {
+            let rx0 = peer.link_stats("eth0")?.rx_packets;
+            let tx0 = self.tx_bytes()?;
+            let cpu0 = read_cpu()?;
+            let out = host.run_status(&argv)?;
+            let cpu1 = read_cpu()?;
+            let rx1 = peer.link_stats("eth0")?.rx_packets;
+            let tx1 = self.tx_bytes()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let got = serde_json::from_str::<serde_json::Value>(&text)
+                .map_err(|e| anyhow!("iperf3 printed no JSON ({e}): {}", text.trim()))
+                .and_then(|j| parse_iperf(&j));
+            let got = match got {
+                Ok(g) => g,
+                Err(e) => {
+                    last_err = Some(e);
+                    thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+            };
+            let gbit = got.bytes as f64 * 8.0 / 1e9;
+            let busy_core_s = cpu0.busy_cores(&cpu1) * got.seconds;
+            let sent: Vec<u64> = tx1
+                .iter()
+                .zip(&tx0)
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect();
+            return Ok(Trial {
+                gbps: gbit / got.seconds,
+                pps: rx1.saturating_sub(rx0) as f64 / got.seconds,
+                cpu_ms_per_gbit: if gbit > 0.0 {
+                    busy_core_s * 1000.0 / gbit
+                } else {
+                    f64::NAN
+                },
+                members_used: members_used(&sent),
+            });
+        }
+        Err(last_err.unwrap_or_else(|| anyhow!("iperf3 never ran")))
+    }
+}
+
+/// All trials of one (workload, path) cell.
+#[derive(Debug, Clone, Default)]
+struct Cell {
+    trials: Vec<Trial>,
+    errors: Vec<String>,
+}
+
+impl Cell {
+    fn summary(&self, f: impl Fn(&Trial) -> f64) -> Option<Summary> {
+        Summary::of(&self.trials.iter().map(f).collect::<Vec<_>>())
+    }
+
+    fn median_gbps(&self) -> Option<f64> {
+        self.summary(|t| t.gbps).map(|s| s.median)
+    }
+}
 
 /// Measures throughput and returns the report section.
 pub fn run(opts: &Opts) -> anyhow::Result<Section> {
-    let _ = opts;
-    anyhow::bail!("throughput: not measured yet")
+    let trials = opts.pick(5, 1);
+    let secs: u32 = opts.pick(2, 1);
+    let started = Instant::now();
+    let beds = PATHS
+        .iter()
+        .map(|p| Bed::new(*p))
+        .collect::<anyhow::Result<Vec<Bed>>>()?;
+    let setup_s = started.elapsed().as_secs_f64();
+    // cells[w][p]
+    let mut cells = vec![vec![Cell::default(); PATHS.len()]; WORKLOADS.len()];
+    for _ in 0..trials {
+        for (wi, w) in WORKLOADS.iter().enumerate() {
+            for (pi, bed) in beds.iter().enumerate() {
+                match bed.trial(*w, secs) {
+                    Ok(t) => cells[wi][pi].trials.push(t),
+                    Err(e) => cells[wi][pi].errors.push(format!("{e:#}")),
+                }
+            }
+        }
+    }
+    drop(beds);
+    if cells.iter().flatten().all(|c| c.trials.is_empty()) {
+        let first = cells
+            .iter()
+            .flatten()
+            .flat_map(|c| c.errors.first())
+            .next()
+            .cloned()
+            .unwrap_or_default();
+        bail!("no iperf3 trial succeeded: {first}");
+    }
+    Ok(section(&cells, trials, secs, setup_s, started.elapsed()))
+}
+
+/// Median ratio `a / b` of two cells, if both were measured.
+fn ratio(a: &Cell, b: &Cell) -> Option<f64> {
+    match (a.median_gbps(), b.median_gbps()) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn path_index(p: Path) -> usize {
+    PATHS.iter().position(|q| *q == p).unwrap_or(0)
+}
+
+/// The lowest of the ratios ipmp N / `base(N)` over every workload and N, with where it is.
+fn worst_ratio(cells: &[Vec<Cell>], base: impl Fn(usize) -> Path) -> Option<(f64, String)> {
+    let mut worst: Option<(f64, String)> = None;
+    for (wi, w) in WORKLOADS.iter().enumerate() {
+        for n in [2, 4] {
+            let r = ratio(
+                &cells[wi][path_index(Path::Ipmp(n))],
+                &cells[wi][path_index(base(n))],
+            );
+            if let Some(r) = r
+                && worst.as_ref().is_none_or(|(v, _)| r < *v)
+            {
+                worst = Some((r, format!("{}, {n} members", w.label())));
+            }
+        }
+    }
+    worst
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"))
+}
+
+fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Duration) -> Section {
+    use std::fmt::Write as _;
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "iperf3 from the host (198.51.100.10) to a peer on the shared L2, {trials} trial(s) of \
+         {secs} s per cell, trials of all setups interleaved; TCP uses iperf3's default \
+         buffer, UDP sends {UDP_LEN}-byte datagrams as fast as it can (`-b 0`) and counts what \
+         arrived. Each setup is its own lab of the same shape (4 members, 1 peer, no router):\n\n\
+         - **plain veth**: the address on m0 and its connected route, no ipmpd — the ceiling;\n\
+         - **ipmp N members**: ipmpd over m0..m(N-1), the address on the IPMP interface;\n\
+         - **nexthop group N**: the address on lo and `198.51.100.0/24 nhid` a resilient \
+         group ({NH_BUCKETS} buckets) of device nexthops m0..m(N-1), \
+         `net.ipv4.fib_multipath_hash_policy = 1` (L4 hash) in the lab's host namespace.\n\n\
+         A peer on the link (not the far host) is the destination because every setup expresses \
+         it natively and no router namespace shares the two cores. veth has no line rate: every \
+         path here is CPU-bound, so these figures compare the per-packet cost of the paths. \
+         Gbit/s is what the receiver got; packets/s counts frames into the peer's eth0 (for TCP \
+         a GSO aggregate counts once); CPU per Gbit is the whole machine's busy time from \
+         /proc/stat over the run (all namespaces share the cores) per gigabit received. \
+         Figures are min / median / max. Setup took {setup_s:.1} s, the section {:.0} s.\n",
+        took.as_secs_f64()
+    );
+    for (wi, w) in WORKLOADS.iter().enumerate() {
+        let _ = writeln!(md, "\n#### {}\n", w.label());
+        let _ = writeln!(
+            md,
+            "| setup | Gbit/s | packets/s (median) | CPU ms per Gbit (median) | members used | ipmp / plain | ipmp / nexthop |\n|---|---|---|---|---|---|---|"
+        );
+        for (pi, p) in PATHS.iter().enumerate() {
+            let c = &cells[wi][pi];
+            let gbps = c
+                .summary(|t| t.gbps)
+                .map_or_else(|| "not measured".to_owned(), |s| s.fmt(2, ""));
+            let pps = c
+                .summary(|t| t.pps)
+                .map_or_else(|| "–".to_owned(), |s| format!("{:.0} k", s.median / 1e3));
+            let cpu = c
+                .summary(|t| t.cpu_ms_per_gbit)
+                .map_or_else(|| "–".to_owned(), |s| format!("{:.1}", s.median));
+            let used = c.summary(|t| t.members_used as f64).map_or_else(
+                || "–".to_owned(),
+                |s| format!("{:.0}/{}", s.min, p.members()),
+            );
+            let (vs_plain, vs_nh) = match p {
+                Path::Ipmp(n) => (
+                    fmt_ratio(ratio(c, &cells[wi][path_index(Path::Plain)])),
+                    fmt_ratio(ratio(c, &cells[wi][path_index(Path::Nexthop(*n))])),
+                ),
+                _ => (String::new(), String::new()),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {gbps} | {pps} | {cpu} | {used} | {vs_plain} | {vs_nh} |",
+                p.label()
+            );
+        }
+        let errors: Vec<&String> = cells[wi].iter().flat_map(|c| &c.errors).collect();
+        if let Some(e) = errors.first() {
+            let _ = writeln!(
+                md,
+                "\n{} trial(s) failed; the first: `{}`",
+                errors.len(),
+                e.replace('`', "'")
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n\"members used\" is the fewest members that carried at least a tenth of a fair share \
+         in any trial (iperf3 picks new source ports each trial, so one flow lands on one \
+         member and 64 flows should use all).\n\n\
+         ![throughput](throughput.svg)\n\n![CPU per Gbit](throughput-cpu.svg)"
+    );
+
+    let groups = |f: &dyn Fn(&Cell) -> Option<f64>| -> Vec<(String, Vec<(String, f64)>)> {
+        WORKLOADS
+            .iter()
+            .enumerate()
+            .map(|(wi, w)| {
+                let bars = PATHS
+                    .iter()
+                    .enumerate()
+                    .map(|(pi, p)| (p.label(), f(&cells[wi][pi]).unwrap_or(f64::NAN)))
+                    .collect();
+                (w.label(), bars)
+            })
+            .collect()
+    };
+    let plots = vec![
+        Plot {
+            file: "throughput.svg".to_owned(),
+            svg: svg::bars(
+                "Throughput to a peer on the link (median)",
+                "Gbit/s",
+                &groups(&|c| c.median_gbps()),
+            ),
+        },
+        Plot {
+            file: "throughput-cpu.svg".to_owned(),
+            svg: svg::bars(
+                "CPU time per gigabit (median, whole machine)",
+                "ms CPU per Gbit",
+                &groups(&|c| c.summary(|t| t.cpu_ms_per_gbit).map(|s| s.median)),
+            ),
+        },
+    ];
+    Section {
+        title: "2. Throughput".to_owned(),
+        body_md: md,
+        plots,
+        goals: goals(cells),
+    }
+}
+
+fn goals(cells: &[Vec<Cell>]) -> Vec<GoalRow> {
+    let cpu_note = |n: usize| {
+        let (mut ipmp, mut base) = (Vec::new(), Vec::new());
+        for row in cells {
+            let med = |p: Path| {
+                row[path_index(p)]
+                    .summary(|t| t.cpu_ms_per_gbit)
+                    .map(|s| s.median)
+            };
+            if let (Some(a), Some(b)) = (med(Path::Ipmp(n)), med(Path::Plain)) {
+                ipmp.push(a);
+                base.push(b);
+            }
+        }
+        let (a, b) = (
+            Summary::of(&ipmp).map_or(f64::NAN, |s| s.median),
+            Summary::of(&base).map_or(f64::NAN, |s| s.median),
+        );
+        format!(
+            "veth is CPU-bound here (no line rate), so per-packet cost becomes throughput: an \
+             ipmp packet is transmitted twice (IPMP interface, then the member through \
+             bpf_redirect_neigh) and runs the TC program with a FIB lookup; CPU per Gbit \
+             {a:.1} ms (ipmp {n}) vs {b:.1} ms (plain), medians over the workloads"
+        )
+    };
+    let row = |goal: &str, base: &dyn Fn(usize) -> Path, want: f64, what: &str| {
+        let worst = worst_ratio(cells, base);
+        let all: Vec<String> = WORKLOADS
+            .iter()
+            .enumerate()
+            .flat_map(|(wi, w)| {
+                [2, 4].map(|n| {
+                    format!(
+                        "{} ×{n}: {}",
+                        w.label(),
+                        fmt_ratio(ratio(
+                            &cells[wi][path_index(Path::Ipmp(n))],
+                            &cells[wi][path_index(base(n))]
+                        ))
+                    )
+                })
+            })
+            .collect();
+        match worst {
+            None => GoalRow {
+                goal: goal.to_owned(),
+                figure: "not measured".to_owned(),
+                met: None,
+                why: "no trial of one side succeeded".to_owned(),
+            },
+            Some((r, at)) => GoalRow {
+                goal: goal.to_owned(),
+                figure: format!("lowest {r:.2}× ({at}); {}", all.join(", ")),
+                met: Some(r >= want),
+                why: if r >= want {
+                    String::new()
+                } else {
+                    format!(
+                        "{what}; {}",
+                        cpu_note(if at.ends_with("4 members") { 4 } else { 2 })
+                    )
+                },
+            },
+        }
+    };
+    vec![
+        row(
+            "Throughput: ipmp ≥ 0.95× the plain veth path",
+            &|_| Path::Plain,
+            0.95,
+            "below the plain path",
+        ),
+        row(
+            "Throughput: ipmp ≥ 1.0× the kernel nexthop group",
+            &Path::Nexthop,
+            1.0,
+            "below the nexthop group",
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "cpu  100 5 50 1000 10 3 7 2 0 0\n\
+                        cpu0 50 2 25 500 5 1 3 1 0 0\n\
+                        cpu1 50 3 25 500 5 2 4 1 0 0\n\
+                        intr 12345\nctxt 99\n";
+
+    #[test]
+    fn proc_stat_busy_and_total() {
+        let t = parse_proc_stat(STAT).expect("cpu line");
+        assert_eq!(
+            t,
+            CpuTimes {
+                busy: 100 + 5 + 50 + 3 + 7 + 2,
+                total: 167 + 1000 + 10,
+                cpus: 2
+            }
+        );
+        let later = CpuTimes {
+            busy: t.busy + 150,
+            total: t.total + 200,
+            cpus: 2,
+        };
+        assert!((t.busy_cores(&later) - 1.5).abs() < 1e-9);
+        assert_eq!(t.busy_cores(&t), 0.0);
+        assert_eq!(parse_proc_stat("intr 1\n"), None);
+        assert_eq!(parse_proc_stat("cpu  1 2\n"), None);
+    }
+
+    #[test]
+    fn iperf_report_received_and_error() {
+        let ok: serde_json::Value = serde_json::from_str(
+            r#"{"end":{"sum_sent":{"bytes":10},"sum_received":{"bytes":2500000000,"seconds":2.0}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            parse_iperf(&ok).unwrap(),
+            Received {
+                bytes: 2_500_000_000,
+                seconds: 2.0
+            }
+        );
+        let err: serde_json::Value =
+            serde_json::from_str(r#"{"start":{},"error":"the server is busy"}"#).unwrap();
+        assert!(parse_iperf(&err).unwrap_err().to_string().contains("busy"));
+        let empty: serde_json::Value = serde_json::from_str(r#"{"end":{}}"#).unwrap();
+        assert!(parse_iperf(&empty).is_err());
+    }
+
+    #[test]
+    fn members_used_counts_a_tenth_of_a_fair_share() {
+        assert_eq!(members_used(&[100, 100, 100, 100]), 4);
+        assert_eq!(members_used(&[1000, 0, 0, 0]), 1);
+        // Fair share 250: 24 is under a tenth of it, 25 is not.
+        assert_eq!(members_used(&[951, 24, 25, 0]), 2);
+        assert_eq!(members_used(&[]), 0);
+        assert_eq!(members_used(&[0, 0]), 0);
+    }
+
+    fn cell(gbps: &[f64]) -> Cell {
+        Cell {
+            trials: gbps
+                .iter()
+                .map(|g| Trial {
+                    gbps: *g,
+                    pps: 1.0,
+                    cpu_ms_per_gbit: 1.0,
+                    members_used: 1,
+                })
+                .collect(),
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn worst_ratio_and_goals() {
+        // PATHS order: plain, ipmp2, nh2, ipmp4, nh4.
+        let row = |v: [f64; 5]| v.iter().map(|g| cell(&[*g])).collect::<Vec<_>>();
+        let mut cells = vec![
+            row([10.0, 9.8, 9.0, 9.9, 9.0]),
+            row([10.0, 9.0, 9.5, 9.7, 9.0]),
+            row([10.0, 9.9, 9.0, 9.9, 9.0]),
+            row([10.0, 9.9, 9.0, 9.9, 9.0]),
+        ];
+        let (r, at) = worst_ratio(&cells, |_| Path::Plain).unwrap();
+        assert!((r - 0.9).abs() < 1e-9);
+        assert_eq!(at, "TCP 64 flows, 2 members");
+        let (r, at) = worst_ratio(&cells, Path::Nexthop).unwrap();
+        assert!((r - 9.0 / 9.5).abs() < 1e-9, "{r}");
+        assert_eq!(at, "TCP 64 flows, 2 members");
+        let g = goals(&cells);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].met, Some(false));
+        assert!(g[0].why.contains("below the plain path"), "{}", g[0].why);
+        assert_eq!(g[1].met, Some(false));
+        // Fix the one bad cell: both goals are met.
+        cells[1][1] = cell(&[9.6]);
+        let g = goals(&cells);
+        assert_eq!((g[0].met, g[1].met), (Some(true), Some(true)), "{g:?}");
+        assert!(g[0].why.is_empty());
+        // A side that never ran: not measured, not met.
+        let empty = vec![vec![Cell::default(); PATHS.len()]; WORKLOADS.len()];
+        assert_eq!(goals(&empty)[0].met, None);
+    }
+
+    #[test]
+    fn labels() {
+        assert_eq!(WORKLOADS[0].label(), "TCP 1 flow");
+        assert_eq!(WORKLOADS[3].label(), "UDP 64 flows");
+        assert_eq!(Path::Nexthop(4).label(), "nexthop group 4");
+    }
 }

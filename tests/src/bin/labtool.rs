@@ -110,6 +110,10 @@ enum Cmd {
         /// Stop early after this long without a datagram, once one has arrived.
         #[arg(long)]
         idle_exit: Option<f64>,
+        /// At the end, write one line `SEQ UNIX_NS` per datagram (arrival order, wall-clock
+        /// time of its receipt) to this file: per-millisecond timelines for the benchmarks.
+        #[arg(long)]
+        arrivals: Option<std::path::PathBuf>,
     },
 }
 
@@ -166,9 +170,10 @@ fn main() {
             duration,
             bind,
             idle_exit,
+            arrivals,
         } => secs(duration).and_then(|d| {
             let idle = idle_exit.map(secs).transpose()?;
-            udp_seq_recv(port, d, bind, idle)
+            udp_seq_recv(port, d, bind, idle, arrivals.as_deref())
         }),
     };
     match result {
@@ -452,6 +457,7 @@ fn udp_seq_recv(
     duration: Duration,
     bind: Option<IpAddr>,
     idle_exit: Option<Duration>,
+    arrivals: Option<&std::path::Path>,
 ) -> anyhow::Result<bool> {
     let addr = listen_addr(bind, port);
     let sock = UdpSocket::bind(addr).with_context(|| format!("bind {addr}"))?;
@@ -461,12 +467,21 @@ fn udp_seq_recv(
     let start = Instant::now();
     let mut stats = SeqStats::default();
     let mut buf = [0u8; 2048];
+    // (seq, ns since the Unix epoch); written out only at the end.
+    let mut log: Vec<(u64, u128)> = Vec::new();
     while start.elapsed() < duration {
         match sock.recv_from(&mut buf) {
             Ok((n, _)) if n >= 8 => {
                 let mut seq = [0u8; 8];
                 seq.copy_from_slice(&buf[..8]);
-                stats.record(u64::from_be_bytes(seq), start.elapsed());
+                let seq = u64::from_be_bytes(seq);
+                stats.record(seq, start.elapsed());
+                if arrivals.is_some() {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    log.push((seq, now.as_nanos()));
+                }
             }
             Ok(_) => {}
             Err(e)
@@ -481,6 +496,13 @@ fn udp_seq_recv(
         {
             break;
         }
+    }
+    if let Some(path) = arrivals {
+        let text: String = log
+            .iter()
+            .map(|(seq, ns)| format!("{seq} {ns}\n"))
+            .collect();
+        std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
     }
     println!(
         "{}",
