@@ -985,6 +985,19 @@ impl Lab {
             .map(drop)
     }
 
+    /// Creates member `i` again after it was deleted (same name and MAC, a new ifindex,
+    /// plugged into the switch and up), as a driver reload or hot-plug does.
+    pub fn replug_member(&self, i: usize) -> anyhow::Result<()> {
+        let (name, mac, port) = (self.member(i), fmt_mac(&self.member_mac(i)), Self::port(i));
+        self.host().ip(&format!(
+            "link add {name} address {mac} type veth peer name {port} netns {}",
+            self.switch().name()
+        ))?;
+        self.switch()
+            .ip(&format!("link set {port} master br0 up"))?;
+        self.host().ip(&format!("link set {name} up")).map(drop)
+    }
+
     /// Silent failure of member `i`: the switch drops every frame from or to its port while the
     /// carrier stays up (`on: false` undoes it).
     pub fn silent_drop(&self, i: usize, on: bool) -> anyhow::Result<()> {

@@ -330,18 +330,7 @@ fn member_that_comes_back_with_a_new_ifindex_is_used_again() {
     let before = lab.host().link("m0").unwrap().ifindex;
     lab.host().ip("link del m0").unwrap();
     assert!(wait_until(WAIT, POLL, || member_row(&d, "m0").1 == "failed"));
-    let mac = ipmp_tests::lab::fmt_mac(&lab.member_mac(0));
-    let port = Lab::port(0);
-    lab.host()
-        .ip(&format!(
-            "link add m0 address {mac} type veth peer name {port} netns {}",
-            lab.switch().name()
-        ))
-        .unwrap();
-    lab.switch()
-        .ip(&format!("link set {port} master br0 up"))
-        .unwrap();
-    lab.host().ip("link set m0 up").unwrap();
+    lab.replug_member(0).unwrap();
     assert_ne!(lab.host().link("m0").unwrap().ifindex, before);
     assert!(
         wait_until(WAIT, POLL, || member_row(&d, "m0")

@@ -20,6 +20,41 @@ fn member(d: &Daemon, name: &str) -> (String, String, String) {
         .unwrap_or_else(|| panic!("{name} missing from ipmpstat -i: {out}"))
 }
 
+/// Waits until every member's probes are acknowledged: PROBE ok, and an answered probe of each
+/// in the `ipmpstat -p` stream (PROBE is ok from the start, but until a member's first ack its
+/// losses fall in the quiet period and cannot fail it); `what` names the probing.
+fn wait_all_probing(d: &Daemon, what: &str) {
+    let members = ["m0", "m1", "m2"];
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || {
+            members.iter().all(|m| member(d, m).2 == "ok")
+        }),
+        "{what} never acknowledged: {:?}\n{}",
+        members.map(|m| member(d, m)),
+        d.log()
+    );
+    let acked = stream_lines(d, &["-pPn", "-o", "interface,netrtt"], 1.0);
+    for m in members {
+        assert!(
+            acked
+                .iter()
+                .any(|l| l.split_once(':').is_some_and(|(i, rtt)| i == m && !rtt.is_empty())),
+            "{what}: no answered probe of {m} in 1 s: {acked:?}\n{}",
+            d.log()
+        );
+    }
+}
+
+/// Waits until `m` is declared failed; `what` says how it was cut off.
+fn wait_failed(d: &Daemon, m: &str, what: &str) {
+    assert!(
+        wait_until(Duration::from_secs(5), POLL, || member(d, m).1 == "failed"),
+        "{what}: {m} not declared failed: {:?}\n{}",
+        member(d, m),
+        d.log()
+    );
+}
+
 /// Three members with test addresses 198.51.100.21-23 probing the router, FDT 500 ms.
 fn probing_lab() -> (Lab, Daemon) {
     probing_lab_with(Vec::new())
@@ -51,14 +86,7 @@ fn silent_failure_is_detected_by_probes_and_repaired() {
     let (lab, d) = probing_lab();
     let fdt = d.ipmpstat(&["-gP", "-o", "fdt"]).unwrap();
     assert_eq!(fdt.trim(), "0.50s", "ipmpstat -g FDT");
-    assert!(
-        wait_until(Duration::from_secs(10), POLL, || {
-            ["m0", "m1", "m2"].iter().all(|m| member(&d, m).2 == "ok")
-        }),
-        "probes never acknowledged: {:?}\n{}",
-        ["m0", "m1", "m2"].map(|m| member(&d, m)),
-        d.log()
-    );
+    wait_all_probing(&d, "probes");
     let t = d
         .ipmpstat(&["-tP", "-o", "interface,mode,testaddr,targets"])
         .unwrap();
@@ -73,13 +101,7 @@ fn silent_failure_is_detected_by_probes_and_repaired() {
     );
     lab.silent_drop(0, true).unwrap();
     let cut = Instant::now();
-    assert!(
-        wait_until(Duration::from_secs(5), POLL, || member(&d, "m0").1
-            == "failed"),
-        "silent failure of m0 not detected: {:?}\n{}",
-        member(&d, "m0"),
-        d.log()
-    );
+    wait_failed(&d, "m0", "silent failure");
     let detected = cut.elapsed();
     eprintln!(
         "silent failure detected after {} ms (FDT 500 ms)",
@@ -114,13 +136,7 @@ fn all_targets_dying_is_a_group_failure_without_address_moves() {
         return;
     }
     let (lab, d) = probing_lab();
-    assert!(
-        wait_until(Duration::from_secs(10), POLL, || {
-            ["m0", "m1", "m2"].iter().all(|m| member(&d, m).2 == "ok")
-        }),
-        "probes never acknowledged\n{}",
-        d.log()
-    );
+    wait_all_probing(&d, "probes");
     let inbound_before = d.ipmpstat(&["-aP", "-o", "address,inbound"]).unwrap();
     // Moves from one member to another (a move to "none" is the group losing its members).
     let rebinds = |d: &Daemon| {
@@ -315,14 +331,7 @@ fn without_test_addresses_link_layer_probes_detect_a_silent_failure() {
     cfg.failure_detection_time_ms = Some(500);
     cfg.group_mut().link_layer_probes = None; // ipmpd's default: on
     let d = lab.start_ipmpd(&cfg.to_toml()).expect("ipmpd");
-    assert!(
-        wait_until(Duration::from_secs(10), POLL, || {
-            ["m0", "m1", "m2"].iter().all(|m| member(&d, m).2 == "ok")
-        }),
-        "link-layer probes never acknowledged: {:?}\n{}",
-        ["m0", "m1", "m2"].map(|m| member(&d, m)),
-        d.log()
-    );
+    wait_all_probing(&d, "link-layer probes");
     let t = d
         .ipmpstat(&["-tP", "-o", "interface,testaddr,targets"])
         .unwrap();
@@ -347,13 +356,7 @@ fn without_test_addresses_link_layer_probes_detect_a_silent_failure() {
     );
     lab.silent_drop(0, true).unwrap();
     let cut = Instant::now();
-    assert!(
-        wait_until(Duration::from_secs(5), POLL, || member(&d, "m0").1
-            == "failed"),
-        "silent failure of m0 not detected without test addresses: {:?}\n{}",
-        member(&d, "m0"),
-        d.log()
-    );
+    wait_failed(&d, "m0", "silent failure without test addresses");
     let detected = cut.elapsed();
     eprintln!(
         "silent failure detected by ARP/NDP probes after {} ms (FDT 500 ms)",
@@ -431,13 +434,7 @@ fn ipmpstat_p_streams_probes_with_xdp_timestamps() {
         return;
     }
     let (lab, d) = probing_lab();
-    assert!(
-        wait_until(Duration::from_secs(10), POLL, || {
-            ["m0", "m1", "m2"].iter().all(|m| member(&d, m).2 == "ok")
-        }),
-        "probes never acknowledged\n{}",
-        d.log()
-    );
+    wait_all_probing(&d, "probes");
     // FDT 500 ms: a probe every ~71 ms per member.
     let lines = stream_lines(&d, &["-pn"], 1.5);
     assert_eq!(
@@ -557,18 +554,7 @@ fn a_recreated_member_probes_again() {
     lab.host().ip("link del m0").unwrap();
     let m0_failed = || member(&d, "m0").1 == "failed";
     assert!(wait_until(Duration::from_secs(5), POLL, m0_failed));
-    let mac = ipmp_tests::lab::fmt_mac(&lab.member_mac(0));
-    let port = Lab::port(0);
-    lab.host()
-        .ip(&format!(
-            "link add m0 address {mac} type veth peer name {port} netns {}",
-            lab.switch().name()
-        ))
-        .unwrap();
-    lab.switch()
-        .ip(&format!("link set {port} master br0 up"))
-        .unwrap();
-    lab.host().ip("link set m0 up").unwrap();
+    lab.replug_member(0).unwrap();
     assert!(
         wait_until(Duration::from_secs(10), POLL, || member(&d, "m0")
             == ("yes".into(), "ok".into(), "ok".into())),
@@ -621,21 +607,9 @@ fn multicast_discovery_finds_targets() {
             .unwrap_or_default(),
         d.log()
     );
-    assert!(
-        wait_until(Duration::from_secs(10), POLL, || {
-            ["m0", "m1", "m2"].iter().all(|m| member(&d, m).2 == "ok")
-        }),
-        "probes to discovered targets never acknowledged\n{}",
-        d.log()
-    );
+    wait_all_probing(&d, "probes to discovered targets");
     lab.silent_drop(0, true).unwrap();
-    assert!(
-        wait_until(Duration::from_secs(5), POLL, || member(&d, "m0").1
-            == "failed"),
-        "silent failure not detected with discovered targets: {:?}\n{}",
-        member(&d, "m0"),
-        d.log()
-    );
+    wait_failed(&d, "m0", "silent failure with discovered targets");
     for m in ["m1", "m2"] {
         assert_eq!(member(&d, m).1, "ok", "{m} blamed for m0's failure");
     }
