@@ -614,3 +614,52 @@ fn multicast_discovery_finds_targets() {
         assert_eq!(member(&d, m).1, "ok", "{m} blamed for m0's failure");
     }
 }
+
+/// Test addresses never carry data traffic: the host's own connections to peers take a data
+/// address as source (the test addresses have no prefix route and are deprecated), while the
+/// prober still sends from them, in both families.
+#[test]
+fn test_addresses_are_never_the_source_of_data_traffic() {
+    if !require_root("test_addresses_are_never_the_source_of_data_traffic") {
+        return;
+    }
+    let lab = Lab::new(LabSpec {
+        members: 3,
+        peers: 1,
+        router: true,
+    })
+    .expect("lab");
+    let mut cfg = lab.config();
+    cfg.failure_detection_time_ms = Some(500);
+    cfg.member_mut("m0").test_address = Some("198.51.100.21/24".into());
+    cfg.member_mut("m1").test_address = Some("2001:db8:1::22/64".into());
+    cfg.member_mut("m2").test_address = Some("198.51.100.23/24".into());
+    let d = lab.start_ipmpd(&cfg.to_toml()).expect("ipmpd");
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || {
+            ["m0", "m1", "m2"].iter().all(|m| member(&d, m).2 == "ok")
+        }),
+        "probes from IPv4 and IPv6 test addresses never acknowledged: {:?}\n{}",
+        ["m0", "m1", "m2"].map(|m| member(&d, m)),
+        d.log()
+    );
+    for (dst, want) in [
+        (ipmp_tests::lab::peer_v4(0), ipmp_tests::lab::DATA_V4),
+        (ipmp_tests::lab::peer_v6(0), ipmp_tests::lab::DATA_V6),
+        ("203.0.113.10".to_string(), ipmp_tests::lab::DATA_V4),
+    ] {
+        let route: serde_json::Value = serde_json::from_str(
+            &lab.host()
+                .run(&["ip", "-j", "route", "get", &dst])
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            route[0]["prefsrc"].as_str(),
+            Some(want),
+            "source for {dst}: {route}"
+        );
+    }
+    let m1 = lab.host().ip("-6 addr show dev m1").unwrap();
+    assert!(m1.contains("deprecated"), "{m1}");
+}

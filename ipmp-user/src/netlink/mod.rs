@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use futures::TryStreamExt as _;
 use netlink_packet_route::{
-    address::{AddressAttribute, AddressFlags, AddressMessage},
+    address::{AddressAttribute, AddressFlags, AddressMessage, CacheInfo},
     link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp},
     neighbour::NeighbourState,
     route::RouteMessage,
@@ -263,8 +263,8 @@ impl Netlink {
     }
 
     /// Adds (or keeps) an address. `nodad`: the IPMP interface is NOARP, DAD is the members'
-    /// business; `noprefixroute` keeps test addresses from adding routes that compete with the
-    /// IPMP interface's.
+    /// business; `noprefixroute` (test addresses) keeps them from adding routes that compete
+    /// with the IPMP interface's and deprecates them so that they are never chosen as source.
     pub async fn add_address(
         &self,
         ifindex: u32,
@@ -279,6 +279,15 @@ impl Netlink {
         let mut flags = AddressFlags::Nodad;
         if noprefixroute {
             flags |= AddressFlags::Noprefixroute;
+            // A test address is deprecated (preferred lifetime 0, as Solaris marks test
+            // addresses DEPRECATED): source address selection avoids it (RFC 6724 rule 3),
+            // while the prober binds to it explicitly.
+            let mut lifetimes = CacheInfo::default();
+            lifetimes.ifa_preferred = 0;
+            lifetimes.ifa_valid = u32::MAX;
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::CacheInfo(lifetimes));
         }
         req.message_mut()
             .attributes
