@@ -13,6 +13,7 @@
 #![no_main]
 
 mod maps;
+mod noop;
 mod parse;
 mod tc_egress;
 mod tc_member;

@@ -7,8 +7,12 @@
 pub mod failover;
 pub mod throughput;
 
+pub mod control;
+pub mod flows;
+pub mod prog_cost;
 pub mod report;
 pub mod svg;
+pub mod testbed;
 
 use std::path::PathBuf;
 

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+/// Default width; bar charts with many bars grow wider.
 const W: f64 = 720.0;
 const H: f64 = 400.0;
 const LEFT: f64 = 70.0;
@@ -144,20 +145,20 @@ fn value_label(v: f64) -> String {
     }
 }
 
-fn header(out: &mut String, title: &str) {
+fn header(out: &mut String, w: f64, title: &str) {
     let _ = write!(
         out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W:.0}\" height=\"{H:.0}\" \
-         viewBox=\"0 0 {W:.0} {H:.0}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect x=\"0\" y=\"0\" width=\"{W:.0}\" height=\"{H:.0}\" fill=\"#ffffff\"/>\n\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w:.0}\" height=\"{H:.0}\" \
+         viewBox=\"0 0 {w:.0} {H:.0}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect x=\"0\" y=\"0\" width=\"{w:.0}\" height=\"{H:.0}\" fill=\"#ffffff\"/>\n\
          <text x=\"{:.1}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
-        W / 2.0,
+        w / 2.0,
         escape(title)
     );
 }
 
 /// Y axis with grid lines and tick labels, plus the rotated axis label.
-fn y_axis(out: &mut String, axis: &Axis, label: &str) {
+fn y_axis(out: &mut String, w: f64, axis: &Axis, label: &str) {
     let plot_h = H - TOP - BOTTOM;
     for t in axis.ticks() {
         let y = TOP + plot_h * (1.0 - axis.frac(t));
@@ -165,7 +166,7 @@ fn y_axis(out: &mut String, axis: &Axis, label: &str) {
             out,
             "<line x1=\"{LEFT:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#dddddd\"/>\n\
              <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            W - RIGHT,
+            w - RIGHT,
             LEFT - 6.0,
             y + 4.0,
             escape(&tick_label(t, axis.step))
@@ -178,7 +179,7 @@ fn y_axis(out: &mut String, axis: &Axis, label: &str) {
          <text x=\"16\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {:.1})\">{}</text>",
         H - BOTTOM,
         H - BOTTOM,
-        W - RIGHT,
+        w - RIGHT,
         H - BOTTOM,
         TOP + plot_h / 2.0,
         TOP + plot_h / 2.0,
@@ -186,8 +187,8 @@ fn y_axis(out: &mut String, axis: &Axis, label: &str) {
     );
 }
 
-fn legend(out: &mut String, names: &[&str], line: bool) {
-    let x = W - RIGHT + 14.0;
+fn legend(out: &mut String, w: f64, names: &[&str], line: bool) {
+    let x = w - RIGHT + 14.0;
     for (i, name) in names.iter().enumerate() {
         let y = TOP + 8.0 + i as f64 * 18.0;
         if line {
@@ -213,6 +214,23 @@ fn legend(out: &mut String, names: &[&str], line: bool) {
             escape(name)
         );
     }
+}
+
+/// Splits `text` at spaces into lines of at most `max_chars` characters (a longer word stays
+/// whole on its own line); at most three lines, the last one taking the rest.
+fn wrap(text: &str, max_chars: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        let full = lines.len() == 3;
+        match lines.last_mut() {
+            Some(l) if full || l.chars().count() + 1 + word.chars().count() <= max_chars => {
+                l.push(' ');
+                l.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
 }
 
 /// Series names in order of first appearance across groups.
@@ -245,11 +263,14 @@ pub fn bars(title: &str, y_label: &str, groups: &[(String, Vec<(String, f64)>)])
     }
     let axis = Axis::new(lo, hi);
 
+    // Wide enough for every bar to be seen and every group label to fit in a few lines.
+    let per_group = (names.len() as f64 * 26.0).max(80.0);
+    let w = W.max(LEFT + RIGHT + per_group * groups.len() as f64);
     let mut out = String::new();
-    header(&mut out, title);
-    y_axis(&mut out, &axis, y_label);
+    header(&mut out, w, title);
+    y_axis(&mut out, w, &axis, y_label);
 
-    let plot_w = W - LEFT - RIGHT;
+    let plot_w = w - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
     let group_w = plot_w / groups.len().max(1) as f64;
     let bar_w = (group_w * 0.8) / names.len().max(1) as f64;
@@ -289,15 +310,19 @@ pub fn bars(title: &str, y_label: &str, groups: &[(String, Vec<(String, f64)>)])
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            gx + group_w / 2.0,
-            H - BOTTOM + 18.0,
-            escape(group)
-        );
+        // About 6.5 px per character at 12 px: wrap the label to the group's width.
+        let max_chars = ((group_w - 6.0) / 6.5).max(4.0) as usize;
+        for (i, line) in wrap(group, max_chars).iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                gx + group_w / 2.0,
+                H - BOTTOM + 18.0 + 14.0 * i as f64,
+                escape(line)
+            );
+        }
     }
-    legend(&mut out, &names, false);
+    legend(&mut out, w, &names, false);
     out.push_str("</svg>\n");
     out
 }
@@ -330,8 +355,8 @@ pub fn lines(
     let yaxis = Axis::new(ylo, yhi);
 
     let mut out = String::new();
-    header(&mut out, title);
-    y_axis(&mut out, &yaxis, y_label);
+    header(&mut out, W, title);
+    y_axis(&mut out, W, &yaxis, y_label);
 
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
@@ -391,7 +416,7 @@ pub fn lines(
         }
     }
     let names: Vec<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
-    legend(&mut out, &names, true);
+    legend(&mut out, W, &names, true);
     out.push_str("</svg>\n");
     out
 }
@@ -535,6 +560,31 @@ mod tests {
         let svg = bars("bad", "y", &bad);
         assert_well_formed(&svg);
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
+    }
+
+    #[test]
+    fn long_labels_wrap_and_many_bars_widen() {
+        assert_eq!(
+            wrap("TC IPv4 TCP on-link", 11),
+            vec!["TC IPv4 TCP", "on-link"]
+        );
+        assert_eq!(wrap("a b c d e", 1), vec!["a", "b", "c d e"]);
+        assert_eq!(wrap("", 5), Vec::<String>::new());
+        let groups: Vec<(String, Vec<(String, f64)>)> = (0..8)
+            .map(|g| {
+                (
+                    format!("TC IPv{g} TCP off-link"),
+                    vec![("a".into(), 1.0), ("b".into(), 2.0), ("c".into(), 3.0)],
+                )
+            })
+            .collect();
+        let svg = bars("t", "y", &groups);
+        assert_well_formed(&svg);
+        assert!(
+            !svg.contains("width=\"720\""),
+            "8 groups of 3 bars widen the plot"
+        );
+        assert!(svg.contains(">off-link</text>"));
     }
 
     #[test]

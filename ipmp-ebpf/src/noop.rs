@@ -1,0 +1,57 @@
+//! Reference programs for `cargo xtask bench` only; ipmpd never loads or attaches them.
+//! BPF_PROG_TEST_RUN runs them beside ipmp's programs, loaded from the same object in the same
+//! run, so that the per-packet cost of ipmp's work can be stated against:
+//! - the no-op of each program type (`ipmp_tc_noop`, `ipmp_xdp_noop`): what the test harness and
+//!   the program type cost alone;
+//! - `ipmp_tc_fibref`: the kernel work any TC program that forwards to a next hop must do —
+//!   parse the packet, `bpf_fib_lookup`, `bpf_redirect_neigh` — with ipmp's own work (group,
+//!   flow hash, bucket and member lookups, counters) left out.
+
+use core::mem::{MaybeUninit, size_of};
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_redir_neigh as RedirNeigh, xdp_action::XDP_PASS},
+    helpers::generated::bpf_redirect_neigh,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+use ipmp_common::packet::ETH_HLEN;
+
+use crate::{
+    maps::zero,
+    parse::{ETH_PROTO, be16, skb_bytes, tc_flow},
+    tc_egress::next_hop,
+};
+
+/// The TC no-op: lets every packet through untouched.
+#[classifier]
+pub fn ipmp_tc_noop(_ctx: TcContext) -> i32 {
+    TC_ACT_OK as i32
+}
+
+/// The XDP no-op: passes every packet to the stack untouched.
+#[xdp]
+pub fn ipmp_xdp_noop(_ctx: XdpContext) -> u32 {
+    XDP_PASS
+}
+
+/// Parse, next hop from the FIB (as `ipmp_tc_egress` asks it), redirect to the device the
+/// packet came from: the helpers' share of `ipmp_tc_egress`.
+#[classifier]
+pub fn ipmp_tc_fibref(ctx: TcContext) -> i32 {
+    // SAFETY: the context pointer is valid for the program's run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let Some(eth) = skb_bytes::<ETH_HLEN>(&ctx, 0) else {
+        return TC_ACT_SHOT as i32;
+    };
+    let Ok(flow) = tc_flow(&ctx, be16([eth[ETH_PROTO], eth[ETH_PROTO + 1]])) else {
+        return TC_ACT_SHOT as i32;
+    };
+    let mut nh = MaybeUninit::<RedirNeigh>::uninit();
+    let nh = zero(&mut nh);
+    if next_hop(&ctx, ifindex, &flow, nh).is_err() {
+        return TC_ACT_SHOT as i32;
+    }
+    // SAFETY: `nh` is a valid bpf_redir_neigh on the stack; the size matches it.
+    unsafe { bpf_redirect_neigh(ifindex, nh, size_of::<RedirNeigh>() as i32, 0) as i32 }
+}
