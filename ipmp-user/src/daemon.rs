@@ -373,6 +373,11 @@ impl Daemon {
                 .collect();
             let probing =
                 GroupProbing::start(&config, cfg, slot, &fsm, &names, &probe_tx, cookie, now)?;
+            if probing.is_some() {
+                for m in &rts {
+                    probe_route_v6(&nl, &m.name, m.ifindex).await;
+                }
+            }
             let seed = cfg.hash_seed.unwrap_or_else(rand::random);
             groups.push(GroupRt {
                 cfg: cfg.clone(),
@@ -584,6 +589,11 @@ impl Daemon {
         self.handle(gi, Event::Link { member: mi, up }, now).await?;
         let g = &mut self.groups[gi];
         if let Some(p) = g.probing.as_mut() {
+            if up {
+                // A member re-created while down could not get its route then.
+                let m = &g.members[mi];
+                probe_route_v6(&self.nl, &m.name, m.ifindex).await;
+            }
             match p.prober.link(mi, up, now, &g.fsm, &mut p.rng) {
                 Ok(out) => self.probe_output(gi, out).await?,
                 Err(e) => tracing::warn!(group = %g.cfg.name, "prober: {e}"),
@@ -752,6 +762,7 @@ impl Daemon {
             m.xdp_mode = mode;
         }
         if let Some(p) = self.groups[gi].probing.as_mut() {
+            probe_route_v6(&self.nl, &link.name, link.ifindex).await;
             p.member_replaced(mi, link.ifindex, link.mac)?;
         }
         self.sync_dataplane()?;
@@ -1066,6 +1077,14 @@ impl Daemon {
 
     fn snapshot(&self) -> control::Snapshot {
         snapshot::build(self)
+    }
+}
+
+/// Installs a member's IPv6 probe route ([`Netlink::add_probe_route_v6`]); a failure (IPv6
+/// off, the member down) only costs its IPv6 probes, so it is logged, not fatal.
+async fn probe_route_v6(nl: &Netlink, ifname: &str, ifindex: u32) {
+    if let Err(e) = nl.add_probe_route_v6(ifname, ifindex).await {
+        tracing::warn!(member = %ifname, "IPv6 probes from this member cannot be routed: {e}");
     }
 }
 

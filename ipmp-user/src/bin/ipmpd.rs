@@ -110,6 +110,10 @@ async fn cleanup(config: &Config, pin_dir: &std::path::Path) -> anyhow::Result<(
             println!("removed IPMP interface {}", g.name);
         }
     }
+    let rules = nl.remove_probe_rules().await?;
+    if rules > 0 {
+        println!("removed {rules} IPv6 probe routing rules");
+    }
     dataplane::loader::cleanup(pin_dir)
         .with_context(|| format!("cannot remove {}", pin_dir.display()))?;
     println!("removed {}", pin_dir.display());

@@ -3,8 +3,9 @@
 //!
 //! Each probing member and family gets a raw socket pinned to the member; a task per socket
 //! forwards replies (with their receive time) to the daemon, which feeds them to the prober.
-//! Members without a test address probe with ARP / NDP ([`neigh`]) from one send-only packet
-//! socket. XDP timestamps every reply it recognises into `IPMP_PROBES` ([`ring`]); echo replies
+//! Members without a test address probe IPv6 from their link-local address (ICMPv6 echo), and
+//! IPv4 — or IPv6 while no link-local address exists — with ARP / NDP ([`neigh`]) from one
+//! send-only packet socket. XDP timestamps every reply it recognises into `IPMP_PROBES` ([`ring`]); echo replies
 //! also reach the sockets when the ring is full or ring-only mode is off.
 //!
 //! The prober decides what to send and when; [`GroupProbing::send`] only sends.
@@ -138,7 +139,17 @@ impl GroupProbing {
         now: Instant,
     ) -> Result<Option<Self>, ProberError> {
         let mut rng = StdRng::from_os_rng();
-        let spec = ProbeSpec::from_config(config, cfg, cookie);
+        let mut spec = ProbeSpec::from_config(config, cfg, cookie);
+        // IPv6 without a test address: ICMPv6 echo from the member's link-local address, as
+        // Solaris uses link-local test addresses (cookie-checked, unlike a neighbour
+        // advertisement); neighbour solicitations only while it has none.
+        for (m, spec_m) in members.iter().zip(spec.members.iter_mut()) {
+            if spec_m.v6 == FamilyProbe::LinkLayer
+                && let Some(ll) = neigh::link_local_of(&m.name)
+            {
+                spec_m.v6 = FamilyProbe::TestAddress(crate::config::Prefix::host(IpAddr::V6(ll)));
+            }
+        }
         let probing: Vec<(MemberId, Family, IpAddr)> = spec
             .members
             .iter()
