@@ -1,5 +1,6 @@
-//! Project tasks: `cargo xtask setup | test | demo`.
+//! Project tasks: `cargo xtask setup | test | demo | bench`.
 
+mod bench;
 mod demo;
 mod setup;
 mod test;
@@ -38,6 +39,20 @@ enum Cmd {
     },
     /// Setup, build, then show failover in a lab: ipmpd, traffic, a cut link, a repair.
     Demo,
+    /// Setup, release build, then the benchmarks (as root): writes docs/benchmarks.md and its
+    /// SVG plots.
+    Bench {
+        /// The ~2-minute subset: fewer trials, shorter runs (the report says so).
+        #[arg(long)]
+        quick: bool,
+        /// Run only these sections (repeatable): prog-cost, throughput, failover, flows,
+        /// balance, control.
+        #[arg(long, value_name = "NAME")]
+        only: Vec<String>,
+        /// Where the report goes (default: docs/ in the workspace).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +60,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup => setup::run(),
         Cmd::Test { args } => test::run(&args),
         Cmd::Demo => demo::run(),
+        Cmd::Bench { quick, only, out } => bench::run(quick, &only, out),
     }
 }
