@@ -114,6 +114,10 @@ enum Cmd {
         /// time of its receipt) to this file: per-millisecond timelines for the benchmarks.
         #[arg(long)]
         arrivals: Option<std::path::PathBuf>,
+        /// Receive buffer in bytes (SO_RCVBUFFORCE, needs root), so that a receiver scheduled
+        /// late does not drop datagrams that the network delivered.
+        #[arg(long)]
+        rcvbuf: Option<usize>,
     },
 }
 
@@ -171,9 +175,10 @@ fn main() {
             bind,
             idle_exit,
             arrivals,
+            rcvbuf,
         } => secs(duration).and_then(|d| {
             let idle = idle_exit.map(secs).transpose()?;
-            udp_seq_recv(port, d, bind, idle, arrivals.as_deref())
+            udp_seq_recv(port, d, bind, idle, arrivals.as_deref(), rcvbuf)
         }),
     };
     match result {
@@ -458,9 +463,13 @@ fn udp_seq_recv(
     bind: Option<IpAddr>,
     idle_exit: Option<Duration>,
     arrivals: Option<&std::path::Path>,
+    rcvbuf: Option<usize>,
 ) -> anyhow::Result<bool> {
     let addr = listen_addr(bind, port);
     let sock = UdpSocket::bind(addr).with_context(|| format!("bind {addr}"))?;
+    if let Some(bytes) = rcvbuf {
+        setsockopt(&sock, sockopt::RcvBufForce, &bytes).context("SO_RCVBUFFORCE")?;
+    }
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .context("read timeout")?;
     ready();

@@ -21,8 +21,10 @@ use crate::{
 /// Datagrams per second of the sequenced stream.
 pub const RATE: u64 = 10_000;
 /// The stream runs this long before the cut, and this long after it.
-const BEFORE: Duration = Duration::from_millis(250);
-const AFTER: Duration = Duration::from_millis(450);
+pub const BEFORE: Duration = Duration::from_millis(200);
+const AFTER: Duration = Duration::from_millis(500);
+/// The receiver listens this much longer than the sender sends.
+const DRAIN: Duration = Duration::from_millis(150);
 /// Timeline plots start this long before the cut and end at least this long after it, or
 /// 20 ms after traffic came back, at most 500 ms (ms).
 const TIMELINE_FROM_MS: i64 = -10;
@@ -204,16 +206,19 @@ impl LinkBed {
             Dir::In => Some(self.bound_member()?),
             Dir::Out => None,
         };
+        // A fixed listening time, not --idle-exit: a long outage must not end the receiver.
+        let listen = format!("{:.3}", (BEFORE + AFTER + DRAIN).as_secs_f64());
         let mut recv = receiver_ns.labtool(&[
             "udp-seq-recv",
             "--port",
             &port,
             "--duration",
-            "10",
-            "--idle-exit",
-            "0.3",
+            &listen,
             "--arrivals",
             &arrivals_s,
+            // 8 MiB: a receiver scheduled late must not turn into datagrams lost.
+            "--rcvbuf",
+            "8388608",
         ])?;
         recv.wait_ready(Duration::from_secs(5))?;
         let captures = if capture {
@@ -272,7 +277,7 @@ impl LinkBed {
         set_port(self.lab.switch(), &Lab::port(member), true)?;
         let (sent, got, records) = (sent?, got?, records?);
         wait_active(&self.daemon, SPEC.members, Duration::from_secs(5))?;
-        thread::sleep(Duration::from_millis(350));
+        thread::sleep(Duration::from_millis(300));
 
         let lines = parse::log_lines(&self.daemon.log());
         let name = format!("m{member}");

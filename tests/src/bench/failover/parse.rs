@@ -131,6 +131,13 @@ pub fn is_fdt_raised(text: &str) -> bool {
     text.contains("cannot meet requested failure detection time")
 }
 
+/// The N of ipmpd's "missed sending N probes on (...): the daemon ran late" notice.
+pub fn missed_probes(text: &str) -> Option<u64> {
+    let rest = text.split("missed sending ").nth(1)?;
+    let (n, rest) = rest.split_once(' ')?;
+    rest.starts_with("probes").then(|| n.parse().ok())?
+}
+
 /// Parses labtool's `--arrivals` file: `SEQ UNIX_NS` per line, in arrival order.
 pub fn parse_arrivals(text: &str) -> Option<Vec<(u64, i64)>> {
     text.lines()
@@ -302,6 +309,15 @@ wrapped continuation line
             "link state changed member=m10 link=Down",
             "m1"
         ));
+        assert_eq!(
+            missed_probes(
+                "2025-06-30T12:00:02Z  WARN ipmp::daemon: missed sending 3 probes on (IPv4 m0): \
+                 the daemon ran late"
+            ),
+            Some(3)
+        );
+        assert_eq!(missed_probes("missed sending many probes"), None);
+        assert_eq!(missed_probes("m0 failed (Probe)"), None);
     }
 
     #[test]

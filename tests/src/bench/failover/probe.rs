@@ -3,7 +3,9 @@
 //! that counts false failures for several FDTs at once.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _},
+    os::unix::process::CommandExt as _,
+    path::Path,
     process::{Child, ChildStdin, Command, Stdio},
     sync::mpsc,
     thread,
@@ -183,12 +185,14 @@ impl ProbeBed {
         thread::sleep(settle);
         let port = Lab::port(member);
         let name = format!("m{member}");
+        // Only what ipmpd logs from here on is read while polling.
+        let from = std::fs::metadata(self.daemon.log_path()).map_or(0, |m| m.len());
         let at = self.dropper.set(&port, true)?;
         let at_us = at.div_euclid(1000);
         let timeout = Duration::from_secs(3) + self.fdt() * 3;
         let mut found = None;
         lab::wait_until(timeout, Duration::from_millis(5), || {
-            let lines = parse::log_lines(&self.daemon.log());
+            let lines = parse::log_lines(&read_from(self.daemon.log_path(), from));
             found = parse::first_after(&lines, at_us, |t| parse::is_probe_failure(t, &name))
                 .map(|l| l.at_us);
             found.is_some()
@@ -203,6 +207,18 @@ impl ProbeBed {
         };
         Ok((failed_us - at_us) as f64 / 1000.0)
     }
+}
+
+/// What `path` holds from byte `from` on (empty when it cannot be read).
+fn read_from(path: &Path, from: u64) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(path)
+        && f.seek(SeekFrom::Start(from)).is_ok()
+    {
+        // A partial last line parses as no line or is read again next time.
+        let _ = f.read_to_string(&mut text);
+    }
+    text
 }
 
 fn tail(s: &str, n: usize) -> String {
@@ -249,8 +265,10 @@ pub struct SoakResult {
     pub failures: u64,
     /// "cannot meet requested failure detection time" notices (the FDT was raised).
     pub raises: u64,
-    /// "missed sending N probes" notices (the daemon ran late).
-    pub late: u64,
+    /// Probes not sent because the daemon ran late (sum of "missed sending N probes").
+    pub missed: u64,
+    /// Probes due in the soak: members × duration / (FDT / 7).
+    pub due: u64,
     /// `ipmpstat -g` FDT at the end.
     pub fdt_end: String,
     /// The first failure line, for the report.
@@ -271,18 +289,9 @@ pub fn soak(fdts: &[u64], duration: Duration) -> anyhow::Result<(Vec<SoakResult>
     let cpus = thread::available_parallelism().map_or(2, usize::from);
     let cpu0 = read_cpu()?;
     let started = Instant::now();
-    // `timeout` ends them even if this process dies first.
-    let limit = format!("{}", duration.as_secs() + 10);
     let mut hogs = Vec::new();
     for _ in 0..cpus {
-        let child = Command::new("timeout")
-            .args([limit.as_str(), "sh", "-c", "while :; do :; done"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start a busy loop (timeout sh -c ...)")?;
-        hogs.push(Hog(child));
+        hogs.push(Hog::start()?);
     }
     while started.elapsed() < duration {
         thread::sleep(Duration::from_millis(200).min(duration.saturating_sub(started.elapsed())));
@@ -307,10 +316,12 @@ pub fn soak(fdts: &[u64], duration: Duration) -> anyhow::Result<(Vec<SoakResult>
                     .iter()
                     .filter(|l| parse::is_fdt_raised(&l.text))
                     .count() as u64,
-                late: lines
+                missed: lines
                     .iter()
-                    .filter(|l| l.text.contains("missed sending"))
-                    .count() as u64,
+                    .filter_map(|l| parse::missed_probes(&l.text))
+                    .sum(),
+                due: (SPEC.members as f64 * duration.as_secs_f64() * 7000.0 / b.fdt_ms as f64)
+                    as u64,
                 fdt_end: b
                     .daemon
                     .ipmpstat(&["-gP", "-o", "fdt"])
@@ -323,8 +334,29 @@ pub fn soak(fdts: &[u64], duration: Duration) -> anyhow::Result<(Vec<SoakResult>
     Ok((results, busy))
 }
 
-/// A busy loop, killed on drop.
+/// A busy-loop process (`sh` spinning), killed on drop and when the thread that started it
+/// dies (PR_SET_PDEATHSIG), so that it cannot outlive the benchmark.
 struct Hog(Child);
+
+impl Hog {
+    fn start() -> anyhow::Result<Hog> {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "while :; do :; done"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(Hog(cmd.spawn().context("start a busy loop (sh -c)")?))
+    }
+}
 
 impl Drop for Hog {
     fn drop(&mut self) {
