@@ -63,6 +63,21 @@ fn cpu_ns(pid: u32) -> anyhow::Result<u64> {
     Ok(total)
 }
 
+/// Whether `ip -j link show` output lists no IPMP interface (`ipmp0`) and no member (`m<N>`)
+/// with an XDP program.
+pub fn nothing_attached(ip_json: &str) -> bool {
+    let Ok(serde_json::Value::Array(links)) = serde_json::from_str(ip_json) else {
+        return false;
+    };
+    links.iter().all(|l| {
+        let name = l["ifname"].as_str().unwrap_or_default();
+        let member = name
+            .strip_prefix('m')
+            .is_some_and(|n| n.parse::<u32>().is_ok());
+        name != "ipmp0" && !(member && l.get("xdp").is_some())
+    })
+}
+
 /// A `Kb` field of `/proc/PID/status` (e.g. `VmRSS`) in KiB.
 pub fn status_kib(status: &str, field: &str) -> Option<u64> {
     status
@@ -198,7 +213,17 @@ fn measure_start(opts: &Opts) -> anyhow::Result<StartFigures> {
                 &pins_s,
                 "--cleanup",
             ])
-            .map(drop)
+            .map(drop)?;
+        // Removing the pins drops the last reference to the links, but the kernel detaches
+        // them later (bpffs frees inodes after an RCU grace period and puts the links from a
+        // work item), so a start right after `--cleanup` can still find the old XDP program.
+        let ok = wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+            lab.host()
+                .run(&["ip", "-j", "link", "show"])
+                .is_ok_and(|out| nothing_attached(&out))
+        });
+        ensure!(ok, "XDP programs still attached 5 s after ipmpd --cleanup");
+        anyhow::Ok(())
     };
     let mut f = StartFigures {
         cold_external: Vec::new(),
@@ -613,6 +638,16 @@ mod tests {
             "2026-01-01T00:00:00Z  INFO ipmpd::daemon: ipmpd ready in 87 ms groups=1 socket=/x\n";
         assert_eq!(ready_ms(log), Some(87.0));
         assert_eq!(ready_ms("starting\n"), None);
+    }
+
+    #[test]
+    fn attachment_check_reads_ip_json() {
+        let clean = r#"[{"ifindex":1,"ifname":"lo"},{"ifindex":2,"ifname":"m0"}]"#;
+        assert!(nothing_attached(clean));
+        let xdp = r#"[{"ifname":"m0","xdp":{"mode":2,"prog":{"id":8570}}}]"#;
+        assert!(!nothing_attached(xdp));
+        assert!(!nothing_attached(r#"[{"ifname":"ipmp0"}]"#));
+        assert!(!nothing_attached("not json"));
     }
 
     #[test]
