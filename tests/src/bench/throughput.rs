@@ -342,6 +342,11 @@ impl Bed {
             "--connect-timeout",
             "3000",
         ];
+        // Sender on CPU 0, receiver on CPU 1 in every trial: left to the scheduler, the two
+        // share a core in some trials and not in others, and the spread of a cell grows to 3×.
+        if thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
+            argv.extend(["-A", "0,1"]);
+        }
         if w.udp {
             argv.extend(["-u", "-b", "0", "-l", UDP_LEN]);
         }
@@ -484,7 +489,8 @@ fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Du
         "iperf3 from the host (198.51.100.10) to a peer on the shared L2, {trials} trial(s) of \
          {secs} s per cell, trials of all setups interleaved; TCP uses iperf3's default \
          buffer, UDP sends {UDP_LEN}-byte datagrams as fast as it can (`-b 0`) and counts what \
-         arrived. Each setup is its own lab of the same shape (4 members, 1 peer, no router):\n\n\
+         arrived; the iperf3 sender is pinned to CPU 0 and the receiver to CPU 1 (`-A 0,1`) \
+         so that every trial shares the two cores the same way. Each setup is its own lab of the same shape (4 members, 1 peer, no router):\n\n\
          - **plain veth**: the address on m0 and its connected route, no ipmpd — the ceiling;\n\
          - **ipmp N members**: ipmpd over m0..m(N-1), the address on the IPMP interface;\n\
          - **nexthop group N**: the address on lo and `198.51.100.0/24 nhid` a resilient \

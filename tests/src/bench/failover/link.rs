@@ -268,6 +268,12 @@ impl LinkBed {
         let cut_ns = set_port(self.lab.switch(), &Lab::port(member), false)?;
         let sent = send.finish();
         let got = recv.finish();
+        if !captures.is_empty() {
+            // libpcap hands packets over in blocks that retire after tcpdump's 1 s timeout; a
+            // member that stopped carrying traffic leaves its last block unfilled, and
+            // stopping now would lose it.
+            thread::sleep(Duration::from_millis(1100));
+        }
         let records = captures
             .into_iter()
             .map(|c| c.stop())
