@@ -513,3 +513,42 @@ fn xdp_echo_answers_pings_unless_switched_off() {
         }
     }
 }
+
+/// `ipmpd --cleanup` removes what ipmpd made and returns only once the kernel has let go of
+/// the members: an ipmpd started right after it attaches again.
+#[test]
+fn cleanup_then_immediate_start_works() {
+    if !require_root("cleanup_then_immediate_start_works") {
+        return;
+    }
+    let lab = lab(2);
+    let toml = lab.config().to_toml();
+    let d = lab.start_ipmpd(&toml).expect("ipmpd");
+    let config = d.config_path().to_path_buf();
+    d.stop().unwrap();
+    let ipmpd = ipmp_tests::lab::bin_path("ipmpd");
+    let out = lab
+        .host()
+        .run_status(&[
+            &ipmpd.to_string_lossy(),
+            "--config",
+            &config.to_string_lossy(),
+            "--pin-dir",
+            &lab.pin_dir().to_string_lossy(),
+            "--cleanup",
+        ])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ipmpd --cleanup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!lab.host().links().unwrap().contains(&"ipmp0".to_string()));
+    assert!(!lab.pin_dir().exists());
+    let d = lab.start_ipmpd(&toml).expect("ipmpd right after --cleanup");
+    assert!(
+        wait_until(WAIT, POLL, || group_state(&d) == "ok"),
+        "{}",
+        d.log()
+    );
+}

@@ -329,8 +329,32 @@ pub fn cleanup(pin_dir: &Path) -> io::Result<()> {
     if !pin_dir.exists() {
         return Ok(());
     }
-    fs::remove_dir_all(pin_dir)
+    let links: Vec<u32> = fs::read_dir(pin_dir.join("links"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| pinned_link_ids(&e.path()).map(|(id, _)| id))
+        .collect();
+    fs::remove_dir_all(pin_dir)?;
+    // The kernel releases an unpinned link (and detaches its program) asynchronously: wait,
+    // so that an ipmpd started right after finds the interfaces free.
+    let deadline = std::time::Instant::now() + CLEANUP_DETACH_WAIT;
+    while std::time::Instant::now() < deadline {
+        let alive = aya::programs::loaded_links()
+            .filter_map(|l| l.ok())
+            .any(|l| links.contains(&l.id()));
+        if !alive {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(io::Error::other(format!(
+        "the kernel still holds ipmp's links after {CLEANUP_DETACH_WAIT:?}: something else holds a reference to them (bpftool link show)"
+    )))
 }
+
+/// How long [`cleanup`] waits for the kernel to release the unpinned links.
+const CLEANUP_DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// "error: cause: cause" — aya's errors keep the errno in their source.
 fn error_chain(e: &dyn std::error::Error) -> String {
