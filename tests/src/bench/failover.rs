@@ -111,7 +111,10 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
 }
 
 fn fmt_summary(v: &[f64], prec: usize, unit: &str) -> String {
-    Summary::of(v).map_or_else(|| "–".to_owned(), |s| s.fmt(prec, unit))
+    Summary::of(v).map_or_else(
+        || "–".to_owned(),
+        |s| s.fmt(prec, unit).trim_end().to_owned(),
+    )
 }
 
 fn err_line(e: &anyhow::Error) -> String {
@@ -467,8 +470,13 @@ fn soak_goal(results: &[SoakResult], busy: f64) -> GoalRow {
         .map_or_else(
             || "none".to_owned(),
             |r| {
+                let floor = if results.iter().all(|o| o.fdt_ms >= r.fdt_ms) {
+                    " (the lowest tried)"
+                } else {
+                    ""
+                };
                 format!(
-                    "{} ms, {:.1} % of its probes missed",
+                    "{} ms{floor}, {:.1} % of its probes missed",
                     r.fdt_ms,
                     r.missed as f64 * 100.0 / r.due.max(1) as f64
                 )
@@ -544,6 +552,13 @@ mod tests {
                 .starts_with("lowest FDT that held: 50 ms, 0.0 % of its probes missed"),
             "{}",
             ok.figure
+        );
+        let low = soak_goal(&[soak_row(25, 0, 0), soak_row(50, 0, 0)], 0.99);
+        assert!(
+            low.figure
+                .starts_with("lowest FDT that held: 25 ms (the lowest tried), 0.0 %"),
+            "{}",
+            low.figure
         );
         let raised = soak_goal(&[soak_row(100, 0, 1), soak_row(200, 0, 0)], 0.99);
         assert_eq!(raised.met, Some(false));

@@ -448,6 +448,18 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
     Ok(section(&cells, trials, secs, setup_s, started.elapsed()))
 }
 
+/// The lowest nexthop / plain ratio of a workload's row when every nexthop group beats the
+/// plain path by more than 10 % (several veth pairs outrun one), else `None`.
+fn plain_not_ceiling(row: &[Cell]) -> Option<f64> {
+    let plain = &row[path_index(Path::Plain)];
+    let ratios: Vec<f64> = [2, 4]
+        .iter()
+        .map(|n| ratio(&row[path_index(Path::Nexthop(*n))], plain))
+        .collect::<Option<_>>()?;
+    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    (low > 1.1).then_some(low)
+}
+
 /// Median ratio `a / b` of two cells, if both were measured.
 fn ratio(a: &Cell, b: &Cell) -> Option<f64> {
     match (a.median_gbps(), b.median_gbps()) {
@@ -513,9 +525,10 @@ fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Du
         );
         for (pi, p) in PATHS.iter().enumerate() {
             let c = &cells[wi][pi];
-            let gbps = c
-                .summary(|t| t.gbps)
-                .map_or_else(|| "not measured".to_owned(), |s| s.fmt(2, ""));
+            let gbps = c.summary(|t| t.gbps).map_or_else(
+                || "not measured".to_owned(),
+                |s| s.fmt(2, "").trim_end().to_owned(),
+            );
             let pps = c
                 .summary(|t| t.pps)
                 .map_or_else(|| "–".to_owned(), |s| format!("{:.0} k", s.median / 1e3));
@@ -537,6 +550,15 @@ fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Du
                 md,
                 "| {} | {gbps} | {pps} | {cpu} | {used} | {vs_plain} | {vs_nh} |",
                 p.label()
+            );
+        }
+        if let Some(r) = plain_not_ceiling(&cells[wi]) {
+            let _ = writeln!(
+                md,
+                "\nWith this workload the nexthop group, too, beats the plain path (by {r:.2}× \
+                 or more): spreading over several veth pairs is itself faster on this machine, \
+                 so the plain path is no ceiling here and ipmp / nexthop is the comparison \
+                 that counts."
             );
         }
         let errors: Vec<&String> = cells[wi].iter().flat_map(|c| &c.errors).collect();
@@ -784,6 +806,21 @@ mod tests {
         // A side that never ran: not measured, not met.
         let empty = vec![vec![Cell::default(); PATHS.len()]; WORKLOADS.len()];
         assert_eq!(goals(&empty)[0].met, None);
+    }
+
+    #[test]
+    fn plain_is_no_ceiling_when_every_nexthop_group_beats_it() {
+        let row = |v: [f64; 5]| v.iter().map(|g| cell(&[*g])).collect::<Vec<_>>();
+        // PATHS order: plain, ipmp2, nh2, ipmp4, nh4.
+        let r = plain_not_ceiling(&row([20.0, 39.0, 45.0, 36.0, 42.0])).unwrap();
+        assert!((r - 2.1).abs() < 1e-9, "{r}");
+        assert_eq!(
+            plain_not_ceiling(&row([20.0, 39.0, 45.0, 36.0, 21.0])),
+            None
+        );
+        let mut missing = row([20.0, 39.0, 45.0, 36.0, 42.0]);
+        missing[4] = Cell::default();
+        assert_eq!(plain_not_ceiling(&missing), None);
     }
 
     #[test]
