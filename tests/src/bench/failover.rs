@@ -26,7 +26,7 @@ use probe::SoakResult;
 /// FDTs of the detection trials (ms) and their trial counts (full, quick).
 const DETECTION: [(u64, usize, usize); 3] = [(100, 20, 3), (500, 10, 2), (1000, 5, 1)];
 /// FDTs soaked at once under full CPU load (ms).
-const SOAK_FDTS: [u64; 4] = [25, 50, 100, 200];
+const SOAK_FDTS: [u64; 5] = [10, 25, 50, 100, 200];
 /// The goals.
 const GAP_GOAL_MS: f64 = 5.0;
 const DETECTION_GOAL: f64 = 1.2;

@@ -95,10 +95,15 @@ impl Summary {
 
     /// `min / median / max` with `prec` decimals and a unit, e.g. `1.2 / 1.5 / 3.0 ms`.
     pub fn fmt(&self, prec: usize, unit: &str) -> String {
-        format!(
-            "{:.prec$} / {:.prec$} / {:.prec$} {unit}",
+        let s = format!(
+            "{:.prec$} / {:.prec$} / {:.prec$}",
             self.min, self.median, self.max
-        )
+        );
+        if unit.is_empty() {
+            s
+        } else {
+            format!("{s} {unit}")
+        }
     }
 }
 
@@ -117,6 +122,10 @@ mod tests {
         assert_eq!(
             Summary::of(&[1.0, 2.0]).expect("samples").fmt(1, "ms"),
             "1.0 / 1.5 / 2.0 ms"
+        );
+        assert_eq!(
+            Summary::of(&[1.0]).expect("samples").fmt(2, ""),
+            "1.00 / 1.00 / 1.00"
         );
     }
 }
