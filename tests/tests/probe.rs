@@ -55,6 +55,16 @@ fn wait_failed(d: &Daemon, m: &str, what: &str) {
     );
 }
 
+/// The probing tests' lab: three members, one peer, the router.
+fn lab3() -> Lab {
+    Lab::new(LabSpec {
+        members: 3,
+        peers: 1,
+        router: true,
+    })
+    .expect("lab")
+}
+
 /// Three members with test addresses 198.51.100.21-23 probing the router, FDT 500 ms.
 fn probing_lab() -> (Lab, Daemon) {
     probing_lab_with(Vec::new())
@@ -62,12 +72,7 @@ fn probing_lab() -> (Lab, Daemon) {
 
 /// Like [`probing_lab`], probing `targets` when given.
 fn probing_lab_with(targets: Vec<String>) -> (Lab, Daemon) {
-    let lab = Lab::new(LabSpec {
-        members: 3,
-        peers: 1,
-        router: true,
-    })
-    .expect("lab");
+    let lab = lab3();
     let mut cfg = lab.config();
     cfg.failure_detection_time_ms = Some(500);
     cfg.group_mut().probe_targets = targets;
@@ -321,12 +326,7 @@ fn without_test_addresses_link_layer_probes_detect_a_silent_failure() {
     if !require_root("without_test_addresses_link_layer_probes_detect_a_silent_failure") {
         return;
     }
-    let lab = Lab::new(LabSpec {
-        members: 3,
-        peers: 1,
-        router: true,
-    })
-    .expect("lab");
+    let lab = lab3();
     let mut cfg = lab.config();
     cfg.failure_detection_time_ms = Some(500);
     cfg.group_mut().link_layer_probes = None; // ipmpd's default: on
@@ -627,12 +627,7 @@ fn test_addresses_are_never_the_source_of_data_traffic() {
     if !require_root("test_addresses_are_never_the_source_of_data_traffic") {
         return;
     }
-    let lab = Lab::new(LabSpec {
-        members: 3,
-        peers: 1,
-        router: true,
-    })
-    .expect("lab");
+    let lab = lab3();
     let mut cfg = lab.config();
     cfg.failure_detection_time_ms = Some(500);
     cfg.member_mut("m0").test_address = Some("198.51.100.21/24".into());

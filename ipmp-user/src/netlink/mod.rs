@@ -343,14 +343,7 @@ impl Netlink {
     /// (the prober's sockets) matches the rule; data traffic never is.
     pub async fn add_probe_route_v6(&self, ifname: &str, ifindex: u32) -> Result<()> {
         let table = PROBE_TABLE_BASE + ifindex;
-        let rules: Vec<netlink_packet_route::rule::RuleMessage> = self
-            .handle
-            .rule()
-            .get(rtnetlink::IpVersion::V6)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(request("list IPv6 rules"))?;
+        let rules = self.ipv6_rules().await?;
         use netlink_packet_route::rule::RuleAttribute;
         let mut exists = false;
         for r in rules {
@@ -402,17 +395,20 @@ impl Netlink {
             .map_err(request(format!("add the IPv6 probe route of {ifname}")))
     }
 
-    /// Removes every rule [`Netlink::add_probe_route_v6`] added (their tables' routes go
-    /// with their devices, or stay unused); returns how many.
-    pub async fn remove_probe_rules(&self) -> Result<usize> {
-        let rules: Vec<netlink_packet_route::rule::RuleMessage> = self
-            .handle
+    async fn ipv6_rules(&self) -> Result<Vec<netlink_packet_route::rule::RuleMessage>> {
+        self.handle
             .rule()
             .get(rtnetlink::IpVersion::V6)
             .execute()
             .try_collect()
             .await
-            .map_err(request("list IPv6 rules"))?;
+            .map_err(request("list IPv6 rules"))
+    }
+
+    /// Removes every rule [`Netlink::add_probe_route_v6`] added (their tables' routes go
+    /// with their devices, or stay unused); returns how many.
+    pub async fn remove_probe_rules(&self) -> Result<usize> {
+        let rules = self.ipv6_rules().await?;
         let mut removed = 0;
         for r in rules {
             let ours = r.attributes.iter().any(|a| {
