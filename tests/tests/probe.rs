@@ -653,3 +653,42 @@ fn test_addresses_are_never_the_source_of_data_traffic() {
     let m1 = lab.host().ip("-6 addr show dev m1").unwrap();
     assert!(m1.contains("deprecated"), "{m1}");
 }
+
+/// A member whose IPv6 link-local address appears only after ipmpd started probes IPv6 with
+/// neighbour solicitations from it; XDP timestamps the target's solicited advertisements.
+#[test]
+fn neighbour_solicitation_probes_when_the_link_local_address_comes_late() {
+    if !require_root("neighbour_solicitation_probes_when_the_link_local_address_comes_late") {
+        return;
+    }
+    let lab = lab3();
+    // m0 gets no automatic link-local address and loses the one it had.
+    lab.host()
+        .sysctl("net.ipv6.conf.m0.addr_gen_mode", "1")
+        .unwrap();
+    lab.host().ip("-6 addr flush dev m0 scope link").unwrap();
+    let mut cfg = lab.config();
+    cfg.failure_detection_time_ms = Some(500);
+    cfg.group_mut().link_layer_probes = None;
+    cfg.group_mut().probe_targets = vec![ipmp_tests::lab::ROUTER_V6.to_string()];
+    let d = lab.start_ipmpd(&cfg.to_toml()).expect("ipmpd");
+    lab.host()
+        .ip("-6 addr add fe80::ff:fe00:10/64 dev m0 nodad")
+        .unwrap();
+    wait_all_probing(&d, "IPv6 probes (m0 by neighbour solicitation)");
+    let t = d
+        .ipmpstat(&["-tPn", "-o", "interface,testaddr,targets"])
+        .unwrap();
+    // m0 has no test address (NS), the others probe from their link-local addresses.
+    assert!(t.lines().any(|l| l == "m0::2001\\:db8\\:1\\:\\:1"), "{t}");
+    assert!(t.lines().any(|l| l.starts_with("m1:fe80")), "{t}");
+    lab.silent_drop(0, true).unwrap();
+    wait_failed(&d, "m0", "silent failure with NS probes");
+    lab.silent_drop(0, false).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, || member(&d, "m0").1 == "ok"),
+        "m0 not repaired by NS probes: {:?}\n{}",
+        member(&d, "m0"),
+        d.log()
+    );
+}

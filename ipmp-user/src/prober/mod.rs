@@ -142,7 +142,8 @@ impl GroupProbing {
         let mut spec = ProbeSpec::from_config(config, cfg, cookie);
         // IPv6 without a test address: ICMPv6 echo from the member's link-local address, as
         // Solaris uses link-local test addresses (cookie-checked, unlike a neighbour
-        // advertisement); neighbour solicitations only while it has none.
+        // advertisement). A member without one now sends neighbour solicitations from the
+        // one it gets later (neigh_frame looks it up at each send).
         for (m, spec_m) in members.iter().zip(spec.members.iter_mut()) {
             if spec_m.v6 == FamilyProbe::LinkLayer
                 && let Some(ll) = neigh::link_local_of(&m.name)
