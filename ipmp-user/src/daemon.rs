@@ -554,7 +554,12 @@ impl Daemon {
                 self.on_neighbour(*n).await;
                 return Ok(());
             }
-            LinkEvent::RoutesChanged => return self.follow_routes().await,
+            LinkEvent::RouteChanged { oif } => {
+                if self.groups.iter().any(|g| g.ifindex == *oif) {
+                    return self.follow_routes().await;
+                }
+                return Ok(());
+            }
             LinkEvent::Overrun => {
                 tracing::warn!(
                     "netlink events were lost (receive buffer overflow): re-reading links"

@@ -26,11 +26,26 @@ pub enum LinkEvent {
     Removed { ifindex: u32, name: String },
     /// RTM_NEWNEIGH for a confirmed (REACHABLE) IPv4/IPv6 neighbour with a MAC address.
     Neighbour(Neighbour),
-    /// RTM_NEWROUTE / RTM_DELROUTE: the routing table changed (router targets follow it).
-    RoutesChanged,
+    /// RTM_NEWROUTE / RTM_DELROUTE of a route with a gateway through interface `oif` (router
+    /// targets follow them; other routes, however many, cost nothing).
+    RouteChanged { oif: u32 },
     /// The kernel dropped events (the socket's receive buffer overflowed, ENOBUFS): state must
     /// be read again, or a carrier change that fell in the gap is lost for good.
     Overrun,
+}
+
+/// The output interface of a route with a gateway; `None` for every other route.
+fn route_changed(m: &netlink_packet_route::route::RouteMessage) -> Option<LinkEvent> {
+    use netlink_packet_route::route::RouteAttribute;
+    let gateway = m
+        .attributes
+        .iter()
+        .any(|a| matches!(a, RouteAttribute::Gateway(_)));
+    let oif = m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    })?;
+    gateway.then_some(LinkEvent::RouteChanged { oif })
 }
 
 /// A neighbour entry the kernel has just confirmed.
@@ -47,9 +62,7 @@ pub fn decode(msg: &RouteNetlinkMessage) -> Option<LinkEvent> {
         RouteNetlinkMessage::NewLink(m) => Link::from_message(m).map(LinkEvent::Changed),
         RouteNetlinkMessage::DelLink(m) => Some(removed(m)),
         RouteNetlinkMessage::NewNeighbour(m) => reachable_neighbour(m).map(LinkEvent::Neighbour),
-        RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_) => {
-            Some(LinkEvent::RoutesChanged)
-        }
+        RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m) => route_changed(m),
         _ => None,
     }
 }
@@ -179,6 +192,29 @@ mod tests {
             .push(LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1]));
         m.attributes.push(LinkAttribute::Mtu(1500));
         m
+    }
+
+    #[test]
+    fn only_routes_with_a_gateway_are_events() {
+        use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+        let mut via = RouteMessage::default();
+        via.attributes.push(RouteAttribute::Oif(7));
+        via.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(
+                "198.51.100.1".parse().unwrap(),
+            )));
+        assert_eq!(
+            decode(&RouteNetlinkMessage::NewRoute(via.clone())),
+            Some(LinkEvent::RouteChanged { oif: 7 })
+        );
+        assert_eq!(
+            decode(&RouteNetlinkMessage::DelRoute(via)),
+            Some(LinkEvent::RouteChanged { oif: 7 })
+        );
+        // A connected route (no gateway) is not a router.
+        let mut connected = RouteMessage::default();
+        connected.attributes.push(RouteAttribute::Oif(7));
+        assert_eq!(decode(&RouteNetlinkMessage::NewRoute(connected)), None);
     }
 
     #[test]
