@@ -21,7 +21,7 @@
 use std::{
     collections::BTreeSet,
     fs,
-    io::{BufRead as _, BufReader, Read as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
     sync::{
@@ -1119,6 +1119,31 @@ fn owner_pid(name: &str) -> Option<i32> {
 
 fn pid_alive(pid: i32) -> bool {
     pid > 0 && kill(Pid::from_raw(pid), None) != Err(Errno::ESRCH)
+}
+
+/// Runs `ip -batch -` (in the calling thread's network namespace, which the child inherits).
+pub fn ip_batch(batch: &str) -> anyhow::Result<()> {
+    let mut child = Command::new("ip")
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawn ip (iproute2)")?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow!("ip has no stdin"))?
+        .write_all(batch.as_bytes())
+        .context("write the ip batch")?;
+    let out = child.wait_with_output().context("wait for ip")?;
+    if !out.status.success() {
+        bail!(
+            "ip -batch failed: {}\n{batch}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 /// Removes namespaces and pin directories of lab runs whose process is gone.

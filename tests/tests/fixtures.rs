@@ -10,9 +10,8 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write as _,
     net::{Ipv4Addr, Ipv6Addr},
-    process::{Command, Stdio},
+    process::Command,
 };
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
@@ -192,7 +191,7 @@ impl Lab {
             batch.push_str("route add default via 198.51.100.1 dev ipmp0\n");
             batch.push_str("route add ::/0 via 2001:db8:1::1 dev ipmp0\n");
         }
-        ip_batch(&batch)?;
+        ipmp_tests::lab::ip_batch(&batch)?;
         if forwarding {
             // bpf_fib_lookup refuses to look up routes for an interface without forwarding.
             sysctl(&[
@@ -242,30 +241,6 @@ fn sysctl(settings: &[&str]) -> Result<()> {
     ensure!(
         out.status.success(),
         "sysctl {settings:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-/// Runs `ip -batch -` (in the calling thread's network namespace, which the child inherits).
-fn ip_batch(batch: &str) -> Result<()> {
-    let mut child = Command::new("ip")
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawn ip (iproute2)")?;
-    child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow!("ip has no stdin"))?
-        .write_all(batch.as_bytes())
-        .context("write the ip batch")?;
-    let out = child.wait_with_output().context("wait for ip")?;
-    ensure!(
-        out.status.success(),
-        "ip -batch failed: {}\n{batch}",
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())

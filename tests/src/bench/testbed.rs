@@ -7,9 +7,8 @@
 //! that thread.
 
 use std::{
-    io::Write as _,
     net::{Ipv4Addr, Ipv6Addr},
-    process::{Command, Stdio},
+    process::Command,
 };
 
 use anyhow::{Context as _, anyhow, ensure};
@@ -54,29 +53,6 @@ pub fn in_fresh_netns<T: Send>(f: impl FnOnce() -> anyhow::Result<T> + Send) -> 
         .join()
         .map_err(|_| anyhow!("the test bed thread panicked"))?
     })
-}
-
-fn ip_batch(batch: &str) -> anyhow::Result<()> {
-    let mut child = Command::new("ip")
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawn ip (iproute2)")?;
-    child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow!("ip has no stdin"))?
-        .write_all(batch.as_bytes())
-        .context("write the ip batch")?;
-    let out = child.wait_with_output().context("wait for ip")?;
-    ensure!(
-        out.status.success(),
-        "ip -batch failed: {}\n{batch}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
 }
 
 fn sysctl(settings: &[&str]) -> anyhow::Result<()> {
@@ -129,7 +105,7 @@ impl Testbed {
              route add default via 198.51.100.1 dev ipmp0\n\
              route add ::/0 via 2001:db8:1::1 dev ipmp0\n",
         );
-        ip_batch(&batch)?;
+        crate::lab::ip_batch(&batch)?;
         // bpf_fib_lookup refuses interfaces without forwarding (checked on 6.18).
         sysctl(&[
             "net.ipv4.conf.ipmp0.forwarding=1",
