@@ -241,11 +241,7 @@ fn forged_replies_do_not_keep_a_dead_member_alive() {
         return;
     }
     let (lab, d) = probing_lab();
-    assert!(
-        wait_until(Duration::from_secs(10), POLL, || member(&d, "m0").2 == "ok"),
-        "m0 never probed ok\n{}",
-        d.log()
-    );
+    wait_all_probing(&d, "probes");
     let sw = lab.switch();
     sw.run(&["nft", "add", "table", "bridge", "oneway"])
         .unwrap();
@@ -550,11 +546,7 @@ fn a_recreated_member_probes_again() {
         return;
     }
     let (lab, d) = probing_lab();
-    assert!(
-        wait_until(Duration::from_secs(10), POLL, || member(&d, "m0").2 == "ok"),
-        "m0 never probed ok\n{}",
-        d.log()
-    );
+    wait_all_probing(&d, "probes");
     lab.host().ip("link del m0").unwrap();
     let m0_failed = || member(&d, "m0").1 == "failed";
     assert!(wait_until(Duration::from_secs(5), POLL, m0_failed));
