@@ -4,3 +4,4 @@ pub mod bench;
 pub mod lab;
 pub mod packets;
 pub mod pcap;
+pub mod testrun;

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use aya::{
-    Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
+    Ebpf, EbpfLoader,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{SchedClassifier, Xdp},
 };
@@ -41,6 +41,7 @@ use ipmp_tests::packets::{
     icmpv6_checksum_ok, icmpv6_echo, icmpv6_echo_payload, ipv6_ext, ipv6_fragment, multicast_mac,
     nd_ll_option, neighbour_advertisement, neighbour_solicitation, pad60, probe_payload, tcp, udp,
 };
+use ipmp_tests::testrun::{ProgKind, test_run};
 use nix::sched::CloneFlags;
 
 // --- verdicts -------------------------------------------------------------------------------
@@ -328,48 +329,15 @@ impl Session {
     }
 
     fn run(&mut self, prog: Prog, on: Dev, input: &[u8]) -> Result<Run> {
+        let kind = match prog {
+            Prog::TcEgress | Prog::TcMember => ProgKind::Tc,
+            Prog::XdpMember => ProgKind::Xdp,
+        };
         let ifindex = self.lab.ifindex(on);
-        let mut out = vec![0u8; 4096];
-        let program = self
-            .ebpf
-            .program_mut(prog.name())
-            .ok_or_else(|| anyhow!("no program {}", prog.name()))?;
-        let result = match prog {
-            Prog::TcEgress | Prog::TcMember => {
-                // struct __sk_buff up to and including `ifindex` (offset 40); the kernel takes
-                // a shorter context as zero-filled and picks the skb's device by ifindex.
-                let mut ctx = [0u8; 44];
-                ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
-                let p: &mut SchedClassifier = program.try_into()?;
-                p.test_run(TestRunOptions {
-                    data_in: Some(input),
-                    data_out: Some(&mut out),
-                    ctx_in: Some(&ctx),
-                    repeat: 1,
-                    ..TestRunOptions::default()
-                })
-            }
-            Prog::XdpMember => {
-                // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
-                // egress_ifindex.
-                let mut ctx = [0u8; 24];
-                ctx[4..8].copy_from_slice(&(input.len() as u32).to_ne_bytes());
-                ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-                let p: &mut Xdp = program.try_into()?;
-                p.test_run(TestRunOptions {
-                    data_in: Some(input),
-                    data_out: Some(&mut out),
-                    ctx_in: Some(&ctx),
-                    repeat: 1,
-                    ..TestRunOptions::default()
-                })
-            }
-        }
-        .with_context(|| format!("BPF_PROG_TEST_RUN of {}", prog.name()))?;
-        out.truncate(result.data_size_out as usize);
+        let r = test_run(&mut self.ebpf, prog.name(), kind, ifindex, input, 1)?;
         Ok(Run {
-            verdict: result.return_value,
-            output: out,
+            verdict: r.verdict,
+            output: r.output,
         })
     }
 

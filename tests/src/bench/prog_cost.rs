@@ -24,7 +24,7 @@ use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
 use aya::{
-    Ebpf, TestRun as _, TestRunOptions,
+    Ebpf,
     programs::{SchedClassifier, Xdp},
 };
 use ipmp::dataplane::loader::{link_pin, pinned_link_ids, pinned_links};
@@ -40,6 +40,7 @@ use super::{
         in_fresh_netns,
     },
 };
+use crate::testrun::ProgKind;
 use crate::{
     lab::{DATA_V4, Lab, LabSpec, member_mac, peer_v4},
     packets::{
@@ -201,46 +202,15 @@ fn test_run(
     input: &[u8],
     repeat: u32,
 ) -> anyhow::Result<RunOut> {
-    let mut out = vec![0u8; input.len() + 256];
-    let program = ebpf
-        .program_mut(name)
-        .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?;
-    let result = match kind {
-        Kind::Tc => {
-            // struct __sk_buff up to and including `ifindex` (offset 40): the kernel takes a
-            // shorter context as zero-filled and gives the skb that device.
-            let mut ctx = [0u8; 44];
-            ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
-            let p: &mut SchedClassifier = program.try_into()?;
-            p.test_run(TestRunOptions {
-                data_in: Some(input),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                repeat,
-                ..TestRunOptions::default()
-            })
-        }
-        Kind::Xdp => {
-            // struct xdp_md: data, data_end, data_meta, ingress_ifindex, ...
-            let mut ctx = [0u8; 24];
-            ctx[4..8].copy_from_slice(&(input.len() as u32).to_ne_bytes());
-            ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-            let p: &mut Xdp = program.try_into()?;
-            p.test_run(TestRunOptions {
-                data_in: Some(input),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                repeat,
-                ..TestRunOptions::default()
-            })
-        }
-    }
-    .with_context(|| format!("BPF_PROG_TEST_RUN of {name}"))?;
-    out.truncate(result.data_size_out as usize);
+    let kind = match kind {
+        Kind::Tc => ProgKind::Tc,
+        Kind::Xdp => ProgKind::Xdp,
+    };
+    let r = crate::testrun::test_run(ebpf, name, kind, ifindex, input, repeat)?;
     Ok(RunOut {
-        verdict: result.return_value,
-        output: out,
-        ns: result.duration.as_nanos() as f64,
+        verdict: r.verdict,
+        output: r.output,
+        ns: r.duration.as_nanos() as f64,
     })
 }
 
