@@ -1121,6 +1121,23 @@ fn pid_alive(pid: i32) -> bool {
     pid > 0 && kill(Pid::from_raw(pid), None) != Err(Errno::ESRCH)
 }
 
+/// Runs `sysctl -qw SETTINGS...` (in the calling thread's network namespace, which the child
+/// inherits: only per-namespace keys belong here).
+pub fn sysctl_here(settings: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("sysctl")
+        .arg("-qw")
+        .args(settings)
+        .output()
+        .context("spawn sysctl")?;
+    if !out.status.success() {
+        bail!(
+            "sysctl {settings:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// Runs `ip -batch -` (in the calling thread's network namespace, which the child inherits).
 pub fn ip_batch(batch: &str) -> anyhow::Result<()> {
     let mut child = Command::new("ip")

@@ -11,7 +11,6 @@
 use std::{
     collections::BTreeMap,
     net::{Ipv4Addr, Ipv6Addr},
-    process::Command,
 };
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
@@ -195,7 +194,7 @@ impl Lab {
         ipmp_tests::lab::ip_batch(&batch)?;
         if forwarding {
             // bpf_fib_lookup refuses to look up routes for an interface without forwarding.
-            sysctl(&[
+            ipmp_tests::lab::sysctl_here(&[
                 "net.ipv4.conf.ipmp0.forwarding=1",
                 "net.ipv6.conf.ipmp0.forwarding=1",
                 "net.ipv4.conf.ipmp1.forwarding=1",
@@ -230,21 +229,6 @@ fn mac_str(mac: Mac) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// Runs `sysctl -w` (in the calling thread's network namespace, which the child inherits).
-fn sysctl(settings: &[&str]) -> Result<()> {
-    let out = Command::new("sysctl")
-        .arg("-qw")
-        .args(settings)
-        .output()
-        .context("spawn sysctl")?;
-    ensure!(
-        out.status.success(),
-        "sysctl {settings:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
 }
 
 /// Runs `f` on a new thread that first moves into a fresh network namespace; the namespace

@@ -6,10 +6,7 @@
 //! Use it on a thread given to [`in_fresh_netns`]: the namespace and its devices go away with
 //! that thread.
 
-use std::{
-    net::{Ipv4Addr, Ipv6Addr},
-    process::Command,
-};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context as _, anyhow, ensure};
 use aya::{Ebpf, EbpfLoader};
@@ -55,20 +52,6 @@ pub fn in_fresh_netns<T: Send>(f: impl FnOnce() -> anyhow::Result<T> + Send) -> 
     })
 }
 
-fn sysctl(settings: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("sysctl")
-        .arg("-qw")
-        .args(settings)
-        .output()
-        .context("spawn sysctl")?;
-    ensure!(
-        out.status.success(),
-        "sysctl {settings:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
 /// The object, its writer and the devices of one group: `ipmp0` and members `m0..`.
 pub struct Testbed {
     pub ebpf: Ebpf,
@@ -107,7 +90,7 @@ impl Testbed {
         );
         crate::lab::ip_batch(&batch)?;
         // bpf_fib_lookup refuses interfaces without forwarding (checked on 6.18).
-        sysctl(&[
+        crate::lab::sysctl_here(&[
             "net.ipv4.conf.ipmp0.forwarding=1",
             "net.ipv6.conf.ipmp0.forwarding=1",
         ])?;
