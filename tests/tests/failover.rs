@@ -36,25 +36,6 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// Data address → bound member name, from `ipmpstat -an --json` (INBOUND; "" when unbound).
-fn bindings(daemon: &Daemon) -> anyhow::Result<BTreeMap<String, String>> {
-    let v = daemon.ipmpstat_json(&["-an"])?;
-    let rows = v
-        .as_array()
-        .ok_or_else(|| anyhow!("ipmpstat --json -an printed no list: {v}"))?;
-    rows.iter()
-        .map(|a| {
-            let addr = a["address"]
-                .as_str()
-                .ok_or_else(|| anyhow!("address row without an address: {a}"))?;
-            Ok((
-                addr.to_owned(),
-                a["inbound"].as_str().unwrap_or_default().to_owned(),
-            ))
-        })
-        .collect()
-}
-
 /// The row of `member` in the plain `ipmpstat -i` table, keyed by column header.
 fn iface_row(daemon: &Daemon, member: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let out = daemon.ipmpstat(&["-i"])?;
@@ -121,7 +102,7 @@ fn tcp_survives_m0_losing_its_carrier_and_m0_fails_back() {
     .unwrap();
     let (lab, host, peer, daemon) = (&s.lab, s.lab.host(), s.lab.peer(0), &s.daemon);
     let macs = daemon.member_macs().unwrap();
-    let bound = bindings(daemon).unwrap();
+    let bound = common::bindings(daemon).unwrap();
     for addr in [lab::DATA_V4, lab::DATA_V6] {
         assert_eq!(bound[addr], "m0", "{addr} should be bound to m0: {bound:?}");
     }
@@ -211,7 +192,7 @@ fn tcp_survives_m0_losing_its_carrier_and_m0_fails_back() {
         let row = wait_row(daemon, "failed", Duration::from_secs(5), failed).unwrap();
         let detected = cut.elapsed();
         println!("ipmpstat -i m0 after the cut: {row:?} ({detected:?} after the cut)");
-        let after = bindings(daemon).unwrap();
+        let after = common::bindings(daemon).unwrap();
         for addr in [lab::DATA_V4, lab::DATA_V6] {
             assert!(
                 !after[addr].is_empty() && after[addr] != "m0",
@@ -288,7 +269,7 @@ fn tcp_survives_m0_losing_its_carrier_and_m0_fails_back() {
         );
     }
     // Still bound where the failover put them (nothing moved back while m0 was down).
-    assert_eq!(bindings(daemon).unwrap(), after);
+    assert_eq!(common::bindings(daemon).unwrap(), after);
 
     // Carrier back: with failback on, m0 carries traffic again.
     lab.restore_link(0).unwrap();
@@ -337,7 +318,7 @@ fn with_failback_off_a_repaired_member_stays_inactive() {
         assert_eq!(row["STATE"], "ok", "{row:?}");
         thread::sleep(ms(100));
     }
-    let bound = bindings(daemon).unwrap();
+    let bound = common::bindings(daemon).unwrap();
     assert!(
         bound.values().all(|m| !m.is_empty() && m != "m0"),
         "no data address on the inactive m0: {bound:?}"

@@ -10,10 +10,9 @@ pub mod common;
 
 use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
-use anyhow::anyhow;
 use common::{PortCaptures, Setup, members};
 use ipmp_tests::{
-    lab::{self, Daemon, LabSpec},
+    lab::{self, LabSpec},
     pcap::{L4, Record},
 };
 
@@ -37,28 +36,6 @@ const FLOWS: u16 = 16;
 
 fn is_v4(addr: &str) -> bool {
     addr.parse::<IpAddr>().is_ok_and(|a| a.is_ipv4())
-}
-
-/// Data address → bound member name, from `ipmpstat -an --json` (INBOUND).
-fn bindings(daemon: &Daemon) -> anyhow::Result<BTreeMap<String, String>> {
-    let v = daemon.ipmpstat_json(&["-an"])?;
-    let rows = v
-        .as_array()
-        .ok_or_else(|| anyhow!("ipmpstat --json -an printed no list: {v}"))?;
-    rows.iter()
-        .map(|a| {
-            let addr = a["address"]
-                .as_str()
-                .ok_or_else(|| anyhow!("address row without an address: {a}"))?;
-            Ok((
-                addr.to_owned(),
-                a["inbound"]
-                    .as_str()
-                    .ok_or_else(|| anyhow!("{a} is bound to no member"))?
-                    .to_owned(),
-            ))
-        })
-        .collect()
 }
 
 /// Who (member index) sent a frame that claims a data address for itself: ARP with it as
@@ -134,7 +111,11 @@ fn peer_reaches_every_data_address_on_its_bound_member_and_keeps_the_binding() {
     })
     .unwrap();
     let (lab, host, peer, daemon) = (&s.lab, s.lab.host(), s.lab.peer(0), &s.daemon);
-    let bound = bindings(daemon).unwrap();
+    let bound = common::bindings(daemon).unwrap();
+    assert!(
+        bound.values().all(|m| !m.is_empty()),
+        "a data address is bound to no member: {bound:?}"
+    );
     let macs = daemon.member_macs().unwrap();
     println!("bindings: {bound:?}");
     for i in 0..SPEC.members {

@@ -303,6 +303,23 @@ fn record_of(member: MemberId, inst: &Instance, slot: &ProbeSlot) -> Option<Prob
     })
 }
 
+/// Forgets the probes in flight to `target` (it left the list): each counts as lost and
+/// completes as an `ipmpstat -p` record.
+fn drop_target_probes(
+    m: MemberId,
+    inst: &mut Instance,
+    target: IpAddr,
+    now: Instant,
+    out: &mut Out,
+) {
+    for s in inst.history.drop_target(target, now) {
+        inst.counters.lost += 1;
+        if let Some(r) = record_of(m, inst, &s) {
+            out.output.records.push(r);
+        }
+    }
+}
+
 /// `later − earlier` in ns, negative when `later` is earlier.
 fn signed_ns(later: Instant, earlier: Instant) -> i64 {
     if later >= earlier {
@@ -1033,12 +1050,7 @@ impl Prober {
         };
         let added = inst.targets.add(addr, source, now);
         for gone in added.replaced {
-            for s in inst.history.drop_target(gone, now) {
-                inst.counters.lost += 1;
-                if let Some(r) = record_of(m, inst, &s) {
-                    out.output.records.push(r);
-                }
-            }
+            drop_target_probes(m, inst, gone, now, out);
             out.notice(ProbeNotice::TargetRemoved {
                 member: m,
                 family,
@@ -1072,12 +1084,7 @@ impl Prober {
         if inst.targets.remove(addr, now).is_none() {
             return;
         }
-        for s in inst.history.drop_target(addr, now) {
-            inst.counters.lost += 1;
-            if let Some(r) = record_of(m, inst, &s) {
-                out.output.records.push(r);
-            }
-        }
+        drop_target_probes(m, inst, addr, now, out);
         if inst.targets.is_empty() {
             // in.mpathd clear_pii_probe_stats: without targets the history means nothing.
             inst.history.clear();
@@ -1102,12 +1109,7 @@ impl Prober {
         {
             inst.targets.demote(target, TargetStatus::Dead, now);
             // Its old losses must not condemn it again when it comes back.
-            for s in inst.history.drop_target(target, now) {
-                inst.counters.lost += 1;
-                if let Some(r) = record_of(m, inst, &s) {
-                    out.output.records.push(r);
-                }
-            }
+            drop_target_probes(m, inst, target, now, out);
             out.notice(ProbeNotice::TargetDemoted {
                 member: m,
                 family,

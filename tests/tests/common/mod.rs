@@ -4,7 +4,7 @@
 //! change.
 //!
 //! - [`Setup`]: a lab with ipmpd running and every member active.
-//! - [`members`]: `ipmpstat --json -i` as [`Member`] rows.
+//! - [`members`]: `ipmpstat --json -i` as [`Member`] rows; [`bindings`]: data address → member.
 //! - [`PinnedMaps`]: ipmpd's pinned maps, read from the test process; predicts the member of a
 //!   flow ([`Table::member_of`]) and sums reason counters ([`PinnedMaps::packets`]).
 //! - [`PortCaptures`]: tcpdump on the switch-side ports of members, and which member carried
@@ -133,6 +133,25 @@ pub struct Member {
     pub buckets: u32,
     /// Packets the TC egress program sent here (tx-unicast + tx-cast).
     pub tx_packets: u64,
+}
+
+/// Data address → bound member name, from `ipmpstat -an --json` (INBOUND; "" when unbound).
+pub fn bindings(daemon: &Daemon) -> anyhow::Result<BTreeMap<String, String>> {
+    let v = daemon.ipmpstat_json(&["-an"])?;
+    let rows = v
+        .as_array()
+        .ok_or_else(|| anyhow!("ipmpstat --json -an printed no list: {v}"))?;
+    rows.iter()
+        .map(|a| {
+            let addr = a["address"]
+                .as_str()
+                .ok_or_else(|| anyhow!("address row without an address: {a}"))?;
+            Ok((
+                addr.to_owned(),
+                a["inbound"].as_str().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
 }
 
 /// `ipmpstat --json -i` of a running ipmpd.
