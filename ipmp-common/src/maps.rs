@@ -31,6 +31,7 @@ pub const ALL_MAPS: [&str; 9] = [
 pub const PROG_TC_EGRESS: &str = "ipmp_tc_egress";
 pub const PROG_XDP_MEMBER: &str = "ipmp_xdp_member";
 pub const PROG_TC_MEMBER: &str = "ipmp_tc_member";
+pub const PROG_TC_INGRESS: &str = "ipmp_tc_ingress";
 
 /// Most groups one ipmpd manages.
 pub const MAX_GROUPS: u32 = 16;
@@ -147,6 +148,9 @@ pub struct GroupInfo {
 pub const MEMBER_F_ACTIVE: u32 = 1;
 /// `MemberInfo::flags`: the member is the group's cast member (receives broadcast/multicast).
 pub const MEMBER_F_CAST: u32 = 2;
+/// `MemberInfo::flags`: `ipmp_xdp_member` runs on the member and gives its answers there;
+/// `ipmp_tc_ingress` only delivers what XDP passed on. Clear: TC ingress does both.
+pub const MEMBER_F_XDP: u32 = 4;
 
 /// `IPMP_MEMBERS` value, keyed by the member's ifindex (`u32`).
 #[repr(C)]
@@ -162,9 +166,13 @@ pub struct MemberInfo {
     /// sender would otherwise be a data address bound to another member; 0 sends an ARP probe
     /// form request (RFC 5227, sender 0.0.0.0).
     pub arp_src: u32,
+    /// Where inbound traffic for the group goes: the ifindex of the IPMP interface's veth
+    /// peer, whose transmit path is the IPMP interface's receive path. 0: not yet known.
+    pub rx_ifindex: u32,
     /// The member's MAC address.
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// The IPMP interface's MAC: the destination of unicast frames handed to it.
+    pub ipmp_mac: [u8; 6],
 }
 
 /// Address families as the kernel numbers them (AF_INET, AF_INET6).
@@ -355,7 +363,7 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<GroupInfo>(), 7 * 4 + 8);
-        assert_eq!(size_of::<MemberInfo>(), 4 * 4 + 8);
+        assert_eq!(size_of::<MemberInfo>(), 5 * 4 + 12);
         assert_eq!(size_of::<AddrKey>(), 20);
         assert_eq!(size_of::<AddrInfo>(), 8);
         assert_eq!(size_of::<Counter>(), 16);

@@ -47,24 +47,25 @@ reasons! {
     TxMalformed = 6, "tx-malformed", true;
     /// TC egress: dropped, `bpf_fib_lookup` found no route for the destination.
     TxNoRoute = 7, "tx-no-route", true;
-    /// XDP: ARP request for a data address bound here, answered with XDP_TX.
+    /// Member ingress: ARP request for a data address bound here, answered from the member.
     ArpReply = 8, "arp-reply", false;
-    /// XDP: ARP request for a data address bound to another member, dropped.
+    /// Member ingress: ARP request for a data address bound to another member, dropped.
     ArpNotBound = 9, "arp-not-bound", true;
-    /// XDP: neighbour solicitation for a data address bound here, answered with XDP_TX.
+    /// Member ingress: neighbour solicitation for a data address bound here, answered from the member.
     NsReply = 10, "ns-reply", false;
-    /// XDP: neighbour solicitation for a data address bound to another member, dropped.
+    /// Member ingress: neighbour solicitation for a data address bound to another member, dropped.
     NsNotBound = 11, "ns-not-bound", true;
-    /// XDP: broadcast or multicast passed on the cast member.
+    /// Member ingress: broadcast or multicast other than IP (or neighbour discovery) passed
+    /// to the cast member's own stack.
     CastPass = 12, "cast-pass", false;
-    /// XDP: broadcast or multicast dropped on a non-cast member (no duplicates upstream).
+    /// Member ingress: broadcast or multicast dropped on a non-cast member (no duplicates upstream).
     CastDrop = 13, "cast-drop", true;
-    /// XDP: anything else, passed to the stack.
+    /// Member ingress: anything else, passed to the member's own stack.
     RxPass = 14, "rx-pass", false;
-    /// XDP: truncated or malformed ARP/NDP (or an ICMP echo cut short of its header), passed to
+    /// Member ingress: truncated or malformed ARP/NDP (or an ICMP echo cut short of its header), passed to
     /// the stack untouched.
     RxMalformed = 15, "rx-malformed", false;
-    /// XDP or member TC: the interface has no member entry (any more); passed.
+    /// Member programs: the interface has no member entry (any more); passed.
     NotMember = 16, "not-member", false;
     /// Member TC egress: an ARP request's sender was a data address bound elsewhere; rewritten.
     ArpSrcRewrite = 17, "arp-src-rewrite", false;
@@ -72,7 +73,7 @@ reasons! {
     MemberTxPass = 18, "member-tx-pass", false;
     /// TC egress: dropped, a helper failed (the skb could not be made writable).
     TxError = 19, "tx-error", true;
-    /// XDP or member TC: a helper failed (no room to resize the frame, skb not writable);
+    /// Member programs: a helper failed (no room to resize the frame, skb not writable);
     /// passed unchanged.
     PassError = 20, "pass-error", false;
     /// TC egress: dropped, forwarding is off on the IPMP interface, which `bpf_fib_lookup`
@@ -84,32 +85,38 @@ reasons! {
     MemberRequeued = 22, "member-requeued", false;
     /// Member TC egress: such a frame whose next hop could not be found again; dropped.
     MemberRequeueDrop = 23, "member-requeue-drop", true;
-    /// XDP: echo request (ICMP or ICMPv6) for a data address bound here or this member's test
+    /// Member ingress: echo request (ICMP or ICMPv6) for a data address bound here or this member's test
     /// address, answered with XDP_TX.
     EchoReply = 24, "echo-reply", false;
-    /// XDP: echo request for a data address bound to another member (or to none) or another
-    /// member's test address; passed, the kernel answers.
+    /// Member ingress: echo request for another member's test address; passed to this
+    /// member's kernel.
     EchoPass = 25, "echo-pass", false;
-    /// XDP: reply to one of the daemon's probes (its echo id and cookie), timestamped into
+    /// Member ingress: reply to one of the daemon's probes (its echo id and cookie), timestamped into
     /// `IPMP_PROBES` and passed.
     ProbeReply = 26, "probe-reply", false;
-    /// XDP: such a reply, timestamped and then dropped (`GROUP_F_PROBE_RING_ONLY`).
+    /// Member ingress: such a reply, timestamped and then dropped (`GROUP_F_PROBE_RING_ONLY`).
     ProbeRingOnly = 27, "probe-ring-only", true;
-    /// XDP: an echo reply with the daemon's echo id and probe magic but a wrong cookie (or a
+    /// Member ingress: an echo reply with the daemon's echo id and probe magic but a wrong cookie (or a
     /// payload sequence that does not mirror the ICMP sequence): forged or corrupted, dropped.
     ProbeForged = 28, "probe-forged", true;
-    /// XDP: a probe reply that found `IPMP_PROBES` full; passed without a timestamp.
+    /// Member ingress: a probe reply that found `IPMP_PROBES` full; passed without a timestamp.
     ProbeRingFull = 29, "probe-ring-full", false;
-    /// XDP: ARP reply or solicited neighbour advertisement from a target this member probes
+    /// Member ingress: ARP reply or solicited neighbour advertisement from a target this member probes
     /// with ARP/NDP, timestamped into `IPMP_PROBES` and passed.
     ProbeNeigh = 30, "probe-neigh", false;
+    /// Member TC ingress: unicast for a data address of the member's group, handed to the
+    /// stack through the IPMP interface.
+    RxToIpmp = 31, "rx-ipmp", false;
+    /// Member TC ingress: broadcast or multicast IP on the cast member, handed to the stack
+    /// through the IPMP interface.
+    CastToIpmp = 32, "cast-ipmp", false;
 }
 
 impl Reason {
     /// Number of reasons (stride of a slot in `IPMP_STATS`).
     pub const COUNT: u32 = Reason::ALL.len() as u32;
     /// The highest reason.
-    pub const LAST: Reason = Reason::ProbeNeigh;
+    pub const LAST: Reason = Reason::CastToIpmp;
 }
 
 #[cfg(test)]

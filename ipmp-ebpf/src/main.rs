@@ -3,22 +3,29 @@
 //! - `ipmp_tc_egress` (TCX egress on each IPMP interface): per-flow spreading over the group's
 //!   active members through the bucket table, next hop from `bpf_fib_lookup`, sent with
 //!   `bpf_redirect_neigh`; broadcast/multicast through the cast member.
-//! - `ipmp_xdp_member` (XDP on each member): answers ARP/NS for data addresses bound to this
-//!   member, drops them on the others, passes broadcast/multicast only on the cast member;
-//!   answers echo requests for its data and test addresses and timestamps replies to ipmpd's
-//!   probes into a ring buffer (`xdp_probe`).
+//! - `ipmp_tc_ingress` (TCX ingress on each member): hands frames for the group's data
+//!   addresses, and its broadcast/multicast on the cast member, to the stack through the IPMP
+//!   interface; on members without XDP it also gives the member's answers below.
+//! - `ipmp_xdp_member` (XDP on members whose driver runs it natively): the member's answers —
+//!   ARP/NS for data addresses bound to this member answered, dropped on the others,
+//!   broadcast/multicast dropped but on the cast member, echo requests for its data and test
+//!   addresses answered, replies to ipmpd's probes timestamped into a ring buffer (`probe`).
+//!   `member` holds these decisions once for both hooks (`frame`).
 //! - `ipmp_tc_member` (TCX egress on each member): keeps the ARP requests the kernel sends while
 //!   resolving a next hop from carrying a data address bound to another member.
 #![no_std]
 #![no_main]
 
+mod frame;
 mod maps;
+mod member;
 mod noop;
 mod parse;
+mod probe;
 mod tc_egress;
+mod tc_ingress;
 mod tc_member;
 mod xdp_member;
-mod xdp_probe;
 
 #[cfg(not(test))]
 #[panic_handler]

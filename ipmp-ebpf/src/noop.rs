@@ -15,11 +15,11 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use ipmp_common::packet::ETH_HLEN;
+use ipmp_common::packet::{ETH_HLEN, ETH_PROTO};
 
 use crate::{
     maps::zero,
-    parse::{ETH_PROTO, be16, skb_bytes, tc_flow},
+    parse::{be16, skb_bytes, tc_flow},
     tc_egress::next_hop,
 };
 

@@ -1,28 +1,19 @@
-//! Bounds-checked packet access shared by the programs.
+//! Flow keys of the TC programs on the way out.
 //!
-//! XDP reads the frame directly (every pointer checked against `data_end`); the TC programs
-//! copy headers to the stack with `bpf_skb_load_bytes`, which also works when the headers are
+//! Headers are copied to the stack with `bpf_skb_load_bytes`, which also works when they are
 //! not in the linear part of the skb and keeps variable offsets (IHL, IPv6 extension headers)
-//! away from the verifier's packet-pointer tracking.
+//! away from the verifier's packet-pointer tracking. The member programs on the way in use
+//! [`crate::frame`].
 
-use aya_ebpf::programs::{TcContext, XdpContext};
+use aya_ebpf::programs::TcContext;
 use ipmp_common::{
     FlowKey,
     packet::{
         ETH_HLEN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
-        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPV6_HLEN,
+        IP4_FRAG_MF, IP4_FRAG_OFFSET, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP,
+        IPPROTO_UDP, IPV4_HLEN, IPV6_HLEN,
     },
 };
-
-/// Ethernet header offsets.
-pub const ETH_DST: usize = 0;
-pub const ETH_SRC: usize = 6;
-pub const ETH_PROTO: usize = 12;
-
-/// IPv4 header: minimum length and field offsets.
-pub const IPV4_HLEN: usize = 20;
-const IPV4_FRAG_MF: u16 = 0x2000;
-const IPV4_FRAG_OFFSET: u16 = 0x1fff;
 
 /// IPv6 extension headers walked to find the upper-layer protocol.
 const NEXTHDR_HOP: u8 = 0;
@@ -37,22 +28,6 @@ const MAX_EXT_HEADERS: usize = 6;
 #[inline(always)]
 pub const fn is_group_mac(first_byte: u8) -> bool {
     first_byte & 1 != 0
-}
-
-/// Pointer to `N` bytes at `offset` in an XDP frame, or `None` when they run past its end.
-#[inline(always)]
-pub fn xdp_bytes<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<*mut [u8; N]> {
-    let start = ctx.data();
-    if start + offset + N > ctx.data_end() {
-        return None;
-    }
-    Some((start + offset) as *mut [u8; N])
-}
-
-/// Length of an XDP frame.
-#[inline(always)]
-pub fn xdp_len(ctx: &XdpContext) -> u32 {
-    ctx.data_end().saturating_sub(ctx.data()) as u32
 }
 
 /// Copies `N` bytes at `offset` of an skb to the stack.
@@ -109,7 +84,7 @@ fn tc_flow_v4(ctx: &TcContext) -> Result<Flow, FlowError> {
     let frag = be16([ip[6], ip[7]]);
     // Every fragment of a datagram, the first included, hashes without ports so that all of
     // them leave through the same member.
-    let fragment = frag & (IPV4_FRAG_MF | IPV4_FRAG_OFFSET) != 0;
+    let fragment = frag & (IP4_FRAG_MF | IP4_FRAG_OFFSET) != 0;
     let mut key = FlowKey {
         src: [ne32(&ip, 12), 0, 0, 0],
         dst: [ne32(&ip, 16), 0, 0, 0],

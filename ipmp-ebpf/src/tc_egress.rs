@@ -20,12 +20,12 @@ use aya_ebpf::{
 use ipmp_common::{
     FAMILY_V4, FAMILY_V6, GroupInfo, MEMBER_F_ACTIVE, Reason, STATS_SLOT_UNKNOWN, bucket_index,
     bucket_of, flow_hash,
-    packet::{ETH_ALEN, ETH_HLEN},
+    packet::{ETH_ALEN, ETH_DST, ETH_HLEN, ETH_PROTO, ETH_SRC},
 };
 
 use crate::{
     maps::{Exit, IPMP_BUCKETS, IPMP_GROUPS, IPMP_MEMBERS, Verdict, zero},
-    parse::{ETH_DST, ETH_PROTO, ETH_SRC, Flow, FlowError, be16, is_group_mac, skb_bytes, tc_flow},
+    parse::{Flow, FlowError, be16, is_group_mac, skb_bytes, tc_flow},
 };
 
 #[classifier]

@@ -19,13 +19,14 @@ use aya_ebpf::{
 use ipmp_common::{
     MemberInfo, Reason, STATS_SLOT_UNKNOWN,
     packet::{
-        ARP_LEN, ARPHRD_ETHER, ARPOP_REQUEST, ETH_ALEN, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
+        ARP_LEN, ARPHRD_ETHER, ARPOP_REQUEST, ETH_ALEN, ETH_DST, ETH_HLEN, ETH_P_ARP, ETH_P_IP,
+        ETH_P_IPV6, ETH_PROTO, ETH_SRC,
     },
 };
 
 use crate::{
     maps::{Exit, IPMP_ADDRS, IPMP_MEMBERS, Verdict, addr_key_v4, zero},
-    parse::{ETH_DST, ETH_PROTO, ETH_SRC, be16, is_group_mac, skb_bytes, tc_flow},
+    parse::{be16, is_group_mac, skb_bytes, tc_flow},
     tc_egress::next_hop,
 };
 

@@ -3,6 +3,11 @@
 //! advertisements (RFC 4861 §7.2.6, Override set) sent from the new member's MAC, `count` times
 //! `interval` apart. A newer announcement for the same address cancels the older one.
 //!
+//! When the group's cast member changes, it also asks the IPMP interface's own stack to report
+//! its multicast memberships again ([`Announcer::requery`]): an IGMPv3 and an MLDv2 general
+//! query go into the IPMP interface through its veth peer, and the kernel's reports leave
+//! through the new cast member, so that a snooping switch forwards the groups to that port.
+//!
 //! Frames are built by pure functions (unit-tested) and sent on one AF_PACKET socket.
 
 use std::{
@@ -96,6 +101,84 @@ pub fn nd_frame(
     f
 }
 
+/// How long the kernel may wait before it reports its memberships after a query, in units of
+/// 100 ms (IGMPv3 Max Resp Code) and in ms (MLDv2 Maximum Response Code): soon, spread over
+/// 0.2 s.
+const QUERY_MAX_RESPONSE_DS: u8 = 2;
+const QUERY_MAX_RESPONSE_MS: u16 = 200;
+
+/// IPv4 header + Router Alert option (RFC 2113), as IGMP carries it.
+const IGMP_IP_HLEN: usize = 24;
+
+/// An IGMPv3 general query (RFC 3376 4.1) to 224.0.0.1 from 0.0.0.0 (a source the
+/// reverse-path filter does not judge) with Router Alert, from `mac`.
+pub fn igmp_query_frame(mac: [u8; 6]) -> Vec<u8> {
+    let mut igmp = vec![0x11, QUERY_MAX_RESPONSE_DS, 0, 0];
+    igmp.extend_from_slice(&[0; 4]); // group: general query
+    igmp.extend_from_slice(&[2, 125, 0, 0]); // QRV 2, QQIC 125 s, no sources
+    let sum = inet_checksum(&igmp);
+    igmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let total = (IGMP_IP_HLEN + igmp.len()) as u16;
+    let mut ip = vec![0x46, 0xc0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0, 0, 1, 2, 0, 0]); // id, frag, TTL 1, IGMP, checksum
+    ip.extend_from_slice(&Ipv4Addr::UNSPECIFIED.octets());
+    ip.extend_from_slice(&Ipv4Addr::new(224, 0, 0, 1).octets());
+    ip.extend_from_slice(&[0x94, 0x04, 0, 0]); // Router Alert
+    let sum = inet_checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let mut f = Vec::with_capacity(14 + ip.len() + igmp.len());
+    f.extend_from_slice(&[0x01, 0x00, 0x5e, 0, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ETH_P_IP.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&igmp);
+    f
+}
+
+/// The link-local source of the MLD queries ipmpd puts into the IPMP interface (MLD ignores
+/// queries from other than link-local sources, RFC 3810 5.1.14).
+const MLD_QUERIER: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+
+/// An MLDv2 general query (RFC 3810 5.1) to ff02::1 with hop limit 1 and a hop-by-hop Router
+/// Alert option, from `mac`.
+pub fn mld_query_frame(mac: [u8; 6]) -> Vec<u8> {
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let mut icmp = vec![130, 0, 0, 0];
+    icmp.extend_from_slice(&QUERY_MAX_RESPONSE_MS.to_be_bytes());
+    icmp.extend_from_slice(&[0, 0]);
+    icmp.extend_from_slice(&Ipv6Addr::UNSPECIFIED.octets()); // general query
+    icmp.extend_from_slice(&[2, 125, 0, 0]); // QRV 2, QQIC 125 s, no sources
+    let sum = icmpv6_checksum(&MLD_QUERIER, &all_nodes, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    // Hop-by-hop: next header ICMPv6, Router Alert (MLD), PadN.
+    let hbh = [IPPROTO_ICMPV6, 0, 5, 2, 0, 0, 1, 0];
+    let mut f = Vec::with_capacity(14 + 40 + hbh.len() + icmp.len());
+    f.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&((hbh.len() + icmp.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 1]); // next header hop-by-hop, hop limit 1
+    f.extend_from_slice(&MLD_QUERIER.octets());
+    f.extend_from_slice(&all_nodes.octets());
+    f.extend_from_slice(&hbh);
+    f.extend_from_slice(&icmp);
+    f
+}
+
+/// RFC 1071 checksum of `bytes` (checksum field 0).
+fn inet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 /// RFC 4443 checksum over the IPv6 pseudo-header and the ICMPv6 message (checksum field 0).
 pub fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, icmp: &[u8]) -> u16 {
     let mut sum: u32 = 0;
@@ -164,6 +247,7 @@ impl PacketSocket {
 #[derive(Clone)]
 pub struct Announcer {
     tx: mpsc::UnboundedSender<Announcement>,
+    socket: Arc<PacketSocket>,
 }
 
 impl Announcer {
@@ -171,7 +255,9 @@ impl Announcer {
     pub fn spawn() -> Result<Self, AnnounceError> {
         let socket = Arc::new(PacketSocket::open().map_err(AnnounceError)?);
         let (tx, mut rx) = mpsc::unbounded_channel::<Announcement>();
+        let task_socket = Arc::clone(&socket);
         tokio::spawn(async move {
+            let socket = task_socket;
             let mut running: HashMap<IpAddr, JoinHandle<()>> = HashMap::new();
             while let Some(a) = rx.recv().await {
                 for addr in &a.addrs {
@@ -203,7 +289,19 @@ impl Announcer {
                 running.retain(|_, h| !h.is_finished());
             }
         });
-        Ok(Self { tx })
+        Ok(Self { tx, socket })
+    }
+
+    /// Has the IPMP interface whose veth peer is `peer_ifindex` report its IPv4 and IPv6
+    /// multicast memberships again: general queries sent into the peer arrive on the IPMP
+    /// interface, and the kernel answers within `QUERY_MAX_RESPONSE_*` through the IPMP
+    /// interface, that is through the group's cast member. `mac` is the queries' source MAC.
+    pub fn requery(&self, peer_ifindex: u32, ifname: &str, mac: [u8; 6]) {
+        for frame in [igmp_query_frame(mac), mld_query_frame(mac)] {
+            if let Err(e) = self.socket.send(peer_ifindex, &frame) {
+                tracing::warn!(interface = %ifname, "membership query failed: {e}");
+            }
+        }
     }
 
     pub fn announce(&self, announcement: Announcement) {
@@ -221,6 +319,47 @@ mod tests {
     use super::*;
 
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 7];
+
+    #[test]
+    fn igmp_query_layout_and_checksums() {
+        let f = igmp_query_frame(MAC);
+        assert_eq!(f.len(), 14 + IGMP_IP_HLEN + 12);
+        assert_eq!(&f[..6], &[0x01, 0x00, 0x5e, 0, 0, 1]);
+        assert_eq!(&f[12..14], &ETH_P_IP.to_be_bytes());
+        let ip = &f[14..14 + IGMP_IP_HLEN];
+        assert_eq!((ip[0], ip[8], ip[9]), (0x46, 1, 2), "IHL 6, TTL 1, IGMP");
+        assert_eq!(&ip[20..24], &[0x94, 0x04, 0, 0], "Router Alert");
+        assert_eq!(inet_checksum(ip), 0, "IP header checksum verifies");
+        let igmp = &f[14 + IGMP_IP_HLEN..];
+        assert_eq!((igmp[0], igmp[1]), (0x11, QUERY_MAX_RESPONSE_DS));
+        assert_eq!(&igmp[4..8], &[0; 4], "general query");
+        assert_eq!(inet_checksum(igmp), 0, "IGMP checksum verifies");
+    }
+
+    #[test]
+    fn mld_query_layout_and_checksum() {
+        let f = mld_query_frame(MAC);
+        assert_eq!(f.len(), 14 + 40 + 8 + 28);
+        assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 1]);
+        let ip = &f[14..54];
+        assert_eq!((ip[6], ip[7]), (0, 1), "hop-by-hop first, hop limit 1");
+        assert_eq!(
+            &f[54..58],
+            &[IPPROTO_ICMPV6, 0, 5, 2],
+            "Router Alert follows"
+        );
+        let icmp = &f[62..];
+        assert_eq!(icmp[0], 130);
+        assert_eq!(&icmp[4..6], &QUERY_MAX_RESPONSE_MS.to_be_bytes());
+        let src: [u8; 16] = ip[8..24].try_into().unwrap();
+        let dst: [u8; 16] = ip[24..40].try_into().unwrap();
+        assert!(Ipv6Addr::from(src).is_unicast_link_local());
+        assert_eq!(
+            icmpv6_checksum(&Ipv6Addr::from(src), &Ipv6Addr::from(dst), icmp),
+            0,
+            "checksum verifies in place"
+        );
+    }
 
     #[test]
     fn garp_layout() {

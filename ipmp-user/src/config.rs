@@ -253,18 +253,23 @@ impl<'de> Deserialize<'de> for Prefix {
     }
 }
 
-/// How the XDP program is attached to members.
+/// Whether and how the XDP program is attached to members (the TC ingress program always
+/// is: it delivers inbound traffic through the IPMP interface, and gives the member's
+/// ARP/NDP/echo answers itself where there is no XDP).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum XdpMode {
-    /// Pick the mode that actually delivers replies on this driver (veth native XDP_TX only
-    /// delivers when the peer has an XDP program, although the attach succeeds).
+    /// Native XDP on physical NICs (falling back to `off` where the driver refuses it); `off`
+    /// on virtual devices such as veth, whose generic XDP copies every packet and whose native
+    /// XDP_TX only delivers when the peer runs XDP too.
     #[default]
     Auto,
     /// Driver (native) mode.
     Native,
-    /// Generic (skb) mode: works on every netdev, slower.
+    /// Generic (skb) mode: works on every netdev, slower than `off`.
     Generic,
+    /// No XDP: the answers are given at TC ingress.
+    Off,
 }
 
 impl fmt::Display for XdpMode {
@@ -273,6 +278,7 @@ impl fmt::Display for XdpMode {
             Self::Auto => "auto",
             Self::Native => "native",
             Self::Generic => "generic",
+            Self::Off => "off",
         })
     }
 }
@@ -1275,6 +1281,7 @@ mod tests {
             (XdpMode::Auto, "auto"),
             (XdpMode::Native, "native"),
             (XdpMode::Generic, "generic"),
+            (XdpMode::Off, "off"),
         ] {
             assert_eq!(mode.to_string(), name);
             let c = ok(&doc("", &format!("xdp_mode = \"{name}\""), ""));

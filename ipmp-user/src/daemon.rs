@@ -104,6 +104,10 @@ struct GroupRt {
     slot: u32,
     ifindex: u32,
     peer_ifindex: u32,
+    /// The IPMP interface's MAC (inbound unicast is readdressed to it).
+    mac: [u8; 6],
+    /// The cast member last written to the data plane (ifindex).
+    cast: Option<u32>,
     seed: u32,
     fsm: Group,
     members: Vec<MemberRt>,
@@ -192,6 +196,14 @@ async fn preflight(config: &Config, opts: &Options, nl: &Netlink) -> Result<()> 
                     ),
                 });
             }
+            if !member_pinned(&opts.pin_dir, &m.name)
+                && dataplane::loader::has_member_program(&m.name)
+            {
+                return Err(DaemonError::InGroup {
+                    name: m.name.clone(),
+                    why: "it is a member of another ipmpd (another --pin-dir); remove it from that configuration first".into(),
+                });
+            }
             if netlink::is_ipmp_interface(link) && config.groups.iter().any(|o| o.name == m.name) {
                 return Err(DaemonError::InGroup {
                     name: m.name.clone(),
@@ -240,8 +252,26 @@ async fn prune(config: &Config, pin_dir: &Path, nl: &Netlink) {
     }
 }
 
+/// Attaches the member programs as `mode` asks; `auto` on a NIC whose driver refuses native
+/// XDP goes on without XDP (TC ingress gives the answers). Returns the mode in use.
+fn attach_member(
+    dataplane: &mut Dataplane,
+    mode: crate::config::XdpMode,
+    link: &Link,
+) -> Result<XdpAttachMode> {
+    let resolved = XdpAttachMode::resolve(mode, link.kind.as_deref());
+    match dataplane.attach_member(&link.name, link.ifindex, resolved) {
+        Err(e) if mode == crate::config::XdpMode::Auto && resolved == XdpAttachMode::Native => {
+            tracing::warn!(member = %link.name, error = %e, "native XDP refused: the member's answers are given at TC ingress instead");
+            dataplane.attach_member(&link.name, link.ifindex, XdpAttachMode::Off)?;
+            Ok(XdpAttachMode::Off)
+        }
+        attached => attached.map(|()| resolved).map_err(Into::into),
+    }
+}
+
 fn member_pinned(pin_dir: &Path, member: &str) -> bool {
-    dataplane::loader::link_pin(pin_dir, member, "xdp").exists()
+    dataplane::loader::link_pin(pin_dir, member, "tc_ingress").exists()
 }
 
 /// An existing link named like a group is ours if it is a NOARP veth with our peer name and
@@ -284,13 +314,6 @@ impl Daemon {
         nl: Netlink,
         created: &mut Vec<u32>,
     ) -> Result<Self> {
-        if let Ok(rpf) = sysctl::rp_filter_all()
-            && rpf != 0
-        {
-            tracing::warn!(
-                "net.ipv4.conf.all.rp_filter={rpf}: the kernel will drop IPv4 traffic for data addresses arriving on members (reverse-path check against the IPMP interface's routes); set it to 0 (members get rp_filter=0)"
-            );
-        }
         let mut dataplane = Dataplane::open(&opts.pin_dir)?;
         prune(&config, &opts.pin_dir, &nl).await;
         let announcer = Announcer::spawn()?;
@@ -343,8 +366,7 @@ impl Daemon {
                 if !link.admin_up {
                     nl.set_up(link.ifindex, true).await?;
                 }
-                let mode = XdpAttachMode::resolve(cfg.xdp_mode, link.kind.as_deref());
-                dataplane.attach_member(&link.name, link.ifindex, mode)?;
+                let mode = attach_member(&mut dataplane, cfg.xdp_mode, link)?;
                 if let Some(test) = &mcfg.test_address {
                     nl.add_address(link.ifindex, test, true).await?;
                 }
@@ -373,10 +395,8 @@ impl Daemon {
                 .collect();
             let probing =
                 GroupProbing::start(&config, cfg, slot, &fsm, &names, &probe_tx, cookie, now)?;
-            if probing.is_some() {
-                for m in &rts {
-                    probe_route_v6(&nl, &m.name, m.ifindex).await;
-                }
+            for (m, (_, mcfg)) in rts.iter().zip(&members) {
+                member_routes(&nl, &m.name, m.ifindex, mcfg.test_address).await;
             }
             let seed = cfg.hash_seed.unwrap_or_else(rand::random);
             groups.push(GroupRt {
@@ -384,6 +404,8 @@ impl Daemon {
                 slot: slot as u32,
                 ifindex: ipmp.ifindex,
                 peer_ifindex,
+                mac: ipmp.mac,
+                cast: None,
                 seed,
                 fsm,
                 members: rts,
@@ -458,6 +480,17 @@ impl Daemon {
     fn sync_dataplane(&mut self) -> Result<()> {
         let desired = self.desired();
         self.dataplane.apply(&desired)?;
+        for (g, d) in self.groups.iter_mut().zip(&desired) {
+            let cast = d.cast.map(|(ifindex, _)| ifindex);
+            // A new cast member: the IPMP interface reports its multicast memberships again,
+            // now through it, so that snooping switches forward the groups to its port.
+            if cast.is_some() && g.cast.is_some() && cast != g.cast {
+                self.announcer.requery(g.peer_ifindex, &g.cfg.name, g.mac);
+            }
+            if cast.is_some() {
+                g.cast = cast;
+            }
+        }
         Ok(())
     }
 
@@ -592,13 +625,21 @@ impl Daemon {
         let up = state == LinkState::Up;
         let now = Instant::now();
         self.handle(gi, Event::Link { member: mi, up }, now).await?;
+        if up {
+            // A member re-created while down could not get its routes then.
+            let (name, ifindex) = {
+                let m = &self.groups[gi].members[mi];
+                (m.name.clone(), m.ifindex)
+            };
+            let test = self.groups[gi]
+                .cfg
+                .members
+                .get(mi)
+                .and_then(|c| c.test_address);
+            member_routes(&self.nl, &name, ifindex, test).await;
+        }
         let g = &mut self.groups[gi];
         if let Some(p) = g.probing.as_mut() {
-            if up {
-                // A member re-created while down could not get its route then.
-                let m = &g.members[mi];
-                probe_route_v6(&self.nl, &m.name, m.ifindex).await;
-            }
             match p.prober.link(mi, up, now, &g.fsm, &mut p.rng) {
                 Ok(out) => self.probe_output(gi, out).await?,
                 Err(e) => tracing::warn!(group = %g.cfg.name, "prober: {e}"),
@@ -747,10 +788,8 @@ impl Daemon {
         tracing::info!(member = %link.name, ifindex = link.ifindex, "member is back with a new ifindex: preparing it again");
         sysctl::prepare_member(&link.name)?;
         self.nl.set_allmulticast(link.ifindex).await?;
-        let mode = XdpAttachMode::resolve(self.groups[gi].cfg.xdp_mode, link.kind.as_deref());
         self.dataplane.detach(&link.name);
-        self.dataplane
-            .attach_member(&link.name, link.ifindex, mode)?;
+        let mode = attach_member(&mut self.dataplane, self.groups[gi].cfg.xdp_mode, link)?;
         if let Some(test) = self.groups[gi]
             .cfg
             .members
@@ -766,8 +805,13 @@ impl Daemon {
             m.mtu = link.mtu;
             m.xdp_mode = mode;
         }
+        let test = self.groups[gi]
+            .cfg
+            .members
+            .get(mi)
+            .and_then(|c| c.test_address);
+        member_routes(&self.nl, &link.name, link.ifindex, test).await;
         if let Some(p) = self.groups[gi].probing.as_mut() {
-            probe_route_v6(&self.nl, &link.name, link.ifindex).await;
             p.member_replaced(mi, link.ifindex, link.mac)?;
         }
         self.sync_dataplane()?;
@@ -1085,11 +1129,18 @@ impl Daemon {
     }
 }
 
-/// Installs a member's IPv6 probe route ([`Netlink::add_probe_route_v6`]); a failure (IPv6
-/// off, the member down) only costs its IPv6 probes, so it is logged, not fatal.
-async fn probe_route_v6(nl: &Netlink, ifname: &str, ifindex: u32) {
-    if let Err(e) = nl.add_probe_route_v6(ifname, ifindex).await {
-        tracing::warn!(member = %ifname, "IPv6 probes from this member cannot be routed: {e}");
+/// Installs a member's routing table and rules ([`Netlink::add_member_routes`]); a failure
+/// (IPv6 disabled, say) costs what stays on the member (its probes, its test addresses under
+/// strict reverse-path filtering), not the group: logged, not fatal.
+async fn member_routes(
+    nl: &Netlink,
+    ifname: &str,
+    ifindex: u32,
+    test: Option<crate::config::Prefix>,
+) {
+    let tests: Vec<crate::config::Prefix> = test.into_iter().collect();
+    if let Err(e) = nl.add_member_routes(ifname, ifindex, &tests).await {
+        tracing::warn!(member = %ifname, "the member's own traffic has no route back through it: {e}");
     }
 }
 
@@ -1182,6 +1233,7 @@ fn desired_group(g: &GroupRt, ring_ok: bool) -> DesiredGroup {
                 stats_slot: m.stats_slot,
                 active: g.fsm.member(mi).active,
                 cast: cast == Some(mi),
+                xdp: m.xdp_mode != XdpAttachMode::Off,
                 mac: m.mac,
                 arp_src,
                 test_addresses: g
@@ -1212,6 +1264,8 @@ fn desired_group(g: &GroupRt, ring_ok: bool) -> DesiredGroup {
         .collect();
     DesiredGroup {
         ifindex: g.ifindex,
+        rx_ifindex: g.peer_ifindex,
+        mac: g.mac,
         slot: g.slot,
         seed: g.seed,
         failed: g.fsm.state() == crate::group::GroupState::Failed,

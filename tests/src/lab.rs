@@ -811,6 +811,13 @@ impl Lab {
             ns.ip("link set lo up")?;
         }
 
+        // The host keeps strict reverse-path filtering, as RHEL and the CIS/STIG baselines
+        // have it (a new namespace starts with 0); `default` covers the members made below.
+        for key in ["all", "default"] {
+            self.host
+                .sysctl(&format!("net.ipv4.conf.{key}.rp_filter"), "1")?;
+        }
+
         // The switch is pure L2: no IPv6 on its ports, no multicast snooping (no querier here,
         // and the group's NDP multicast must reach every port).
         let sw = &self.switch;

@@ -4,6 +4,8 @@
 //! holds no pins. ipmpd runs in the lab's host namespace, started directly (not through
 //! `Lab::start_ipmpd`, which expects it to come up).
 
+pub mod common;
+
 use std::{
     collections::BTreeMap,
     fs,
@@ -13,9 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, anyhow};
-use aya::programs::{SchedClassifier, tc::TcAttachType};
-use ipmp_tests::lab::{self, Lab, LabSpec, Netns};
+use anyhow::anyhow;
+use ipmp_tests::lab::{self, Lab, LabSpec};
 
 const SPEC: LabSpec = LabSpec {
     members: 2,
@@ -139,26 +140,6 @@ fn assert_rejected(case: &str, run: &Run, needles: &[&str]) {
     }
 }
 
-/// Program ids attached through TCX to `ifname` in `ns` (ingress, egress). bpftool 7.1 does
-/// not list TCX attachments, so ask the kernel (BPF_PROG_QUERY) from a thread inside `ns`.
-fn tcx_programs(ns: &Netns, ifname: &str) -> anyhow::Result<(Vec<u32>, Vec<u32>)> {
-    let path = ns.path();
-    let ifname = ifname.to_owned();
-    thread::spawn(move || {
-        let file = fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .with_context(|| format!("setns {}", path.display()))?;
-        let ids = |attach| -> anyhow::Result<Vec<u32>> {
-            let (_, progs) = SchedClassifier::query_tcx(&ifname, attach)
-                .with_context(|| format!("query TCX on {ifname}"))?;
-            Ok(progs.iter().map(|p| p.id()).collect())
-        };
-        Ok((ids(TcAttachType::Ingress)?, ids(TcAttachType::Egress)?))
-    })
-    .join()
-    .map_err(|_| anyhow!("the TCX query thread panicked"))?
-}
-
 /// Every file and directory under `dir` (relative paths); None when `dir` does not exist.
 fn tree(dir: &Path) -> Option<Vec<PathBuf>> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
@@ -223,7 +204,9 @@ fn host_state(lab: &Lab, pin_dirs: &[&Path]) -> anyhow::Result<HostState> {
         state.addrs.insert(name.clone(), host.addrs(&name)?);
         if lab.members().contains(&name) {
             state.xdp.insert(name.clone(), link["xdp"].to_string());
-            state.tcx.insert(name.clone(), tcx_programs(host, &name)?);
+            state
+                .tcx
+                .insert(name.clone(), common::tcx_programs(host, &name)?);
             for key in ["arp_ignore", "arp_announce", "rp_filter"] {
                 let key = format!("net.ipv4.conf.{name}.{key}");
                 let value = host.sysctl_get(&key)?;
@@ -408,7 +391,10 @@ fn member_of_another_running_ipmpd_is_rejected() {
     let config = write_config(&lab, "b.toml", &cfg.to_toml());
 
     let before = host_state(&lab, &[&lab.pin_dir(), &b_pins]).unwrap();
-    assert_ne!(before.xdp["m1"], "null", "A attached XDP to m1");
+    assert!(
+        !before.tcx["m1"].0.is_empty(),
+        "A attached its TC ingress program to m1"
+    );
     let run = run_ipmpd(&lab, &[], &config, &b_pins);
     assert_rejected(
         "member of another ipmpd",

@@ -44,8 +44,9 @@ const MEMBER_INFO: &[&str] = &[
     "stats_slot",
     "flags",
     "arp_src",
+    "rx_ifindex",
     "mac",
-    "_pad",
+    "ipmp_mac",
 ];
 const ADDR_KEY: &[&str] = &["family", "addr"];
 const ADDR_INFO: &[&str] = &["group_ifindex", "bound_ifindex"];
@@ -148,7 +149,10 @@ fn every_pinned_map_dumps_with_field_names() {
     let cast_i: usize = cast_name[1..].parse().unwrap();
     assert_eq!(bytes(&gv["cast_mac"]), lab.member_mac(cast_i));
 
-    // IPMP_MEMBERS: every member, with its MAC.
+    // IPMP_MEMBERS: every member, with its MAC, and where inbound goes: the IPMP interface's
+    // veth peer, readdressed to the IPMP interface's MAC.
+    let ipmp0 = lab.host().link("ipmp0").unwrap();
+    let peer = lab.host().link("ipmp0-p").unwrap();
     let ms = dump(lab, MAP_MEMBERS);
     seen.insert(MAP_MEMBERS);
     assert_eq!(ms.len(), SPEC.members, "{ms:?}");
@@ -162,6 +166,16 @@ fn every_pinned_map_dumps_with_field_names() {
         let i: usize = name[1..].parse().unwrap();
         assert_eq!(bytes(&m["value"]["mac"]), lab.member_mac(i), "{m}");
         assert_eq!(u64_of(&m["value"]["group_ifindex"]), group_ifindex);
+        assert_eq!(
+            u64_of(&m["value"]["rx_ifindex"]),
+            u64::from(peer.ifindex),
+            "{m}"
+        );
+        assert_eq!(
+            Some(bytes(&m["value"]["ipmp_mac"])),
+            ipmp0.mac.map(|m| m.to_vec()),
+            "{m}"
+        );
         assert_ne!(
             u64_of(&m["value"]["flags"]) & u64::from(MEMBER_F_ACTIVE),
             0,

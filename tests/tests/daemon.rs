@@ -2,6 +2,8 @@
 //! (pinned programs, links and maps adopted), planned offline/online, and broadcast/multicast
 //! reaching the host's stack once.
 
+pub mod common;
+
 use std::{thread, time::Duration};
 
 use ipmp_tests::lab::{DATA_V4, Lab, LabSpec, Netns, ROUTER_V4, peer_v4, require_root, wait_until};
@@ -339,8 +341,11 @@ fn member_that_comes_back_with_a_new_ifindex_is_used_again() {
         members(&d),
         d.log()
     );
-    let m0 = lab.host().run(&["ip", "-d", "link", "show", "m0"]).unwrap();
-    assert!(m0.contains("xdp"), "no XDP on the new m0: {m0}");
+    let (ingress, egress) = common::tcx_programs(lab.host(), "m0").unwrap();
+    assert!(
+        !ingress.is_empty() && !egress.is_empty(),
+        "the new m0 lacks its TC programs: ingress {ingress:?}, egress {egress:?}"
+    );
     // With m1 cut, everything goes through the new m0.
     lab.cut_link(1).unwrap();
     assert!(wait_until(WAIT, POLL, || member_row(&d, "m1").1 == "failed"));

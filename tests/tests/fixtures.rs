@@ -468,8 +468,10 @@ fn fill_maps(ebpf: &mut Ebpf, lab: &Lab, tweaks: &[Tweak]) -> Result<()> {
                 stats_slot: i as u32,
                 flags,
                 arp_src,
+                // Not exercised here yet: no peer of the IPMP interface in this lab.
+                rx_ifindex: 0,
                 mac: MEMBER_MAC[i],
-                _pad: [0; 2],
+                ipmp_mac: [0; 6],
             };
             members.insert(m(i), info, 0)?;
         }

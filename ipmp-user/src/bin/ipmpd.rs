@@ -110,9 +110,9 @@ async fn cleanup(config: &Config, pin_dir: &std::path::Path) -> anyhow::Result<(
             println!("removed IPMP interface {}", g.name);
         }
     }
-    let rules = nl.remove_probe_rules().await?;
+    let rules = nl.remove_member_rules().await?;
     if rules > 0 {
-        println!("removed {rules} IPv6 probe routing rules");
+        println!("removed {rules} member routing rules");
     }
     dataplane::loader::cleanup(pin_dir)
         .with_context(|| format!("cannot remove {}", pin_dir.display()))?;

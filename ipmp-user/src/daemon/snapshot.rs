@@ -174,7 +174,7 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
 /// What is attached for the group, as the pinned links say (the truth in the kernel, not
 /// what ipmpd meant to do).
 fn attachments(d: &Daemon, g: &GroupRt) -> Vec<Attachment> {
-    use ipmp_common::{PROG_TC_EGRESS, PROG_TC_MEMBER, PROG_XDP_MEMBER};
+    use ipmp_common::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_TC_MEMBER, PROG_XDP_MEMBER};
     let pin_dir = d.dataplane.pin_dir();
     let mut wanted = vec![(
         g.cfg.name.clone(),
@@ -184,16 +184,21 @@ fn attachments(d: &Daemon, g: &GroupRt) -> Vec<Attachment> {
         String::new(),
     )];
     for m in &g.members {
-        let mode = match m.xdp_mode {
-            crate::dataplane::XdpAttachMode::Native => "native",
-            crate::dataplane::XdpAttachMode::Generic => "generic",
-        };
+        if m.xdp_mode != crate::dataplane::XdpAttachMode::Off {
+            wanted.push((
+                m.name.clone(),
+                "xdp",
+                "xdp",
+                PROG_XDP_MEMBER,
+                m.xdp_mode.name().to_string(),
+            ));
+        }
         wanted.push((
             m.name.clone(),
-            "xdp",
-            "xdp",
-            PROG_XDP_MEMBER,
-            mode.to_string(),
+            "tc_ingress",
+            "tcx-ingress",
+            PROG_TC_INGRESS,
+            String::new(),
         ));
         wanted.push((
             m.name.clone(),

@@ -20,6 +20,10 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 pub struct DesiredGroup {
     /// ifindex of the IPMP interface.
     pub ifindex: u32,
+    /// Where members send inbound traffic: the ifindex of the IPMP interface's veth peer.
+    pub rx_ifindex: u32,
+    /// The IPMP interface's MAC.
+    pub mac: [u8; 6],
     /// Group slot (bucket table base, counter slot).
     pub slot: u32,
     pub seed: u32,
@@ -46,6 +50,8 @@ pub struct DesiredMember {
     pub stats_slot: u32,
     pub active: bool,
     pub cast: bool,
+    /// XDP runs on the member (`MEMBER_F_XDP`): TC ingress only delivers.
+    pub xdp: bool,
     pub mac: [u8; 6],
     /// Sender address for ARP requests that would otherwise name a data address bound
     /// elsewhere (network byte order; 0 = probe form).

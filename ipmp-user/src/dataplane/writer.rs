@@ -22,8 +22,8 @@ use aya::{
 use ipmp_common::{
     AddrInfo, AddrKey, Counter, GROUP_F_FAILED, GROUP_F_NO_ECHO, GROUP_F_PROBE_RING_ONLY,
     GroupInfo, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG, MAP_GROUPS, MAP_MEMBERS, MAP_STATS, MAP_TARGETS,
-    MAP_TESTADDRS, MAX_BUCKETS, MEMBER_F_ACTIVE, MEMBER_F_CAST, MemberInfo, ProbeConfig, Reason,
-    TargetInfo, TargetKey, TestAddrInfo, bucket_index, stats_index,
+    MAP_TESTADDRS, MAX_BUCKETS, MEMBER_F_ACTIVE, MEMBER_F_CAST, MEMBER_F_XDP, MemberInfo,
+    ProbeConfig, Reason, TargetInfo, TargetKey, TestAddrInfo, bucket_index, stats_index,
 };
 
 use super::{DataplaneError, DesiredGroup, DesiredMember};
@@ -97,7 +97,7 @@ impl MapWriter {
         Ok(&mut halves[(half & 1) as usize])
     }
 
-    fn member_info(m: &DesiredMember, group_ifindex: u32) -> MemberInfo {
+    fn member_info(m: &DesiredMember, g: &DesiredGroup) -> MemberInfo {
         let mut flags = 0;
         if m.active {
             flags |= MEMBER_F_ACTIVE;
@@ -105,13 +105,17 @@ impl MapWriter {
         if m.cast {
             flags |= MEMBER_F_CAST;
         }
+        if m.xdp {
+            flags |= MEMBER_F_XDP;
+        }
         MemberInfo {
-            group_ifindex,
+            group_ifindex: g.ifindex,
             stats_slot: m.stats_slot,
             flags,
             arp_src: m.arp_src,
+            rx_ifindex: g.rx_ifindex,
             mac: m.mac,
-            _pad: [0; 2],
+            ipmp_mac: g.mac,
         }
     }
 
@@ -130,7 +134,7 @@ impl MapWriter {
         // 1. activations and new members first.
         for g in groups {
             for m in g.members.iter().filter(|m| m.active) {
-                self.put_member(m.ifindex, Self::member_info(m, g.ifindex))?;
+                self.put_member(m.ifindex, Self::member_info(m, g))?;
             }
         }
         // 2. bucket tables and group info.
@@ -169,7 +173,7 @@ impl MapWriter {
         // 4. deactivations, then stale members and groups.
         for g in groups {
             for m in g.members.iter().filter(|m| !m.active) {
-                self.put_member(m.ifindex, Self::member_info(m, g.ifindex))?;
+                self.put_member(m.ifindex, Self::member_info(m, g))?;
             }
         }
         let wanted_members: Vec<u32> = groups

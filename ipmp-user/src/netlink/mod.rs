@@ -5,6 +5,7 @@
 //! calls it. Link events arrive from a separate multicast connection ([`events::spawn_monitor`]).
 
 pub mod events;
+pub mod rules;
 pub mod sysctl;
 
 use std::net::IpAddr;
@@ -330,104 +331,7 @@ impl Netlink {
     }
 }
 
-/// Routing tables of the members' IPv6 probe routes: this base + the member's ifindex.
-pub const PROBE_TABLE_BASE: u32 = 0x4950_0000;
-/// Priority of the rules that send a member's own IPv6 probes to its table.
-pub const PROBE_RULE_PRIORITY: u32 = 1000;
-
 impl Netlink {
-    /// Lets IPv6 probes bound to member `ifname` reach their on-link targets: a rule `oif
-    /// <member> lookup <table>` and, in that table, `::/0 dev <member>`. IPv6 (unlike IPv4)
-    /// refuses a socket bound to a device without a route through that device, and the
-    /// link's prefix route belongs to the IPMP interface. Only traffic bound to the member
-    /// (the prober's sockets) matches the rule; data traffic never is.
-    pub async fn add_probe_route_v6(&self, ifname: &str, ifindex: u32) -> Result<()> {
-        let table = PROBE_TABLE_BASE + ifindex;
-        let rules = self.ipv6_rules().await?;
-        use netlink_packet_route::rule::RuleAttribute;
-        let mut exists = false;
-        for r in rules {
-            let mine = r
-                .attributes
-                .iter()
-                .any(|a| matches!(a, RuleAttribute::Oifname(n) if n == ifname));
-            if !mine {
-                continue;
-            }
-            if r.attributes.contains(&RuleAttribute::Table(table)) {
-                exists = true;
-            } else {
-                // Left for an earlier incarnation of the member (another ifindex).
-                self.handle
-                    .rule()
-                    .del(r)
-                    .execute()
-                    .await
-                    .map_err(request(format!(
-                        "remove the old IPv6 probe rule of {ifname}"
-                    )))?;
-            }
-        }
-        if !exists {
-            self.handle
-                .rule()
-                .add()
-                .v6()
-                .output_interface(ifname)
-                .table_id(table)
-                .action(netlink_packet_route::rule::RuleAction::ToTable)
-                .priority(PROBE_RULE_PRIORITY)
-                .execute()
-                .await
-                .map_err(request(format!("add the IPv6 probe rule of {ifname}")))?;
-        }
-        let route = RouteMessageBuilder::<std::net::Ipv6Addr>::new()
-            .destination_prefix(std::net::Ipv6Addr::UNSPECIFIED, 0)
-            .output_interface(ifindex)
-            .table_id(table)
-            .build();
-        self.handle
-            .route()
-            .add(route)
-            .replace()
-            .execute()
-            .await
-            .map_err(request(format!("add the IPv6 probe route of {ifname}")))
-    }
-
-    async fn ipv6_rules(&self) -> Result<Vec<netlink_packet_route::rule::RuleMessage>> {
-        self.handle
-            .rule()
-            .get(rtnetlink::IpVersion::V6)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(request("list IPv6 rules"))
-    }
-
-    /// Removes every rule [`Netlink::add_probe_route_v6`] added (their tables' routes go
-    /// with their devices, or stay unused); returns how many.
-    pub async fn remove_probe_rules(&self) -> Result<usize> {
-        let rules = self.ipv6_rules().await?;
-        let mut removed = 0;
-        for r in rules {
-            let ours = r.attributes.iter().any(|a| {
-                matches!(a, netlink_packet_route::rule::RuleAttribute::Table(t)
-                    if (PROBE_TABLE_BASE..PROBE_TABLE_BASE + 0x100_0000).contains(t))
-            });
-            if ours {
-                self.handle
-                    .rule()
-                    .del(r)
-                    .execute()
-                    .await
-                    .map_err(request("remove an IPv6 probe rule"))?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
     /// The gateways of the main table's routes through `ifindex` (router probe targets, which
     /// follow the routing table), in route order without repeats.
     pub async fn gateways(&self, ifindex: u32) -> Result<Vec<IpAddr>> {

@@ -39,15 +39,13 @@ pub fn read(family: &str, ifname: &str, key: &str) -> Result<String, SysctlError
 ///   addresses); data addresses live on the IPMP interface and are answered by XDP;
 /// - arp_announce=2: ARP requests use the best local address of the member, never the
 ///   packet's source (a data address);
-/// - rp_filter=0: traffic for a data address arrives on a member but the route back goes
-///   through the IPMP interface, so strict mode drops it; loose mode (2) drops it too when the
-///   member has no IPv4 address of its own (`__fib_validate_source`: no address → `e_rpf`).
-///   The kernel uses max(all, member), see [`rp_filter_all`];
+/// - rp_filter is left alone: traffic for data addresses enters through the IPMP interface,
+///   whose routes lead back to the sender, and the rules of `netlink::member_rules` give
+///   the member's own addresses a route back through the member;
 /// - accept_ra=0: router advertisements must not configure addresses or routes on members.
 pub fn prepare_member(ifname: &str) -> Result<(), SysctlError> {
     write("ipv4", ifname, "arp_ignore", "1")?;
     write("ipv4", ifname, "arp_announce", "2")?;
-    write("ipv4", ifname, "rp_filter", "0")?;
     // IPv6 may be disabled on the host; members still work for IPv4 then.
     if path("ipv6", ifname, "accept_ra").exists() {
         write("ipv6", ifname, "accept_ra", "0")?;
@@ -66,10 +64,12 @@ pub fn set_ipv6_disabled(ifname: &str, disabled: bool) -> Result<(), SysctlError
 
 /// The IPMP interface needs `forwarding=1` (IPv4 and IPv6) for one reason: `bpf_fib_lookup`
 /// refuses to look up routes for a device without it (BPF_FIB_LKUP_RET_FWD_DISABLED, checked
-/// unconditionally in bpf_ipv4_fib_lookup/bpf_ipv6_fib_lookup). Nothing arrives on the IPMP
-/// interface (its veth peer never sends), so nothing is ever forwarded from it; IPv6 forwarding
-/// proper stays governed by the global switch (`all.forwarding`). accept_ra=0: routes on the
-/// IPMP interface come from the config.
+/// unconditionally in bpf_ipv4_fib_lookup/bpf_ipv6_fib_lookup). Only frames for the group's
+/// own data addresses (and its broadcast and multicast) arrive on the IPMP interface
+/// (`ipmp_tc_ingress`), so nothing is forwarded from it; a frame for a foreign address stays
+/// on the member, whose forwarding is off. IPv6 forwarding proper stays governed by the
+/// global switch (`all.forwarding`). accept_ra=0: routes on the IPMP interface come from the
+/// config.
 pub fn prepare_ipmp(ifname: &str) -> Result<(), SysctlError> {
     write("ipv4", ifname, "forwarding", "1")?;
     if path("ipv6", ifname, "forwarding").exists() {
@@ -77,15 +77,4 @@ pub fn prepare_ipmp(ifname: &str) -> Result<(), SysctlError> {
         write("ipv6", ifname, "forwarding", "1")?;
     }
     Ok(())
-}
-
-/// `net.ipv4.conf.all.rp_filter`; non-zero overrides the members' 0 (the kernel takes the
-/// maximum) and makes it drop IPv4 for data addresses arriving on members.
-pub fn rp_filter_all() -> Result<u32, SysctlError> {
-    let p = PathBuf::from("/proc/sys/net/ipv4/conf/all/rp_filter");
-    let text = fs::read_to_string(&p).map_err(|source| SysctlError {
-        path: p.display().to_string(),
-        source,
-    })?;
-    Ok(text.trim().parse().unwrap_or(0))
 }

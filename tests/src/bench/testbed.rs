@@ -129,6 +129,9 @@ impl Testbed {
         let bound = cast.and_then(|m| self.members.get(m).copied()).unwrap_or(0);
         DesiredGroup {
             ifindex: self.ipmp0,
+            // Inbound delivery is not exercised here.
+            rx_ifindex: 0,
+            mac: [0; 6],
             slot: 0,
             seed: LAB_HASH_SEED,
             failed: active.is_empty(),
@@ -143,6 +146,7 @@ impl Testbed {
                     stats_slot: i as u32,
                     active: active.contains(&i),
                     cast: cast == Some(i),
+                    xdp: false,
                     mac: member_mac(i),
                     arp_src: 0,
                     test_addresses: Vec::new(),

@@ -10,7 +10,7 @@
 //! - [`PortCaptures`]: tcpdump on the switch-side ports of members, and which member carried
 //!   which flow ([`flows_by_member`]).
 //! - [`in_netns`]: runs a closure on a thread inside a lab namespace (real sockets there), e.g.
-//!   [`send_udp_flows`] from a data address.
+//!   [`send_udp_flows`] from a data address; [`tcx_programs`] on an interface there.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -291,6 +291,22 @@ where
             .with_context(|| format!("setns {}", path.display()))?;
         f()
     })
+}
+
+/// The ids of the TCX programs on `ifname` in `ns`: (ingress, egress), as the kernel has them.
+pub fn tcx_programs(ns: &Netns, ifname: &str) -> anyhow::Result<(Vec<u32>, Vec<u32>)> {
+    let ifname = ifname.to_owned();
+    join(in_netns(ns, move || {
+        let ids = |attach| -> anyhow::Result<Vec<u32>> {
+            let (_, progs) = aya::programs::SchedClassifier::query_tcx(&ifname, attach)
+                .with_context(|| format!("query TCX on {ifname}"))?;
+            Ok(progs.iter().map(|p| p.id()).collect())
+        };
+        Ok((
+            ids(aya::programs::tc::TcAttachType::Ingress)?,
+            ids(aya::programs::tc::TcAttachType::Egress)?,
+        ))
+    }))
 }
 
 /// Waits for a thread from [`in_netns`].

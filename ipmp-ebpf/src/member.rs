@@ -1,0 +1,361 @@
+//! What a member does with a frame it receives, whichever hook runs it (see `frame`).
+//!
+//! [`respond`] holds the answers given on the member itself: ARP requests and neighbour
+//! solicitations for data addresses bound here are answered from the member's MAC and dropped
+//! on the other members; echo requests and probe replies are `probe`'s; broadcast and
+//! multicast are dropped on every member but the cast member. [`deliver`] decides where the
+//! rest goes: IP for a data address of the member's group (unicast to the member's MAC), and
+//! the group's broadcast and multicast IP on the cast member, enter the stack through the IPMP
+//! interface; everything else (test and link-local addresses, ARP, neighbour discovery, other
+//! protocols) stays on the member.
+//!
+//! Dispatch is a chain of handlers, each returning `Some(verdict)` when the frame is its
+//! business; the first that answers wins.
+
+use ipmp_common::{
+    AddrKey, MEMBER_F_CAST, MemberInfo, Reason, STATS_SLOT_UNKNOWN,
+    packet::{
+        ARP_LEN, ARP_OP, ARP_SHA, ARP_SPA, ARP_THA, ARP_TPA, ARPHRD_ETHER, ARPOP_REPLY,
+        ARPOP_REQUEST, ETH_ALEN, ETH_DST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_PROTO,
+        ETH_SRC, ICMP6, IP4_DST, IP6_DST, IP6_HOPS, IP6_NEXT, IP6_PLEN, IP6_SRC, IPPROTO_ICMPV6,
+        IPV4_HLEN, IPV6_HLEN, L3, ND_MIN, ND_NA_FLAG_OVERRIDE, ND_NA_FLAG_SOLICITED, ND_NA_LEN,
+        ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT, ND_OPT_TARGET_LL, ND_TARGET, is_nd,
+    },
+};
+
+use crate::{
+    frame::{Action, Frame, Outcome, mac_eq, take},
+    maps::{Exit, IPMP_ADDRS, IPMP_MEMBERS, Verdict, addr_key_v4},
+    parse::{be16, is_group_mac},
+};
+
+/// The member a program runs on.
+pub struct Member {
+    pub ifindex: u32,
+    pub info: MemberInfo,
+}
+
+impl Member {
+    /// The member entry of `ifindex`, or the verdict for a device that has none (any more).
+    #[inline(always)]
+    pub fn lookup(ifindex: u32) -> Result<Member, Verdict<Action>> {
+        // SAFETY: copied at once; updates replace the element under RCU.
+        match unsafe { IPMP_MEMBERS.get(ifindex) } {
+            Some(info) => Ok(Member {
+                ifindex,
+                info: *info,
+            }),
+            None => Err(Verdict::new(
+                Action::Pass,
+                STATS_SLOT_UNKNOWN,
+                Reason::NotMember,
+            )),
+        }
+    }
+
+    #[inline(always)]
+    pub fn slot(&self) -> u32 {
+        self.info.stats_slot
+    }
+
+    #[inline(always)]
+    pub fn verdict(&self, action: Action, reason: Reason) -> Verdict<Action> {
+        Verdict::new(action, self.slot(), reason)
+    }
+}
+
+/// The frame's Ethernet header.
+#[inline(always)]
+fn eth<'a, F: Frame>(f: &'a F, me: &Member) -> Result<&'a [u8; ETH_HLEN], Exit> {
+    f.peek::<ETH_HLEN>(0)
+        .ok_or(Exit::new(me.slot(), Reason::RxMalformed))
+}
+
+#[inline(always)]
+fn ethertype(eth: &[u8; ETH_HLEN]) -> u16 {
+    be16([eth[ETH_PROTO], eth[ETH_PROTO + 1]])
+}
+
+/// Everything the member answers or filters itself; `None` leaves the frame to [`deliver`].
+///
+/// The handlers below it are BPF subprograms of their own (`inline(never)`): inlined into one
+/// function, their frame copies would together exceed the 512-byte BPF stack.
+#[inline(always)]
+pub fn respond<F: Frame>(f: &F, me: &Member) -> Result<Option<Verdict<Action>>, Exit> {
+    let eth = eth(f, me)?;
+    let ethertype = ethertype(eth);
+    if ethertype == ETH_P_ARP {
+        return arp(f, me, eth).get();
+    }
+    if ethertype == ETH_P_IPV6
+        && let Some(verdict) = neighbour_discovery(f, me, eth).get()?
+    {
+        return Ok(Some(verdict));
+    }
+    if is_group_mac(eth[ETH_DST]) {
+        if me.info.flags & MEMBER_F_CAST == 0 {
+            return Ok(Some(me.verdict(Action::Drop, Reason::CastDrop)));
+        }
+        return Ok(None);
+    }
+    crate::probe::echo(f, me, eth, ethertype)
+}
+
+/// Where a frame that [`respond`] left alone goes: through the IPMP interface
+/// (`Action::ToIpmp`) or to the member's own stack. A subprogram too, so that the entry
+/// point's own frame stays small beside the handlers'.
+#[inline(always)]
+pub fn deliver<F: Frame>(f: &F, me: &Member) -> Result<Verdict<Action>, Exit> {
+    delivery(f, me)
+        .get()
+        .map(|v| v.unwrap_or(me.verdict(Action::Pass, Reason::RxPass)))
+}
+
+#[inline(never)]
+fn delivery<F: Frame>(f: &F, me: &Member) -> Outcome {
+    Outcome::new(destination(f, me).map(Some))
+}
+
+#[inline(always)]
+fn destination<F: Frame>(f: &F, me: &Member) -> Result<Verdict<Action>, Exit> {
+    let eth = eth(f, me)?;
+    let ethertype = ethertype(eth);
+    let group = is_group_mac(eth[ETH_DST]);
+    let pass = if group {
+        me.verdict(Action::Pass, Reason::CastPass)
+    } else {
+        me.verdict(Action::Pass, Reason::RxPass)
+    };
+    let dst = match ethertype {
+        ETH_P_IP => {
+            let Some(ip) = f.peek::<IPV4_HLEN>(L3) else {
+                return Ok(pass);
+            };
+            addr_key_v4(take::<4, IPV4_HLEN>(ip, IP4_DST))
+        }
+        ETH_P_IPV6 => {
+            let Some(ip) = f.peek::<IPV6_HLEN>(L3) else {
+                return Ok(pass);
+            };
+            // Neighbour discovery belongs to the member: its neighbour table resolves the
+            // next hops the IPMP interface sends to.
+            if ip[IP6_NEXT] == IPPROTO_ICMPV6
+                && let Some(&[ty]) = f.peek::<1>(ICMP6)
+                && is_nd(ty)
+            {
+                return Ok(pass);
+            }
+            AddrKey::v6(take::<16, IPV6_HLEN>(ip, IP6_DST))
+        }
+        _ => return Ok(pass),
+    };
+    if group {
+        // Only the cast member gets here (`respond` dropped the rest), so each datagram
+        // enters the IPMP interface once.
+        if me.info.flags & MEMBER_F_CAST == 0 {
+            return Ok(me.verdict(Action::Drop, Reason::CastDrop));
+        }
+        return Ok(me.verdict(Action::ToIpmp, Reason::CastToIpmp));
+    }
+    // Unicast to this member's MAC for a data address of its group, wherever the address is
+    // bound: a peer with a stale neighbour entry still reaches it. Frames a promiscuous
+    // device overhears, and addresses the host does not have, stay here, where the member's
+    // forwarding=0 keeps the host from routing them.
+    if !mac_eq(eth, ETH_DST, me.info.mac) {
+        return Ok(pass);
+    }
+    // SAFETY: copied at once.
+    match unsafe { IPMP_ADDRS.get(dst) } {
+        Some(a) if a.group_ifindex == me.info.group_ifindex => {
+            Ok(me.verdict(Action::ToIpmp, Reason::RxToIpmp))
+        }
+        _ => Ok(pass),
+    }
+}
+
+/// An Ethernet + ARP frame.
+const ARP_FRAME: usize = ETH_HLEN + ARP_LEN;
+
+/// ARP: requests for a data address bound here are answered, for one bound elsewhere (or to
+/// no member) dropped; everything else goes to the stack on every member (each member's
+/// kernel resolves its own test address and its next hops).
+#[inline(never)]
+fn arp<F: Frame>(f: &F, me: &Member, eth: &[u8; ETH_HLEN]) -> Outcome {
+    Outcome::new(arp_request(f, me, eth).map(Some))
+}
+
+#[inline(always)]
+fn arp_request<F: Frame>(
+    f: &F,
+    me: &Member,
+    eth: &[u8; ETH_HLEN],
+) -> Result<Verdict<Action>, Exit> {
+    let malformed = Exit::new(me.slot(), Reason::RxMalformed);
+    let a = f.peek::<ARP_LEN>(ETH_HLEN).ok_or(malformed)?;
+    if be16([a[0], a[1]]) != ARPHRD_ETHER
+        || be16([a[2], a[3]]) != ETH_P_IP
+        || a[4] != ETH_ALEN as u8
+        || a[5] != 4
+    {
+        return Err(malformed);
+    }
+    let op = be16([a[ARP_OP], a[ARP_OP + 1]]);
+    if op == ARPOP_REPLY
+        && let Some(verdict) = crate::probe::arp_reply(me, a)
+    {
+        return Ok(verdict);
+    }
+    if op != ARPOP_REQUEST {
+        return Ok(me.verdict(Action::Pass, Reason::RxPass));
+    }
+    let tpa = take::<4, ARP_LEN>(a, ARP_TPA);
+    // SAFETY: copied at once.
+    let bound = match unsafe { IPMP_ADDRS.get(addr_key_v4(tpa)) } {
+        Some(info) => info.bound_ifindex,
+        None => return Ok(me.verdict(Action::Pass, Reason::RxPass)),
+    };
+    if bound != me.ifindex {
+        return Ok(me.verdict(Action::Drop, Reason::ArpNotBound));
+    }
+    let mac = me.info.mac;
+    let mut r = [0u8; ARP_FRAME];
+    // Ethernet: back to the requester, from this member.
+    r[ETH_DST..ETH_DST + ETH_ALEN].copy_from_slice(&eth[ETH_SRC..ETH_SRC + ETH_ALEN]);
+    r[ETH_SRC..ETH_SRC + ETH_ALEN].copy_from_slice(&mac);
+    r[ETH_PROTO..ETH_PROTO + 2].copy_from_slice(&ETH_P_ARP.to_be_bytes());
+    // ARP reply: the sender is now this member with the requested address; the target is the
+    // requester (its sender address may be 0.0.0.0 for an RFC 5227 probe).
+    let o = ETH_HLEN;
+    r[o..o + ARP_OP].copy_from_slice(&a[..ARP_OP]);
+    r[o + ARP_OP..o + ARP_OP + 2].copy_from_slice(&ARPOP_REPLY.to_be_bytes());
+    r[o + ARP_SHA..o + ARP_SHA + ETH_ALEN].copy_from_slice(&mac);
+    r[o + ARP_SPA..o + ARP_SPA + 4].copy_from_slice(&tpa);
+    r[o + ARP_THA..o + ARP_THA + ETH_ALEN].copy_from_slice(&a[ARP_SHA..ARP_SHA + ETH_ALEN]);
+    r[o + ARP_TPA..o + ARP_TPA + 4].copy_from_slice(&a[ARP_SPA..ARP_SPA + 4]);
+    f.store(0, &r)
+        .map_err(|()| Exit::new(me.slot(), Reason::PassError))?;
+    Ok(me.verdict(Action::Tx, Reason::ArpReply))
+}
+
+/// The answer: Ethernet + IPv6 + NA with one target link-layer option.
+const NA_FRAME: usize = ETH_HLEN + IPV6_HLEN + ND_NA_LEN;
+
+/// Neighbour discovery: solicitations for data addresses as for ARP; other ND messages go to
+/// the stack on every member. `None` when the frame is no ND message.
+#[inline(never)]
+fn neighbour_discovery<F: Frame>(f: &F, me: &Member, eth: &[u8; ETH_HLEN]) -> Outcome {
+    Outcome::new(solicitation(f, me, eth))
+}
+
+#[inline(always)]
+fn solicitation<F: Frame>(
+    f: &F,
+    me: &Member,
+    eth: &[u8; ETH_HLEN],
+) -> Result<Option<Verdict<Action>>, Exit> {
+    let Some(ip) = f.peek::<IPV6_HLEN>(L3) else {
+        return Ok(None);
+    };
+    if ip[IP6_NEXT] != IPPROTO_ICMPV6 {
+        return Ok(None);
+    }
+    let Some(&[icmp_type]) = f.peek::<1>(ICMP6) else {
+        return Ok(None);
+    };
+    if !is_nd(icmp_type) {
+        return Ok(None);
+    }
+    if icmp_type == ND_NEIGHBOR_ADVERT
+        && let Some(verdict) = crate::probe::neighbour_advert(f, me, eth, ip)
+    {
+        return Ok(Some(verdict));
+    }
+    if icmp_type != ND_NEIGHBOR_SOLICIT {
+        return Ok(Some(me.verdict(Action::Pass, Reason::RxPass)));
+    }
+    let ns = f
+        .peek::<ND_MIN>(ICMP6)
+        .ok_or(Exit::new(me.slot(), Reason::RxMalformed))?;
+    // RFC 4861 7.1.1: hop limit 255, code 0, ICMP length 24 or more.
+    if ip[IP6_HOPS] != 255
+        || ns[1] != 0
+        || usize::from(be16([ip[IP6_PLEN], ip[IP6_PLEN + 1]])) < ND_MIN
+    {
+        return Err(Exit::new(me.slot(), Reason::RxMalformed));
+    }
+    let target = take::<16, ND_MIN>(ns, ND_TARGET);
+    // SAFETY: copied at once.
+    let bound = match unsafe { IPMP_ADDRS.get(AddrKey::v6(target)) } {
+        Some(info) => info.bound_ifindex,
+        None => return Ok(Some(me.verdict(Action::Pass, Reason::RxPass))),
+    };
+    if bound != me.ifindex {
+        return Ok(Some(me.verdict(Action::Drop, Reason::NsNotBound)));
+    }
+    let na = neighbour_advert(
+        take::<ETH_ALEN, ETH_HLEN>(eth, ETH_SRC),
+        me.info.mac,
+        take::<16, IPV6_HLEN>(ip, IP6_SRC),
+        target,
+    );
+    let failed = Exit::new(me.slot(), Reason::PassError);
+    f.resize(NA_FRAME as u32).map_err(|()| failed)?;
+    f.store(0, &na).map_err(|()| failed)?;
+    Ok(Some(me.verdict(Action::Tx, Reason::NsReply)))
+}
+
+/// The neighbour advertisement answering a solicitation from `solicitor` (`::` for duplicate
+/// address detection) at `requester` for `target`, from this member's `mac`.
+#[inline(always)]
+fn neighbour_advert(
+    requester: [u8; ETH_ALEN],
+    mac: [u8; ETH_ALEN],
+    solicitor: [u8; 16],
+    target: [u8; 16],
+) -> [u8; NA_FRAME] {
+    const IP6: usize = L3;
+    let dad = solicitor == [0u8; 16];
+    // RFC 4861 7.2.4: to the solicitor, or to all-nodes when it had no address yet (DAD), in
+    // which case the answer is unsolicited.
+    let dst = if dad {
+        [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+    } else {
+        solicitor
+    };
+    let flags = if dad {
+        ND_NA_FLAG_OVERRIDE
+    } else {
+        ND_NA_FLAG_SOLICITED | ND_NA_FLAG_OVERRIDE
+    };
+    let mut f = [0u8; NA_FRAME];
+    f[ETH_DST..ETH_DST + ETH_ALEN].copy_from_slice(&requester);
+    f[ETH_SRC..ETH_SRC + ETH_ALEN].copy_from_slice(&mac);
+    f[ETH_PROTO..ETH_PROTO + 2].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+    f[IP6] = 0x60;
+    f[IP6 + IP6_PLEN + 1] = ND_NA_LEN as u8;
+    f[IP6 + IP6_NEXT] = IPPROTO_ICMPV6;
+    f[IP6 + IP6_HOPS] = 255;
+    f[IP6 + IP6_SRC..IP6 + IP6_SRC + 16].copy_from_slice(&target);
+    f[IP6 + IP6_DST..IP6 + IP6_DST + 16].copy_from_slice(&dst);
+    f[ICMP6] = ND_NEIGHBOR_ADVERT;
+    f[ICMP6 + 4] = flags;
+    f[ICMP6 + ND_TARGET..ICMP6 + ND_TARGET + 16].copy_from_slice(&target);
+    f[ICMP6 + 24] = ND_OPT_TARGET_LL;
+    f[ICMP6 + 25] = 1;
+    f[ICMP6 + 26..ICMP6 + 26 + ETH_ALEN].copy_from_slice(&mac);
+    let csum = icmp6_checksum(&f);
+    f[ICMP6 + 2..ICMP6 + 4].copy_from_slice(&csum.to_be_bytes());
+    f
+}
+
+/// ICMPv6 checksum of the NA in `f` (checksum field zero): the pseudo-header (source,
+/// destination, upper-layer length, next header; RFC 8200 8.1) plus the message.
+#[inline(always)]
+fn icmp6_checksum(f: &[u8; NA_FRAME]) -> u16 {
+    let mut sum: u32 = ND_NA_LEN as u32 + u32::from(IPPROTO_ICMPV6);
+    // Source and destination address, then the ICMPv6 message: 16-bit big-endian words.
+    for word in f[L3 + IP6_SRC..].chunks_exact(2) {
+        sum += u32::from(be16([word[0], word[1]]));
+    }
+    crate::frame::fold(sum)
+}
