@@ -1,5 +1,5 @@
 //! Packet builders for fixture tests: Ethernet, ARP, IPv4 (with fragments), IPv6 (with
-//! extension headers), TCP, UDP, ICMP, ICMPv6 and neighbour discovery, all with correct
+//! extension headers), TCP, UDP, ICMP, ICMPv6, neighbour discovery and MLD, all with correct
 //! checksums, plus the checksum arithmetic itself (RFC 1071) so tests can verify what the
 //! programs write.
 
@@ -20,6 +20,9 @@ pub const NEXTHDR_ROUTING: u8 = 43;
 pub const NEXTHDR_FRAGMENT: u8 = 44;
 pub const NEXTHDR_DEST: u8 = 60;
 pub const NEXTHDR_NONE: u8 = 59;
+
+/// ICMPv6 type of a multicast listener query (RFC 2710, RFC 3810).
+pub const MLD_QUERY: u8 = 130;
 
 /// Adds `data` as big-endian 16-bit words to `sum` (an odd last byte is padded with zero).
 pub fn sum16(data: &[u8], mut sum: u32) -> u32 {
@@ -381,6 +384,36 @@ pub fn multicast_mac(addr: Ipv6Addr) -> Mac {
     [0x33, 0x33, o[12], o[13], o[14], o[15]]
 }
 
+/// Ethernet multicast MAC of an IPv4 multicast address (RFC 1112 6.4: 01:00:5e and the low
+/// 23 bits of the group).
+pub fn multicast_mac_v4(addr: Ipv4Addr) -> Mac {
+    let o = addr.octets();
+    [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
+}
+
+/// A hop-by-hop options header (8 bytes) holding a router alert for MLD (RFC 2711, value 0),
+/// as every MLD message carries (RFC 3810 5).
+pub fn ipv6_router_alert(next: u8) -> Vec<u8> {
+    vec![next, 0, 5, 2, 0, 0, 1, 0]
+}
+
+/// An MLDv2 general query (RFC 3810 5.1) from the router `src` to all-nodes, hop limit 1,
+/// behind a hop-by-hop router alert.
+pub fn mld_query(eth_src: Mac, src: Ipv6Addr) -> Vec<u8> {
+    let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    // Maximum response code (10 s), reserved, multicast address ::, S/QRV 2, QQIC 125 s,
+    // no sources.
+    let mut body = 10_000u16.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0, 0]);
+    body.extend_from_slice(&Ipv6Addr::UNSPECIFIED.octets());
+    body.extend_from_slice(&[2, 125, 0, 0]);
+    let mut payload = ipv6_router_alert(IPPROTO_ICMPV6);
+    payload.extend_from_slice(&icmpv6(src, dst, MLD_QUERY, 0, &body));
+    let mut ip = Ipv6::new(src, dst, NEXTHDR_HOP);
+    ip.hop_limit = 1;
+    ip.frame(multicast_mac(dst), eth_src, &payload)
+}
+
 /// A link-layer address option (source or target) for `mac`.
 pub fn nd_ll_option(kind: u8, mac: Mac) -> Vec<u8> {
     let mut o = vec![kind, 1];
@@ -516,6 +549,34 @@ mod tests {
             multicast_mac(solicited_node(a)),
             [0x33, 0x33, 0xff, 0xcd, 0x12, 0x34]
         );
+    }
+
+    #[test]
+    fn ipv4_multicast_mac() {
+        assert_eq!(
+            multicast_mac_v4(Ipv4Addr::new(224, 0, 0, 251)),
+            [0x01, 0x00, 0x5e, 0, 0, 0xfb]
+        );
+        // Only 23 bits of the group survive.
+        assert_eq!(
+            multicast_mac_v4(Ipv4Addr::new(239, 129, 2, 3)),
+            [0x01, 0x00, 0x5e, 0x01, 2, 3]
+        );
+    }
+
+    #[test]
+    fn mld_query_layout() {
+        let s: Ipv6Addr = "fe80::1".parse().unwrap();
+        let all: Ipv6Addr = "ff02::1".parse().unwrap();
+        let f = mld_query([2, 0, 0, 0, 0, 1], s);
+        assert_eq!(f.len(), 14 + 40 + 8 + 28);
+        assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 1]);
+        assert_eq!(f[20], NEXTHDR_HOP);
+        assert_eq!(f[21], 1);
+        assert_eq!(u16::from_be_bytes([f[18], f[19]]), 8 + 28);
+        assert_eq!(f[54], IPPROTO_ICMPV6);
+        assert_eq!(f[62], MLD_QUERY);
+        assert!(icmpv6_checksum_ok(s, all, &f[62..]));
     }
 
     #[test]

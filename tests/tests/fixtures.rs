@@ -1,12 +1,17 @@
-//! Tier 2: packet fixtures for ipmp's three eBPF programs, run with BPF_PROG_TEST_RUN.
+//! Tier 2: packet fixtures for ipmp's four eBPF programs, run with BPF_PROG_TEST_RUN:
+//! `ipmp_tc_egress` on the IPMP interface, and on the members `ipmp_xdp_member` (the member's
+//! answers), `ipmp_tc_ingress` (the answers on members without XDP, and delivery through the
+//! IPMP interface) and `ipmp_tc_member` (egress).
 //!
 //! Each fixture names a program, the device it runs on, map/route tweaks, an input frame, the
-//! expected verdict, the expected output bytes and the expected counters (every counter of
-//! `IPMP_STATS` is compared, so a fixture also proves nothing else was counted). Every fixture
-//! runs in a fresh network namespace (unshared by its own thread) with real veth devices,
-//! addresses and routes, because `bpf_fib_lookup` and the test-run device selection need them,
-//! and with a freshly loaded object (fresh, unpinned maps). Needs root; with CI=true a missing
-//! privilege fails the tests instead of skipping them.
+//! expected verdict, the expected output bytes, the expected counters (every counter of
+//! `IPMP_STATS` is compared, so a fixture also proves nothing else was counted, or that
+//! nothing was) and the expected `IPMP_PROBES` records. Every fixture runs in a fresh network
+//! namespace (unshared by its own thread) with real veth devices, addresses and routes,
+//! because `bpf_fib_lookup` and the test-run device selection need them, and with a freshly
+//! loaded object (fresh, unpinned maps). Redirects are not carried out by a test run: a
+//! redirecting program returns TC_ACT_REDIRECT and sends nothing. Needs root; with CI=true a
+//! missing privilege fails the tests instead of skipping them.
 
 use std::{
     collections::BTreeMap,
@@ -23,10 +28,10 @@ use ipmp::dataplane::EBPF_OBJECT;
 use ipmp_common::{
     AddrInfo, AddrKey, Counter, FAMILY_V4, FAMILY_V6, FlowKey, GROUP_F_NO_ECHO,
     GROUP_F_PROBE_RING_ONLY, GroupInfo, MAP_CONFIG, MAP_PROBES, MAP_TARGETS, MAP_TESTADDRS,
-    MAX_MEMBERS, MEMBER_F_ACTIVE, MEMBER_F_CAST, MemberInfo, PROBE_CFG_F_ENABLED, PROBE_EV_ARP,
-    PROBE_EV_ECHO, PROBE_EV_NA, PROG_TC_EGRESS, PROG_TC_MEMBER, PROG_XDP_MEMBER, ProbeConfig,
-    ProbeEvent, Reason, STATS_ENTRIES, STATS_SLOT_UNKNOWN, TARGET_F_NEIGH, TargetInfo, TargetKey,
-    TestAddrInfo, bucket_index, bucket_of, flow_hash,
+    MAX_MEMBERS, MEMBER_F_ACTIVE, MEMBER_F_CAST, MEMBER_F_XDP, MemberInfo, PROBE_CFG_F_ENABLED,
+    PROBE_EV_ARP, PROBE_EV_ECHO, PROBE_EV_NA, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_TC_MEMBER,
+    PROG_XDP_MEMBER, ProbeConfig, ProbeEvent, Reason, STATS_ENTRIES, STATS_SLOT_UNKNOWN,
+    TARGET_F_NEIGH, TargetInfo, TargetKey, TestAddrInfo, bucket_index, bucket_of, flow_hash,
     packet::{
         ARPOP_REPLY, ARPOP_REQUEST, ETH_P_IPV6, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST,
         ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP,
@@ -37,8 +42,9 @@ use ipmp_common::{
 use ipmp_tests::packets::{
     BROADCAST, Ipv4, Ipv6, Mac, NEXTHDR_DEST, NEXTHDR_FRAGMENT, NEXTHDR_HOP, NEXTHDR_NONE,
     NEXTHDR_ROUTING, Pseudo, arp_frame, ethernet, icmp, icmpv4_checksums_ok, icmpv6,
-    icmpv6_checksum_ok, icmpv6_echo, icmpv6_echo_payload, ipv6_ext, ipv6_fragment, multicast_mac,
-    nd_ll_option, neighbour_advertisement, neighbour_solicitation, pad60, probe_payload, tcp, udp,
+    icmpv6_checksum_ok, icmpv6_echo, icmpv6_echo_payload, ipv6_ext, ipv6_fragment,
+    ipv6_router_alert, mld_query, multicast_mac, multicast_mac_v4, nd_ll_option,
+    neighbour_advertisement, neighbour_solicitation, pad60, probe_payload, tcp, udp,
 };
 use ipmp_tests::testrun::{ProgKind, test_run};
 use nix::sched::CloneFlags;
@@ -55,7 +61,9 @@ const XDP_TX: u32 = 3;
 // --- the lab --------------------------------------------------------------------------------
 
 /// Devices of the lab. `M(0..=2)` are active members of ipmp0 (m0 is the cast member), `M(3)`
-/// is a member of ipmp1, `M(4)` has no member entry.
+/// is a member of ipmp1, `M(4)` has no member entry. Every device is one end of a veth pair;
+/// the peers of ipmp0 and ipmp1 (`ipmp0p`, `ipmp1p`) are where TC ingress sends what enters
+/// through the IPMP interface (`MemberInfo::rx_ifindex`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Dev {
     Ipmp0,
@@ -78,7 +86,8 @@ const PEER_MAC: Mac = [0x02, 0, 0, 0, 0x02, 0x01];
 const PEER4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const PEER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x99);
 
-/// Data addresses: `.10`/`::10` bound to m0, `.11`/`::11` to m1, `.12`/`::12` to no member.
+/// Data addresses of ipmp0: `.10`/`::10` bound to m0, `.11`/`::11` to m1, `.12`/`::12` to no
+/// member.
 const DATA4: [Ipv4Addr; 3] = [
     Ipv4Addr::new(198, 51, 100, 10),
     Ipv4Addr::new(198, 51, 100, 11),
@@ -91,6 +100,9 @@ const DATA6: [Ipv6Addr; 3] = [
 ];
 /// Which member each data address is bound to (`None`: no active member).
 const BOUND: [Option<usize>; 3] = [Some(0), Some(1), None];
+/// Data addresses of ipmp1, bound to m3.
+const DATA1_4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 130);
+const DATA1_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0x10);
 /// Test addresses (member ARP sender override): m0, m1; m2 has none (probe form).
 const TEST4: [Ipv4Addr; 2] = [
     Ipv4Addr::new(198, 51, 100, 20),
@@ -155,12 +167,19 @@ enum Tweak {
     ProbingOff,
     /// `IPMP_CONFIG` matches only the high byte of the echo id (in.mpathd's per-member ids).
     SaltedIds,
+    /// Every member entry has MEMBER_F_XDP (XDP gives the answers; TC ingress only delivers).
+    XdpMembers,
+    /// Every member entry has rx_ifindex 0 (the IPMP interface's peer is not known yet).
+    NoIpmpPeer,
 }
 
 /// Real devices in the current thread's network namespace.
 struct Lab {
     ipmp0: u32,
     ipmp1: u32,
+    /// The veth peers of ipmp0 and ipmp1.
+    ipmp0_peer: u32,
+    ipmp1_peer: u32,
     members: [u32; MEMBERS],
 }
 
@@ -211,6 +230,8 @@ impl Lab {
         Ok(Self {
             ipmp0: index("ipmp0")?,
             ipmp1: index("ipmp1")?,
+            ipmp0_peer: index("ipmp0p")?,
+            ipmp1_peer: index("ipmp1p")?,
             members,
         })
     }
@@ -267,6 +288,7 @@ fn privileged(test: &str) -> bool {
 enum Prog {
     TcEgress,
     XdpMember,
+    TcIngress,
     TcMember,
 }
 
@@ -275,6 +297,7 @@ impl Prog {
         match self {
             Prog::TcEgress => PROG_TC_EGRESS,
             Prog::XdpMember => PROG_XDP_MEMBER,
+            Prog::TcIngress => PROG_TC_INGRESS,
             Prog::TcMember => PROG_TC_MEMBER,
         }
     }
@@ -314,7 +337,7 @@ impl Session {
 
     fn run(&mut self, prog: Prog, on: Dev, input: &[u8]) -> Result<Run> {
         let kind = match prog {
-            Prog::TcEgress | Prog::TcMember => ProgKind::Tc,
+            Prog::TcEgress | Prog::TcIngress | Prog::TcMember => ProgKind::Tc,
             Prog::XdpMember => ProgKind::Xdp,
         };
         let ifindex = self.lab.ifindex(on);
@@ -325,7 +348,7 @@ impl Session {
         })
     }
 
-    /// The records XDP wrote into `IPMP_PROBES` (consumed).
+    /// The records the member programs wrote into `IPMP_PROBES` (consumed).
     fn probe_events(&mut self) -> Result<Vec<ProbeEvent>> {
         let mut ring = RingBuf::try_from(
             self.ebpf
@@ -375,7 +398,7 @@ fn load_program(ebpf: &mut Ebpf, prog: Prog) -> Result<()> {
         .program_mut(prog.name())
         .ok_or_else(|| anyhow!("no program {}", prog.name()))?;
     let loaded = match prog {
-        Prog::TcEgress | Prog::TcMember => {
+        Prog::TcEgress | Prog::TcIngress | Prog::TcMember => {
             let p: &mut SchedClassifier = program.try_into()?;
             p.load()
         }
@@ -451,27 +474,37 @@ fn fill_maps(ebpf: &mut Ebpf, lab: &Lab, tweaks: &[Tweak]) -> Result<()> {
             MEMBER_F_ACTIVE
         };
         let arp_src = |a: Option<Ipv4Addr>| a.map_or(0, |a| u32::from_ne_bytes(a.octets()));
+        let xdp = if has(Tweak::XdpMembers) {
+            MEMBER_F_XDP
+        } else {
+            0
+        };
+        let peer = |group: (u32, Mac)| {
+            if has(Tweak::NoIpmpPeer) { 0 } else { group.0 }
+        };
+        let ipmp0 = (lab.ipmp0_peer, IPMP0_MAC);
+        let ipmp1 = (lab.ipmp1_peer, IPMP1_MAC);
         let entries = [
             (
                 0,
                 lab.ipmp0,
                 active | MEMBER_F_CAST,
                 arp_src(Some(TEST4[0])),
+                ipmp0,
             ),
-            (1, lab.ipmp0, active, arp_src(Some(TEST4[1]))),
-            (2, lab.ipmp0, active, arp_src(None)),
-            (3, lab.ipmp1, MEMBER_F_ACTIVE | MEMBER_F_CAST, 0),
+            (1, lab.ipmp0, active, arp_src(Some(TEST4[1])), ipmp0),
+            (2, lab.ipmp0, active, arp_src(None), ipmp0),
+            (3, lab.ipmp1, MEMBER_F_ACTIVE | MEMBER_F_CAST, 0, ipmp1),
         ];
-        for (i, group_ifindex, flags, arp_src) in entries {
+        for (i, group_ifindex, flags, arp_src, ipmp) in entries {
             let info = MemberInfo {
                 group_ifindex,
                 stats_slot: i as u32,
-                flags,
+                flags: flags | xdp,
                 arp_src,
-                // Not exercised here yet: no peer of the IPMP interface in this lab.
-                rx_ifindex: 0,
+                rx_ifindex: peer(ipmp),
                 mac: MEMBER_MAC[i],
-                ipmp_mac: [0; 6],
+                ipmp_mac: ipmp.1,
             };
             members.insert(m(i), info, 0)?;
         }
@@ -513,6 +546,12 @@ fn fill_maps(ebpf: &mut Ebpf, lab: &Lab, tweaks: &[Tweak]) -> Result<()> {
             addrs.insert(AddrKey::v4(DATA4[i].octets()), info, 0)?;
             addrs.insert(AddrKey::v6(DATA6[i].octets()), info, 0)?;
         }
+        let info = AddrInfo {
+            group_ifindex: lab.ipmp1,
+            bound_ifindex: m(3),
+        };
+        addrs.insert(AddrKey::v4(DATA1_4.octets()), info, 0)?;
+        addrs.insert(AddrKey::v6(DATA1_6.octets()), info, 0)?;
     }
     {
         let mut tests: HashMap<_, AddrKey, TestAddrInfo> = HashMap::try_from(
@@ -620,6 +659,13 @@ impl Fixture {
     fn expect(mut self, verdict: u32, slot: u32, reason: Reason) -> Self {
         self.verdict = verdict;
         self.counts.push((slot, reason));
+        self
+    }
+
+    /// Expects `verdict` with no counter at all.
+    fn expect_uncounted(mut self, verdict: u32) -> Self {
+        self.verdict = verdict;
+        self.counts.clear();
         self
     }
 
@@ -1283,14 +1329,33 @@ fn tc_egress_fixtures() -> Result<()> {
 
 // --- XDP on members -------------------------------------------------------------------------
 
-fn xdp(what: &str, on: usize, frame: Vec<u8>, verdict: u32, reason: Reason) -> Fixture {
-    let slot = if on < 4 {
+/// The counter slot of member `on` (m4 has no member entry).
+fn member_slot(on: usize) -> u32 {
+    if on < 4 {
         on as u32
     } else {
         STATS_SLOT_UNKNOWN
-    };
-    Fixture::new(format!("m{on}: {what}"), Prog::XdpMember, Dev::M(on), frame)
-        .expect(verdict, slot, reason)
+    }
+}
+
+fn xdp(what: &str, on: usize, frame: Vec<u8>, verdict: u32, reason: Reason) -> Fixture {
+    Fixture::new(format!("m{on}: {what}"), Prog::XdpMember, Dev::M(on), frame).expect(
+        verdict,
+        member_slot(on),
+        reason,
+    )
+}
+
+/// A frame that is not XDP's business (`member::respond` has no answer for it): passed on to
+/// TC ingress, which delivers and counts it; XDP counts nothing.
+fn xdp_leaves(what: &str, on: usize, frame: Vec<u8>) -> Fixture {
+    Fixture::new(
+        format!("m{on}: {what} (left to TC ingress)"),
+        Prog::XdpMember,
+        Dev::M(on),
+        frame,
+    )
+    .expect_uncounted(XDP_PASS)
 }
 
 fn arp_request(spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
@@ -1608,12 +1673,10 @@ fn xdp_member_table() -> Vec<Fixture> {
             &udp(Pseudo::V4(PEER4, dst), 67, 68, b"dhcp"),
         )
     };
-    t.push(xdp(
+    t.push(xdp_leaves(
         "IPv4 broadcast on the cast member",
         0,
         bcast.clone(),
-        XDP_PASS,
-        Reason::CastPass,
     ));
     t.push(xdp(
         "IPv4 broadcast on a non-cast member",
@@ -1630,12 +1693,10 @@ fn xdp_member_table() -> Vec<Fixture> {
             &icmpv6_echo(sol, dst, ICMPV6_ECHO_REQUEST, 9, 9),
         )
     };
-    t.push(xdp(
+    t.push(xdp_leaves(
         "IPv6 multicast echo on the cast member",
         0,
         mcast.clone(),
-        XDP_PASS,
-        Reason::CastPass,
     ));
     t.push(xdp(
         "IPv6 multicast echo on a non-cast member",
@@ -1662,25 +1723,21 @@ fn xdp_member_table() -> Vec<Fixture> {
         PEER_MAC,
         &tcp(Pseudo::V4(PEER4, d1), 443, 40000, b"data"),
     );
-    t.push(xdp(
+    t.push(xdp_leaves(
         "IPv4 unicast on a non-cast member",
         1,
         uni.clone(),
-        XDP_PASS,
-        Reason::RxPass,
     ));
     let uni6 = Ipv6::new(sol, t0, IPPROTO_UDP).frame(
         MEMBER_MAC[0],
         PEER_MAC,
         &udp(Pseudo::V6(sol, t0), 53, 40000, b"dns"),
     );
-    t.push(xdp("IPv6 unicast", 0, uni6, XDP_PASS, Reason::RxPass));
-    t.push(xdp(
+    t.push(xdp_leaves("IPv6 unicast", 0, uni6));
+    t.push(xdp_leaves(
         "Ethernet header only",
         1,
         ethernet(MEMBER_MAC[1], PEER_MAC, ETH_P_IPV6, &[]),
-        XDP_PASS,
-        Reason::RxPass,
     ));
     t.push(xdp(
         "not a member",
@@ -1871,19 +1928,15 @@ fn xdp_probe_table() -> Vec<Fixture> {
         )))
         .check(echo4_checksums),
     );
-    t.push(xdp(
+    t.push(xdp_leaves(
         "echo request to a data address bound to m1",
         0,
         echo4_request(0, d1, 1, 1),
-        XDP_PASS,
-        Reason::EchoPass,
     ));
-    t.push(xdp(
+    t.push(xdp_leaves(
         "echo request to a data address bound to no member",
         2,
         echo4_request(2, d2, 1, 1),
-        XDP_PASS,
-        Reason::EchoPass,
     ));
     t.push(xdp(
         "echo request to m1's test address",
@@ -1892,45 +1945,37 @@ fn xdp_probe_table() -> Vec<Fixture> {
         XDP_PASS,
         Reason::EchoPass,
     ));
-    t.push(xdp(
+    t.push(xdp_leaves(
         "echo request to an unknown address",
         0,
         echo4_request(0, Ipv4Addr::new(198, 51, 100, 77), 1, 1),
-        XDP_PASS,
-        Reason::RxPass,
     ));
     t.push(
-        xdp(
+        xdp_leaves(
             "echo request to a data address bound here, echo off",
             0,
             echo4_request(0, d0, 1, 1),
-            XDP_PASS,
-            Reason::RxPass,
         )
         .tweak(Tweak::EchoOff),
     );
     t.push(
-        xdp(
+        xdp_leaves(
             "echo request to the test address, echo off",
             1,
             echo4_request(1, TEST4[1], 1, 1),
-            XDP_PASS,
-            Reason::RxPass,
         )
         .tweak(Tweak::EchoOff),
     );
     let mut other_mac = echo4_request(0, d0, 1, 1);
     other_mac[0..6].copy_from_slice(&MEMBER_MAC[1]);
-    t.push(xdp(
+    t.push(xdp_leaves(
         "echo request for a data address bound here, to another MAC",
         0,
         other_mac,
-        XDP_PASS,
-        Reason::RxPass,
     ));
     let mut rr = Ipv4::new(PEER4, d0, IPPROTO_ICMP);
     rr.options = vec![7, 7, 4, 0, 0, 0, 0, 0]; // record route: IHL 7
-    t.push(xdp(
+    t.push(xdp_leaves(
         "echo request with IP options (left to the stack)",
         0,
         rr.frame(
@@ -1938,12 +1983,10 @@ fn xdp_probe_table() -> Vec<Fixture> {
             PEER_MAC,
             &icmp(ICMP_ECHO_REQUEST, 0, 1, 1, b"x"),
         ),
-        XDP_PASS,
-        Reason::RxPass,
     ));
     let mut frag = Ipv4::new(PEER4, d0, IPPROTO_ICMP);
     frag.more_fragments = true;
-    t.push(xdp(
+    t.push(xdp_leaves(
         "first fragment of an echo request (left to the stack)",
         0,
         frag.frame(
@@ -1951,20 +1994,16 @@ fn xdp_probe_table() -> Vec<Fixture> {
             PEER_MAC,
             &icmp(ICMP_ECHO_REQUEST, 0, 1, 1, &[0; 16]),
         ),
-        XDP_PASS,
-        Reason::RxPass,
     ));
     let mcast_src = Ipv4::new(Ipv4Addr::new(224, 0, 0, 5), d0, IPPROTO_ICMP).frame(
         MEMBER_MAC[0],
         PEER_MAC,
         &icmp(ICMP_ECHO_REQUEST, 0, 1, 1, b"x"),
     );
-    t.push(xdp(
+    t.push(xdp_leaves(
         "echo request from a multicast source",
         0,
         mcast_src,
-        XDP_PASS,
-        Reason::RxPass,
     ));
     let full = echo4_request(0, d0, 1, 1);
     t.push(xdp(
@@ -1981,7 +2020,7 @@ fn xdp_probe_table() -> Vec<Fixture> {
         XDP_PASS,
         Reason::RxMalformed,
     ));
-    t.push(xdp(
+    t.push(xdp_leaves(
         "ICMP timestamp request to a data address bound here",
         0,
         Ipv4::new(PEER4, d0, IPPROTO_ICMP).frame(
@@ -1989,8 +2028,6 @@ fn xdp_probe_table() -> Vec<Fixture> {
             PEER_MAC,
             &icmp(13, 0, 1, 1, &[0; 12]),
         ),
-        XDP_PASS,
-        Reason::RxPass,
     ));
 
     // Echo requests (IPv6).
@@ -2017,19 +2054,15 @@ fn xdp_probe_table() -> Vec<Fixture> {
         .output(echo6_answer(0, peer_ll, TEST6, 0x1234, 0x8000))
         .check(echo6_checksum),
     );
-    t.push(xdp(
+    t.push(xdp_leaves(
         "v6 echo request to a data address bound to m0",
         1,
         echo6_request(1, PEER6, t0, 1, 1),
-        XDP_PASS,
-        Reason::EchoPass,
     ));
-    t.push(xdp(
+    t.push(xdp_leaves(
         "v6 echo request to a data address bound to no member",
         1,
         echo6_request(1, PEER6, t2, 1, 1),
-        XDP_PASS,
-        Reason::EchoPass,
     ));
     t.push(xdp(
         "v6 echo request to m0's test address",
@@ -2038,7 +2071,7 @@ fn xdp_probe_table() -> Vec<Fixture> {
         XDP_PASS,
         Reason::EchoPass,
     ));
-    t.push(xdp(
+    t.push(xdp_leaves(
         "v6 echo request to an unknown address",
         1,
         echo6_request(
@@ -2048,16 +2081,12 @@ fn xdp_probe_table() -> Vec<Fixture> {
             1,
             1,
         ),
-        XDP_PASS,
-        Reason::RxPass,
     ));
     t.push(
-        xdp(
+        xdp_leaves(
             "v6 echo request to a data address bound here, echo off",
             1,
             echo6_request(1, PEER6, t1, 1, 1),
-            XDP_PASS,
-            Reason::RxPass,
         )
         .tweak(Tweak::EchoOff),
     );
@@ -2074,12 +2103,10 @@ fn xdp_probe_table() -> Vec<Fixture> {
         p.extend_from_slice(&icmpv6_echo(PEER6, t0, ICMPV6_ECHO_REQUEST, 1, 1));
         Ipv6::new(PEER6, t0, NEXTHDR_DEST).frame(MEMBER_MAC[0], PEER_MAC, &p)
     };
-    t.push(xdp(
+    t.push(xdp_leaves(
         "v6 echo request behind a destination options header (left to the stack)",
         0,
         behind_ext,
-        XDP_PASS,
-        Reason::RxPass,
     ));
 
     // Replies to the daemon's probes.
@@ -2149,12 +2176,10 @@ fn xdp_probe_table() -> Vec<Fixture> {
         )
         .tweak(Tweak::RingOnly),
     );
-    t.push(xdp(
+    t.push(xdp_leaves(
         "echo reply with another id (someone's ping)",
         0,
         probe4_reply(PEER4, TEST4[0], PROBE_ID + 1, COOKIE, seq),
-        XDP_PASS,
-        Reason::RxPass,
     ));
     let mut salted = echo_event(FAMILY_V4, v4_16(PEER4), v4_16(TEST4[0]), seq);
     salted.id = u32::from(PROBE_ID & 0xff00 | 0x07);
@@ -2170,16 +2195,14 @@ fn xdp_probe_table() -> Vec<Fixture> {
         .event(salted),
     );
     t.push(
-        xdp(
+        xdp_leaves(
             "echo reply with another salt under the salt mask",
             0,
             probe4_reply(PEER4, TEST4[0], PROBE_ID ^ 0x0100, COOKIE, seq),
-            XDP_PASS,
-            Reason::RxPass,
         )
         .tweak(Tweak::SaltedIds),
     );
-    t.push(xdp(
+    t.push(xdp_leaves(
         "echo reply with the daemon's id but no probe payload",
         0,
         Ipv4::new(PEER4, TEST4[0], IPPROTO_ICMP).frame(
@@ -2187,27 +2210,21 @@ fn xdp_probe_table() -> Vec<Fixture> {
             PEER_MAC,
             &icmp(ICMP_ECHO_REPLY, 0, PROBE_ID, 1, &[0x55; 40]),
         ),
-        XDP_PASS,
-        Reason::RxPass,
     ));
     let mut short = probe4_reply(PEER4, TEST4[0], PROBE_ID, COOKIE ^ 1, seq);
     // The IP total length ends the packet before the payload's cookie; the rest is padding.
     short.truncate(14 + 20 + 8 + 32);
     short[16..18].copy_from_slice(&(20u16 + 8 + 4).to_be_bytes());
-    t.push(xdp(
+    t.push(xdp_leaves(
         "echo reply whose IP length ends inside the probe payload",
         0,
         short,
-        XDP_PASS,
-        Reason::RxPass,
     ));
     t.push(
-        xdp(
+        xdp_leaves(
             "probe reply while the daemon does not probe",
             0,
             probe4_reply(PEER4, TEST4[0], PROBE_ID, COOKIE, seq),
-            XDP_PASS,
-            Reason::RxPass,
         )
         .tweak(Tweak::ProbingOff),
     );
@@ -2329,16 +2346,926 @@ fn xdp_probe_fixtures() -> Result<()> {
     run_table("xdp_probe_fixtures", xdp_probe_table())
 }
 
+// --- TC ingress on members ------------------------------------------------------------------
+
+fn tc_in(what: &str, on: usize, frame: Vec<u8>, verdict: u32, reason: Reason) -> Fixture {
+    Fixture::new(format!("m{on}: {what}"), Prog::TcIngress, Dev::M(on), frame).expect(
+        verdict,
+        member_slot(on),
+        reason,
+    )
+}
+
+/// The MAC of member `on`'s IPMP interface (`MemberInfo::ipmp_mac`): m3 is ipmp1's.
+fn ipmp_mac_of(on: usize) -> Mac {
+    if on == 3 { IPMP1_MAC } else { IPMP0_MAC }
+}
+
+/// Unicast for a data address of the member's group: redirected into the IPMP interface's
+/// peer, readdressed to the IPMP interface's MAC, nothing else changed.
+fn rx_ipmp(what: &str, on: usize, frame: Vec<u8>) -> Fixture {
+    let mut readdressed = frame.clone();
+    readdressed[0..6].copy_from_slice(&ipmp_mac_of(on));
+    tc_in(
+        &format!("{what} → IPMP interface"),
+        on,
+        frame,
+        TC_ACT_REDIRECT,
+        Reason::RxToIpmp,
+    )
+    .output(readdressed)
+}
+
+/// Broadcast or multicast IP on the cast member: redirected into the IPMP interface's peer
+/// with its group MAC.
+fn cast_ipmp(what: &str, on: usize, frame: Vec<u8>) -> Fixture {
+    tc_in(
+        &format!("{what} → IPMP interface"),
+        on,
+        frame,
+        TC_ACT_REDIRECT,
+        Reason::CastToIpmp,
+    )
+}
+
+/// A TCP segment from the peer (`src`) to `dst`, sent to `eth_dst`.
+fn peer_tcp4(eth_dst: Mac, dst: Ipv4Addr) -> Vec<u8> {
+    Ipv4::new(PEER4, dst, IPPROTO_TCP).frame(
+        eth_dst,
+        PEER_MAC,
+        &tcp(Pseudo::V4(PEER4, dst), 40000, 443, b"inbound"),
+    )
+}
+
+fn peer_udp4(eth_dst: Mac, dst: Ipv4Addr) -> Vec<u8> {
+    Ipv4::new(PEER4, dst, IPPROTO_UDP).frame(
+        eth_dst,
+        PEER_MAC,
+        &udp(Pseudo::V4(PEER4, dst), 40000, 53, b"inbound"),
+    )
+}
+
+fn peer_tcp6(eth_dst: Mac, src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
+    Ipv6::new(src, dst, IPPROTO_TCP).frame(
+        eth_dst,
+        PEER_MAC,
+        &tcp(Pseudo::V6(src, dst), 40000, 443, b"inbound"),
+    )
+}
+
+fn peer_udp6(eth_dst: Mac, src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
+    Ipv6::new(src, dst, IPPROTO_UDP).frame(
+        eth_dst,
+        PEER_MAC,
+        &udp(Pseudo::V6(src, dst), 40000, 53, b"inbound"),
+    )
+}
+
+/// The peer's link-local address, and a router's on the link.
+const PEER_LL6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x99);
+const ROUTER_LL6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// An ND message of `kind` from `src` to all-nodes (router advertisement, unsolicited NA).
+fn nd_to_all_nodes(src: Ipv6Addr, kind: u8, flags: u8) -> Vec<u8> {
+    let mut ip = Ipv6::new(src, ALL_NODES, IPPROTO_ICMPV6);
+    ip.hop_limit = 255;
+    let mut body = vec![flags, 0, 0, 0];
+    body.extend_from_slice(&[0u8; 16]);
+    body.extend_from_slice(&nd_ll_option(1, PEER_MAC));
+    ip.frame(
+        multicast_mac(ALL_NODES),
+        PEER_MAC,
+        &icmpv6(src, ALL_NODES, kind, 0, &body),
+    )
+}
+
+/// A UDP datagram from the peer to the IPv4 broadcast or multicast address `dst` (to `eth_dst`).
+fn peer_cast4(eth_dst: Mac, dst: Ipv4Addr, port: u16) -> Vec<u8> {
+    Ipv4::new(PEER4, dst, IPPROTO_UDP).frame(
+        eth_dst,
+        PEER_MAC,
+        &udp(Pseudo::V4(PEER4, dst), port, port, b"to everyone"),
+    )
+}
+
+fn peer_cast6(src: Ipv6Addr, dst: Ipv6Addr, port: u16) -> Vec<u8> {
+    Ipv6::new(src, dst, IPPROTO_UDP).frame(
+        multicast_mac(dst),
+        PEER_MAC,
+        &udp(Pseudo::V6(src, dst), port, port, b"to everyone"),
+    )
+}
+
+/// LLDP to the nearest-bridge group address: not IP.
+fn lldp() -> Vec<u8> {
+    ethernet(
+        [0x01, 0x80, 0xc2, 0, 0, 0x0e],
+        PEER_MAC,
+        0x88cc,
+        &[0x02; 46],
+    )
+}
+
+/// What `member::deliver` decides, the same with and without `MEMBER_F_XDP`: with it, TC
+/// ingress runs `deliver` alone; without, after `member::respond` found nothing to answer.
+fn delivery_rows(xdp: bool) -> Vec<Fixture> {
+    let mut t = Vec::new();
+    let [d0, d1, d2] = DATA4;
+    let [t0, t1, t2] = DATA6;
+    let mac = MEMBER_MAC;
+    // Unicast for a data address of the group, wherever it is bound.
+    t.push(rx_ipmp(
+        "v4 TCP to a data address bound here",
+        0,
+        peer_tcp4(mac[0], d0),
+    ));
+    t.push(rx_ipmp(
+        "v4 UDP to a data address bound here",
+        0,
+        peer_udp4(mac[0], d0),
+    ));
+    t.push(rx_ipmp(
+        "v4 TCP to a data address bound to m0",
+        1,
+        peer_tcp4(mac[1], d0),
+    ));
+    t.push(rx_ipmp(
+        "v4 UDP to a data address bound to m0",
+        2,
+        peer_udp4(mac[2], d0),
+    ));
+    t.push(rx_ipmp(
+        "v4 TCP to a data address bound to no member",
+        2,
+        peer_tcp4(mac[2], d2),
+    ));
+    t.push(rx_ipmp(
+        "v4 UDP to a data address bound to no member",
+        0,
+        peer_udp4(mac[0], d2),
+    ));
+    t.push(rx_ipmp(
+        "v6 TCP to a data address bound here",
+        1,
+        peer_tcp6(mac[1], PEER6, t1),
+    ));
+    t.push(rx_ipmp(
+        "v6 UDP to a data address bound here",
+        0,
+        peer_udp6(mac[0], PEER6, t0),
+    ));
+    t.push(rx_ipmp(
+        "v6 TCP to a data address bound to m1",
+        0,
+        peer_tcp6(mac[0], PEER6, t1),
+    ));
+    t.push(rx_ipmp(
+        "v6 UDP to a data address bound to m0",
+        2,
+        peer_udp6(mac[2], PEER6, t0),
+    ));
+    t.push(rx_ipmp(
+        "v6 TCP to a data address bound to no member",
+        0,
+        peer_tcp6(mac[0], PEER6, t2),
+    ));
+    t.push(rx_ipmp(
+        "v6 UDP to a data address bound to no member",
+        1,
+        peer_udp6(mac[1], PEER6, t2),
+    ));
+    t.push(rx_ipmp(
+        "second group: v4 TCP to its data address",
+        3,
+        peer_tcp4(mac[3], DATA1_4),
+    ));
+    t.push(rx_ipmp(
+        "second group: v6 UDP to its data address",
+        3,
+        peer_udp6(mac[3], PEER6, DATA1_6),
+    ));
+    let middle = {
+        let mut ip = Ipv4::new(PEER4, d0, IPPROTO_UDP);
+        ip.more_fragments = true;
+        ip.frag_offset = 2;
+        ip.frame(mac[0], PEER_MAC, &[0xab; 16])
+    };
+    t.push(rx_ipmp(
+        "v4 non-first fragment to a data address",
+        0,
+        middle,
+    ));
+    let last6 = {
+        let mut p = ipv6_fragment(IPPROTO_UDP, 2, false, 0xfeed);
+        p.extend_from_slice(&[0xcd; 16]);
+        Ipv6::new(PEER6, t0, NEXTHDR_FRAGMENT).frame(mac[0], PEER_MAC, &p)
+    };
+    t.push(rx_ipmp("v6 non-first fragment to a data address", 0, last6));
+    let first_echo = {
+        let mut ip = Ipv4::new(PEER4, d0, IPPROTO_ICMP);
+        ip.more_fragments = true;
+        ip.frame(
+            mac[0],
+            PEER_MAC,
+            &icmp(ICMP_ECHO_REQUEST, 0, 1, 1, &[0; 16]),
+        )
+    };
+    t.push(rx_ipmp(
+        "first fragment of an echo request to a data address",
+        0,
+        first_echo,
+    ));
+    let mut rr = Ipv4::new(PEER4, d0, IPPROTO_ICMP);
+    rr.options = vec![7, 7, 4, 0, 0, 0, 0, 0]; // record route: IHL 7
+    t.push(rx_ipmp(
+        "echo request with IP options to a data address",
+        0,
+        rr.frame(mac[0], PEER_MAC, &icmp(ICMP_ECHO_REQUEST, 0, 1, 1, b"x")),
+    ));
+    t.push(rx_ipmp(
+        "echo request to a data address bound to m1",
+        0,
+        echo4_request(0, d1, 1, 1),
+    ));
+    t.push(rx_ipmp(
+        "v6 echo request to a data address bound to no member",
+        2,
+        echo6_request(2, PEER6, t2, 1, 1),
+    ));
+
+    // Unicast that stays on the member.
+    let pass = |what: &str, on: usize, frame: Vec<u8>| {
+        tc_in(
+            &format!("{what} stays on the member"),
+            on,
+            frame,
+            TC_ACT_OK,
+            Reason::RxPass,
+        )
+    };
+    t.push(pass(
+        "v4 to a data address, to another MAC",
+        0,
+        peer_tcp4(mac[1], d0),
+    ));
+    t.push(pass(
+        "v6 to a data address, to another MAC",
+        1,
+        peer_udp6(mac[0], PEER6, t1),
+    ));
+    t.push(pass("v4 to a foreign address", 0, peer_tcp4(mac[0], FAR4)));
+    t.push(pass(
+        "v6 to a foreign address",
+        1,
+        peer_udp6(mac[1], PEER6, FAR6),
+    ));
+    t.push(pass(
+        "v4 to a data address of the other group",
+        0,
+        peer_tcp4(mac[0], DATA1_4),
+    ));
+    t.push(pass(
+        "v6 to a data address of the other group",
+        1,
+        peer_udp6(mac[1], PEER6, DATA1_6),
+    ));
+    t.push(pass(
+        "second group: v4 to a data address of ipmp0",
+        3,
+        peer_tcp4(mac[3], d0),
+    ));
+    t.push(pass(
+        "v4 to the member's test address",
+        0,
+        peer_tcp4(mac[0], TEST4[0]),
+    ));
+    t.push(pass(
+        "v4 to another member's test address",
+        0,
+        peer_udp4(mac[0], TEST4[1]),
+    ));
+    t.push(pass(
+        "v6 to the member's link-local test address",
+        0,
+        peer_udp6(mac[0], PEER_LL6, TEST6),
+    ));
+    t.push(
+        pass(
+            "echo request to the test address, echo off",
+            1,
+            echo4_request(1, TEST4[1], 1, 1),
+        )
+        .tweak(Tweak::EchoOff),
+    );
+
+    // Broadcast and multicast: through the IPMP interface from the cast member only.
+    let bcast = peer_cast4(BROADCAST, Ipv4Addr::new(198, 51, 100, 255), 138);
+    let limited = peer_cast4(BROADCAST, Ipv4Addr::BROADCAST, 67);
+    let mdns4 = Ipv4Addr::new(224, 0, 0, 251);
+    let mcast4 = peer_cast4(multicast_mac_v4(mdns4), mdns4, 5353);
+    let mcast6 = Ipv6::new(PEER_LL6, ALL_NODES, IPPROTO_ICMPV6).frame(
+        multicast_mac(ALL_NODES),
+        PEER_MAC,
+        &icmpv6_echo(PEER_LL6, ALL_NODES, ICMPV6_ECHO_REQUEST, 9, 9),
+    );
+    let global6 = peer_cast6(PEER6, Ipv6Addr::new(0xff0e, 0, 0, 0, 0, 0, 0, 0x101), 123);
+    let query = mld_query(PEER_MAC, ROUTER_LL6);
+    let report = {
+        let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16);
+        let mut p = ipv6_router_alert(IPPROTO_ICMPV6);
+        p.extend_from_slice(&icmpv6(PEER_LL6, dst, 143, 0, &[0; 4]));
+        let mut ip = Ipv6::new(PEER_LL6, dst, NEXTHDR_HOP);
+        ip.hop_limit = 1;
+        ip.frame(multicast_mac(dst), PEER_MAC, &p)
+    };
+    let casts = [
+        ("IPv4 subnet broadcast", bcast, 1),
+        ("IPv4 limited broadcast", limited, 2),
+        ("IPv4 multicast (mDNS)", mcast4, 2),
+        ("IPv6 multicast echo to ff02::1", mcast6, 1),
+        ("IPv6 global-scope multicast (ff0e::101)", global6, 2),
+        ("MLDv2 general query (hop-by-hop)", query, 1),
+        ("MLDv2 report (hop-by-hop)", report, 2),
+    ];
+    for (what, frame, other) in casts {
+        t.push(cast_ipmp(
+            &format!("{what} on the cast member"),
+            0,
+            frame.clone(),
+        ));
+        t.push(tc_in(
+            &format!("{what} on a non-cast member"),
+            other,
+            frame,
+            TC_ACT_SHOT,
+            Reason::CastDrop,
+        ));
+    }
+    t.push(cast_ipmp(
+        "second group: IPv4 broadcast on its cast member",
+        3,
+        peer_cast4(BROADCAST, Ipv4Addr::new(203, 0, 113, 255), 138),
+    ));
+    t.push(tc_in(
+        "LLDP (not IP) on the cast member",
+        0,
+        lldp(),
+        TC_ACT_OK,
+        Reason::CastPass,
+    ));
+
+    // The IPMP interface's peer not known yet: the frame stays on the member.
+    t.push(
+        tc_in(
+            "v4 TCP to a data address bound here, no IPMP peer",
+            0,
+            peer_tcp4(mac[0], d0),
+            TC_ACT_OK,
+            Reason::PassError,
+        )
+        .tweak(Tweak::NoIpmpPeer),
+    );
+    t.push(
+        tc_in(
+            "v6 UDP to a data address bound to m0, no IPMP peer",
+            1,
+            peer_udp6(mac[1], PEER6, t0),
+            TC_ACT_OK,
+            Reason::PassError,
+        )
+        .tweak(Tweak::NoIpmpPeer),
+    );
+    t.push(
+        tc_in(
+            "IPv4 broadcast on the cast member, no IPMP peer",
+            0,
+            peer_cast4(BROADCAST, Ipv4Addr::new(198, 51, 100, 255), 138),
+            TC_ACT_OK,
+            Reason::PassError,
+        )
+        .tweak(Tweak::NoIpmpPeer),
+    );
+    t.push(
+        tc_in(
+            "v4 to a foreign address, no IPMP peer",
+            0,
+            peer_tcp4(mac[0], FAR4),
+            TC_ACT_OK,
+            Reason::RxPass,
+        )
+        .tweak(Tweak::NoIpmpPeer),
+    );
+    if xdp {
+        t = t
+            .into_iter()
+            .map(|mut f| {
+                f.what = format!("XDP on, {}", f.what);
+                f.tweak(Tweak::XdpMembers)
+            })
+            .collect();
+    }
+    t
+}
+
+fn tc_ingress_table() -> Vec<Fixture> {
+    let mut t = delivery_rows(false);
+    let [d0, d1, d2] = DATA4;
+    let [t0, t1, _] = DATA6;
+
+    // The member's answers (`member::respond`), as at XDP; answers leave through the member.
+    t.push(
+        tc_in(
+            "ARP request for an address bound here",
+            0,
+            arp_request(PEER4, d0),
+            TC_ACT_REDIRECT,
+            Reason::ArpReply,
+        )
+        .output(arp_reply(0, PEER4, d0)),
+    );
+    t.push(
+        tc_in(
+            "ARP request bound here (unpadded)",
+            1,
+            arp_frame(BROADCAST, ARPOP_REQUEST, PEER_MAC, PEER4, [0; 6], d1),
+            TC_ACT_REDIRECT,
+            Reason::ArpReply,
+        )
+        .output(arp_reply(1, PEER4, d1)[..42].to_vec()),
+    );
+    let unicast_arp = |on: usize, tpa: Ipv4Addr| {
+        pad60(arp_frame(
+            MEMBER_MAC[on],
+            ARPOP_REQUEST,
+            PEER_MAC,
+            PEER4,
+            MEMBER_MAC[on],
+            tpa,
+        ))
+    };
+    t.push(
+        tc_in(
+            "unicast ARP request for an address bound here",
+            0,
+            unicast_arp(0, d0),
+            TC_ACT_REDIRECT,
+            Reason::ArpReply,
+        )
+        .output(arp_reply(0, PEER4, d0)),
+    );
+    t.push(
+        tc_in(
+            "ARP request for an address bound here, no IPMP peer (answers need none)",
+            0,
+            arp_request(PEER4, d0),
+            TC_ACT_REDIRECT,
+            Reason::ArpReply,
+        )
+        .tweak(Tweak::NoIpmpPeer)
+        .output(arp_reply(0, PEER4, d0)),
+    );
+    t.push(tc_in(
+        "ARP request for an address bound to m1",
+        0,
+        arp_request(PEER4, d1),
+        TC_ACT_SHOT,
+        Reason::ArpNotBound,
+    ));
+    t.push(tc_in(
+        "ARP request for an address bound to no member",
+        2,
+        arp_request(PEER4, d2),
+        TC_ACT_SHOT,
+        Reason::ArpNotBound,
+    ));
+    t.push(tc_in(
+        "ARP request for an unknown address",
+        1,
+        arp_request(PEER4, TEST4[1]),
+        TC_ACT_OK,
+        Reason::RxPass,
+    ));
+    t.push(tc_in(
+        "truncated ARP",
+        0,
+        arp_request(PEER4, d0)[..14 + 20].to_vec(),
+        TC_ACT_OK,
+        Reason::RxMalformed,
+    ));
+    let na = |member: usize, target: Ipv6Addr| {
+        neighbour_advertisement(
+            PEER_MAC,
+            MEMBER_MAC[member],
+            target,
+            PEER6,
+            ND_NA_FLAG_SOLICITED | ND_NA_FLAG_OVERRIDE,
+            target,
+        )
+    };
+    t.push(
+        tc_in(
+            "NS with source link-layer option, bound here",
+            0,
+            neighbour_solicitation(PEER_MAC, PEER6, t0, true, &[]),
+            TC_ACT_REDIRECT,
+            Reason::NsReply,
+        )
+        .output(na(0, t0))
+        .check(na_checksum),
+    );
+    t.push(
+        tc_in(
+            "NS without options, bound here (frame grows)",
+            1,
+            neighbour_solicitation(PEER_MAC, PEER6, t1, false, &[]),
+            TC_ACT_REDIRECT,
+            Reason::NsReply,
+        )
+        .output(na(1, t1))
+        .check(na_checksum),
+    );
+    t.push(
+        tc_in(
+            "NS with source link-layer and nonce options, bound here (frame shrinks)",
+            0,
+            neighbour_solicitation(PEER_MAC, PEER6, t0, true, &[14, 1, 1, 2, 3, 4, 5, 6]),
+            TC_ACT_REDIRECT,
+            Reason::NsReply,
+        )
+        .output(na(0, t0))
+        .check(na_checksum),
+    );
+    let mut unicast_ns = neighbour_solicitation(PEER_MAC, PEER6, t0, true, &[]);
+    unicast_ns[0..6].copy_from_slice(&MEMBER_MAC[0]);
+    t.push(
+        tc_in(
+            "unicast NS (unreachability detection), bound here",
+            0,
+            unicast_ns,
+            TC_ACT_REDIRECT,
+            Reason::NsReply,
+        )
+        .output(na(0, t0))
+        .check(na_checksum),
+    );
+    t.push(tc_in(
+        "NS for an address bound to m1",
+        0,
+        neighbour_solicitation(PEER_MAC, PEER6, t1, true, &[]),
+        TC_ACT_SHOT,
+        Reason::NsNotBound,
+    ));
+    let mut hop64 = neighbour_solicitation(PEER_MAC, PEER6, t0, true, &[]);
+    hop64[21] = 64;
+    t.push(tc_in(
+        "NS with hop limit 64",
+        0,
+        hop64,
+        TC_ACT_OK,
+        Reason::RxMalformed,
+    ));
+    t.push(tc_in(
+        "router advertisement to all-nodes on the cast member",
+        0,
+        nd_to_all_nodes(ROUTER_LL6, 134, 0),
+        TC_ACT_OK,
+        Reason::RxPass,
+    ));
+    t.push(tc_in(
+        "router advertisement to all-nodes on a non-cast member",
+        1,
+        nd_to_all_nodes(ROUTER_LL6, 134, 0),
+        TC_ACT_OK,
+        Reason::RxPass,
+    ));
+    t.push(tc_in(
+        "unsolicited NA to all-nodes",
+        2,
+        nd_to_all_nodes(PEER_LL6, ND_NEIGHBOR_ADVERT, ND_NA_FLAG_OVERRIDE),
+        TC_ACT_OK,
+        Reason::RxPass,
+    ));
+    t.push(
+        tc_in(
+            "echo request to a data address bound here",
+            0,
+            echo4_request(0, d0, 0x77, 1),
+            TC_ACT_REDIRECT,
+            Reason::EchoReply,
+        )
+        .output(echo4_answer(0, d0, 0x77, 1))
+        .check(echo4_checksums),
+    );
+    t.push(
+        tc_in(
+            "echo request to this member's test address",
+            1,
+            echo4_request(1, TEST4[1], 3, 4),
+            TC_ACT_REDIRECT,
+            Reason::EchoReply,
+        )
+        .output(echo4_answer(1, TEST4[1], 3, 4))
+        .check(echo4_checksums),
+    );
+    t.push(
+        tc_in(
+            "v6 echo request to a data address bound here",
+            0,
+            echo6_request(0, PEER6, t0, 0x99, 7),
+            TC_ACT_REDIRECT,
+            Reason::EchoReply,
+        )
+        .output(echo6_answer(0, PEER6, t0, 0x99, 7))
+        .check(echo6_checksum),
+    );
+    t.push(
+        tc_in(
+            "v6 echo request to this member's link-local test address",
+            0,
+            echo6_request(0, PEER_LL6, TEST6, 0x1234, 0x8000),
+            TC_ACT_REDIRECT,
+            Reason::EchoReply,
+        )
+        .output(echo6_answer(0, PEER_LL6, TEST6, 0x1234, 0x8000))
+        .check(echo6_checksum),
+    );
+    t.push(tc_in(
+        "echo request to m1's test address",
+        0,
+        echo4_request(0, TEST4[1], 1, 1),
+        TC_ACT_OK,
+        Reason::EchoPass,
+    ));
+    t.push(tc_in(
+        "v6 echo request to m0's test address",
+        1,
+        echo6_request(1, PEER_LL6, TEST6, 1, 1),
+        TC_ACT_OK,
+        Reason::EchoPass,
+    ));
+    t.push(
+        rx_ipmp(
+            "echo request to a data address bound here, echo off",
+            0,
+            echo4_request(0, d0, 1, 1),
+        )
+        .tweak(Tweak::EchoOff),
+    );
+    t.push(tc_in(
+        "echo request to an unknown address",
+        0,
+        echo4_request(0, Ipv4Addr::new(198, 51, 100, 77), 1, 1),
+        TC_ACT_OK,
+        Reason::RxPass,
+    ));
+    let full = echo4_request(0, d0, 1, 1);
+    t.push(tc_in(
+        "echo request shorter than its IP total length",
+        0,
+        full[..full.len() - 3].to_vec(),
+        TC_ACT_OK,
+        Reason::RxMalformed,
+    ));
+    let full6 = echo6_request(0, PEER6, t0, 1, 1);
+    t.push(tc_in(
+        "ICMPv6 cut short of its echo header",
+        0,
+        full6[..14 + 40 + 6].to_vec(),
+        TC_ACT_OK,
+        Reason::RxMalformed,
+    ));
+    let seq = 0x0003_0005;
+    t.push(
+        tc_in(
+            "probe reply with the daemon's id and cookie",
+            0,
+            probe4_reply(PEER4, TEST4[0], PROBE_ID, COOKIE, seq),
+            TC_ACT_OK,
+            Reason::ProbeReply,
+        )
+        .event(echo_event(FAMILY_V4, v4_16(PEER4), v4_16(TEST4[0]), seq)),
+    );
+    t.push(
+        tc_in(
+            "v6 probe reply with the daemon's id and cookie",
+            0,
+            probe6_reply(TARGET6, TEST6, PROBE_ID, COOKIE, 9),
+            TC_ACT_OK,
+            Reason::ProbeReply,
+        )
+        .event(echo_event(FAMILY_V6, TARGET6.octets(), TEST6.octets(), 9)),
+    );
+    t.push(
+        tc_in(
+            "probe reply, ring only: timestamped and consumed",
+            0,
+            probe4_reply(PEER4, TEST4[0], PROBE_ID, COOKIE, seq),
+            TC_ACT_SHOT,
+            Reason::ProbeRingOnly,
+        )
+        .tweak(Tweak::RingOnly)
+        .event(echo_event(FAMILY_V4, v4_16(PEER4), v4_16(TEST4[0]), seq)),
+    );
+    t.push(tc_in(
+        "probe reply with a wrong cookie",
+        0,
+        probe4_reply(PEER4, TEST4[0], PROBE_ID, COOKIE ^ 1, seq),
+        TC_ACT_SHOT,
+        Reason::ProbeForged,
+    ));
+    t.push(tc_in(
+        "echo reply with another id (someone's ping) to the test address",
+        0,
+        probe4_reply(PEER4, TEST4[0], PROBE_ID + 1, COOKIE, seq),
+        TC_ACT_OK,
+        Reason::RxPass,
+    ));
+    t.push(rx_ipmp(
+        "echo reply with another id to a data address",
+        0,
+        probe4_reply(PEER4, d0, PROBE_ID + 1, COOKIE, seq),
+    ));
+    t.push(
+        tc_in(
+            "ARP reply from an ARP-probed target",
+            0,
+            pad60(arp_frame(
+                MEMBER_MAC[0],
+                ARPOP_REPLY,
+                TARGET_MAC,
+                TARGET4,
+                MEMBER_MAC[0],
+                Ipv4Addr::UNSPECIFIED,
+            )),
+            TC_ACT_OK,
+            Reason::ProbeNeigh,
+        )
+        .event(ProbeEvent {
+            ifindex: 0,
+            family: FAMILY_V4,
+            kind: PROBE_EV_ARP,
+            target: v4_16(TARGET4),
+            mac: TARGET_MAC,
+            ..ProbeEvent::default()
+        }),
+    );
+    t.push(
+        tc_in(
+            "solicited NA from an NDP-probed target",
+            0,
+            neighbour_advertisement(
+                MEMBER_MAC[0],
+                TARGET_MAC,
+                TARGET6,
+                M0_LL6,
+                ND_NA_FLAG_SOLICITED | ND_NA_FLAG_OVERRIDE,
+                TARGET6,
+            ),
+            TC_ACT_OK,
+            Reason::ProbeNeigh,
+        )
+        .event(ProbeEvent {
+            ifindex: 0,
+            family: FAMILY_V6,
+            kind: PROBE_EV_NA,
+            target: TARGET6.octets(),
+            local: M0_LL6.octets(),
+            mac: TARGET_MAC,
+            ..ProbeEvent::default()
+        }),
+    );
+    t.push(tc_in(
+        "LLDP (not IP) on a non-cast member",
+        1,
+        lldp(),
+        TC_ACT_SHOT,
+        Reason::CastDrop,
+    ));
+    t.push(tc_in(
+        "not a member",
+        4,
+        peer_tcp4(MEMBER_MAC[4], d0),
+        TC_ACT_OK,
+        Reason::NotMember,
+    ));
+
+    // With MEMBER_F_XDP, XDP gave the answers already: TC ingress delivers only.
+    t.extend(delivery_rows(true));
+    let deliver_only = |what: &str, on: usize, frame: Vec<u8>, reason: Reason| {
+        tc_in(
+            &format!("XDP on, {what}: not answered, stays on the member"),
+            on,
+            frame,
+            TC_ACT_OK,
+            reason,
+        )
+        .tweak(Tweak::XdpMembers)
+    };
+    t.push(deliver_only(
+        "broadcast ARP request for an address bound here",
+        0,
+        arp_request(PEER4, d0),
+        Reason::CastPass,
+    ));
+    t.push(deliver_only(
+        "broadcast ARP request for an address bound to m0",
+        1,
+        arp_request(PEER4, d0),
+        Reason::CastPass,
+    ));
+    t.push(deliver_only(
+        "unicast ARP request for an address bound here",
+        0,
+        unicast_arp(0, d0),
+        Reason::RxPass,
+    ));
+    t.push(deliver_only(
+        "NS for an address bound here",
+        0,
+        neighbour_solicitation(PEER_MAC, PEER6, t0, true, &[]),
+        Reason::CastPass,
+    ));
+    let mut unicast_ns = neighbour_solicitation(PEER_MAC, PEER6, t0, true, &[]);
+    unicast_ns[0..6].copy_from_slice(&MEMBER_MAC[0]);
+    t.push(deliver_only(
+        "unicast NS for an address bound here",
+        0,
+        unicast_ns,
+        Reason::RxPass,
+    ));
+    t.push(deliver_only(
+        "router advertisement to all-nodes",
+        1,
+        nd_to_all_nodes(ROUTER_LL6, 134, 0),
+        Reason::CastPass,
+    ));
+    t.push(deliver_only(
+        "echo request to this member's test address",
+        1,
+        echo4_request(1, TEST4[1], 3, 4),
+        Reason::RxPass,
+    ));
+    t.push(deliver_only(
+        "echo request to m1's test address",
+        0,
+        echo4_request(0, TEST4[1], 1, 1),
+        Reason::RxPass,
+    ));
+    t.push(deliver_only(
+        "probe reply with the daemon's id and cookie (no timestamp)",
+        0,
+        probe4_reply(PEER4, TEST4[0], PROBE_ID, COOKIE, seq),
+        Reason::RxPass,
+    ));
+    t.push(deliver_only(
+        "LLDP (not IP) on a non-cast member",
+        1,
+        lldp(),
+        Reason::CastPass,
+    ));
+    t.push(
+        rx_ipmp(
+            "XDP on, echo request to a data address bound here (not answered)",
+            0,
+            echo4_request(0, d0, 0x77, 1),
+        )
+        .tweak(Tweak::XdpMembers),
+    );
+    t.push(
+        rx_ipmp(
+            "XDP on, v6 echo request to a data address bound here (not answered)",
+            0,
+            echo6_request(0, PEER6, t0, 0x99, 7),
+        )
+        .tweak(Tweak::XdpMembers),
+    );
+    t.push(
+        tc_in(
+            "XDP on, not a member",
+            4,
+            peer_tcp4(MEMBER_MAC[4], d0),
+            TC_ACT_OK,
+            Reason::NotMember,
+        )
+        .tweak(Tweak::XdpMembers),
+    );
+    t
+}
+
+#[test]
+fn tc_ingress_fixtures() -> Result<()> {
+    run_table("tc_ingress_fixtures", tc_ingress_table())
+}
+
 // --- TC egress on members -------------------------------------------------------------------
 
 fn member_tx(what: &str, on: usize, frame: Vec<u8>, reason: Reason) -> Fixture {
-    let slot = if on < 4 {
-        on as u32
-    } else {
-        STATS_SLOT_UNKNOWN
-    };
-    Fixture::new(format!("m{on}: {what}"), Prog::TcMember, Dev::M(on), frame)
-        .expect(TC_ACT_OK, slot, reason)
+    Fixture::new(format!("m{on}: {what}"), Prog::TcMember, Dev::M(on), frame).expect(
+        TC_ACT_OK,
+        member_slot(on),
+        reason,
+    )
 }
 
 fn tc_member_table() -> Vec<Fixture> {
@@ -2560,7 +3487,12 @@ fn programs_pass_the_verifier() -> Result<()> {
         return Ok(());
     }
     in_fresh_netns(|| {
-        let progs = [Prog::TcEgress, Prog::XdpMember, Prog::TcMember];
+        let progs = [
+            Prog::TcEgress,
+            Prog::XdpMember,
+            Prog::TcIngress,
+            Prog::TcMember,
+        ];
         let session = Session::new(&[], &progs)?;
         for prog in progs {
             let program = session

@@ -2,6 +2,8 @@
 //! the switch while the carrier stays up) is detected by in.mpathd-style probes from the
 //! members' test addresses, and repaired after 10 acknowledged probes.
 
+pub mod common;
+
 use std::time::{Duration, Instant};
 
 use ipmp_tests::lab::{Daemon, Lab, LabSpec, require_root, wait_until};
@@ -33,7 +35,7 @@ fn wait_all_probing(d: &Daemon, what: &str) {
         members.map(|m| member(d, m)),
         d.log()
     );
-    let acked = stream_lines(d, &["-pPn", "-o", "interface,netrtt"], 1.0);
+    let acked = common::probe_stream(d, &["-pPn", "-o", "interface,netrtt"], 1.0);
     for m in members {
         assert!(
             acked.iter().any(|l| l
@@ -380,41 +382,6 @@ fn without_test_addresses_link_layer_probes_detect_a_silent_failure() {
     );
 }
 
-/// Reads `ipmpstat ARGS` (a `-p` stream) for `secs`, then stops it; its lines.
-fn stream_lines(d: &Daemon, args: &[&str], secs: f64) -> Vec<String> {
-    use std::io::BufRead as _;
-    let mut child = d.spawn_ipmpstat(args).expect("ipmpstat -p");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let end = Instant::now() + Duration::from_secs_f64(secs);
-    let mut lines = Vec::new();
-    while let Some(left) = end.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(l) => lines.push(l),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let out = child.wait_with_output().expect("ipmpstat output");
-                panic!(
-                    "ipmpstat {args:?} ended early: {:?} {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    lines
-}
-
 /// Milliseconds of an `ipmpstat -p` duration such as `0.51ms`.
 fn ms_of(v: &str) -> f64 {
     v.strip_suffix("ms")
@@ -433,7 +400,7 @@ fn ipmpstat_p_streams_probes_with_xdp_timestamps() {
     let (lab, d) = probing_lab();
     wait_all_probing(&d, "probes");
     // FDT 500 ms: a probe every ~71 ms per member.
-    let lines = stream_lines(&d, &["-pn"], 1.5);
+    let lines = common::probe_stream(&d, &["-pn"], 1.5);
     assert_eq!(
         lines.first().map(|l| l.trim_end()),
         Some("TIME      INTERFACE   PROBE  NETRTT    RTT       RTTAVG    TARGET"),
@@ -462,7 +429,7 @@ fn ipmpstat_p_streams_probes_with_xdp_timestamps() {
     }
     // Parsable, every field; m0 cut off silently: its probes are lost, RTT fields empty.
     lab.silent_drop(0, true).unwrap();
-    let lines = stream_lines(
+    let lines = common::probe_stream(
         &d,
         &[
             "-pPn",
@@ -486,7 +453,7 @@ fn ipmpstat_p_streams_probes_with_xdp_timestamps() {
         "{lines:?}"
     );
     // --json: one object per probe.
-    let lines = stream_lines(&d, &["-p", "--json"], 0.5);
+    let lines = common::probe_stream(&d, &["-p", "--json"], 0.5);
     let v: serde_json::Value = serde_json::from_str(&lines[0]).expect("JSON line");
     assert!(v["seq"].is_u64() && v["interface"].is_string(), "{v}");
 }

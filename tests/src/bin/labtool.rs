@@ -44,6 +44,9 @@ enum Cmd {
         /// Local address to listen on (default: all, v4 and v6).
         #[arg(long)]
         bind: Option<IpAddr>,
+        /// Accept only what arrives on this interface (SO_BINDTODEVICE).
+        #[arg(long)]
+        device: Option<String>,
     },
     /// N concurrent TCP flows from fixed source ports, each at a modest rate.
     TcpFlows {
@@ -84,6 +87,9 @@ enum Cmd {
         /// Fixed source port (0: any).
         #[arg(long, default_value_t = 0)]
         src_port: u16,
+        /// Send through this interface (SO_BINDTODEVICE; multicast leaves there too).
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Send ICMP echo replies with guessed ids, sequences and payloads to an IPv4 address
     /// (forged probe replies); prints {"sent": N}.
@@ -118,6 +124,13 @@ enum Cmd {
         /// late does not drop datagrams that the network delivered.
         #[arg(long)]
         rcvbuf: Option<usize>,
+        /// Receive only what arrives on this interface (SO_BINDTODEVICE); with --join, the
+        /// interface the group is joined on.
+        #[arg(long)]
+        device: Option<String>,
+        /// Join this multicast group (IPv4 or IPv6) on --device.
+        #[arg(long, requires = "device")]
+        join: Option<IpAddr>,
     },
 }
 
@@ -133,7 +146,8 @@ fn main() {
             duration,
             connections,
             bind,
-        } => secs(duration).and_then(|d| tcp_sink(port, d, connections, bind)),
+            device,
+        } => secs(duration).and_then(|d| tcp_sink(port, d, connections, bind, device.as_deref())),
         Cmd::TcpFlows {
             to,
             port,
@@ -161,8 +175,17 @@ fn main() {
             duration,
             bind,
             src_port,
-        } => secs(duration)
-            .and_then(|d| udp_seq_send(SocketAddr::new(to, port), rate, d, bind, src_port)),
+            device,
+        } => secs(duration).and_then(|d| {
+            udp_seq_send(
+                SocketAddr::new(to, port),
+                rate,
+                d,
+                bind,
+                src_port,
+                device.as_deref(),
+            )
+        }),
         Cmd::IcmpSpray {
             to,
             from,
@@ -176,9 +199,22 @@ fn main() {
             idle_exit,
             arrivals,
             rcvbuf,
+            device,
+            join,
         } => secs(duration).and_then(|d| {
             let idle = idle_exit.map(secs).transpose()?;
-            udp_seq_recv(port, d, bind, idle, arrivals.as_deref(), rcvbuf)
+            udp_seq_recv(
+                port,
+                d,
+                RecvOpts {
+                    bind,
+                    idle_exit: idle,
+                    arrivals: arrivals.as_deref(),
+                    rcvbuf,
+                    device: device.as_deref(),
+                    join,
+                },
+            )
         }),
     };
     match result {
@@ -201,15 +237,49 @@ fn ready() {
     eprintln!("ready");
 }
 
+/// SO_BINDTODEVICE on `sock`.
+fn bind_device(sock: &impl std::os::fd::AsFd, device: &str) -> anyhow::Result<()> {
+    setsockopt(
+        sock,
+        sockopt::BindToDevice,
+        &std::ffi::OsString::from(device),
+    )
+    .with_context(|| format!("SO_BINDTODEVICE {device}"))
+}
+
+/// The ifindex of `name` in this namespace.
+fn ifindex(name: &str) -> anyhow::Result<u32> {
+    nix::net::if_::if_nametoindex(name).with_context(|| format!("no interface {name}"))
+}
+
 /// Returns Ok(true) when the report says everything went well.
 fn tcp_sink(
     port: u16,
     duration: Duration,
     connections: Option<usize>,
     bind: Option<IpAddr>,
+    device: Option<&str>,
 ) -> anyhow::Result<bool> {
     let addr = listen_addr(bind, port);
-    let listener = TcpListener::bind(addr).with_context(|| format!("listen on {addr}"))?;
+    let listener = match device {
+        None => TcpListener::bind(addr).with_context(|| format!("listen on {addr}"))?,
+        Some(device) => {
+            let family = if addr.is_ipv4() {
+                AddressFamily::Inet
+            } else {
+                AddressFamily::Inet6
+            };
+            let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+                .context("TCP socket")?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true).context("SO_REUSEADDR")?;
+            bind_device(&fd, device)?;
+            nix::sys::socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))
+                .with_context(|| format!("bind {addr}"))?;
+            nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::new(64).context("backlog")?)
+                .with_context(|| format!("listen on {addr}"))?;
+            TcpListener::from(fd)
+        }
+    };
     listener
         .set_nonblocking(true)
         .context("nonblocking listener")?;
@@ -383,6 +453,7 @@ fn udp_seq_send(
     duration: Duration,
     bind: Option<IpAddr>,
     src_port: u16,
+    device: Option<&str>,
 ) -> anyhow::Result<bool> {
     if rate == 0 {
         bail!("--rate must be at least 1");
@@ -393,6 +464,30 @@ fn udp_seq_send(
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
     });
     let sock = UdpSocket::bind(SocketAddr::new(local, src_port)).context("bind the UDP socket")?;
+    if let Some(device) = device {
+        bind_device(&sock, device)?;
+        if let IpAddr::V6(group) = to.ip()
+            && group.is_multicast()
+        {
+            let index = ifindex(device)? as libc::c_int;
+            // SAFETY: index is a live c_int of the size given.
+            let rc = unsafe {
+                libc::setsockopt(
+                    sock.as_raw_fd(),
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_MULTICAST_IF,
+                    (&raw const index).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc < 0 {
+                bail!(
+                    "IPV6_MULTICAST_IF {device}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
     if to.is_ipv4() {
         // Tests send to the subnet broadcast address too.
         sock.set_broadcast(true).context("SO_BROADCAST")?;
@@ -457,16 +552,66 @@ impl SeqStats {
     }
 }
 
-fn udp_seq_recv(
-    port: u16,
-    duration: Duration,
+/// What `udp-seq-recv` listens on, besides its port and duration.
+struct RecvOpts<'a> {
     bind: Option<IpAddr>,
     idle_exit: Option<Duration>,
-    arrivals: Option<&std::path::Path>,
+    arrivals: Option<&'a std::path::Path>,
     rcvbuf: Option<usize>,
-) -> anyhow::Result<bool> {
+    device: Option<&'a str>,
+    join: Option<IpAddr>,
+}
+
+fn udp_seq_recv(port: u16, duration: Duration, opts: RecvOpts<'_>) -> anyhow::Result<bool> {
+    let RecvOpts {
+        bind,
+        idle_exit,
+        arrivals,
+        rcvbuf,
+        device,
+        join,
+    } = opts;
+    // An IPv4 group is joined on an IPv4 socket.
+    let bind = bind.or(match join {
+        Some(IpAddr::V4(_)) => Some(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        _ => None,
+    });
     let addr = listen_addr(bind, port);
     let sock = UdpSocket::bind(addr).with_context(|| format!("bind {addr}"))?;
+    if let Some(device) = device {
+        bind_device(&sock, device)?;
+    }
+    match (join, device) {
+        (Some(IpAddr::V4(group)), Some(device)) => {
+            let mreq = libc::ip_mreqn {
+                imr_multiaddr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(group.octets()),
+                },
+                imr_address: libc::in_addr { s_addr: 0 },
+                imr_ifindex: ifindex(device)? as i32,
+            };
+            // SAFETY: mreq is a live ip_mreqn of the size given.
+            let rc = unsafe {
+                libc::setsockopt(
+                    sock.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_ADD_MEMBERSHIP,
+                    (&raw const mreq).cast(),
+                    size_of::<libc::ip_mreqn>() as libc::socklen_t,
+                )
+            };
+            if rc < 0 {
+                bail!(
+                    "join {group} on {device}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+        (Some(IpAddr::V6(group)), Some(device)) => sock
+            .join_multicast_v6(&group, ifindex(device)?)
+            .with_context(|| format!("join {group} on {device}"))?,
+        _ => {}
+    }
     if let Some(bytes) = rcvbuf {
         setsockopt(&sock, sockopt::RcvBufForce, &bytes).context("SO_RCVBUFFORCE")?;
     }

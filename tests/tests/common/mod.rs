@@ -18,7 +18,7 @@ use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
     path::Path,
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, anyhow, bail};
@@ -423,4 +423,72 @@ pub fn flow_key(t: &FiveTuple) -> anyhow::Result<FlowKey> {
         )),
         _ => bail!("flow {t:?} mixes address families"),
     }
+}
+
+/// Reads `ipmpstat ARGS` (a `-p` stream) for `secs`, then stops it; its lines.
+pub fn probe_stream(d: &Daemon, args: &[&str], secs: f64) -> Vec<String> {
+    use std::io::BufRead as _;
+    let mut child = d.spawn_ipmpstat(args).expect("ipmpstat -p");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut lines = Vec::new();
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let out = child.wait_with_output().expect("ipmpstat output");
+                panic!(
+                    "ipmpstat {args:?} ended early: {:?} {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+/// Waits until each of `members` has had a probe answered (an `ipmpstat -p` row with NETRTT):
+/// before its first answer a member's lost probes fall in the quiet period and cannot fail it.
+pub fn wait_answered_probes(d: &Daemon, members: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = BTreeSet::new();
+    while seen.len() < members.len() && Instant::now() < deadline {
+        for l in probe_stream(d, &["-pPn", "-o", "interface,netrtt"], 0.5) {
+            if let Some((i, rtt)) = l.split_once(':')
+                && !rtt.is_empty()
+                && members.contains(&i)
+            {
+                seen.insert(i.to_owned());
+            }
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        members.len(),
+        "answered probes only from {seen:?} of {members:?}\n{}",
+        d.log()
+    );
+}
+
+/// Each member's FLAGS column of `ipmpstat -i` (Solaris letters: `m` marks the cast member).
+pub fn member_flags(d: &Daemon) -> BTreeMap<String, String> {
+    d.ipmpstat(&["-iP", "-o", "interface,flags"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(i, f)| (i.to_owned(), f.to_owned()))
+        .collect()
 }
