@@ -587,6 +587,9 @@ impl Daemon {
                 self.on_neighbour(*n).await;
                 return Ok(());
             }
+            LinkEvent::AddressChanged { ifindex } => {
+                return self.member_addresses_changed(*ifindex).await;
+            }
             LinkEvent::RouteChanged { oif } => {
                 if self.groups.iter().any(|g| g.ifindex == *oif) {
                     return self.follow_routes().await;
@@ -644,6 +647,22 @@ impl Daemon {
                 Ok(out) => self.probe_output(gi, out).await?,
                 Err(e) => tracing::warn!(group = %g.cfg.name, "prober: {e}"),
             }
+        }
+        Ok(())
+    }
+
+    /// An address came or went on `ifindex`: a member's rules follow its addresses.
+    async fn member_addresses_changed(&mut self, ifindex: u32) -> Result<()> {
+        let found = self.groups.iter().find_map(|g| {
+            g.members.iter().enumerate().find_map(|(mi, m)| {
+                (m.ifindex == ifindex).then(|| {
+                    let test = g.cfg.members.get(mi).and_then(|c| c.test_address);
+                    (m.name.clone(), test)
+                })
+            })
+        });
+        if let Some((name, test)) = found {
+            member_routes(&self.nl, &name, ifindex, test).await;
         }
         Ok(())
     }
@@ -1129,17 +1148,37 @@ impl Daemon {
     }
 }
 
-/// Installs a member's routing table and rules ([`Netlink::add_member_routes`]); a failure
-/// (IPv6 disabled, say) costs what stays on the member (its probes, its test addresses under
-/// strict reverse-path filtering), not the group: logged, not fatal.
+/// Installs a member's routing table and rules ([`Netlink::add_member_routes`]) for the
+/// addresses on it now and its configured test address (which may not be there yet); a
+/// failure (IPv6 disabled, say) costs what stays on the member (its probes, its own addresses
+/// under strict reverse-path filtering), not the group: logged, not fatal.
 async fn member_routes(
     nl: &Netlink,
     ifname: &str,
     ifindex: u32,
     test: Option<crate::config::Prefix>,
 ) {
-    let tests: Vec<crate::config::Prefix> = test.into_iter().collect();
-    if let Err(e) = nl.add_member_routes(ifname, ifindex, &tests).await {
+    let own = match nl.addresses().await {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::warn!(member = %ifname, "cannot list the member's addresses: {e}");
+            Vec::new()
+        }
+    };
+    let mut own: Vec<crate::config::Prefix> = own
+        .into_iter()
+        .filter(|a| a.ifindex == ifindex)
+        .map(|a| crate::config::Prefix {
+            addr: a.addr,
+            len: a.prefix_len,
+        })
+        .collect();
+    if let Some(t) = test
+        && !own.iter().any(|p| p.addr == t.addr)
+    {
+        own.push(t);
+    }
+    if let Err(e) = nl.add_member_routes(ifname, ifindex, &own).await {
         tracing::warn!(member = %ifname, "the member's own traffic has no route back through it: {e}");
     }
 }

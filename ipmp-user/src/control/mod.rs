@@ -226,6 +226,16 @@ pub struct MemberStatus {
     pub bound_addresses: u32,
     pub tx_packets: u64,
     pub tx_bytes: u64,
+    /// Inbound data traffic this member handed to the IPMP interface (unicast to a data
+    /// address, and the group's broadcast and multicast on the cast member).
+    #[serde(default)]
+    pub rx_packets: u64,
+    #[serde(default)]
+    pub rx_bytes: u64,
+    /// Packets per data-plane reason (`rx-ipmp`, `arp-reply`, ..: the `IPMP_STATS` counters
+    /// of this member), the reasons that counted any.
+    #[serde(default)]
+    pub counters: std::collections::BTreeMap<String, u64>,
     /// Probing per address family (ipmpstat -t); empty when the member does not probe.
     #[serde(default)]
     pub probes: Vec<ProbeTargets>,

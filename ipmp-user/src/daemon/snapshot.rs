@@ -50,6 +50,15 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
                 .iter()
                 .filter(|(r, _)| matches!(r, Reason::TxUnicast | Reason::TxCast))
                 .fold((0, 0), |(p, b), (_, c)| (p + c.packets, b + c.bytes));
+            let (rx_packets, rx_bytes) = counters
+                .iter()
+                .filter(|(r, _)| matches!(r, Reason::RxToIpmp | Reason::CastToIpmp))
+                .fold((0, 0), |(p, b), (_, c)| (p + c.packets, b + c.bytes));
+            let by_reason = counters
+                .iter()
+                .filter(|(_, c)| c.packets > 0)
+                .map(|(r, c)| (r.label().to_owned(), c.packets))
+                .collect();
             // Replies XDP dropped (probe magic and identifier, wrong cookie or sequence).
             let xdp_forged: u64 = counters
                 .iter()
@@ -99,6 +108,9 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
                     .count() as u32,
                 tx_packets,
                 tx_bytes,
+                rx_packets,
+                rx_bytes,
+                counters: by_reason,
                 probes: g
                     .probing
                     .as_ref()

@@ -1,5 +1,6 @@
 //! The kernel-event stream: rtnetlink multicast for links (RTNLGRP_LINK), neighbours
-//! (RTNLGRP_NEIGH) and routes (RTNLGRP_IPV4_ROUTE / RTNLGRP_IPV6_ROUTE), no polling. Decoding is pure and unit-tested; [`spawn_monitor`] is the actor
+//! (RTNLGRP_NEIGH), routes (RTNLGRP_IPV4_ROUTE / RTNLGRP_IPV6_ROUTE) and addresses
+//! (RTNLGRP_IPV4_IFADDR / RTNLGRP_IPV6_IFADDR), no polling. Decoding is pure and unit-tested; [`spawn_monitor`] is the actor
 //! that feeds the daemon.
 
 use futures::StreamExt as _;
@@ -26,6 +27,9 @@ pub enum LinkEvent {
     Removed { ifindex: u32, name: String },
     /// RTM_NEWNEIGH for a confirmed (REACHABLE) IPv4/IPv6 neighbour with a MAC address.
     Neighbour(Neighbour),
+    /// RTM_NEWADDR / RTM_DELADDR on interface `ifindex` (a member's routing rules follow its
+    /// addresses).
+    AddressChanged { ifindex: u32 },
     /// RTM_NEWROUTE / RTM_DELROUTE of a route with a gateway through interface `oif` (router
     /// targets follow them; other routes, however many, cost nothing).
     RouteChanged { oif: u32 },
@@ -63,6 +67,11 @@ pub fn decode(msg: &RouteNetlinkMessage) -> Option<LinkEvent> {
         RouteNetlinkMessage::DelLink(m) => Some(removed(m)),
         RouteNetlinkMessage::NewNeighbour(m) => reachable_neighbour(m).map(LinkEvent::Neighbour),
         RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m) => route_changed(m),
+        RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => {
+            Some(LinkEvent::AddressChanged {
+                ifindex: m.header.index,
+            })
+        }
         _ => None,
     }
 }
@@ -157,6 +166,8 @@ impl Subscription {
             MulticastGroup::Neigh,
             MulticastGroup::Ipv4Route,
             MulticastGroup::Ipv6Route,
+            MulticastGroup::Ipv4Ifaddr,
+            MulticastGroup::Ipv6Ifaddr,
         ])
         .map_err(NetlinkError::Connect)?;
         // Room for bursts (many links or neighbours changing at once); an overrun is still
@@ -280,8 +291,20 @@ mod tests {
             })
         );
         assert_eq!(
-            decode(&RouteNetlinkMessage::NewAddress(Default::default())),
+            decode(&RouteNetlinkMessage::NewRule(Default::default())),
             None
         );
+    }
+
+    #[test]
+    fn address_changes_name_their_interface() {
+        let mut m = netlink_packet_route::address::AddressMessage::default();
+        m.header.index = 7;
+        for decoded in [
+            decode(&RouteNetlinkMessage::NewAddress(m.clone())),
+            decode(&RouteNetlinkMessage::DelAddress(m)),
+        ] {
+            assert_eq!(decoded, Some(LinkEvent::AddressChanged { ifindex: 7 }));
+        }
     }
 }

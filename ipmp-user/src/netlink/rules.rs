@@ -1,18 +1,21 @@
 //! The members' own routing table. Data addresses and their routes live on the IPMP
 //! interface, so a member has no route through itself, yet some traffic is the member's own:
-//! its probes, its test addresses, the neighbour discovery it does for its next hops. Each
-//! member gets a table (`MEMBER_TABLE_BASE` + ifindex) that routes through the member, and
-//! rules that send that traffic there:
+//! its probes, its test and link-local addresses, the neighbour discovery it does for its
+//! next hops. Each member gets a table (`MEMBER_TABLE_BASE` + ifindex) that routes through
+//! the member, and rules that send that traffic there:
 //! - `oif <member>` (both families): sockets bound to the member (IPv6 refuses to send from a
-//!   device without a route through it), and the reverse-path lookups of firewall rules such
-//!   as firewalld's `fib saddr . iif oif missing drop`, which ask for a route back through
-//!   the device a packet came in on;
-//! - `from <IPv4 test address>`: the kernel's own reverse-path filter (`rp_filter` 1 or 2),
-//!   which looks the sender up as a route from the local address, for what arrives for the
-//!   test address (probe replies, ARP requests for it).
+//!   device without a route through it), and reverse-path lookups scoped to the device, as
+//!   nftables' `fib` makes for link-local sources;
+//! - `from <address>` for every address on the member (IPv4 /32, IPv6 /128, link-local
+//!   included): the reverse-path checks — the kernel's `rp_filter` 1 or 2, and firewall rules
+//!   such as firewalld's `fib saddr . iif oif missing drop` — look the sender up as a route
+//!   from the local address the packet was sent to, so what arrives for a member's own
+//!   address (probe replies, neighbour advertisements, ARP requests) finds its way back
+//!   through the member it came in on.
 //!
-//! Data traffic has neither the member as its output device nor a test address as its source
-//! (test addresses are deprecated), so it never matches.
+//! Data traffic has neither the member as its output device nor a member's address as its
+//! source (test addresses are deprecated; data addresses live on the IPMP interface), so it
+//! never matches.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -74,85 +77,88 @@ impl Netlink {
             .map_err(request(format!("remove {what}")))
     }
 
-    /// Installs member `ifname`'s table and rules (see the module), replacing what an earlier
-    /// incarnation of the member (another ifindex) or an earlier test address left.
+    /// Installs member `ifname`'s table and rules (see the module) for the addresses `own` on
+    /// it, replacing what an earlier incarnation of the member (another ifindex) or an
+    /// address it no longer has left.
     pub async fn add_member_routes(
         &self,
         ifname: &str,
         ifindex: u32,
-        test_addresses: &[Prefix],
+        own: &[Prefix],
     ) -> Result<()> {
         let table = MEMBER_TABLE_BASE + ifindex;
-        let test_v4: Vec<Ipv4Addr> = test_addresses
-            .iter()
-            .filter_map(|p| match p.addr {
-                IpAddr::V4(a) => Some(a),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
         for version in [IpVersion::V4, IpVersion::V6] {
+            let v4 = version == IpVersion::V4;
+            let mine: Vec<IpAddr> = own
+                .iter()
+                .map(|p| p.addr)
+                .filter(|a| a.is_ipv4() == v4)
+                .collect();
             let mut have_oif = false;
-            let mut have_from: Vec<Ipv4Addr> = Vec::new();
+            let mut have_from: Vec<IpAddr> = Vec::new();
             for r in self.rules(version.clone()).await? {
                 let Some(t) = table_of(&r) else {
                     continue;
                 };
                 let source = source_of(&r);
-                let mine = oif_of(&r) == Some(ifname)
-                    || source.is_some_and(|s| test_v4.iter().any(|a| IpAddr::V4(*a) == s))
-                    || t == table;
-                if !mine {
+                let oif = oif_of(&r) == Some(ifname);
+                if t != table && !oif && !source.is_some_and(|s| mine.contains(&s)) {
                     continue;
                 }
                 let current = t == table
                     && match source {
-                        Some(IpAddr::V4(a)) => test_v4.contains(&a),
-                        Some(IpAddr::V6(_)) => false,
-                        None => oif_of(&r) == Some(ifname),
+                        Some(s) => mine.contains(&s) && !have_from.contains(&s),
+                        None => oif && !have_oif,
                     };
                 if !current {
                     self.delete_rule(r, &format!("an old routing rule of member {ifname}"))
                         .await?;
-                } else if let Some(IpAddr::V4(a)) = source {
-                    have_from.push(a);
+                } else if let Some(s) = source {
+                    have_from.push(s);
                 } else {
                     have_oif = true;
                 }
             }
             if !have_oif {
-                let add = self.handle.rule().add().output_interface(ifname);
-                let add = add
+                let add = self
+                    .handle
+                    .rule()
+                    .add()
+                    .output_interface(ifname)
                     .table_id(table)
                     .action(RuleAction::ToTable)
                     .priority(MEMBER_RULE_PRIORITY);
-                let done = match version {
-                    IpVersion::V4 => add.v4().execute().await,
-                    IpVersion::V6 => add.v6().execute().await,
+                let done = if v4 {
+                    add.v4().execute().await
+                } else {
+                    add.v6().execute().await
                 };
                 done.map_err(request(format!("add the routing rule oif {ifname}")))?;
             }
-            if version == IpVersion::V4 {
-                for a in test_v4.iter().filter(|a| !have_from.contains(a)) {
-                    self.handle
-                        .rule()
-                        .add()
-                        .v4()
-                        .source_prefix(*a, 32)
-                        .table_id(table)
-                        .action(RuleAction::ToTable)
-                        .priority(MEMBER_RULE_PRIORITY)
-                        .execute()
-                        .await
-                        .map_err(request(format!("add the routing rule from {a}")))?;
-                }
+            for a in mine.iter().filter(|a| !have_from.contains(a)) {
+                let add = self
+                    .handle
+                    .rule()
+                    .add()
+                    .table_id(table)
+                    .action(RuleAction::ToTable)
+                    .priority(MEMBER_RULE_PRIORITY);
+                let done = match *a {
+                    IpAddr::V4(a) => add.v4().source_prefix(a, 32).execute().await,
+                    IpAddr::V6(a) => add.v6().source_prefix(a, 128).execute().await,
+                };
+                done.map_err(request(format!("add the routing rule from {a}")))?;
             }
         }
-        // IPv4: the test addresses' subnets, on link through the member. A lookup that finds
-        // nothing here goes on to the next rule (the main table).
-        for p in test_addresses {
+        // IPv4: the subnets of the member's addresses, on link through the member. A lookup
+        // that finds nothing here goes on to the next rule (the main table).
+        for p in own {
             let IpAddr::V4(a) = p.addr else {
                 continue;
             };
+            if p.len == 0 || p.len >= 32 {
+                continue;
+            }
             let bits = u32::from(a) & u32::MAX.checked_shl(32 - u32::from(p.len)).unwrap_or(0);
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(Ipv4Addr::from(bits), p.len)
@@ -167,7 +173,10 @@ impl Netlink {
                 .replace()
                 .execute()
                 .await
-                .map_err(request(format!("add the test subnet route of {ifname}")))?;
+                .map_err(request(format!(
+                    "add the route of {}/{} through {ifname}",
+                    a, p.len
+                )))?;
         }
         // IPv6: everything on link through the member (its probes go to on-link targets).
         let route = RouteMessageBuilder::<Ipv6Addr>::new()

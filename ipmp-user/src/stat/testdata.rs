@@ -21,6 +21,9 @@ pub(crate) fn member(name: &str, active: bool, state: MemberState) -> MemberStat
         bound_addresses: 0,
         tx_packets: 0,
         tx_bytes: 0,
+        rx_packets: 0,
+        rx_bytes: 0,
+        counters: Default::default(),
         probes: Vec::new(),
         probe_forged: 0,
     }

@@ -29,7 +29,7 @@ use aya::{
 };
 use ipmp::dataplane::loader::{link_pin, pinned_link_ids, pinned_links};
 use ipmp_common::{
-    PROG_TC_EGRESS, PROG_XDP_MEMBER, Reason,
+    PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP_MEMBER, Reason,
     packet::{ARPOP_REQUEST, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
 
@@ -54,13 +54,17 @@ pub const PROG_XDP_NOOP: &str = "ipmp_xdp_noop";
 /// The TC reference: parse, `bpf_fib_lookup`, `bpf_redirect_neigh` and nothing else.
 pub const PROG_TC_FIBREF: &str = "ipmp_tc_fibref";
 
+const TC_ACT_OK: u32 = 0;
 const TC_ACT_REDIRECT: u32 = 7;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// `ipmp_tc_egress` on the IPMP interface.
     Tc,
+    /// `ipmp_tc_ingress` on a member (no XDP in front: answers and delivery).
+    TcIngress,
     Xdp,
 }
 
@@ -86,13 +90,14 @@ impl Case {
     fn prog(&self) -> &'static str {
         match self.kind {
             Kind::Tc => PROG_TC_EGRESS,
+            Kind::TcIngress => PROG_TC_INGRESS,
             Kind::Xdp => PROG_XDP_MEMBER,
         }
     }
 
     fn noop(&self) -> &'static str {
         match self.kind {
-            Kind::Tc => PROG_TC_NOOP,
+            Kind::Tc | Kind::TcIngress => PROG_TC_NOOP,
             Kind::Xdp => PROG_XDP_NOOP,
         }
     }
@@ -115,6 +120,18 @@ fn tc6(dst: std::net::Ipv6Addr, proto: u8) -> Vec<u8> {
         udp(Pseudo::V6(DATA6, dst), 40001, 443, &[0x55; 64])
     };
     Ipv6::new(DATA6, dst, proto).frame(IPMP0_MAC, IPMP0_MAC, &l4)
+}
+
+/// An address of the lab's subnet that is none of the host's.
+const OTHER4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 77);
+
+/// A UDP datagram from the peer to `dst`, sent to MAC `to`.
+fn udp_in(to: [u8; 6], dst: std::net::Ipv4Addr) -> Vec<u8> {
+    Ipv4::new(PEER4, dst, IPPROTO_UDP).frame(
+        to,
+        PEER_MAC,
+        &udp(Pseudo::V4(PEER4, dst), 5353, 9000, &[0x55; 64]),
+    )
 }
 
 fn cases() -> Vec<Case> {
@@ -172,14 +189,27 @@ fn cases() -> Vec<Case> {
             reason: Reason::EchoReply,
         },
         Case {
+            name: "TC ingress: UDP to a data address, to the IPMP interface",
+            kind: Kind::TcIngress,
+            // The destination MAC becomes the IPMP interface's: a second run would pass.
+            method: Method::Single,
+            input: udp_in(m0, DATA4),
+            verdict: TC_ACT_REDIRECT,
+            reason: Reason::RxToIpmp,
+        },
+        Case {
+            name: "TC ingress pass (UDP to another address)",
+            kind: Kind::TcIngress,
+            method: Method::Repeat,
+            input: udp_in(m0, OTHER4),
+            verdict: TC_ACT_OK,
+            reason: Reason::RxPass,
+        },
+        Case {
             name: "XDP pass (UDP to a data address)",
             kind: Kind::Xdp,
             method: Method::Repeat,
-            input: Ipv4::new(PEER4, DATA4, IPPROTO_UDP).frame(
-                m0,
-                PEER_MAC,
-                &udp(Pseudo::V4(PEER4, DATA4), 5353, 9000, &[0x55; 64]),
-            ),
+            input: udp_in(m0, DATA4),
             verdict: XDP_PASS,
             reason: Reason::RxPass,
         },
@@ -203,7 +233,7 @@ fn test_run(
     repeat: u32,
 ) -> anyhow::Result<RunOut> {
     let kind = match kind {
-        Kind::Tc => ProgKind::Tc,
+        Kind::Tc | Kind::TcIngress => ProgKind::Tc,
         Kind::Xdp => ProgKind::Xdp,
     };
     let r = crate::testrun::test_run(ebpf, name, kind, ifindex, input, repeat)?;
@@ -219,7 +249,7 @@ fn load(ebpf: &mut Ebpf, name: &str, kind: Kind) -> anyhow::Result<()> {
         .program_mut(name)
         .ok_or_else(|| anyhow!("the eBPF object has no program {name} (rebuild ipmp-ebpf)"))?;
     let loaded = match kind {
-        Kind::Tc => {
+        Kind::Tc | Kind::TcIngress => {
             let p: &mut SchedClassifier = program.try_into()?;
             p.load()
         }
@@ -267,14 +297,14 @@ fn measure_case(
 ) -> anyhow::Result<CaseResult> {
     let ifindex = match c.kind {
         Kind::Tc => bed.ipmp0,
-        Kind::Xdp => bed.members[0],
+        Kind::TcIngress | Kind::Xdp => bed.members[0],
     };
     let slot = match c.kind {
         Kind::Tc => {
             // The member the flow's bucket names: its counter gets the packet.
             0..bed.members.len() as u32
         }
-        Kind::Xdp => 0..1,
+        Kind::TcIngress | Kind::Xdp => 0..1,
     };
     let counted = |bed: &Testbed| -> anyhow::Result<u64> {
         let mut n = 0;
@@ -388,6 +418,7 @@ fn measure_test_runs(plan: &Plan) -> anyhow::Result<Vec<(String, &'static str, C
         load(&mut bed.ebpf, PROG_TC_EGRESS, Kind::Tc)?;
         load(&mut bed.ebpf, PROG_TC_NOOP, Kind::Tc)?;
         load(&mut bed.ebpf, PROG_TC_FIBREF, Kind::Tc)?;
+        load(&mut bed.ebpf, PROG_TC_INGRESS, Kind::TcIngress)?;
         load(&mut bed.ebpf, PROG_XDP_MEMBER, Kind::Xdp)?;
         load(&mut bed.ebpf, PROG_XDP_NOOP, Kind::Xdp)?;
         let mut out = Vec::new();
@@ -595,7 +626,7 @@ fn rows(results: &[(String, &'static str, CaseResult)]) -> Rows {
             r.bars
                 .push((name.replace(" (UDP to a data address)", ""), series));
         }
-        let worst = if name.starts_with("TC") {
+        let worst = if name.starts_with("TC") && !name.starts_with("TC ingress") {
             Some(&mut r.tc_worst)
         } else if name.contains('→') {
             Some(&mut r.xdp_worst)
@@ -630,8 +661,11 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
          {} buckets). A third program, `ipmp_tc_fibref`, does only what any TC program that \
          forwards to a next hop must: parse, `bpf_fib_lookup`, `bpf_redirect_neigh` — so the \
          rest of the TC figure is ipmp's own work (group, flow hash, bucket and member lookups, \
-         counters). Each packet is run once first and its verdict, output and counted reason \
-         checked. {} trials per row; *repeat* rows are one run of {} repeats per trial, *single \
+         counters). The *TC ingress* rows are the inbound path on a member without XDP \
+         (veth's default): the member's answers are checked first, then a datagram for a data \
+         address gets the IPMP interface's MAC and is redirected to its veth peer; the *XDP \
+         pass* row is the cost generic XDP would add in front of it. Each packet is run once \
+         first and its verdict, output and counted reason checked. {} trials per row; *repeat* rows are one run of {} repeats per trial, *single \
          runs* rows {} single runs per trial (see below).\n",
         ipmp::config::DEFAULT_BUCKETS,
         plan.trials,
@@ -654,8 +688,9 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
          includes). The *method check* row times the XDP pass packet, which stays valid, that \
          way too: a single run pays for caches and branch predictors that the previous repeat \
          would have warmed{bias}, so the responder figures are upper bounds by about that \
-         much. The TC program never rewrites a unicast packet (`bpf_redirect_neigh` fills in \
-         the MACs later), so its repeats are exact.\n"
+         much. The TC egress program never rewrites a unicast packet (`bpf_redirect_neigh` \
+         fills in the MACs later), so its repeats are exact; the TC ingress hand-over rewrites \
+         the destination MAC and is timed in single runs.\n"
     );
 
     let _ = writeln!(md, "### Live cost under load\n");
@@ -779,14 +814,13 @@ mod tests {
     fn cases_name_their_paths() {
         let c = cases();
         assert_eq!(c.iter().filter(|c| c.kind == Kind::Tc).count(), 4);
-        // Responders are the rewriting cases; pass stays valid.
+        assert_eq!(c.iter().filter(|c| c.kind == Kind::TcIngress).count(), 2);
+        // The rewriting cases are the responders and the hand-over to the IPMP interface;
+        // pass stays valid.
         for case in &c {
-            assert_eq!(
-                case.method == Method::Single,
-                case.verdict == XDP_TX,
-                "{}",
-                case.name
-            );
+            let rewrites = case.verdict == XDP_TX
+                || (case.kind == Kind::TcIngress && case.verdict == TC_ACT_REDIRECT);
+            assert_eq!(case.method == Method::Single, rewrites, "{}", case.name);
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct Testbed {
     pub ebpf: Ebpf,
     pub writer: MapWriter,
     pub ipmp0: u32,
+    /// The IPMP interface's veth peer, where inbound frames are handed over.
+    pub ipmp0_peer: u32,
     pub members: Vec<u32>,
     /// The group's bucket table (member ids 0..), as the group state machine keeps it.
     pub table: BucketTable,
@@ -98,6 +100,7 @@ impl Testbed {
             nix::net::if_::if_nametoindex(name).with_context(|| format!("ifindex of {name}"))
         };
         let ipmp0 = index("ipmp0")?;
+        let ipmp0_peer = index("ipmp0p")?;
         let members = (0..members)
             .map(|i| index(&format!("m{i}")))
             .collect::<anyhow::Result<Vec<u32>>>()?;
@@ -109,6 +112,7 @@ impl Testbed {
             ebpf,
             writer,
             ipmp0,
+            ipmp0_peer,
             members,
             table: BucketTable::new(DEFAULT_BUCKETS),
         };
@@ -129,9 +133,8 @@ impl Testbed {
         let bound = cast.and_then(|m| self.members.get(m).copied()).unwrap_or(0);
         DesiredGroup {
             ifindex: self.ipmp0,
-            // Inbound delivery is not exercised here.
-            rx_ifindex: 0,
-            mac: [0; 6],
+            rx_ifindex: self.ipmp0_peer,
+            mac: IPMP0_MAC,
             slot: 0,
             seed: LAB_HASH_SEED,
             failed: active.is_empty(),

@@ -1,11 +1,15 @@
-//! Issue 4, point 2: throughput over the netns lab — a plain veth path, ipmp over 2 and 4
-//! members, and a kernel resilient nexthop group over the same members.
+//! Throughput over the netns lab — a plain veth path, ipmp over 2 and 4 members, and a kernel
+//! resilient nexthop group over the same members — in both directions.
 //!
 //! Every setup is its own lab of the same shape (4 members, one peer on the shared L2, no
-//! router) and sends from 198.51.100.10 to the peer with iperf3, so only the host's egress path
-//! differs:
+//! router). Outbound, the host sends from 198.51.100.10 to the peer with iperf3, so only the
+//! host's egress path differs; inbound (`iperf3 -R`), the peer sends to 198.51.100.10, so
+//! only the receive path does — for ipmp, the member's TC ingress program handing the frames
+//! to the IPMP interface, and, as the alternative measured beside it, the same with the
+//! member program in front as generic XDP (what `xdp_mode = "auto"` picked on veth before):
 //! - plain: the address on m0, the connected route through m0, no ipmpd — the ceiling;
-//! - ipmp N: ipmpd over m0..m(N-1), the address on the IPMP interface;
+//! - ipmp N: ipmpd over m0..m(N-1), the address on the IPMP interface (inbound also with
+//!   `xdp_mode = "generic"`);
 //! - nexthop N: the address on lo, `198.51.100.0/24 nhid` a resilient group of device
 //!   nexthops m0..m(N-1), `fib_multipath_hash_policy = 1` (L4) in the lab's host namespace.
 //!
@@ -23,7 +27,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 
 use super::{GoalRow, Opts, Plot, Section, Summary, svg};
-use crate::lab::{self, DATA_V4, Daemon, Lab, LabSpec, Netns};
+use crate::lab::{self, DATA_V4, Daemon, Lab, LabSpec};
 
 /// Same shape for every setup: unused members stay up and idle.
 const SPEC: LabSpec = LabSpec {
@@ -43,6 +47,8 @@ const NH_GROUP_ID: u32 = 100;
 enum Path {
     Plain,
     Ipmp(usize),
+    /// ipmp with the member program attached as generic XDP as well (`xdp_mode = "generic"`).
+    IpmpXdp(usize),
     Nexthop(usize),
 }
 
@@ -51,6 +57,7 @@ impl Path {
         match self {
             Path::Plain => "plain veth".to_owned(),
             Path::Ipmp(n) => format!("ipmp {n} members"),
+            Path::IpmpXdp(n) => format!("ipmp {n} members, generic XDP"),
             Path::Nexthop(n) => format!("nexthop group {n}"),
         }
     }
@@ -58,51 +65,65 @@ impl Path {
     fn members(self) -> usize {
         match self {
             Path::Plain => 1,
-            Path::Ipmp(n) | Path::Nexthop(n) => n,
+            Path::Ipmp(n) | Path::IpmpXdp(n) | Path::Nexthop(n) => n,
         }
     }
 }
 
-const PATHS: [Path; 5] = [
+const PATHS: [Path; 6] = [
     Path::Plain,
     Path::Ipmp(2),
+    Path::IpmpXdp(2),
     Path::Nexthop(2),
     Path::Ipmp(4),
     Path::Nexthop(4),
 ];
+
+/// The setups a workload runs on: inbound, one data address arrives on one member whatever
+/// the group's size, so two members suffice, and the generic-XDP variant is measured there.
+fn runs_on(w: Workload, p: Path) -> bool {
+    match p {
+        Path::IpmpXdp(_) => w.inbound,
+        Path::Ipmp(n) | Path::Nexthop(n) => !w.inbound || n == 2,
+        Path::Plain => true,
+    }
+}
 
 /// One iperf3 run's traffic shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Workload {
     udp: bool,
     flows: u16,
+    /// From the peer to the host's data address (`iperf3 -R`).
+    inbound: bool,
 }
 
 impl Workload {
+    const fn new(udp: bool, flows: u16, inbound: bool) -> Workload {
+        Workload {
+            udp,
+            flows,
+            inbound,
+        }
+    }
+
     fn label(self) -> String {
         let proto = if self.udp { "UDP" } else { "TCP" };
         let s = if self.flows == 1 { "" } else { "s" };
-        format!("{proto} {} flow{s}", self.flows)
+        let dir = if self.inbound { "inbound " } else { "" };
+        format!("{dir}{proto} {} flow{s}", self.flows)
     }
 }
 
-const WORKLOADS: [Workload; 4] = [
-    Workload {
-        udp: false,
-        flows: 1,
-    },
-    Workload {
-        udp: false,
-        flows: 64,
-    },
-    Workload {
-        udp: true,
-        flows: 1,
-    },
-    Workload {
-        udp: true,
-        flows: 64,
-    },
+const WORKLOADS: [Workload; 8] = [
+    Workload::new(false, 1, false),
+    Workload::new(false, 64, false),
+    Workload::new(true, 1, false),
+    Workload::new(true, 64, false),
+    Workload::new(false, 1, true),
+    Workload::new(false, 8, true),
+    Workload::new(false, 64, true),
+    Workload::new(true, 64, true),
 ];
 
 /// Aggregate CPU times from the `cpu ` line of /proc/stat (USER_HZ ticks).
@@ -186,11 +207,13 @@ pub fn parse_iperf(json: &serde_json::Value) -> anyhow::Result<Received> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Trial {
     gbps: f64,
-    /// Frames the receiving peer's eth0 took in per second (TCP: GSO aggregates count once).
+    /// Frames the peer's eth0 took in (outbound) or sent (inbound) per second (TCP: GSO
+    /// aggregates count once).
     pps: f64,
     /// Busy CPU time of the whole machine per gigabit received, in milliseconds.
     cpu_ms_per_gbit: f64,
-    /// Members that sent at least a tenth of their fair share of the host's bytes.
+    /// Members that sent (outbound) or received (inbound) at least a tenth of their fair
+    /// share of the host's bytes.
     members_used: usize,
 }
 
@@ -248,9 +271,12 @@ fn host_setup(lab: &Lab, path: Path) -> anyhow::Result<Option<Daemon>> {
             ))?;
             Ok(None)
         }
-        Path::Ipmp(n) => {
+        Path::Ipmp(n) | Path::IpmpXdp(n) => {
             let mut cfg = lab.config();
             cfg.group_mut().member.truncate(n);
+            if matches!(path, Path::IpmpXdp(_)) {
+                cfg.group_mut().xdp_mode = Some("generic".to_owned());
+            }
             let daemon = lab.start_ipmpd(&cfg.to_toml())?;
             wait_active(&daemon, n, Duration::from_secs(10))?;
             Ok(Some(daemon))
@@ -313,15 +339,24 @@ impl Bed {
         Ok(bed)
     }
 
-    fn tx_bytes(&self) -> anyhow::Result<Vec<u64>> {
+    /// Bytes each member sent (`inbound`: received).
+    fn member_bytes(&self, inbound: bool) -> anyhow::Result<Vec<u64>> {
         (0..self.path.members())
-            .map(|i| Ok(self.lab.host().link_stats(&format!("m{i}"))?.tx_bytes))
+            .map(|i| {
+                let s = self.lab.host().link_stats(&format!("m{i}"))?;
+                Ok(if inbound { s.rx_bytes } else { s.tx_bytes })
+            })
             .collect()
+    }
+
+    /// Frames of the measured direction on the peer's eth0.
+    fn peer_packets(&self, inbound: bool) -> anyhow::Result<u64> {
+        let s = self.lab.peer(0).link_stats("eth0")?;
+        Ok(if inbound { s.tx_packets } else { s.rx_packets })
     }
 
     fn trial(&self, w: Workload, secs: u32) -> anyhow::Result<Trial> {
         let host = self.lab.host();
-        let peer: &Netns = self.lab.peer(0);
         let (target, secs_s, flows) = (lab::peer_v4(0), secs.to_string(), w.flows.to_string());
         let limit = (secs + 20).to_string();
         let mut argv = vec![
@@ -350,16 +385,19 @@ impl Bed {
         if w.udp {
             argv.extend(["-u", "-b", "0", "-l", UDP_LEN]);
         }
+        if w.inbound {
+            argv.push("-R");
+        }
         let mut last_err = None;
         // The server answers one test at a time; a just-finished one can still hold it.
         for _ in 0..3 {
-            let rx0 = peer.link_stats("eth0")?.rx_packets;
-            let tx0 = self.tx_bytes()?;
+            let rx0 = self.peer_packets(w.inbound)?;
+            let tx0 = self.member_bytes(w.inbound)?;
             let cpu0 = read_cpu()?;
             let out = host.run_status(&argv)?;
             let cpu1 = read_cpu()?;
-            let rx1 = peer.link_stats("eth0")?.rx_packets;
-            let tx1 = self.tx_bytes()?;
+            let rx1 = self.peer_packets(w.inbound)?;
+            let tx1 = self.member_bytes(w.inbound)?;
             let text = String::from_utf8_lossy(&out.stdout);
             let got = serde_json::from_str::<serde_json::Value>(&text)
                 .map_err(|e| anyhow!("iperf3 printed no JSON ({e}): {}", text.trim()))
@@ -413,7 +451,7 @@ impl Cell {
 
 /// Measures throughput and returns the report section.
 pub fn run(opts: &Opts) -> anyhow::Result<Section> {
-    // Full: 20 cells × 3 × (2 s + start-up) ≈ 2.5 min, leaving the failover soak its 10.
+    // Full: 36 cells × 3 × (2 s + start-up) ≈ 4.5 min.
     let trials = opts.pick(3, 1);
     let secs: u32 = opts.pick(2, 1);
     let started = Instant::now();
@@ -427,6 +465,9 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
     for _ in 0..trials {
         for (wi, w) in WORKLOADS.iter().enumerate() {
             for (pi, bed) in beds.iter().enumerate() {
+                if !runs_on(*w, bed.path) {
+                    continue;
+                }
                 match bed.trial(*w, secs) {
                     Ok(t) => cells[wi][pi].trials.push(t),
                     Err(e) => cells[wi][pi].errors.push(format!("{e:#}")),
@@ -474,9 +515,16 @@ fn path_index(p: Path) -> usize {
 
 /// The lowest of the ratios ipmp N / `base(N)` over every workload and N: (ratio, workload
 /// index, N).
-fn worst_ratio(cells: &[Vec<Cell>], base: impl Fn(usize) -> Path) -> Option<(f64, usize, usize)> {
+fn worst_ratio(
+    cells: &[Vec<Cell>],
+    inbound: bool,
+    base: impl Fn(usize) -> Path,
+) -> Option<(f64, usize, usize)> {
     let mut worst: Option<(f64, usize, usize)> = None;
     for (wi, row) in cells.iter().enumerate() {
+        if WORKLOADS[wi].inbound != inbound {
+            continue;
+        }
         for n in [2, 4] {
             let r = ratio(&row[path_index(Path::Ipmp(n))], &row[path_index(base(n))]);
             if let Some(r) = r
@@ -498,21 +546,28 @@ fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Du
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "iperf3 from the host (198.51.100.10) to a peer on the shared L2, {trials} trial(s) of \
+        "iperf3 from the host (198.51.100.10) to a peer on the shared L2 (outbound) and, with \
+         `-R`, from the peer to 198.51.100.10 (inbound), {trials} trial(s) of \
          {secs} s per cell, trials of all setups interleaved; TCP uses iperf3's default \
          buffer, UDP sends {UDP_LEN}-byte datagrams as fast as it can (`-b 0`) and counts what \
          arrived; the iperf3 sender is pinned to CPU 0 and the receiver to CPU 1 (`-A 0,1`) \
          so that every trial shares the two cores the same way. Each setup is its own lab of the same shape (4 members, 1 peer, no router):\n\n\
          - **plain veth**: the address on m0 and its connected route, no ipmpd — the ceiling;\n\
-         - **ipmp N members**: ipmpd over m0..m(N-1), the address on the IPMP interface;\n\
+         - **ipmp N members**: ipmpd over m0..m(N-1), the address on the IPMP interface; \
+         inbound frames enter through the members' TC ingress program, which hands them to the \
+         IPMP interface (`xdp_mode = \"auto\"`, which attaches no XDP on veth);\n\
+         - **ipmp N members, generic XDP** (inbound only): the same with `xdp_mode = \
+         \"generic\"`, the member program in front of the stack as generic XDP too — the \
+         alternative the inbound path was chosen against;\n\
          - **nexthop group N**: the address on lo and `198.51.100.0/24 nhid` a resilient \
          group ({NH_BUCKETS} buckets) of device nexthops m0..m(N-1), \
          `net.ipv4.fib_multipath_hash_policy = 1` (L4 hash) in the lab's host namespace.\n\n\
          A peer on the link (not the far host) is the destination because every setup expresses \
          it natively and no router namespace shares the two cores. veth has no line rate: every \
          path here is CPU-bound, so these figures compare the per-packet cost of the paths. \
-         Gbit/s is what the receiver got; packets/s counts frames into the peer's eth0 (for TCP \
-         a GSO aggregate counts once); CPU per Gbit is the whole machine's busy time from \
+         Gbit/s is what the receiver got; packets/s counts frames into (outbound) or out of \
+         (inbound) the peer's eth0 (for TCP a GSO aggregate counts once); inbound, one data \
+         address arrives on one member whatever the group's size, so it runs with 2 members; CPU per Gbit is the whole machine's busy time from \
          /proc/stat over the run (all namespaces share the cores) per gigabit received. \
          Figures are min / median / max. Setup took {setup_s:.1} s, the section {:.0} s.\n",
         took.as_secs_f64()
@@ -524,6 +579,9 @@ fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Du
             "| setup | Gbit/s | packets/s (median) | CPU ms per Gbit (median) | members used | ipmp / plain | ipmp / nexthop |\n|---|---|---|---|---|---|---|"
         );
         for (pi, p) in PATHS.iter().enumerate() {
+            if !runs_on(*w, *p) {
+                continue;
+            }
             let c = &cells[wi][pi];
             let gbps = c.summary(|t| t.gbps).map_or_else(
                 || "not measured".to_owned(),
@@ -540,7 +598,7 @@ fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Du
                 |s| format!("{:.0}/{}", s.min, p.members()),
             );
             let (vs_plain, vs_nh) = match p {
-                Path::Ipmp(n) => (
+                Path::Ipmp(n) | Path::IpmpXdp(n) => (
                     fmt_ratio(ratio(c, &cells[wi][path_index(Path::Plain)])),
                     fmt_ratio(ratio(c, &cells[wi][path_index(Path::Nexthop(*n))])),
                 ),
@@ -552,7 +610,7 @@ fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Du
                 p.label()
             );
         }
-        if let Some(r) = plain_not_ceiling(&cells[wi]) {
+        if let Some(r) = plain_not_ceiling(&cells[wi]).filter(|_| !w.inbound) {
             let _ = writeln!(
                 md,
                 "\nWith this workload the nexthop group, too, beats the plain path (by {r:.2}× \
@@ -587,6 +645,7 @@ fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Du
                 let bars = PATHS
                     .iter()
                     .enumerate()
+                    .filter(|(_, p)| runs_on(*w, **p))
                     .map(|(pi, p)| (p.label(), f(&cells[wi][pi]).unwrap_or(f64::NAN)))
                     .collect();
                 (w.label(), bars)
@@ -597,7 +656,7 @@ fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Du
         Plot {
             file: "throughput.svg".to_owned(),
             svg: svg::bars(
-                "Throughput to a peer on the link (median)",
+                "Throughput between the host and a peer on the link (median)",
                 "Gbit/s",
                 &groups(&|c| c.median_gbps()),
             ),
@@ -621,38 +680,57 @@ fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Du
 
 fn goals(cells: &[Vec<Cell>]) -> Vec<GoalRow> {
     // Why a ratio is low, from the cell where it is lowest.
-    let cpu_note = |wi: usize, n: usize, base: Path| {
+    let cpu_note = |wi: usize, n: usize, base: Path, inbound: bool| {
         let med = |p: Path| {
             cells[wi][path_index(p)]
                 .summary(|t| t.cpu_ms_per_gbit)
                 .map_or(f64::NAN, |s| s.median)
         };
+        let why = if inbound {
+            "an inbound ipmp frame is received twice (on the member, where the TC ingress \
+             program looks it up and redirects it, then on the IPMP interface after crossing \
+             its veth pair)"
+        } else {
+            "an ipmp packet passes two egress paths (the IPMP interface's, where the TC \
+             program hashes it and does a FIB lookup, then the member's after \
+             bpf_redirect_neigh)"
+        };
         format!(
             "veth has no line rate, so every path here is CPU-bound and per-packet cost \
-             becomes throughput: an ipmp packet passes two egress paths (the IPMP interface's, \
-             where the TC program hashes it and does a FIB lookup, then the member's after \
-             bpf_redirect_neigh); CPU per Gbit in that cell {:.1} ms (ipmp {n}) vs {:.1} ms \
-             ({})",
+             becomes throughput: {why}; CPU per Gbit in that cell {:.1} ms (ipmp {n}) vs \
+             {:.1} ms ({})",
             med(Path::Ipmp(n)),
             med(base),
             base.label()
         )
     };
-    let row = |goal: &str, base: &dyn Fn(usize) -> Path, want: f64, what: &str| {
-        let worst = worst_ratio(cells, base);
+    let row = |goal: &str, inbound: bool, base: &dyn Fn(usize) -> Path, want: f64, what: &str| {
+        let worst = worst_ratio(cells, inbound, base);
+        let sizes: &[usize] = if inbound { &[2] } else { &[2, 4] };
         let all: Vec<String> = WORKLOADS
             .iter()
             .enumerate()
+            .filter(|(_, w)| w.inbound == inbound)
             .flat_map(|(wi, w)| {
-                [2, 4].map(|n| {
-                    format!(
+                sizes.iter().map(move |n| {
+                    let mut r = format!(
                         "{} ×{n}: {}",
                         w.label(),
                         fmt_ratio(ratio(
-                            &cells[wi][path_index(Path::Ipmp(n))],
-                            &cells[wi][path_index(base(n))]
+                            &cells[wi][path_index(Path::Ipmp(*n))],
+                            &cells[wi][path_index(base(*n))]
                         ))
-                    )
+                    );
+                    if inbound {
+                        r.push_str(&format!(
+                            " (generic XDP {})",
+                            fmt_ratio(ratio(
+                                &cells[wi][path_index(Path::IpmpXdp(*n))],
+                                &cells[wi][path_index(base(*n))]
+                            ))
+                        ));
+                    }
+                    r
                 })
             })
             .collect();
@@ -674,7 +752,7 @@ fn goals(cells: &[Vec<Cell>]) -> Vec<GoalRow> {
                 why: if r >= want {
                     String::new()
                 } else {
-                    format!("{what}; {}", cpu_note(wi, n, base(n)))
+                    format!("{what}; {}", cpu_note(wi, n, base(n), inbound))
                 },
             },
         }
@@ -682,15 +760,24 @@ fn goals(cells: &[Vec<Cell>]) -> Vec<GoalRow> {
     vec![
         row(
             "Throughput: ipmp ≥ 0.95× the plain veth path",
+            false,
             &|_| Path::Plain,
             0.95,
             "below the plain path",
         ),
         row(
             "Throughput: ipmp ≥ 1.0× the kernel nexthop group",
+            false,
             &Path::Nexthop,
             1.0,
             "below the nexthop group",
+        ),
+        row(
+            "Inbound throughput: ipmp ≥ 0.95× the plain member",
+            true,
+            &|_| Path::Plain,
+            0.95,
+            "below the plain member",
         ),
     ]
 }
@@ -756,6 +843,14 @@ mod tests {
         assert_eq!(members_used(&[0, 0]), 0);
     }
 
+    fn cell_or_none(gbps: f64) -> Cell {
+        if gbps.is_nan() {
+            Cell::default()
+        } else {
+            cell(&[gbps])
+        }
+    }
+
     fn cell(gbps: &[f64]) -> Cell {
         Cell {
             trials: gbps
@@ -773,22 +868,32 @@ mod tests {
 
     #[test]
     fn worst_ratio_and_goals() {
-        // PATHS order: plain, ipmp2, nh2, ipmp4, nh4.
-        let row = |v: [f64; 5]| v.iter().map(|g| cell(&[*g])).collect::<Vec<_>>();
+        // PATHS order: plain, ipmp2, ipmp2 generic XDP, nh2, ipmp4, nh4; WORKLOADS: four
+        // outbound, then four inbound; NaN: not measured.
+        let row = |v: [f64; 6]| v.iter().map(|g| cell_or_none(*g)).collect::<Vec<_>>();
+        let out = [10.0, 9.8, f64::NAN, 9.0, 9.9, 9.0];
+        let inb = [10.0, 9.7, 9.0, 9.5, f64::NAN, f64::NAN];
         let mut cells = vec![
-            row([10.0, 9.8, 9.0, 9.9, 9.0]),
-            row([10.0, 9.0, 9.5, 9.7, 9.0]),
-            row([10.0, 9.9, 9.0, 9.9, 9.0]),
-            row([10.0, 9.9, 9.0, 9.9, 9.0]),
+            row(out),
+            row([10.0, 9.0, f64::NAN, 9.5, 9.7, 9.0]),
+            row(out),
+            row(out),
+            row(inb),
+            row([10.0, 9.2, 8.0, 9.5, f64::NAN, f64::NAN]),
+            row(inb),
+            row(inb),
         ];
-        let (r, wi, n) = worst_ratio(&cells, |_| Path::Plain).unwrap();
+        let (r, wi, n) = worst_ratio(&cells, false, |_| Path::Plain).unwrap();
         assert!((r - 0.9).abs() < 1e-9);
         assert_eq!((wi, n), (1, 2));
-        let (r, wi, n) = worst_ratio(&cells, Path::Nexthop).unwrap();
+        let (r, wi, n) = worst_ratio(&cells, false, Path::Nexthop).unwrap();
         assert!((r - 9.0 / 9.5).abs() < 1e-9, "{r}");
         assert_eq!((wi, n), (1, 2));
+        let (r, wi, n) = worst_ratio(&cells, true, |_| Path::Plain).unwrap();
+        assert!((r - 0.92).abs() < 1e-9, "{r}");
+        assert_eq!((wi, n), (5, 2));
         let g = goals(&cells);
-        assert_eq!(g.len(), 2);
+        assert_eq!(g.len(), 3);
         assert_eq!(g[0].met, Some(false));
         assert!(
             g[0].figure
@@ -798,10 +903,28 @@ mod tests {
         assert!(g[0].why.contains("(plain veth)"), "{}", g[0].why);
         assert!(g[1].why.contains("(nexthop group 2)"), "{}", g[1].why);
         assert_eq!(g[1].met, Some(false));
-        // Fix the one bad cell: both goals are met.
+        assert_eq!(g[2].met, Some(false));
+        assert!(
+            g[2].figure
+                .starts_with("lowest 0.92× (inbound TCP 8 flows, 2 members)"),
+            "{}",
+            g[2].figure
+        );
+        assert!(
+            g[2].figure.contains("(generic XDP 0.80×)"),
+            "{}",
+            g[2].figure
+        );
+        assert!(g[2].why.contains("received twice"), "{}", g[2].why);
+        // Fix the bad cells: every goal is met.
         cells[1][1] = cell(&[9.6]);
+        cells[5][1] = cell(&[9.6]);
         let g = goals(&cells);
-        assert_eq!((g[0].met, g[1].met), (Some(true), Some(true)), "{g:?}");
+        assert_eq!(
+            (g[0].met, g[1].met, g[2].met),
+            (Some(true), Some(true), Some(true)),
+            "{g:?}"
+        );
         assert!(g[0].why.is_empty());
         // A side that never ran: not measured, not met.
         let empty = vec![vec![Cell::default(); PATHS.len()]; WORKLOADS.len()];
@@ -810,16 +933,17 @@ mod tests {
 
     #[test]
     fn plain_is_no_ceiling_when_every_nexthop_group_beats_it() {
-        let row = |v: [f64; 5]| v.iter().map(|g| cell(&[*g])).collect::<Vec<_>>();
-        // PATHS order: plain, ipmp2, nh2, ipmp4, nh4.
-        let r = plain_not_ceiling(&row([20.0, 39.0, 45.0, 36.0, 42.0])).unwrap();
+        let row = |v: [f64; 6]| v.iter().map(|g| cell_or_none(*g)).collect::<Vec<_>>();
+        // PATHS order: plain, ipmp2, ipmp2 generic XDP, nh2, ipmp4, nh4.
+        let nan = f64::NAN;
+        let r = plain_not_ceiling(&row([20.0, 39.0, nan, 45.0, 36.0, 42.0])).unwrap();
         assert!((r - 2.1).abs() < 1e-9, "{r}");
         assert_eq!(
-            plain_not_ceiling(&row([20.0, 39.0, 45.0, 36.0, 21.0])),
+            plain_not_ceiling(&row([20.0, 39.0, nan, 45.0, 36.0, 21.0])),
             None
         );
-        let mut missing = row([20.0, 39.0, 45.0, 36.0, 42.0]);
-        missing[4] = Cell::default();
+        let mut missing = row([20.0, 39.0, nan, 45.0, 36.0, 42.0]);
+        missing[5] = Cell::default();
         assert_eq!(plain_not_ceiling(&missing), None);
     }
 
@@ -827,6 +951,8 @@ mod tests {
     fn labels() {
         assert_eq!(WORKLOADS[0].label(), "TCP 1 flow");
         assert_eq!(WORKLOADS[3].label(), "UDP 64 flows");
+        assert_eq!(WORKLOADS[5].label(), "inbound TCP 8 flows");
+        assert_eq!(Path::IpmpXdp(2).label(), "ipmp 2 members, generic XDP");
         assert_eq!(Path::Nexthop(4).label(), "nexthop group 4");
     }
 }

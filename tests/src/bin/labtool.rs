@@ -492,29 +492,41 @@ fn udp_seq_send(
         // Tests send to the subnet broadcast address too.
         sock.set_broadcast(true).context("SO_BROADCAST")?;
     }
-    let start = Instant::now();
-    let mut seq = 0u64;
     let mut errors = 0u64;
     let mut last_error = None;
-    while start.elapsed() < duration {
-        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64 + 1;
-        while seq < due {
-            let mut payload = [0u8; 64];
-            payload[..8].copy_from_slice(&seq.to_be_bytes());
-            // Send errors (e.g. no route while failing over) count as sent-but-lost.
-            if let Err(e) = sock.send_to(&payload, to) {
-                errors += 1;
-                last_error = Some(e.to_string());
-            }
-            seq += 1;
+    let seq = paced(rate, duration, |seq| {
+        let mut payload = [0u8; 64];
+        payload[..8].copy_from_slice(&seq.to_be_bytes());
+        // Send errors (e.g. no route while failing over) count as sent-but-lost.
+        if let Err(e) = sock.send_to(&payload, to) {
+            errors += 1;
+            last_error = Some(e.to_string());
         }
-        thread::sleep(Duration::from_micros(500));
-    }
+    });
     println!(
         "{}",
         json!({ "sent": seq, "send_errors": errors, "last_error": last_error })
     );
     Ok(true)
+}
+
+/// Calls `send` with 0, 1, .. for exactly rate x duration datagrams, paced at `rate` per
+/// second (a count the receiver can be held to); returns how many.
+fn paced(rate: u64, duration: Duration, mut send: impl FnMut(u64)) -> u64 {
+    let total = (duration.as_secs_f64() * rate as f64).round() as u64;
+    let start = Instant::now();
+    let mut seq = 0u64;
+    while seq < total {
+        let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64 + 1).min(total);
+        while seq < due {
+            send(seq);
+            seq += 1;
+        }
+        if seq < total {
+            thread::sleep(Duration::from_micros(500));
+        }
+    }
+    seq
 }
 
 /// Loss, reordering and gap bookkeeping for sequenced datagrams (pure; times passed in).
@@ -716,50 +728,43 @@ fn icmp_spray(
         state ^= state << 17;
         state
     };
-    let start = Instant::now();
-    let mut sent = 0u64;
-    while start.elapsed() < duration {
-        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64 + 1;
-        while sent < due {
-            let mut msg = [0u8; 36];
-            msg[0] = 0; // echo reply
-            msg[4..8].copy_from_slice(&(next() as u32).to_be_bytes()); // id + seq
-            for chunk in msg[8..].chunks_mut(8) {
-                let r = next().to_be_bytes();
-                chunk.copy_from_slice(&r[..chunk.len()]);
-            }
-            let mut sum: u32 = msg
-                .chunks(2)
-                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-                .sum();
-            while sum > 0xffff {
-                sum = (sum & 0xffff) + (sum >> 16);
-            }
-            msg[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-            let mut packet = Vec::with_capacity(20 + msg.len());
-            if let Some(src) = from {
-                // IPv4 header; the kernel fills in the checksum and the id with IP_HDRINCL.
-                packet.extend_from_slice(&[0x45, 0, 0, (20 + msg.len()) as u8, 0, 0, 0, 0, 64, 1]);
-                packet.extend_from_slice(&[0, 0]);
-                packet.extend_from_slice(&src.octets());
-                packet.extend_from_slice(&to.octets());
-            }
-            packet.extend_from_slice(&msg);
-            // SAFETY: packet and sin outlive the call; lengths match.
-            unsafe {
-                libc::sendto(
-                    fd,
-                    packet.as_ptr().cast(),
-                    packet.len(),
-                    0,
-                    (&raw const sin).cast(),
-                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                );
-            }
-            sent += 1;
+    let sent = paced(rate, duration, |_| {
+        let mut msg = [0u8; 36];
+        msg[0] = 0; // echo reply
+        msg[4..8].copy_from_slice(&(next() as u32).to_be_bytes()); // id + seq
+        for chunk in msg[8..].chunks_mut(8) {
+            let r = next().to_be_bytes();
+            chunk.copy_from_slice(&r[..chunk.len()]);
         }
-        thread::sleep(Duration::from_micros(500));
-    }
+        let mut sum: u32 = msg
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        msg[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        let mut packet = Vec::with_capacity(20 + msg.len());
+        if let Some(src) = from {
+            // IPv4 header; the kernel fills in the checksum and the id with IP_HDRINCL.
+            packet.extend_from_slice(&[0x45, 0, 0, (20 + msg.len()) as u8, 0, 0, 0, 0, 64, 1]);
+            packet.extend_from_slice(&[0, 0]);
+            packet.extend_from_slice(&src.octets());
+            packet.extend_from_slice(&to.octets());
+        }
+        packet.extend_from_slice(&msg);
+        // SAFETY: packet and sin outlive the call; lengths match.
+        unsafe {
+            libc::sendto(
+                fd,
+                packet.as_ptr().cast(),
+                packet.len(),
+                0,
+                (&raw const sin).cast(),
+                size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+        }
+    });
     // SAFETY: fd is ours and still open.
     unsafe { libc::close(fd) };
     println!("{}", json!({ "sent": sent }));

@@ -72,6 +72,8 @@ fn group(out: &mut String, g: &GroupStatus) {
             "BOUND",
             "TX-PACKETS",
             "TX-BYTES",
+            "RX-PACKETS",
+            "RX-BYTES",
             "MAC",
             "TEST-ADDRESSES",
         ]
@@ -90,6 +92,8 @@ fn group(out: &mut String, g: &GroupStatus) {
             m.bound_addresses.to_string(),
             m.tx_packets.to_string(),
             m.tx_bytes.to_string(),
+            m.rx_packets.to_string(),
+            m.rx_bytes.to_string(),
             m.mac.clone(),
             or_dash(m.test_addresses.join(" ")),
         ]);
@@ -227,6 +231,9 @@ mod tests {
             bound_addresses: u32::from(active),
             tx_packets: 12,
             tx_bytes: 3400,
+            rx_packets: 9,
+            rx_bytes: 900,
+            counters: Default::default(),
             probes: Vec::new(),
             probe_forged: 0,
         };
@@ -272,9 +279,9 @@ mod tests {
              \n\
              group g0 (interface ipmp0, ifindex 7): degraded\n  \
                failure detection: link state only; failback: yes; 256 buckets, hash seed 0x0000beef\n  \
-               MEMBER  ACTIVE  STATE   LINK  PROBE     FLAGS    BUCKETS  BOUND  TX-PACKETS  TX-BYTES  MAC                TEST-ADDRESSES\n  \
-               m0      yes     ok      up    disabled  --m----  256      1      12          3400      02:00:00:00:00:01  --\n  \
-               m1      no      failed  down  disabled  -------  0        0      12          3400      02:00:00:00:00:01  --\n  \
+               MEMBER  ACTIVE  STATE   LINK  PROBE     FLAGS    BUCKETS  BOUND  TX-PACKETS  TX-BYTES  RX-PACKETS  RX-BYTES  MAC                TEST-ADDRESSES\n  \
+               m0      yes     ok      up    disabled  --m----  256      1      12          3400      9           900       02:00:00:00:00:01  --\n  \
+               m1      no      failed  down  disabled  -------  0        0      12          3400      9           900       02:00:00:00:00:01  --\n  \
                ADDRESS           STATE  INBOUND  OUTBOUND\n  \
                198.51.100.10/24  up     m0       m0\n  \
                INTERFACE  HOOK           PROGRAM          LINK-ID  PROG-ID  PIN\n  \
