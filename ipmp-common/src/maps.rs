@@ -14,18 +14,6 @@ pub const MAP_TESTADDRS: &str = "IPMP_TESTADDRS";
 pub const MAP_TARGETS: &str = "IPMP_TARGETS";
 pub const MAP_CONFIG: &str = "IPMP_CONFIG";
 pub const MAP_PROBES: &str = "IPMP_PROBES";
-/// Every map ipmpd pins, in one list so load, adopt and cleanup stay in step.
-pub const ALL_MAPS: [&str; 9] = [
-    MAP_GROUPS,
-    MAP_MEMBERS,
-    MAP_BUCKETS,
-    MAP_ADDRS,
-    MAP_STATS,
-    MAP_TESTADDRS,
-    MAP_TARGETS,
-    MAP_CONFIG,
-    MAP_PROBES,
-];
 
 /// Program names (the Rust function names in ipmp-ebpf).
 pub const PROG_TC_EGRESS: &str = "ipmp_tc_egress";
@@ -59,37 +47,80 @@ pub const STATS_SLOTS: u32 = STATS_SLOT_UNKNOWN + 1;
 /// Entries of `IPMP_STATS`: `slot * Reason::COUNT + reason`.
 pub const STATS_ENTRIES: u32 = STATS_SLOTS * crate::reason::Reason::COUNT;
 
-/// The shape of a map as the kernel reports it: (name, key size, value size, max entries).
-/// A map pinned by another ipmpd version with another shape is refused rather than reused.
-pub type MapShape = (&'static str, u32, u32, u32);
+/// The shape of a map as the kernel reports it. A map pinned by another ipmpd version with
+/// another shape is refused rather than reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapShape {
+    pub name: &'static str,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+}
 
-/// The shape of every map in [`ALL_MAPS`] (a ring buffer has no key or value size).
+impl MapShape {
+    /// A hash or array map keyed by `K` with values `V`.
+    const fn of<K, V>(name: &'static str, max_entries: u32) -> MapShape {
+        MapShape {
+            name,
+            key_size: size_of::<K>() as u32,
+            value_size: size_of::<V>() as u32,
+            max_entries,
+        }
+    }
+}
+
+/// Every map ipmpd pins, with its shape: one list, so load, adopt, cleanup and the shape check
+/// stay in step (a ring buffer has no key or value size; its entries are its bytes).
 pub const MAP_SHAPES: [MapShape; 9] = [
-    (MAP_GROUPS, 4, size_of::<GroupInfo>() as u32, MAX_GROUPS),
-    (MAP_MEMBERS, 4, size_of::<MemberInfo>() as u32, MAX_MEMBERS),
-    (MAP_BUCKETS, 4, 4, BUCKET_ENTRIES),
-    (
-        MAP_ADDRS,
-        size_of::<AddrKey>() as u32,
-        size_of::<AddrInfo>() as u32,
-        MAX_ADDRS,
-    ),
-    (MAP_STATS, 4, size_of::<Counter>() as u32, STATS_ENTRIES),
-    (
-        MAP_TESTADDRS,
-        size_of::<AddrKey>() as u32,
-        size_of::<TestAddrInfo>() as u32,
-        MAX_TESTADDRS,
-    ),
-    (
-        MAP_TARGETS,
-        size_of::<TargetKey>() as u32,
-        size_of::<TargetInfo>() as u32,
-        MAX_TARGETS,
-    ),
-    (MAP_CONFIG, 4, size_of::<ProbeConfig>() as u32, 1),
-    (MAP_PROBES, 0, 0, PROBE_RING_BYTES),
+    MapShape::of::<u32, GroupInfo>(MAP_GROUPS, MAX_GROUPS),
+    MapShape::of::<u32, MemberInfo>(MAP_MEMBERS, MAX_MEMBERS),
+    MapShape::of::<u32, u32>(MAP_BUCKETS, BUCKET_ENTRIES),
+    MapShape::of::<AddrKey, AddrInfo>(MAP_ADDRS, MAX_ADDRS),
+    MapShape::of::<u32, Counter>(MAP_STATS, STATS_ENTRIES),
+    MapShape::of::<AddrKey, TestAddrInfo>(MAP_TESTADDRS, MAX_TESTADDRS),
+    MapShape::of::<TargetKey, TargetInfo>(MAP_TARGETS, MAX_TARGETS),
+    MapShape::of::<u32, ProbeConfig>(MAP_CONFIG, 1),
+    MapShape {
+        name: MAP_PROBES,
+        key_size: 0,
+        value_size: 0,
+        max_entries: PROBE_RING_BYTES,
+    },
 ];
+
+/// The names of [`MAP_SHAPES`], in its order.
+pub const ALL_MAPS: [&str; MAP_SHAPES.len()] = {
+    let mut names = [""; MAP_SHAPES.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = MAP_SHAPES[i].name;
+        i += 1;
+    }
+    names
+};
+
+// Layouts checked when either side is built (the BPF build fails too): no implicit padding,
+// map names within the kernel's 15 bytes, a ring buffer of a power of two pages.
+const _: () = {
+    assert!(size_of::<GroupInfo>() == 7 * 4 + 8);
+    assert!(size_of::<MemberInfo>() == 5 * 4 + 12);
+    assert!(size_of::<AddrKey>() == 20);
+    assert!(size_of::<AddrInfo>() == 8);
+    assert!(size_of::<Counter>() == 16);
+    assert!(size_of::<TestAddrInfo>() == 8);
+    assert!(size_of::<TargetKey>() == 24);
+    assert!(size_of::<TargetInfo>() == 4);
+    assert!(size_of::<ProbeConfig>() == 24);
+    assert!(size_of::<ProbeEvent>() == 3 * 8 + 6 * 4 + 16 + 16 + 8);
+    // Ring buffer records are 8-byte aligned.
+    assert!(size_of::<ProbeEvent>().is_multiple_of(8));
+    let mut i = 0;
+    while i < MAP_SHAPES.len() {
+        assert!(MAP_SHAPES[i].name.len() <= 15);
+        i += 1;
+    }
+    assert!(PROBE_RING_BYTES.is_power_of_two() && PROBE_RING_BYTES.is_multiple_of(4096));
+};
 
 /// Index of a bucket in `IPMP_BUCKETS`, or `None` when out of range.
 #[inline(always)]
@@ -356,36 +387,23 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
-    use core::mem::size_of;
 
     use super::*;
 
     #[test]
-    fn layouts_have_no_implicit_padding() {
-        assert_eq!(size_of::<GroupInfo>(), 7 * 4 + 8);
-        assert_eq!(size_of::<MemberInfo>(), 5 * 4 + 12);
-        assert_eq!(size_of::<AddrKey>(), 20);
-        assert_eq!(size_of::<AddrInfo>(), 8);
-        assert_eq!(size_of::<Counter>(), 16);
-        assert_eq!(size_of::<TestAddrInfo>(), 8);
-        assert_eq!(size_of::<TargetKey>(), 24);
-        assert_eq!(size_of::<TargetInfo>(), 4);
-        assert_eq!(size_of::<ProbeConfig>(), 24);
-        assert_eq!(size_of::<ProbeEvent>(), 3 * 8 + 6 * 4 + 16 + 16 + 8);
-        // Ring buffer records are 8-byte aligned.
-        assert_eq!(size_of::<ProbeEvent>() % 8, 0);
+    fn map_names_are_unique() {
+        let mut names = ALL_MAPS.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), MAP_SHAPES.len(), "{ALL_MAPS:?}");
     }
 
     #[test]
-    fn every_map_has_a_shape() {
-        let shaped: [&str; 9] = MAP_SHAPES.map(|(name, ..)| name);
-        assert_eq!(shaped, ALL_MAPS);
-    }
-
-    #[test]
-    fn map_names_fit_the_kernel() {
-        for name in ALL_MAPS {
-            assert!(name.len() <= 15, "{name} is longer than 15 bytes");
+    fn keys_and_values_are_whole_words() {
+        // The verifier and bpftool's BTF dumps want 4-byte multiples.
+        for m in MAP_SHAPES {
+            assert_eq!(m.key_size % 4, 0, "{m:?}");
+            assert_eq!(m.value_size % 4, 0, "{m:?}");
         }
     }
 
@@ -407,12 +425,6 @@ mod tests {
         assert!(salted.id_matches(0x4200));
         assert!(salted.id_matches(0x42ff));
         assert!(!salted.id_matches(0x4300));
-    }
-
-    #[test]
-    fn probe_ring_is_a_power_of_two_pages() {
-        assert!(PROBE_RING_BYTES.is_power_of_two());
-        assert_eq!(PROBE_RING_BYTES % 4096, 0);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::{
     config::{Config, GroupConfig},
     control::{self, ControlCall, ControlServer, Request, Response},
     dataplane::{self, Dataplane, DataplaneError, DesiredGroup, DesiredMember, XdpAttachMode},
-    group::{Event, Group, GroupSpec, Link as LinkState, Notice},
+    group::{Carrier, Event, Group, GroupSpec, Notice},
     netlink::{self, Link, Netlink, NetlinkError, events::LinkEvent, sysctl},
     prober::{GroupProbing, ProbeMember, ProbeReply, RingReply, ring::ProbeRing},
 };
@@ -94,7 +94,7 @@ struct MemberRt {
     mac: [u8; 6],
     mtu: u32,
     stats_slot: u32,
-    link: LinkState,
+    link: Carrier,
     xdp_mode: XdpAttachMode,
 }
 
@@ -135,11 +135,11 @@ pub struct Daemon {
     probe_lines: tokio::sync::broadcast::Sender<control::ProbeLine>,
 }
 
-fn link_state(link: &Link) -> LinkState {
+fn link_state(link: &Link) -> Carrier {
     if link.admin_up && link.carrier {
-        LinkState::Up
+        Carrier::Up
     } else {
-        LinkState::Down
+        Carrier::Down
     }
 }
 
@@ -383,7 +383,7 @@ impl Daemon {
                 stats_slot += 1;
             }
             let spec = GroupSpec::from_config(&config, cfg);
-            let initial: Vec<LinkState> = rts.iter().map(|m| m.link).collect();
+            let initial: Vec<Carrier> = rts.iter().map(|m| m.link).collect();
             let fsm = Group::new(spec, &initial, now);
             let names: Vec<ProbeMember> = rts
                 .iter()
@@ -582,7 +582,7 @@ impl Daemon {
     async fn on_link(&mut self, event: LinkEvent) -> Result<()> {
         let (ifindex, state) = match &event {
             LinkEvent::Changed(link) => (link.ifindex, link_state(link)),
-            LinkEvent::Removed { ifindex, .. } => (*ifindex, LinkState::Down),
+            LinkEvent::Removed { ifindex, .. } => (*ifindex, Carrier::Down),
             LinkEvent::Neighbour(n) => {
                 self.on_neighbour(*n).await;
                 return Ok(());
@@ -625,7 +625,7 @@ impl Daemon {
         }
         member.link = state;
         tracing::info!(member = %member.name, link = ?state, "link state changed");
-        let up = state == LinkState::Up;
+        let up = state == Carrier::Up;
         let now = Instant::now();
         self.handle(gi, Event::Link { member: mi, up }, now).await?;
         if up {
@@ -838,7 +838,7 @@ impl Daemon {
         let m = &mut self.groups[gi].members[mi];
         if m.link != state {
             m.link = state;
-            let up = state == LinkState::Up;
+            let up = state == Carrier::Up;
             self.handle(gi, Event::Link { member: mi, up }, Instant::now())
                 .await?;
         }

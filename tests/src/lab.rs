@@ -126,22 +126,30 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// For privileged tests: true when they can run. Not root: panics when env CI is set (CI must
-/// run these tiers), otherwise prints a loud skip notice and returns false.
+/// The one rule for every test tier (xtask test, the scenario tests, the fixture tables):
+/// env `CI` set to anything but empty, `0` or `false` means the privileged tiers must run, so
+/// a missing privilege fails instead of skipping.
+pub fn ci_requires_privilege() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// For privileged tests: true when they can run. Not root: panics under
+/// [`ci_requires_privilege`], otherwise prints a loud skip notice (straight to fd 2, which the
+/// harness does not capture) and returns false.
 pub fn require_root(test: &str) -> bool {
     if is_root() {
         return true;
     }
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+    if ci_requires_privilege() {
         panic!(
-            "{test}: needs root (network namespaces, bpffs) and CI is set: run the tests as root"
+            "{test}: needs root (network namespaces, bpffs, BPF_PROG_TEST_RUN) and CI is set: run the tests as root"
         );
     }
     // Straight to fd 2: the test harness captures eprintln!, and a skip must be seen.
     let _ = std::io::Write::write_all(
         &mut std::io::stderr(),
         format!(
-            "\n!!! SKIPPED {test}: needs root (network namespaces, bpffs); run as root !!!\n\n"
+            "\n!!! SKIPPED {test}: needs root (network namespaces, bpffs, BPF_PROG_TEST_RUN); run as root !!!\n\n"
         )
         .as_bytes(),
     );

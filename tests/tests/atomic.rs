@@ -1,4 +1,4 @@
-//! Issue 2, point f: atomic map updates. 1000 fail/repair cycles (carrier cut and restored,
+//! Atomic map updates: 1000 fail/repair cycles (carrier cut and restored,
 //! rotating over 3 members so that at least one is always active) while UDP flows from the data
 //! address run over every member; afterwards the reason counters in the pinned IPMP_STATS show
 //! no packet dropped for lack of a member (tx-no-member) or for a bad table entry

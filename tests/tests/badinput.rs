@@ -1,4 +1,4 @@
-//! Bad input (issue 2, g): each case makes ipmpd exit non-zero with a one-line error that names
+//! Bad input: each case makes ipmpd exit non-zero with a one-line error that names
 //! the problem, and leaves nothing behind: the host namespace's links, addresses and member
 //! sysctls are as before, no XDP or TCX program is attached to a member, and the pin directory
 //! holds no pins. ipmpd runs in the lab's host namespace, started directly (not through

@@ -1,5 +1,5 @@
 //! `bpftool map dump pinned <pin dir>/<map>` (plain output, no `-j`) shows every map with the
-//! field names of its key and value (issue 2, i): the maps are BTF-defined, so bpftool prints
+//! field names of its key and value: the maps are BTF-defined, so bpftool prints
 //! them as structured JSON instead of hex bytes (the probe ring buffer, which has no entries
 //! to dump, is checked with `bpftool map show`). The field names come from ipmp-common's
 //! `maps.rs`; the values are checked against what ipmpd reports and what the lab built.

@@ -28,25 +28,23 @@ fn group_state(d: &ipmp_tests::lab::Daemon) -> String {
         .to_string()
 }
 
-/// `ipmpstat -iP -o interface,active,state` as (name, active, state) rows.
+/// (name, active yes/no, state) of every member ([`common::members`]).
 fn members(d: &ipmp_tests::lab::Daemon) -> Vec<(String, String, String)> {
-    d.ipmpstat(&["-iP", "-o", "interface,active,state"])
+    common::members(d)
         .expect("ipmpstat -i")
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f[0].to_string(), f[1].to_string(), f[2].to_string())
-        })
+        .into_iter()
+        .map(|m| (m.name, yes_no(m.active), m.state))
         .collect()
 }
 
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
+}
+
+/// (active yes/no, state) of member `name`.
 fn member_row(d: &ipmp_tests::lab::Daemon, name: &str) -> (String, String) {
-    let rows = members(d);
-    let (_, active, state) = rows
-        .into_iter()
-        .find(|(n, _, _)| n == name)
-        .unwrap_or_else(|| panic!("{name} missing from ipmpstat -i"));
-    (active, state)
+    let m = common::member(d, name);
+    (yes_no(m.active), m.state)
 }
 
 /// Sends one second of sequenced UDP (200/s) from `from` to `to`:`port`, received in `at`;

@@ -1,4 +1,4 @@
-//! Issue 2, point e: minimal disruption. 1000 UDP flows from the data address over 4 members;
+//! Minimal disruption: 1000 UDP flows from the data address over 4 members;
 //! failing one member remaps only the flows it carried (every flow on a surviving member stays
 //! put) and spreads them over the survivors; its repair (failback) moves flows only onto it.
 //!

@@ -1,4 +1,4 @@
-//! Link failover (issue 2, d): a peer streams TCP to and pings (1000/s) data addresses bound to
+//! Link failover: a peer streams TCP to and pings (1000/s) data addresses bound to
 //! m0, IPv4 and IPv6; m0 loses its carrier. The TCP connections survive, the peer's neighbour
 //! entries move to the new members' MACs, ping loss stays small, and `ipmpstat -i` shows m0
 //! failed. When the carrier comes back, m0 is active again with failback on, and stays inactive
@@ -36,7 +36,9 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// The row of `member` in the plain `ipmpstat -i` table, keyed by column header.
+/// The row of `member` in the plain `ipmpstat -i` table, keyed by column header: these tests
+/// check what an operator reads (the FLAGS letters, the columns), so they read the table, not
+/// the JSON of [`common::members`].
 fn iface_row(daemon: &Daemon, member: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let out = daemon.ipmpstat(&["-i"])?;
     let mut lines = out.lines();

@@ -10,8 +10,8 @@
 //! namespace (unshared by its own thread) with real veth devices, addresses and routes,
 //! because `bpf_fib_lookup` and the test-run device selection need them, and with a freshly
 //! loaded object (fresh, unpinned maps). Redirects are not carried out by a test run: a
-//! redirecting program returns TC_ACT_REDIRECT and sends nothing. Needs root; with CI=true a
-//! missing privilege fails the tests instead of skipping them.
+//! redirecting program returns TC_ACT_REDIRECT and sends nothing. Needs root; under CI
+//! (`lab::ci_requires_privilege`) a missing privilege fails the tests instead of skipping them.
 
 use std::{
     collections::BTreeMap,
@@ -263,23 +263,6 @@ fn in_fresh_netns<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         .join()
         .map_err(|_| anyhow!("the fixture thread panicked"))?
     })
-}
-
-/// Whether the privileged tests can run; with CI=true a missing privilege is a failure.
-fn privileged(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !ci,
-        "{test} needs root (BPF_PROG_TEST_RUN, network namespaces) and CI=true forbids skipping"
-    );
-    eprintln!(
-        "\n########## SKIPPED {test}: needs root (BPF_PROG_TEST_RUN, network namespaces). \
-         Run as root; CI=true turns this skip into a failure. ##########\n"
-    );
-    false
 }
 
 // --- loading and running --------------------------------------------------------------------
@@ -761,7 +744,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn run_table(test: &str, fixtures: Vec<Fixture>) -> Result<()> {
-    if !privileged(test) {
+    if !ipmp_tests::lab::require_root(test) {
         return Ok(());
     }
     let mut failures = Vec::new();
@@ -3437,7 +3420,7 @@ fn egress_members(frames: &[Vec<u8>]) -> Result<Vec<usize>> {
 
 #[test]
 fn fragments_of_a_datagram_leave_through_one_member() -> Result<()> {
-    if !privileged("fragments_of_a_datagram_leave_through_one_member") {
+    if !ipmp_tests::lab::require_root("fragments_of_a_datagram_leave_through_one_member") {
         return Ok(());
     }
     for f in [fragments4(), fragments6()] {
@@ -3456,7 +3439,7 @@ fn fragments_of_a_datagram_leave_through_one_member() -> Result<()> {
 
 #[test]
 fn flows_take_the_member_the_shared_hash_names() -> Result<()> {
-    if !privileged("flows_take_the_member_the_shared_hash_names") {
+    if !ipmp_tests::lab::require_root("flows_take_the_member_the_shared_hash_names") {
         return Ok(());
     }
     let mut frames = Vec::new();
@@ -3483,7 +3466,7 @@ fn flows_take_the_member_the_shared_hash_names() -> Result<()> {
 
 #[test]
 fn programs_pass_the_verifier() -> Result<()> {
-    if !privileged("programs_pass_the_verifier") {
+    if !ipmp_tests::lab::require_root("programs_pass_the_verifier") {
         return Ok(());
     }
     in_fresh_netns(|| {

@@ -1,4 +1,4 @@
-//! Inbound reachability and ARP/NDP binding (issue 2, c): a peer with an empty neighbour cache
+//! Inbound reachability and ARP/NDP binding: a peer with an empty neighbour cache
 //! reaches every data address (ping and TCP, IPv4 and IPv6), learns the MAC of the member the
 //! address is bound to, and keeps it while the host sends through every member (members must
 //! not re-point the peer's cache when they resolve it themselves).

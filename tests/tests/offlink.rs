@@ -1,4 +1,4 @@
-//! Off-link destinations (issue 2, b): a host behind the router is reached over every member,
+//! Off-link destinations: a host behind the router is reached over every member,
 //! IPv4 and IPv6, and every frame toward it carries the router's MAC. The TC egress program
 //! must find the gateway with `bpf_fib_lookup` and pass it to `bpf_redirect_neigh`; without
 //! the next hop the kernel would "assume on link" and ARP/NS for the far host itself.

@@ -10,16 +10,11 @@ use ipmp_tests::lab::{Daemon, Lab, LabSpec, require_root, wait_until};
 
 const POLL: Duration = Duration::from_millis(20);
 
-/// (active, state, probe) of `name` from `ipmpstat -iP`.
+/// (active yes/no, state, probe) of member `name` ([`common::member`]).
 fn member(d: &Daemon, name: &str) -> (String, String, String) {
-    let out = d
-        .ipmpstat(&["-iP", "-o", "interface,active,state,probe"])
-        .expect("ipmpstat -i");
-    out.lines()
-        .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
-        .find(|f| f[0] == name)
-        .map(|f| (f[1].clone(), f[2].clone(), f[3].clone()))
-        .unwrap_or_else(|| panic!("{name} missing from ipmpstat -i: {out}"))
+    let m = common::member(d, name);
+    let active = if m.active { "yes" } else { "no" };
+    (active.to_owned(), m.state, m.probe)
 }
 
 /// Waits until every member's probes are acknowledged: PROBE ok, and an answered probe of each

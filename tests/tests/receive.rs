@@ -123,7 +123,7 @@ fn counters(ns: &Netns, table: &str) -> BTreeMap<String, u64> {
 /// ACTIVE/STATE of every member from `ipmpstat -i`.
 fn states(d: &Daemon) -> BTreeMap<String, String> {
     common::members(d)
-        .unwrap_or_default()
+        .expect("ipmpstat -i")
         .into_iter()
         .map(|m| (m.name, m.state))
         .collect()
@@ -466,9 +466,15 @@ fn ipmp0_is_where_inbound_traffic_arrives() {
         "tcpdump -i ipmp0 saw {inbound} inbound datagrams"
     );
     assert!(rx >= 2 * N, "ipmp0 rx_packets grew by {rx} only");
-    // SO_BINDTODEVICE(ipmp0) on a data address.
+    // SO_BINDTODEVICE(ipmp0) on a data address; `ping -I ipmp0` gets its replies.
     tcp_arrives(&lab, DATA_V4, 5102, Some("ipmp0"));
     tcp_arrives(&lab, DATA_V6, 5103, Some("ipmp0"));
+    for peer in [peer_v4(0), peer_v6(0)] {
+        let p = h
+            .ping_from("ipmp0", &peer, 5, Duration::from_millis(20))
+            .unwrap();
+        assert_eq!(p.lost(), 0, "ping -I ipmp0 {peer}: {p:?}");
+    }
     // ipmpadm accounts for the frames handed to ipmp0, per member: the rx-ipmp reason
     // counters cover at least the unicast datagrams sent, and rx (rx-ipmp + cast-ipmp) them.
     let status: ipmp::control::Snapshot =

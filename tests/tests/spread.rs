@@ -1,4 +1,4 @@
-//! Issue 2, point a: 64 concurrent TCP flows from the data address to peers on the link use
+//! Flow spreading: 64 concurrent TCP flows from the data address to peers on the link use
 //! every active member (2 and 3 members), each member's share of flows within ±25% of fair,
 //! each flow on exactly one member from its SYN to its FIN.
 //!

@@ -19,10 +19,6 @@ pub(crate) fn cargo() -> Command {
     Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-pub(crate) fn in_ci() -> bool {
-    env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
-}
-
 /// The workspace's target directory (honours CARGO_TARGET_DIR).
 pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
     let out = cargo()
@@ -133,8 +129,8 @@ fn outcome(ok: bool, c: Counts, secs: f64) -> String {
 }
 
 pub fn run(extra: &[String]) -> anyhow::Result<()> {
-    let root = nix::unistd::geteuid().is_root();
-    let ci = in_ci();
+    let root = crate::lab::is_root();
+    let ci = crate::lab::ci_requires_privilege();
     if ci && !root {
         bail!(
             "CI is set but xtask test is not running as root: the privileged test tiers must run in CI; run it as root"

@@ -81,9 +81,9 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
                     duplicate_hwaddr: false,
                 },
                 link: match view.link {
-                    group::Link::Up => LinkState::Up,
-                    group::Link::Down => LinkState::Down,
-                    group::Link::Unknown => LinkState::Unknown,
+                    group::Carrier::Up => LinkState::Up,
+                    group::Carrier::Down => LinkState::Down,
+                    group::Carrier::Unknown => LinkState::Unknown,
                 },
                 probe: g
                     .probing

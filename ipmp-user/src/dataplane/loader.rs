@@ -287,8 +287,8 @@ pub fn has_member_program(ifname: &str) -> bool {
 /// (an upgrade that added reasons, say) would be reused silently and the programs would index
 /// past its end. Refuse it with the fix instead.
 fn check_pinned_shapes(pin_dir: &Path) -> Result<()> {
-    for (name, key, value, entries) in ipmp_common::MAP_SHAPES {
-        let path = pin_dir.join(name);
+    for shape in ipmp_common::MAP_SHAPES {
+        let path = pin_dir.join(shape.name);
         if !path.exists() {
             continue;
         }
@@ -297,11 +297,12 @@ fn check_pinned_shapes(pin_dir: &Path) -> Result<()> {
             message: format!("{e} (remove it with ipmpd --cleanup)"),
         })?;
         let found = (info.key_size(), info.value_size(), info.max_entries());
-        if found != (key, value, entries) {
+        let expected = (shape.key_size, shape.value_size, shape.max_entries);
+        if found != expected {
             return Err(DataplaneError::IncompatiblePin {
                 path,
                 found,
-                expected: (key, value, entries),
+                expected,
             });
         }
     }

@@ -78,7 +78,7 @@ use super::{
 use crate::{
     config::{Config, GroupConfig, Prefix},
     control::ProbeState,
-    group::{Event, FailCause, Group, Link, MemberId, MemberSet},
+    group::{Carrier, Event, FailCause, Group, MemberId, MemberSet},
     stat::target::ProbeMode,
 };
 
@@ -423,7 +423,7 @@ impl Prober {
         }
         let members: Vec<_> = (0..n).map(|m| group.member(m)).collect();
         Ok(View {
-            link_up: members.iter().map(|v| v.link != Link::Down).collect(),
+            link_up: members.iter().map(|v| v.link != Carrier::Down).collect(),
             offline: members.iter().map(|v| v.offline).collect(),
             link_failed: (0..n)
                 .map(|m| group.fail_cause(m) == Some(FailCause::LinkDown))

@@ -18,7 +18,9 @@ use super::{
 use crate::{
     config::Prefix,
     control::ProbeState,
-    group::{Event, FailCause, Group, GroupSpec, GroupState, Link, MemberId, MemberSpec, Notice},
+    group::{
+        Carrier, Event, FailCause, Group, GroupSpec, GroupState, MemberId, MemberSpec, Notice,
+    },
     probe::targets::{TargetSource, TargetStatus},
     stat::target::ProbeMode,
 };
@@ -148,7 +150,7 @@ impl Setup {
             flap_max_ups: 2,
             flap_window: secs(60),
         };
-        let group = Group::new(spec, &vec![Link::Up; self.members], t0);
+        let group = Group::new(spec, &vec![Carrier::Up; self.members], t0);
         let mut rng = StdRng::seed_from_u64(self.seed);
         let prober = Prober::new(
             ProbeSpec {
@@ -1621,7 +1623,7 @@ fn spec_errors_are_typed() {
             flap_max_ups: 2,
             flap_window: secs(60),
         },
-        &[Link::Up],
+        &[Carrier::Up],
         t0,
     );
     let mut rng = StdRng::seed_from_u64(1);

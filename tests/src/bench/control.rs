@@ -1,4 +1,4 @@
-//! Issue 4, point 6: the control plane — ipmpd start to ready, its RSS and CPU at idle with four
+//! The control plane — ipmpd start to ready, its RSS and CPU at idle with four
 //! probing members, and the latency of one atomic bucket-table update.
 
 use std::{

@@ -1,4 +1,4 @@
-//! Issue 4, point 3: failover — link-based (carrier loss) and probe-based (silent failure).
+//! Failover — link-based (carrier loss) and probe-based (silent failure).
 //!
 //! - Link-based ([`link`]): the member carrying a 10 000 packets/s sequenced UDP stream loses
 //!   its carrier; ipmpd's log timestamps give carrier loss → link down seen → maps flipped, the

@@ -1,4 +1,4 @@
-//! Issue 4, points 4 and 5: flows disturbed by one member failing and being repaired, and the
+//! Flows disturbed by one member failing and being repaired, and the
 //! balance of 10 000 flows over 2..8 members.
 //!
 //! Three ways to map a flow to a member, over the same 10 000 UDP flows:

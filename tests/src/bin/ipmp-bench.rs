@@ -24,7 +24,7 @@ struct Entry {
     run: fn(&Opts) -> anyhow::Result<Section>,
 }
 
-/// The report's order (issue 4, points 1 to 6).
+/// The report's order: program cost, throughput, failover, flows, balance, control plane.
 const SECTIONS: &[Entry] = &[
     Entry {
         name: "prog-cost",

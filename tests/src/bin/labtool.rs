@@ -775,6 +775,15 @@ fn icmp_spray(
 mod tests {
     use super::*;
 
+    #[test]
+    fn paced_sends_exactly_rate_times_duration_in_order() {
+        let mut seen = Vec::new();
+        let n = paced(2000, Duration::from_millis(15), |seq| seen.push(seq));
+        assert_eq!(n, 30);
+        assert_eq!(seen, (0..30).collect::<Vec<_>>());
+        assert_eq!(paced(1000, Duration::ZERO, |_| unreachable!()), 0);
+    }
+
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }

@@ -121,7 +121,8 @@ impl Setup {
     }
 }
 
-/// One row of `ipmpstat --json -i`.
+/// One row of `ipmpstat --json -i`, decoded into ipmpd's own wire type: a renamed or missing
+/// field fails the decode instead of reading as zero.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub name: String,
@@ -129,52 +130,57 @@ pub struct Member {
     pub active: bool,
     /// `ok`, `failed`, `offline` or `unknown`.
     pub state: String,
+    /// `ok`, `failed`, `unknown` or `disabled`.
+    pub probe: String,
+    /// The FLAGS column (`--mbM--`: `m` marks the cast member).
+    pub flags: String,
     /// Buckets of the group's table that point here.
     pub buckets: u32,
     /// Packets the TC egress program sent here (tx-unicast + tx-cast).
     pub tx_packets: u64,
+    /// Inbound frames this member handed to the IPMP interface (rx-ipmp + cast-ipmp).
+    pub rx_packets: u64,
 }
 
 /// Data address → bound member name, from `ipmpstat -an --json` (INBOUND; "" when unbound).
 pub fn bindings(daemon: &Daemon) -> anyhow::Result<BTreeMap<String, String>> {
-    let v = daemon.ipmpstat_json(&["-an"])?;
-    let rows = v
-        .as_array()
-        .ok_or_else(|| anyhow!("ipmpstat --json -an printed no list: {v}"))?;
-    rows.iter()
-        .map(|a| {
-            let addr = a["address"]
-                .as_str()
-                .ok_or_else(|| anyhow!("address row without an address: {a}"))?;
-            Ok((
-                addr.to_owned(),
-                a["inbound"].as_str().unwrap_or_default().to_owned(),
-            ))
-        })
-        .collect()
+    let text = daemon.ipmpstat(&["--json", "-an"])?;
+    let rows: Vec<ipmp::control::AddressStatus> = serde_json::from_str(&text)
+        .with_context(|| format!("ipmpstat --json -an printed no address list: {text}"))?;
+    Ok(rows
+        .into_iter()
+        .map(|a| (a.address, a.inbound.unwrap_or_default()))
+        .collect())
 }
 
-/// `ipmpstat --json -i` of a running ipmpd.
+/// `ipmpstat --json -i` of a running ipmpd: the one reader of member state.
 pub fn members(daemon: &Daemon) -> anyhow::Result<Vec<Member>> {
-    let v = daemon.ipmpstat_json(&["-i"])?;
-    let rows = v
-        .as_array()
-        .ok_or_else(|| anyhow!("ipmpstat --json -i printed no array: {v}"))?;
-    rows.iter()
-        .map(|r| {
-            Ok(Member {
-                name: r["name"]
-                    .as_str()
-                    .ok_or_else(|| anyhow!("member without a name: {r}"))?
-                    .to_owned(),
-                ifindex: u32::try_from(r["ifindex"].as_u64().unwrap_or_default())?,
-                active: r["active"].as_bool().unwrap_or(false),
-                state: r["state"].as_str().unwrap_or_default().to_owned(),
-                buckets: u32::try_from(r["buckets"].as_u64().unwrap_or_default())?,
-                tx_packets: r["tx_packets"].as_u64().unwrap_or_default(),
-            })
+    let text = daemon.ipmpstat(&["--json", "-i"])?;
+    let rows: Vec<ipmp::control::MemberStatus> = serde_json::from_str(&text)
+        .with_context(|| format!("ipmpstat --json -i printed no member list: {text}"))?;
+    Ok(rows
+        .into_iter()
+        .map(|m| Member {
+            flags: ipmp::stat::iface::flags(&m.flags),
+            name: m.name,
+            ifindex: m.ifindex,
+            active: m.active,
+            state: m.state.to_string(),
+            probe: m.probe.to_string(),
+            buckets: m.buckets,
+            tx_packets: m.tx_packets,
+            rx_packets: m.rx_packets,
         })
-        .collect()
+        .collect())
+}
+
+/// Member `name`'s row (panics naming the member when it is missing).
+pub fn member(daemon: &Daemon, name: &str) -> Member {
+    let all = members(daemon).expect("ipmpstat --json -i");
+    all.iter()
+        .find(|m| m.name == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} missing from ipmpstat -i: {all:?}"))
 }
 
 /// ipmpd's pinned maps, opened from the test process (maps are not per network namespace).
@@ -485,10 +491,9 @@ pub fn wait_answered_probes(d: &Daemon, members: &[&str]) {
 
 /// Each member's FLAGS column of `ipmpstat -i` (Solaris letters: `m` marks the cast member).
 pub fn member_flags(d: &Daemon) -> BTreeMap<String, String> {
-    d.ipmpstat(&["-iP", "-o", "interface,flags"])
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(i, f)| (i.to_owned(), f.to_owned()))
+    members(d)
+        .expect("ipmpstat --json -i")
+        .into_iter()
+        .map(|m| (m.name, m.flags))
         .collect()
 }
