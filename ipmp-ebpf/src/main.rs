@@ -16,6 +16,8 @@
 #![no_std]
 #![no_main]
 
+mod device;
+mod fib;
 mod frame;
 mod maps;
 mod member;

@@ -13,7 +13,7 @@
 //! business; the first that answers wins.
 
 use ipmp_common::{
-    AddrKey, MEMBER_F_CAST, MemberInfo, Reason, STATS_SLOT_UNKNOWN,
+    AddrKey, MEMBER_F_CAST, Reason,
     packet::{
         ARP_LEN, ARP_OP, ARP_SHA, ARP_SPA, ARP_THA, ARP_TPA, ARPHRD_ETHER, ARPOP_REPLY,
         ARPOP_REQUEST, ETH_ALEN, ETH_DST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_PROTO,
@@ -24,45 +24,11 @@ use ipmp_common::{
 };
 
 use crate::{
+    device::Member,
     frame::{Action, Frame, Outcome, mac_eq, take},
-    maps::{Exit, IPMP_ADDRS, IPMP_MEMBERS, Verdict, addr_key_v4},
+    maps::{Exit, IPMP_ADDRS, Verdict, addr_key_v4},
     parse::{be16, is_group_mac},
 };
-
-/// The member a program runs on.
-pub struct Member {
-    pub ifindex: u32,
-    pub info: MemberInfo,
-}
-
-impl Member {
-    /// The member entry of `ifindex`, or the verdict for a device that has none (any more).
-    #[inline(always)]
-    pub fn lookup(ifindex: u32) -> Result<Member, Verdict<Action>> {
-        // SAFETY: copied at once; updates replace the element under RCU.
-        match unsafe { IPMP_MEMBERS.get(ifindex) } {
-            Some(info) => Ok(Member {
-                ifindex,
-                info: *info,
-            }),
-            None => Err(Verdict::new(
-                Action::Pass,
-                STATS_SLOT_UNKNOWN,
-                Reason::NotMember,
-            )),
-        }
-    }
-
-    #[inline(always)]
-    pub fn slot(&self) -> u32 {
-        self.info.stats_slot
-    }
-
-    #[inline(always)]
-    pub fn verdict(&self, action: Action, reason: Reason) -> Verdict<Action> {
-        Verdict::new(action, self.slot(), reason)
-    }
-}
 
 /// The frame's Ethernet header.
 #[inline(always)]

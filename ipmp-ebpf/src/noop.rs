@@ -18,9 +18,9 @@ use aya_ebpf::{
 use ipmp_common::packet::{ETH_HLEN, ETH_PROTO};
 
 use crate::{
+    fib::next_hop,
     maps::zero,
     parse::{be16, skb_bytes, tc_flow},
-    tc_egress::next_hop,
 };
 
 /// The TC no-op: lets every packet through untouched.

@@ -26,12 +26,12 @@ use ipmp_common::{
 };
 
 use crate::{
+    device::Member,
     frame::{Action, Frame, Outcome, be32, be64, csum_replace, fold, mac_eq, take},
     maps::{
         Exit, IPMP_ADDRS, IPMP_CONFIG, IPMP_GROUPS, IPMP_PROBES, IPMP_TARGETS, IPMP_TESTADDRS,
         Verdict, addr_key_v4, target_key_v4, zero,
     },
-    member::Member,
     parse::be16,
 };
 

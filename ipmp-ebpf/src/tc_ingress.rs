@@ -21,9 +21,10 @@ use aya_ebpf::{
 use ipmp_common::{MEMBER_F_XDP, Reason, packet::ETH_DST};
 
 use crate::{
+    device::Member,
     frame::{Action, Frame as _, Tc},
     maps::Verdict,
-    member::{Member, deliver, respond},
+    member::{deliver, respond},
 };
 
 #[classifier]

@@ -25,9 +25,9 @@ use ipmp_common::{
 };
 
 use crate::{
+    fib::next_hop,
     maps::{Exit, IPMP_ADDRS, IPMP_MEMBERS, Verdict, addr_key_v4, zero},
     parse::{be16, is_group_mac, skb_bytes, tc_flow},
-    tc_egress::next_hop,
 };
 
 /// Offset of the ARP sender protocol address in the frame.

@@ -10,9 +10,10 @@ use aya_ebpf::{
 };
 
 use crate::{
+    device::Member,
     frame::{Action, Frame as _, Xdp},
     maps::Verdict,
-    member::{Member, respond},
+    member::respond,
 };
 
 #[xdp]

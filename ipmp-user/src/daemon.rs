@@ -22,7 +22,7 @@ use crate::{
     dataplane::{self, Dataplane, DataplaneError, DesiredGroup, DesiredMember, XdpAttachMode},
     group::{Carrier, Event, Group, GroupSpec, Notice},
     netlink::{self, Link, Netlink, NetlinkError, events::LinkEvent, sysctl},
-    prober::{GroupProbing, ProbeMember, ProbeReply, RingReply, ring::ProbeRing},
+    probe_io::{GroupProbing, ProbeMember, ProbeReply, RingReply, ring::ProbeRing},
 };
 
 /// Why ipmpd cannot start (or stopped).
@@ -59,9 +59,9 @@ pub enum DaemonError {
     #[error(transparent)]
     Announce(#[from] AnnounceError),
     #[error(transparent)]
-    Prober(#[from] crate::prober::ProberError),
+    Prober(#[from] crate::probe_io::ProberError),
     #[error(transparent)]
-    Ring(#[from] crate::prober::ring::RingError),
+    Ring(#[from] crate::probe_io::ring::RingError),
 }
 
 type Result<T> = std::result::Result<T, DaemonError>;
@@ -415,13 +415,11 @@ impl Daemon {
         }
         let probing = groups.iter().any(|g| g.probing.is_some());
         let ring = if probing {
-            // The salt (top byte of the identifier) is the cookie's top byte, the low byte
-            // the member index (payload::icmp_id): XDP matches the salt only.
-            let salt = u32::from((cookie >> 56) as u8);
+            let (echo_id, echo_id_mask) = crate::mpathd::payload::id_salt_mask(cookie);
             dataplane.writer_mut().set_probe_config(ProbeConfig {
                 cookie,
-                echo_id: salt << 8,
-                echo_id_mask: 0xff00,
+                echo_id,
+                echo_id_mask,
                 flags: PROBE_CFG_F_ENABLED,
                 _pad: 0,
             })?;
@@ -668,7 +666,7 @@ impl Daemon {
     }
 
     /// Carries out what the prober decided: sends, logs, and the group event it produced.
-    async fn probe_output(&mut self, gi: usize, out: crate::probe::ProbeOutput) -> Result<()> {
+    async fn probe_output(&mut self, gi: usize, out: crate::mpathd::ProbeOutput) -> Result<()> {
         let g = &mut self.groups[gi];
         let names: Vec<String> = g.members.iter().map(|m| m.name.clone()).collect();
         if let Some(p) = g.probing.as_mut() {
@@ -699,7 +697,7 @@ impl Daemon {
         let Some(p) = g.probing.as_mut() else {
             return Ok(());
         };
-        let reply = crate::probe::Reply {
+        let reply = crate::mpathd::Reply {
             member: r.member,
             family: r.family,
             from: r.from,
@@ -726,11 +724,11 @@ impl Daemon {
             let gateways = self.nl.gateways(g.ifindex).await?;
             let now = Instant::now();
             let mut changed = false;
-            for family in crate::probe::Family::ALL {
+            for family in crate::mpathd::Family::ALL {
                 let routers: Vec<IpAddr> = gateways
                     .iter()
                     .copied()
-                    .filter(|a| crate::probe::Family::of(*a) == family)
+                    .filter(|a| crate::mpathd::Family::of(*a) == family)
                     .collect();
                 let Some(p) = self.groups[gi].probing.as_mut() else {
                     continue;
@@ -766,7 +764,7 @@ impl Daemon {
                         icmp,
                         rx,
                     } => {
-                        let reply = crate::probe::Reply {
+                        let reply = crate::mpathd::Reply {
                             member,
                             family,
                             from,
@@ -1187,7 +1185,7 @@ async fn member_routes(
 const PROBE_STREAM_BACKLOG: usize = 1024;
 
 /// The `ipmpstat -p` line of a completed probe.
-fn probe_line(group: &str, names: &[String], r: &crate::probe::ProbeRecord) -> control::ProbeLine {
+fn probe_line(group: &str, names: &[String], r: &crate::mpathd::ProbeRecord) -> control::ProbeLine {
     let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     // Instants have no epoch: place the send time on the wall clock through now.
     let ago = Instant::now().saturating_duration_since(r.sent);

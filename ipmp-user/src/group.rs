@@ -10,7 +10,7 @@
 //!     link flaps: more than `flap_max_ups` link-ups within `flap_window` (Solaris
 //!     `LINK_UP_PERMIN`) withhold it until the window holds no more than that; a
 //!     [`Event::Tick`] at [`Group::next_deadline`] then clears it if the link is still up.
-//!   - Probe: [`Event::Probe`] carries the verdicts of the prober ([`crate::probe::Prober`]),
+//!   - Probe: [`Event::Probe`] carries the verdicts of the prober ([`crate::mpathd::Prober`]),
 //!     which owns the in.mpathd rules (5 lost probes, 10 acked, interface vs group failure).
 //!     Verdicts come as sets of members applied in one step, so a group failure fails every
 //!     probing member at once and addresses do not hop from one doomed member to the next.
@@ -197,7 +197,7 @@ pub enum Event {
     /// Verdicts of the probe detector, applied together: members in `failed` are failed by
     /// probes, members in `repaired` are no longer (a member stays failed while its link is
     /// down or its repair withheld). Repeats of the current verdict are ignored; a member may
-    /// not be in both sets. [`crate::probe::Prober`] produces these.
+    /// not be in both sets. [`crate::mpathd::Prober`] produces these.
     Probe {
         failed: MemberSet,
         repaired: MemberSet,

@@ -1,8 +1,10 @@
 //! ipmp userspace: the ipmpd daemon as a library, plus what ipmpstat and ipmpadm share with it.
 //!
-//! Pure logic (no I/O, no clock): [`config`], [`buckets`], [`group`], [`stat`].
-//! Actors, each owning one resource: [`netlink`], [`dataplane`], [`announce`], [`control`].
-//! [`daemon`] wires them together.
+//! Pure logic (no I/O, no clock): [`config`], [`buckets`], [`group`], [`mpathd`] (in.mpathd's
+//! probing algorithm), [`stat`].
+//! Actors, each owning one resource: [`netlink`], [`dataplane`], [`probe_io`] (the probe
+//! sockets and the reply ring), [`announce`], [`control`].
+//! [`daemon`] wires them together; [`cli`] is what the tools share.
 
 pub mod announce;
 pub mod buckets;
@@ -12,7 +14,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod group;
+pub mod mpathd;
 pub mod netlink;
-pub mod probe;
-pub mod prober;
+pub mod probe_io;
 pub mod stat;

@@ -9,6 +9,7 @@ use crate::{
         MemberStatus, ProbeState, ProbeTargets, Snapshot,
     },
     group,
+    mpathd::ProbeHealth,
 };
 
 pub(super) fn build(d: &Daemon) -> Snapshot {
@@ -85,10 +86,12 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
                     group::Carrier::Down => LinkState::Down,
                     group::Carrier::Unknown => LinkState::Unknown,
                 },
-                probe: g
-                    .probing
-                    .as_ref()
-                    .map_or(ProbeState::Disabled, |p| p.prober.probe_state(mi, &g.fsm)),
+                probe: match g.probing.as_ref().map(|p| p.prober.probe_state(mi, &g.fsm)) {
+                    None | Some(ProbeHealth::Disabled) => ProbeState::Disabled,
+                    Some(ProbeHealth::Ok) => ProbeState::Ok,
+                    Some(ProbeHealth::Failed) => ProbeState::Failed,
+                    Some(ProbeHealth::Unknown) => ProbeState::Unknown,
+                },
                 state: match view.state {
                     group::MemberState::Ok => MemberState::Ok,
                     group::MemberState::Failed => MemberState::Failed,
@@ -128,10 +131,10 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
                     .unwrap_or_default(),
                 probe_forged: xdp_forged
                     + g.probing.as_ref().map_or(0, |p| {
-                        [crate::probe::Family::V4, crate::probe::Family::V6]
+                        [crate::mpathd::Family::V4, crate::mpathd::Family::V6]
                             .into_iter()
                             .filter_map(|f| p.prober.counters(mi, f))
-                            .map(crate::probe::ProbeCounters::forged)
+                            .map(crate::mpathd::ProbeCounters::forged)
                             .sum()
                     }),
             }

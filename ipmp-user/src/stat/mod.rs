@@ -1,4 +1,4 @@
-//! ipmpstat output, as pure functions from a [`Snapshot`](crate::control::Snapshot) to text.
+//! ipmpstat output, as pure functions from a [`Snapshot`] to text.
 //!
 //! The table engine follows Solaris' ofmt (libinetutil), which ipmpstat uses:
 //! - every field has a width that includes the one-space separator; values are left-aligned and

@@ -17,12 +17,10 @@ use super::{
 };
 use crate::{
     config::Prefix,
-    control::ProbeState,
     group::{
         Carrier, Event, FailCause, Group, GroupSpec, GroupState, MemberId, MemberSpec, Notice,
     },
-    probe::targets::{TargetSource, TargetStatus},
-    stat::target::ProbeMode,
+    mpathd::targets::{TargetSource, TargetStatus},
 };
 
 const COOKIE: u64 = 0x0123_4567_89ab_cdef;
@@ -615,7 +613,7 @@ fn silent_cut_fails_after_five_losses_and_ten_acks_repair() {
     );
     assert!(!sim.failed(1));
     assert_eq!(sim.group.active_members(), vec![1]);
-    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeState::Failed);
+    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeHealth::Failed);
     // Its RTT estimates were reset, and a failed member does not learn new ones.
     let crtt = |sim: &Sim| {
         sim.prober
@@ -650,7 +648,7 @@ fn silent_cut_fails_after_five_losses_and_ten_acks_repair() {
             .any(|(_, n)| *n == ProbeNotice::ProbeRepair { member: 0 })
     );
     assert_eq!(sim.group.active_members(), vec![0, 1]);
-    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeState::Ok);
+    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeHealth::Ok);
     // Acks while failed taught nothing; the next one after the repair does.
     assert_eq!(crtt(&sim), None);
     let n = sim.member_records(0).len();
@@ -857,7 +855,7 @@ fn a_link_only_member_with_carrier_proves_the_network_works() {
         sim.notices_of(|n| matches!(n, ProbeNotice::GroupFailure { .. }))
             .is_empty()
     );
-    assert_eq!(sim.prober.probe_state(1, &sim.group), ProbeState::Disabled);
+    assert_eq!(sim.prober.probe_state(1, &sim.group), ProbeHealth::Disabled);
 }
 
 #[test]
@@ -873,13 +871,13 @@ fn host_targets_are_flushed_on_group_failure_and_rediscovered() {
         assert_eq!(t.source(), Some(TargetSource::Host));
         assert_eq!(t.len(), 2, "member {m} shares the discovered hosts");
     }
-    assert_eq!(sim.prober.target_rows(0)[0].mode, ProbeMode::Multicast);
+    assert_eq!(sim.prober.target_rows(0)[0].mode, TargetMode::Multicast);
     sim.net.dead.extend([h1, h2]);
     sim.run_until(secs(5));
     assert_eq!(sim.group.state(), GroupState::Failed);
     assert!(sim.prober.targets(0, Family::V4).unwrap().is_empty());
     assert!(sim.prober.targets(1, Family::V4).unwrap().is_empty());
-    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeState::Failed);
+    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeHealth::Failed);
     let flushed = sim.notices_of(|n| {
         matches!(
             n,
@@ -913,7 +911,7 @@ fn a_dead_router_is_blamed_not_the_member_and_recovers_later() {
     let (r1, r2) = (v4(1), v4(2));
     let out = sim.prober.set_routers(Family::V4, &[r1, r2], sim.now);
     sim.apply(out);
-    assert_eq!(sim.prober.target_rows(0)[0].mode, ProbeMode::Routes);
+    assert_eq!(sim.prober.target_rows(0)[0].mode, TargetMode::Routes);
     sim.run_until(secs(2));
     sim.net.dead.insert(r2);
     let demoted = sim
@@ -1462,9 +1460,9 @@ fn without_targets_probes_have_no_say_on_link_repair() {
     setup.targets.clear();
     let mut sim = setup.build();
     sim.run_until(secs(1));
-    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeState::Unknown);
+    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeHealth::Unknown);
     let rows = sim.prober.target_rows(0);
-    assert_eq!(rows[0].mode, ProbeMode::Multicast);
+    assert_eq!(rows[0].mode, TargetMode::Multicast);
     assert!(rows[0].targets.is_empty());
     assert!(sim.sends.iter().all(|s| s.kind == ProbeKind::Discovery));
     sim.link(0, false);
@@ -1488,7 +1486,7 @@ fn link_layer_probes_without_a_test_address() {
             .all(|r| r.src.is_none() && r.icmp.is_none() && r.dst == v4(ROUTER))
     );
     let rows = sim.prober.target_rows(0);
-    assert_eq!(rows[0].mode, ProbeMode::Routes);
+    assert_eq!(rows[0].mode, TargetMode::Routes);
     assert_eq!(rows[0].test_address, None);
     assert!(!sim.failed(0));
     sim.net.cut.insert(0);
@@ -1527,7 +1525,7 @@ fn ipmpstat_t_and_p_views() {
     let rows = sim.prober.target_rows(0);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].family, Family::V4);
-    assert_eq!(rows[0].mode, ProbeMode::Routes);
+    assert_eq!(rows[0].mode, TargetMode::Routes);
     assert_eq!(rows[0].test_address, Some(v4(10)));
     // Firing order starts with the target after the one probed last.
     let last = sim.unicast_sends(0).last().unwrap().dst;
@@ -1536,8 +1534,8 @@ fn ipmpstat_t_and_p_views() {
     let want: Vec<IpAddr> = (1..=3).map(|k| order[(i + k) % 3]).collect();
     assert_eq!(rows[0].targets, want);
     assert!(sim.prober.target_rows(2).is_empty());
-    assert_eq!(sim.prober.probe_state(2, &sim.group), ProbeState::Disabled);
-    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeState::Ok);
+    assert_eq!(sim.prober.probe_state(2, &sim.group), ProbeHealth::Disabled);
+    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeHealth::Ok);
     assert!(sim.prober.is_probing(0) && !sim.prober.is_probing(2));
 
     // -p: NETRTT from the send time, RTT from the start.

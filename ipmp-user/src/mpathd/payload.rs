@@ -45,10 +45,20 @@ pub struct Echo {
     pub cookie: u64,
 }
 
-/// in.mpathd's identifier: `((salt & 0xff) << 8) | (ifindex & 0xff)` (in.mpathd uses its pid
-/// as the salt).
-pub fn icmp_id(salt: u8, ifindex: u32) -> u16 {
-    (u16::from(salt) << 8) | (ifindex & 0xff) as u16
+/// The salt of this daemon's ICMP identifiers: the cookie's top byte (in.mpathd uses its pid).
+pub fn id_salt(cookie: u64) -> u8 {
+    (cookie >> 56) as u8
+}
+
+/// in.mpathd's identifier: `(salt << 8) | (member index & 0xff)`. XDP matches the salt only
+/// ([`id_salt_mask`]), the prober the whole identifier.
+pub fn icmp_id(salt: u8, member_index: u32) -> u16 {
+    (u16::from(salt) << 8) | (member_index & 0xff) as u16
+}
+
+/// (identifier, mask) under which XDP takes an echo reply for one of this daemon's probes.
+pub fn id_salt_mask(cookie: u64) -> (u32, u32) {
+    (u32::from(id_salt(cookie)) << 8, 0xff00)
 }
 
 fn request_type(family: Family) -> u8 {
@@ -206,6 +216,18 @@ mod tests {
         assert_eq!(ProbeKind::Discovery.code(), 0x5678);
         assert_eq!(ProbeKind::RttOnly.code(), 0x9abc);
         assert_eq!(icmp_id(0xab, 0x1_0203), 0xab03);
+    }
+
+    #[test]
+    fn xdp_matches_every_member_s_identifier_by_the_salt() {
+        let cookie = 0xab00_0000_0000_1234;
+        let (id, mask) = id_salt_mask(cookie);
+        for member in 0..300 {
+            let ours = u32::from(icmp_id(id_salt(cookie), member));
+            assert_eq!(ours & mask, id, "member {member}");
+        }
+        let other = u32::from(icmp_id(0xac, 3));
+        assert_ne!(other & mask, id);
     }
 
     #[test]

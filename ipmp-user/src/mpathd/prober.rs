@@ -68,8 +68,8 @@ use super::{
     member::{Instance, MemberProber, timeout},
     payload::{self, Echo},
     report::{
-        ProbeNotice, ProbeOutcome, ProbeOutput, ProbeRecord, ProbeRequest, RemoveReason,
-        ReplyOutcome, TargetRow,
+        ProbeHealth, ProbeNotice, ProbeOutcome, ProbeOutput, ProbeRecord, ProbeRequest,
+        RemoveReason, ReplyOutcome, TargetMode, TargetRow,
     },
     rtt::SampleKind,
     schedule::Schedule,
@@ -77,9 +77,7 @@ use super::{
 };
 use crate::{
     config::{Config, GroupConfig, Prefix},
-    control::ProbeState,
     group::{Carrier, Event, FailCause, Group, MemberId, MemberSet},
-    stat::target::ProbeMode,
 };
 
 /// How a member probes in one address family.
@@ -128,7 +126,7 @@ impl ProbeSpec {
     /// period, the group's `probe_targets`.
     /// ICMP identifiers are the cookie's top byte and the member index.
     pub fn from_config(config: &Config, group: &GroupConfig, cookie: u64) -> Self {
-        let salt = (cookie >> 56) as u8;
+        let salt = payload::id_salt(cookie);
         let has_targets = |family: Family| {
             group.probe_targets.iter().any(|t| Family::of(*t) == family)
                 || (group.probe_targets.is_empty()
@@ -741,18 +739,18 @@ impl Prober {
 
     /// ipmpstat -i PROBE: disabled (no probing), failed (probes failed it), unknown (no
     /// target), ok.
-    pub fn probe_state(&self, member: MemberId, group: &Group) -> ProbeState {
+    pub fn probe_state(&self, member: MemberId, group: &Group) -> ProbeHealth {
         let Some(mp) = self.members.get(member) else {
-            return ProbeState::Disabled;
+            return ProbeHealth::Disabled;
         };
         if !mp.probing() {
-            ProbeState::Disabled
+            ProbeHealth::Disabled
         } else if member < group.spec().members.len() && group.member(member).probe_failed {
-            ProbeState::Failed
+            ProbeHealth::Failed
         } else if !mp.capable() {
-            ProbeState::Unknown
+            ProbeHealth::Unknown
         } else {
-            ProbeState::Ok
+            ProbeHealth::Ok
         }
     }
 
@@ -766,9 +764,11 @@ impl Prober {
                 member,
                 family: inst.family,
                 mode: match (inst.targets.source(), inst.test) {
-                    (Some(TargetSource::Router | TargetSource::Configured), _) => ProbeMode::Routes,
-                    (Some(TargetSource::Host), _) | (None, Some(_)) => ProbeMode::Multicast,
-                    (None, None) => ProbeMode::Disabled,
+                    (Some(TargetSource::Router | TargetSource::Configured), _) => {
+                        TargetMode::Routes
+                    }
+                    (Some(TargetSource::Host), _) | (None, Some(_)) => TargetMode::Multicast,
+                    (None, None) => TargetMode::Disabled,
                 },
                 test_address: inst.test_address(),
                 targets: inst.targets.firing_order(),

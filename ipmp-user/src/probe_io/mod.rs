@@ -1,5 +1,5 @@
-//! The prober actor: the sockets that carry in.mpathd-style echo probes for one group, and
-//! the glue between them and the pure probe logic ([`crate::probe::Prober`]).
+//! The probe I/O actor: the sockets that carry in.mpathd-style echo probes for one group, and
+//! the glue between them and the pure probe logic ([`crate::mpathd::Prober`]).
 //!
 //! Each probing member and family gets a raw socket pinned to the member; a task per socket
 //! forwards replies (with their receive time) to the daemon, which feeds them to the prober.
@@ -30,7 +30,7 @@ use crate::{
     announce::PacketSocket,
     config::{Config, GroupConfig},
     group::{Group, MemberId},
-    probe::{
+    mpathd::{
         Family, FamilyProbe, ProbeKind, ProbeOutput, ProbeSpec, Prober,
         payload::{self, ECHO_LEN, Echo},
     },
@@ -116,7 +116,7 @@ pub enum ProberError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Probe(#[from] crate::probe::ProbeError),
+    Probe(#[from] crate::mpathd::ProbeError),
 }
 
 impl GroupProbing {

@@ -432,7 +432,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::probe::rtt::SampleKind;
+    use crate::mpathd::rtt::SampleKind;
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(198, 51, 100, last))

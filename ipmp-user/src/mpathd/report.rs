@@ -13,10 +13,43 @@ use super::{
     payload::ECHO_LEN,
     targets::{TargetSource, TargetStatus},
 };
-use crate::{
-    group::{Event, MemberId},
-    stat::target::ProbeMode,
-};
+use crate::group::{Event, MemberId};
+
+/// What probing says about a member (`ipmpstat -i` PROBE; daemon/snapshot.rs maps it to the
+/// wire type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeHealth {
+    /// Probes are answered.
+    Ok,
+    /// Probes failed the member.
+    Failed,
+    /// Probing, but no target to probe.
+    Unknown,
+    /// The member does not probe.
+    Disabled,
+}
+
+/// How a member finds its probe targets (`ipmpstat -t` MODE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetMode {
+    /// Routers from the routing table, or configured targets.
+    Routes,
+    /// Hosts that answered a multicast echo.
+    Multicast,
+    /// No probing.
+    Disabled,
+}
+
+impl TargetMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetMode::Routes => "routes",
+            TargetMode::Multicast => "multicast",
+            TargetMode::Disabled => "disabled",
+        }
+    }
+}
 
 /// A probe to send now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,7 +225,7 @@ pub enum ReplyOutcome {
 pub struct TargetRow {
     pub member: MemberId,
     pub family: Family,
-    pub mode: ProbeMode,
+    pub mode: TargetMode,
     pub test_address: Option<IpAddr>,
     /// Active targets in firing order.
     pub targets: Vec<IpAddr>,

@@ -38,7 +38,8 @@ mod tests;
 
 pub use prober::{FamilyProbe, MemberProbeSpec, ProbeError, ProbeSpec, Prober, Reply};
 pub use report::{
-    ProbeNotice, ProbeOutcome, ProbeOutput, ProbeRecord, ProbeRequest, ReplyOutcome, TargetRow,
+    ProbeHealth, ProbeNotice, ProbeOutcome, ProbeOutput, ProbeRecord, ProbeRequest, ReplyOutcome,
+    TargetMode, TargetRow,
 };
 
 /// Consecutive lost probes that fail a member (or, alone, a target).
