@@ -22,7 +22,7 @@ use crate::{
     dataplane::{self, Dataplane, DataplaneError, DesiredGroup, DesiredMember, XdpAttachMode},
     group::{Carrier, Event, Group, GroupSpec, Notice},
     netlink::{self, Link, Netlink, NetlinkError, events::LinkEvent, sysctl},
-    probe_io::{GroupProbing, ProbeMember, ProbeReply, RingReply, ring::ProbeRing},
+    probe_io::{GroupProbing, MemberNic, ProbeReply, ReplyBody, ring::ProbeRing},
 };
 
 /// Why ipmpd cannot start (or stopped).
@@ -281,6 +281,187 @@ fn adoptable(link: &Link, pin_dir: &Path) -> bool {
         && dataplane::loader::link_pin(pin_dir, &link.name, "tc_egress").exists()
 }
 
+/// What setting up the groups shares: the configuration, the kernel handles, the links as
+/// they were at start, and the counter slots handed out so far.
+struct GroupSetup<'a> {
+    config: &'a Config,
+    nl: &'a Netlink,
+    links: Vec<Link>,
+    dataplane: &'a mut Dataplane,
+    probe_tx: &'a mpsc::Sender<ProbeReply>,
+    cookie: u64,
+    now: Instant,
+    stats_slot: u32,
+}
+
+impl GroupSetup<'_> {
+    /// One group: its members found, its IPMP interface created or adopted, each member
+    /// prepared, the state machine and the prober started, the members' routing rules set.
+    async fn build_group(
+        &mut self,
+        slot: usize,
+        cfg: &GroupConfig,
+        created: &mut Vec<u32>,
+    ) -> Result<GroupRt> {
+        let members = self.member_links(cfg)?;
+        let mtu = members.iter().map(|(l, _)| l.mtu).min().unwrap_or(1500);
+        let (ipmp, peer_ifindex) = self.ipmp_interface(cfg, mtu, created).await?;
+        sysctl::prepare_ipmp(&cfg.name)?;
+        self.dataplane.attach_ipmp(&cfg.name)?;
+        let mut rts = Vec::new();
+        for (link, mcfg) in &members {
+            rts.push(self.prepare_member(cfg, link, mcfg).await?);
+        }
+        let spec = GroupSpec::from_config(self.config, cfg);
+        let initial: Vec<Carrier> = rts.iter().map(|m| m.link).collect();
+        let fsm = Group::new(spec, &initial, self.now);
+        let names: Vec<MemberNic> = rts
+            .iter()
+            .map(|m| MemberNic {
+                name: m.name.clone(),
+                ifindex: m.ifindex,
+                mac: m.mac,
+            })
+            .collect();
+        let probing = GroupProbing::start(
+            self.config,
+            cfg,
+            slot,
+            &fsm,
+            &names,
+            self.probe_tx,
+            self.cookie,
+            self.now,
+        )?;
+        for (m, (_, mcfg)) in rts.iter().zip(&members) {
+            member_routes(self.nl, &m.name, m.ifindex, mcfg.test_address).await;
+        }
+        Ok(GroupRt {
+            cfg: cfg.clone(),
+            slot: slot as u32,
+            ifindex: ipmp.ifindex,
+            peer_ifindex,
+            mac: ipmp.mac,
+            cast: None,
+            seed: cfg.hash_seed.unwrap_or_else(rand::random),
+            fsm,
+            members: rts,
+            carrier_on: true,
+            probing,
+        })
+    }
+
+    /// The links of `cfg`'s members, in configuration order.
+    fn member_links<'c>(
+        &self,
+        cfg: &'c GroupConfig,
+    ) -> Result<Vec<(Link, &'c crate::config::MemberConfig)>> {
+        cfg.members
+            .iter()
+            .map(|m| {
+                let link = self
+                    .links
+                    .iter()
+                    .find(|l| l.name == m.name)
+                    .ok_or_else(|| DaemonError::UnknownInterface {
+                        name: m.name.clone(),
+                        group: cfg.name.clone(),
+                    })?;
+                Ok((link.clone(), m))
+            })
+            .collect()
+    }
+
+    /// The group's IPMP interface, adopted or created, with the members' smallest MTU; and
+    /// the ifindex of its veth peer.
+    async fn ipmp_interface(
+        &self,
+        cfg: &GroupConfig,
+        mtu: u32,
+        created: &mut Vec<u32>,
+    ) -> Result<(Link, u32)> {
+        let peer = netlink::peer_name(&cfg.name);
+        let ipmp = match self.links.iter().find(|l| l.name == cfg.name) {
+            Some(existing) => {
+                tracing::info!(group = %cfg.name, "adopting the existing IPMP interface");
+                existing.clone()
+            }
+            None => {
+                let link = self.nl.create_ipmp_interface(&cfg.name, &peer, mtu).await?;
+                created.push(link.ifindex);
+                link
+            }
+        };
+        let peer_ifindex = self
+            .nl
+            .link_by_name(&peer)
+            .await?
+            .map(|l| l.ifindex)
+            .ok_or_else(|| NetlinkError::NoSuchInterface(peer.clone()))?;
+        if ipmp.mtu != mtu {
+            self.nl.set_mtu(ipmp.ifindex, mtu).await?;
+            self.nl.set_mtu(peer_ifindex, mtu).await?;
+        }
+        Ok((ipmp, peer_ifindex))
+    }
+
+    /// One member: sysctls, allmulticast, up, its programs attached, its test address added;
+    /// it gets the next counter slot.
+    async fn prepare_member(
+        &mut self,
+        cfg: &GroupConfig,
+        link: &Link,
+        mcfg: &crate::config::MemberConfig,
+    ) -> Result<MemberRt> {
+        sysctl::prepare_member(&link.name)?;
+        self.nl.set_allmulticast(link.ifindex).await?;
+        if !link.admin_up {
+            self.nl.set_up(link.ifindex, true).await?;
+        }
+        let mode = attach_member(self.dataplane, cfg.xdp_mode, link)?;
+        if let Some(test) = &mcfg.test_address {
+            self.nl.add_address(link.ifindex, test, true).await?;
+        }
+        tracing::info!(member = %link.name, group = %cfg.name, xdp = ?mode, "member prepared");
+        let stats_slot = self.stats_slot;
+        self.stats_slot += 1;
+        Ok(MemberRt {
+            name: link.name.clone(),
+            ifindex: link.ifindex,
+            mac: link.mac,
+            mtu: link.mtu,
+            xdp_mode: mode,
+            stats_slot,
+            link: link_state(link),
+        })
+    }
+}
+
+/// The kernel side of probing: the cookie and identifier salt XDP checks replies against, and
+/// the reply ring, when any group probes; probing switched off in the kernel otherwise.
+fn probe_config(
+    dataplane: &mut Dataplane,
+    probing: bool,
+    cookie: u64,
+    pin_dir: &Path,
+) -> Result<Option<ProbeRing>> {
+    if !probing {
+        dataplane
+            .writer_mut()
+            .set_probe_config(ProbeConfig::default())?;
+        return Ok(None);
+    }
+    let (echo_id, echo_id_mask) = crate::mpathd::payload::id_salt_mask(cookie);
+    dataplane.writer_mut().set_probe_config(ProbeConfig {
+        cookie,
+        echo_id,
+        echo_id_mask,
+        flags: PROBE_CFG_F_ENABLED,
+        _pad: 0,
+    })?;
+    Ok(Some(ProbeRing::open(pin_dir)?))
+}
+
 impl Daemon {
     /// Checks the input, then builds (or adopts) every group. On an error after the first
     /// change, what this call created is removed again.
@@ -308,6 +489,9 @@ impl Daemon {
         }
     }
 
+    /// Builds the daemon: the data plane opened (or adopted), every group set up
+    /// ([`build_group`]), probing configured in the kernel, then each group brought up.
+    /// `created` collects the interfaces made here, for [`Daemon::start`] to remove on error.
     async fn build(
         config: Config,
         opts: &Options,
@@ -317,119 +501,25 @@ impl Daemon {
         let mut dataplane = Dataplane::open(&opts.pin_dir)?;
         prune(&config, &opts.pin_dir, &nl).await;
         let announcer = Announcer::spawn()?;
-        let links = nl.links().await?;
-        let now = Instant::now();
-        let mut groups = Vec::new();
         let (probe_tx, probe_rx) = mpsc::channel(1024);
-        // One cookie per daemon: XDP checks replies against it (IPMP_CONFIG holds one).
-        let cookie: u64 = rand::random();
-        let mut stats_slot = 0u32;
-        for (slot, cfg) in config.groups.iter().enumerate() {
-            let mut members = Vec::new();
-            for m in &cfg.members {
-                let link = links.iter().find(|l| l.name == m.name).ok_or_else(|| {
-                    DaemonError::UnknownInterface {
-                        name: m.name.clone(),
-                        group: cfg.name.clone(),
-                    }
-                })?;
-                members.push((link.clone(), m));
-            }
-            let mtu = members.iter().map(|(l, _)| l.mtu).min().unwrap_or(1500);
-            let peer = netlink::peer_name(&cfg.name);
-            let ipmp = match links.iter().find(|l| l.name == cfg.name) {
-                Some(existing) => {
-                    tracing::info!(group = %cfg.name, "adopting the existing IPMP interface");
-                    existing.clone()
-                }
-                None => {
-                    let link = nl.create_ipmp_interface(&cfg.name, &peer, mtu).await?;
-                    created.push(link.ifindex);
-                    link
-                }
-            };
-            let peer_ifindex = nl
-                .link_by_name(&peer)
-                .await?
-                .map(|l| l.ifindex)
-                .ok_or_else(|| NetlinkError::NoSuchInterface(peer.clone()))?;
-            if ipmp.mtu != mtu {
-                nl.set_mtu(ipmp.ifindex, mtu).await?;
-                nl.set_mtu(peer_ifindex, mtu).await?;
-            }
-            sysctl::prepare_ipmp(&cfg.name)?;
-            dataplane.attach_ipmp(&cfg.name)?;
-            let mut rts = Vec::new();
-            for (link, mcfg) in &members {
-                sysctl::prepare_member(&link.name)?;
-                nl.set_allmulticast(link.ifindex).await?;
-                if !link.admin_up {
-                    nl.set_up(link.ifindex, true).await?;
-                }
-                let mode = attach_member(&mut dataplane, cfg.xdp_mode, link)?;
-                if let Some(test) = &mcfg.test_address {
-                    nl.add_address(link.ifindex, test, true).await?;
-                }
-                tracing::info!(member = %link.name, group = %cfg.name, xdp = ?mode, "member prepared");
-                rts.push(MemberRt {
-                    name: link.name.clone(),
-                    ifindex: link.ifindex,
-                    mac: link.mac,
-                    mtu: link.mtu,
-                    xdp_mode: mode,
-                    stats_slot,
-                    link: link_state(link),
-                });
-                stats_slot += 1;
-            }
-            let spec = GroupSpec::from_config(&config, cfg);
-            let initial: Vec<Carrier> = rts.iter().map(|m| m.link).collect();
-            let fsm = Group::new(spec, &initial, now);
-            let names: Vec<ProbeMember> = rts
-                .iter()
-                .map(|m| ProbeMember {
-                    name: m.name.clone(),
-                    ifindex: m.ifindex,
-                    mac: m.mac,
-                })
-                .collect();
-            let probing =
-                GroupProbing::start(&config, cfg, slot, &fsm, &names, &probe_tx, cookie, now)?;
-            for (m, (_, mcfg)) in rts.iter().zip(&members) {
-                member_routes(&nl, &m.name, m.ifindex, mcfg.test_address).await;
-            }
-            let seed = cfg.hash_seed.unwrap_or_else(rand::random);
-            groups.push(GroupRt {
-                cfg: cfg.clone(),
-                slot: slot as u32,
-                ifindex: ipmp.ifindex,
-                peer_ifindex,
-                mac: ipmp.mac,
-                cast: None,
-                seed,
-                fsm,
-                members: rts,
-                carrier_on: true,
-                probing,
-            });
-        }
-        let probing = groups.iter().any(|g| g.probing.is_some());
-        let ring = if probing {
-            let (echo_id, echo_id_mask) = crate::mpathd::payload::id_salt_mask(cookie);
-            dataplane.writer_mut().set_probe_config(ProbeConfig {
-                cookie,
-                echo_id,
-                echo_id_mask,
-                flags: PROBE_CFG_F_ENABLED,
-                _pad: 0,
-            })?;
-            Some(ProbeRing::open(&opts.pin_dir)?)
-        } else {
-            dataplane
-                .writer_mut()
-                .set_probe_config(ProbeConfig::default())?;
-            None
+        let mut setup = GroupSetup {
+            config: &config,
+            nl: &nl,
+            links: nl.links().await?,
+            dataplane: &mut dataplane,
+            probe_tx: &probe_tx,
+            // One cookie per daemon: XDP checks replies against it (IPMP_CONFIG holds one).
+            cookie: rand::random(),
+            now: Instant::now(),
+            stats_slot: 0,
         };
+        let mut groups = Vec::new();
+        for (slot, cfg) in config.groups.iter().enumerate() {
+            groups.push(setup.build_group(slot, cfg, created).await?);
+        }
+        let cookie = setup.cookie;
+        let probing = groups.iter().any(|g| g.probing.is_some());
+        let ring = probe_config(&mut dataplane, probing, cookie, &opts.pin_dir)?;
         let mut daemon = Self {
             config,
             nl,
@@ -445,26 +535,33 @@ impl Daemon {
         };
         daemon.sync_dataplane()?;
         for gi in 0..daemon.groups.len() {
-            let (ifindex, addrs, routes) = {
-                let g = &daemon.groups[gi];
-                (
-                    g.ifindex,
-                    g.cfg.data_addresses.clone(),
-                    g.cfg.routes.clone(),
-                )
-            };
-            daemon.sync_carrier(gi).await?;
-            daemon.nl.set_up(ifindex, true).await?;
-            for prefix in &addrs {
-                daemon.nl.add_address(ifindex, prefix, false).await?;
-                daemon.nl.set_broadcast_neighbour(ifindex, prefix).await?;
-            }
-            for route in &routes {
-                daemon.nl.replace_route(ifindex, route).await?;
-            }
-            daemon.announce_all(gi);
+            daemon.bring_up(gi).await?;
         }
         Ok(daemon)
+    }
+
+    /// Group `gi`'s IPMP interface up with its carrier, data addresses and routes, and the
+    /// addresses announced from the members they are bound to.
+    async fn bring_up(&mut self, gi: usize) -> Result<()> {
+        let (ifindex, addrs, routes) = {
+            let g = &self.groups[gi];
+            (
+                g.ifindex,
+                g.cfg.data_addresses.clone(),
+                g.cfg.routes.clone(),
+            )
+        };
+        self.sync_carrier(gi).await?;
+        self.nl.set_up(ifindex, true).await?;
+        for prefix in &addrs {
+            self.nl.add_address(ifindex, prefix, false).await?;
+            self.nl.set_broadcast_neighbour(ifindex, prefix).await?;
+        }
+        for route in &routes {
+            self.nl.replace_route(ifindex, route).await?;
+        }
+        self.announce_all(gi);
+        Ok(())
     }
 
     /// The desired data plane of every group, from the state machines.
@@ -673,7 +770,7 @@ impl Daemon {
             p.send(&out);
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             for n in &out.notices {
-                tracing::info!("{}", p.prober.describe(n, &g.cfg.name, &refs));
+                tracing::info!("{}", n.describe(&g.cfg.name, &refs));
             }
         }
         for r in &out.records {
@@ -690,21 +787,30 @@ impl Daemon {
         Ok(())
     }
 
-    async fn on_probe_reply(&mut self, r: ProbeReply) -> Result<()> {
+    /// A reply to a probe, from a socket or the ring, to its group's prober.
+    async fn on_probe_reply(&mut self, r: ProbeReply, now: Instant) -> Result<()> {
         let Some(g) = self.groups.get_mut(r.group) else {
             return Ok(());
         };
         let Some(p) = g.probing.as_mut() else {
             return Ok(());
         };
-        let reply = crate::mpathd::Reply {
-            member: r.member,
-            family: r.family,
-            from: r.from,
-            icmp: &r.icmp,
-            rx: r.rx,
+        let result = match &r.body {
+            ReplyBody::Echo(icmp) => {
+                let reply = crate::mpathd::Reply {
+                    member: r.member,
+                    family: r.family,
+                    from: r.from,
+                    icmp,
+                    rx: r.rx,
+                };
+                p.prober.reply(reply, now, &g.fsm)
+            }
+            ReplyBody::Neigh => p
+                .prober
+                .link_layer_reply(r.member, r.family, r.from, r.rx, now, &g.fsm),
         };
-        match p.prober.reply(reply, Instant::now(), &g.fsm) {
+        match result {
             Ok((_, out)) => self.probe_output(r.group, out).await,
             Err(e) => {
                 tracing::debug!(group = %g.cfg.name, "probe reply: {e}");
@@ -748,45 +854,12 @@ impl Daemon {
     async fn on_ring_events(&mut self, events: Vec<ProbeEvent>) -> Result<()> {
         let now = Instant::now();
         for ev in events {
-            for gi in 0..self.groups.len() {
-                let g = &mut self.groups[gi];
-                let Some(p) = g.probing.as_mut() else {
-                    continue;
-                };
-                let Some(reply) = p.ring_reply(&ev) else {
-                    continue;
-                };
-                let result = match reply {
-                    RingReply::Echo {
-                        member,
-                        family,
-                        from,
-                        icmp,
-                        rx,
-                    } => {
-                        let reply = crate::mpathd::Reply {
-                            member,
-                            family,
-                            from,
-                            icmp: &icmp,
-                            rx,
-                        };
-                        p.prober.reply(reply, now, &g.fsm)
-                    }
-                    RingReply::Neigh {
-                        member,
-                        family,
-                        from,
-                        rx,
-                    } => p
-                        .prober
-                        .link_layer_reply(member, family, from, rx, now, &g.fsm),
-                };
-                match result {
-                    Ok((_, out)) => self.probe_output(gi, out).await?,
-                    Err(e) => tracing::debug!(group = %g.cfg.name, "probe event: {e}"),
-                }
-                break;
+            let reply = self
+                .groups
+                .iter()
+                .find_map(|g| g.probing.as_ref().and_then(|p| p.ring_reply(&ev)));
+            if let Some(reply) = reply {
+                self.on_probe_reply(reply, now).await?;
             }
         }
         Ok(())
@@ -1083,7 +1156,7 @@ impl Daemon {
                         tracing::error!("handling probe events failed: {e}");
                     }
                     while let Ok(reply) = probe_rx.try_recv() {
-                        if let Err(e) = self.on_probe_reply(reply).await {
+                        if let Err(e) = self.on_probe_reply(reply, Instant::now()).await {
                             tracing::error!("handling a probe reply failed: {e}");
                         }
                     }
@@ -1092,7 +1165,7 @@ impl Daemon {
                     }
                 }
                 Some(reply) = probe_rx.recv() => {
-                    if let Err(e) = self.on_probe_reply(reply).await {
+                    if let Err(e) = self.on_probe_reply(reply, Instant::now()).await {
                         tracing::error!("handling a probe reply failed: {e}");
                     }
                 }

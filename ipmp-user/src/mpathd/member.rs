@@ -89,15 +89,15 @@ pub(super) fn timeout(targets: &Targets, target: Option<IpAddr>, interval: Durat
         .unwrap_or(interval)
 }
 
-/// One member.
+/// One member's probing: its ICMP identifier and an instance per family it probes in.
 #[derive(Clone, Debug, PartialEq)]
-pub(super) struct MemberProber {
+pub(super) struct MemberInstances {
     pub icmp_id: u16,
     pub v4: Option<Instance>,
     pub v6: Option<Instance>,
 }
 
-impl MemberProber {
+impl MemberInstances {
     pub fn get(&self, family: Family) -> Option<&Instance> {
         match family {
             Family::V4 => self.v4.as_ref(),

@@ -15,7 +15,8 @@
 //! - [`payload`]: the echo message with the daemon's cookie, and reply validation.
 //! - [`prober`]: [`Prober`], one per group: the per-member state machines, interface vs group
 //!   failure, FDT adaptation. Its documentation says what a daemon calls when.
-//! - [`report`]: requests, records (ipmpstat -p), notices (logs) and -t rows.
+//! - [`report`]: requests, records (ipmpstat -p), notices (logs) and -t rows; `wording`: how
+//!   the notices read in the log.
 //!
 //! Where this differs from in.mpathd, the item's documentation says so and why.
 
@@ -31,12 +32,13 @@ pub mod report;
 pub mod rtt;
 pub mod schedule;
 pub mod targets;
+mod wording;
 
 mod member;
 #[cfg(test)]
 mod tests;
 
-pub use prober::{FamilyProbe, MemberProbeSpec, ProbeError, ProbeSpec, Prober, Reply};
+pub use prober::{FamilyProbe, ProbeError, ProbePlan, ProbeSpec, Prober, Reply};
 pub use report::{
     ProbeHealth, ProbeNotice, ProbeOutcome, ProbeOutput, ProbeRecord, ProbeRequest, ReplyOutcome,
     TargetMode, TargetRow,

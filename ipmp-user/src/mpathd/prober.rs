@@ -65,7 +65,7 @@ use super::{
     Family, NUM_PROBE_FAILS, NUM_PROBE_REPAIRS, PROBES_PER_FDT, ProbeKind, RejectReason,
     fdt::Fdt,
     history::{Lookup, ProbeSlot, ProbeStatus},
-    member::{Instance, MemberProber, timeout},
+    member::{Instance, MemberInstances, timeout},
     payload::{self, Echo},
     report::{
         ProbeHealth, ProbeNotice, ProbeOutcome, ProbeOutput, ProbeRecord, ProbeRequest,
@@ -93,9 +93,9 @@ pub enum FamilyProbe {
     LinkLayer,
 }
 
-/// One member's probing.
+/// How one member probes: the identifier of its probes, the method per family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemberProbeSpec {
+pub struct ProbePlan {
     /// ICMP identifier of its probes (see [`payload::icmp_id`]).
     pub icmp_id: u16,
     pub v4: FamilyProbe,
@@ -116,7 +116,7 @@ pub struct ProbeSpec {
     /// discovery are not used for it.
     pub targets: Vec<IpAddr>,
     /// In the group's member order.
-    pub members: Vec<MemberProbeSpec>,
+    pub members: Vec<ProbePlan>,
 }
 
 impl ProbeSpec {
@@ -156,7 +156,7 @@ impl ProbeSpec {
                         Some(p) => (without_test(Family::V4), FamilyProbe::TestAddress(p)),
                         None => (without_test(Family::V4), without_test(Family::V6)),
                     };
-                    MemberProbeSpec {
+                    ProbePlan {
                         icmp_id: payload::icmp_id(salt, u32::try_from(i).unwrap_or(u32::MAX)),
                         v4,
                         v6,
@@ -335,7 +335,7 @@ pub struct Prober {
     cookie: u64,
     quiet_period: Duration,
     fdt: Fdt,
-    members: Vec<MemberProber>,
+    members: Vec<MemberInstances>,
     /// The host's own addresses: never targets.
     own: HashSet<IpAddr>,
 }
@@ -381,7 +381,7 @@ impl Prober {
                     Ok(Some(Instance::new(family, Some(p), quiet_until)))
                 }
             };
-            let mut mp = MemberProber {
+            let mut mp = MemberInstances {
                 icmp_id: ms.icmp_id,
                 v4: make(Family::V4, ms.v4)?,
                 v6: make(Family::V6, ms.v6)?,
@@ -715,7 +715,7 @@ impl Prober {
         let interval = self.fdt.interval();
         self.members
             .iter()
-            .flat_map(MemberProber::instances)
+            .flat_map(MemberInstances::instances)
             .filter_map(|inst| inst.next_deadline(interval))
             .min()
     }
@@ -734,7 +734,9 @@ impl Prober {
 
     /// Whether `member` probes in some family.
     pub fn is_probing(&self, member: MemberId) -> bool {
-        self.members.get(member).is_some_and(MemberProber::probing)
+        self.members
+            .get(member)
+            .is_some_and(MemberInstances::probing)
     }
 
     /// ipmpstat -i PROBE: disabled (no probing), failed (probes failed it), unknown (no
@@ -800,99 +802,6 @@ impl Prober {
         self.members.get(member).and_then(|mp| mp.get(family))
     }
 
-    /// A log line for `notice`, with member names from `names` (the group's member order) and
-    /// the group's name, worded like in.mpathd's messages where it has one.
-    pub fn describe(&self, notice: &ProbeNotice, group: &str, names: &[&str]) -> String {
-        let name = |m: MemberId| names.get(m).copied().unwrap_or("?");
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        match notice {
-            ProbeNotice::FdtRaised {
-                member,
-                family,
-                target,
-                crtt,
-                requested,
-                fdt,
-            } => format!(
-                "cannot meet requested failure detection time of {:.1} ms on ({family} {}): \
-                 target {target} has a conservative RTT of {:.3} ms; new failure detection \
-                 time for group \"{group}\" is {:.1} ms",
-                ms(*requested),
-                name(*member),
-                ms(*crtt),
-                ms(*fdt)
-            ),
-            ProbeNotice::FdtLowered {
-                member,
-                family,
-                fdt,
-            } => format!(
-                "improved failure detection time {:.1} ms on ({family} {}) for group \"{group}\"",
-                ms(*fdt),
-                name(*member)
-            ),
-            ProbeNotice::TargetAdded {
-                member,
-                family,
-                target,
-                source,
-            } => format!(
-                "probe target {target} ({source}) added on ({family} {})",
-                name(*member)
-            ),
-            ProbeNotice::TargetRemoved {
-                member,
-                family,
-                target,
-                reason,
-            } => format!(
-                "probe target {target} removed on ({family} {}): {}",
-                name(*member),
-                match reason {
-                    RemoveReason::Unresponsive =>
-                        "it alone stopped answering; looking for another by multicast",
-                    RemoveReason::Slow => "much slower than the others; looking for another",
-                    RemoveReason::Replaced => "replaced by a better kind of target",
-                    RemoveReason::NotARouter => "no longer an on-link router",
-                    RemoveReason::GroupFailure =>
-                        "host targets are rediscovered after a group failure",
-                }
-            ),
-            ProbeNotice::TargetDemoted {
-                member,
-                family,
-                target,
-                status,
-            } => format!(
-                "probe target {target} on ({family} {}) marked {status}; retried after {} s",
-                name(*member),
-                super::MIN_RECOVERY_TIME.as_secs()
-            ),
-            ProbeNotice::InterfaceFailure { member } => format!(
-                "IP interface failure detected on {} of group {group} (probes lost)",
-                name(*member)
-            ),
-            ProbeNotice::GroupFailure { member } => format!(
-                "all probe targets of group {group} stopped answering (detected on {}): group \
-                 failure, every probing member is failed",
-                name(*member)
-            ),
-            ProbeNotice::ProbeRepair { member } => format!(
-                "{} probes acked in a row on {} of group {group}",
-                NUM_PROBE_REPAIRS,
-                name(*member)
-            ),
-            ProbeNotice::ProbesMissed {
-                member,
-                family,
-                count,
-            } => format!(
-                "missed sending {count} probes on ({family} {}): the daemon ran late",
-                name(*member)
-            ),
-        }
-    }
-
     // ---- internals ---------------------------------------------------------------------
 
     fn is_own(&self, addr: IpAddr) -> bool {
@@ -900,7 +809,7 @@ impl Prober {
             || self
                 .members
                 .iter()
-                .flat_map(MemberProber::instances)
+                .flat_map(MemberInstances::instances)
                 .any(|i| i.test_address() == Some(addr))
     }
 

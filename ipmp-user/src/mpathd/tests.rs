@@ -107,7 +107,7 @@ struct Setup {
     fdt: Duration,
     quiet: Duration,
     targets: Vec<IpAddr>,
-    probes: Vec<MemberProbeSpec>,
+    probes: Vec<ProbePlan>,
     seed: u64,
 }
 
@@ -122,7 +122,7 @@ impl Setup {
             quiet: Duration::ZERO,
             targets: vec![v4(ROUTER)],
             probes: (0..n)
-                .map(|m| MemberProbeSpec {
+                .map(|m| ProbePlan {
                     icmp_id: payload::icmp_id(0x42, m as u32),
                     v4: FamilyProbe::TestAddress(test_addr(m)),
                     v6: FamilyProbe::Off,
@@ -1573,13 +1573,12 @@ fn ipmpstat_t_and_p_views() {
     assert_eq!((lost.netrtt(), lost.rtt()), (None, None));
     let names = ["eth0", "eth1", "eth2"];
     for (_, n) in &sim.notices {
-        assert!(!sim.prober.describe(n, "ipmp0", &names).is_empty());
+        assert!(!n.describe("ipmp0", &names).is_empty());
     }
 }
 
 #[test]
 fn describe_words_fdt_changes_like_in_mpathd() {
-    let sim = Setup::new(1).build();
     let raised = ProbeNotice::FdtRaised {
         member: 0,
         family: Family::V4,
@@ -1588,7 +1587,7 @@ fn describe_words_fdt_changes_like_in_mpathd() {
         requested: FDT,
         fdt: ms(2100),
     };
-    let text = sim.prober.describe(&raised, "ipmp0", &["eth0"]);
+    let text = raised.describe("ipmp0", &["eth0"]);
     assert!(
         text.starts_with("cannot meet requested failure detection time of 700.0 ms on (inet eth0)"),
         "{text}"
@@ -1600,7 +1599,7 @@ fn describe_words_fdt_changes_like_in_mpathd() {
         fdt: FDT,
     };
     assert_eq!(
-        sim.prober.describe(&lowered, "ipmp0", &["eth0"]),
+        lowered.describe("ipmp0", &["eth0"]),
         "improved failure detection time 700.0 ms on (inet6 eth0) for group \"ipmp0\""
     );
 }
@@ -1625,14 +1624,14 @@ fn spec_errors_are_typed() {
         t0,
     );
     let mut rng = StdRng::seed_from_u64(1);
-    let spec = |members: Vec<MemberProbeSpec>, fdt| ProbeSpec {
+    let spec = |members: Vec<ProbePlan>, fdt| ProbeSpec {
         fdt,
         quiet_period: FAILURE_DETECTION_QP,
         cookie: 1,
         targets: vec![],
         members,
     };
-    let one = MemberProbeSpec {
+    let one = ProbePlan {
         icmp_id: 1,
         v4: FamilyProbe::TestAddress(test_addr(0)),
         v6: FamilyProbe::Off,
@@ -1660,7 +1659,7 @@ fn spec_errors_are_typed() {
         Prober::new(long, &group, t0, &mut rng),
         Err(ProbeError::QuietPeriodTooLong { .. })
     ));
-    let swapped = MemberProbeSpec {
+    let swapped = ProbePlan {
         v4: FamilyProbe::Off,
         v6: FamilyProbe::TestAddress(test_addr(0)),
         ..one

@@ -32,57 +32,48 @@ use crate::{
     group::{Group, MemberId},
     mpathd::{
         Family, FamilyProbe, ProbeKind, ProbeOutput, ProbeSpec, Prober,
-        payload::{self, ECHO_LEN, Echo},
+        payload::{self, Echo},
     },
 };
 
 pub use socket::ProbeSocket;
 
-/// A reply read from a member's probe socket.
-#[derive(Debug)]
+/// A reply to one of a group's probes, from a member's probe socket or timestamped by the
+/// member programs into the ring; the daemon hands it to the group's prober.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeReply {
     pub group: usize,
     pub member: MemberId,
     pub family: Family,
     pub from: IpAddr,
-    pub icmp: Vec<u8>,
+    /// Receive time: the kernel's (ring) or the socket task's, on `Instant`'s clock.
     pub rx: Instant,
+    pub body: ReplyBody,
 }
 
-/// A member as probing needs it: name, ifindex, MAC.
+/// What answered the probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeMember {
+pub enum ReplyBody {
+    /// An echo reply: the ICMP/ICMPv6 message (from a ring event: rebuilt from the cookie,
+    /// identifier and sequence XDP checked; the prober checks them again).
+    Echo(Vec<u8>),
+    /// An ARP reply or solicited NA from a link-layer target.
+    Neigh,
+}
+
+/// A member's NIC as the probe sockets need it: name, ifindex, MAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberNic {
     pub name: String,
     pub ifindex: u32,
     pub mac: [u8; 6],
-}
-
-/// A reply XDP timestamped, decoded for the prober.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RingReply {
-    /// An echo reply: the ICMP message rebuilt from the event (it carried the daemon's
-    /// cookie, identifier and sequence, which XDP checked and the prober checks again).
-    Echo {
-        member: MemberId,
-        family: Family,
-        from: IpAddr,
-        icmp: [u8; ECHO_LEN],
-        rx: Instant,
-    },
-    /// An ARP reply or solicited NA from a link-layer target.
-    Neigh {
-        member: MemberId,
-        family: Family,
-        from: IpAddr,
-        rx: Instant,
-    },
 }
 
 /// Probing of one group: the pure prober, its sockets and its randomness.
 pub struct GroupProbing {
     pub prober: Prober,
     pub rng: StdRng,
-    members: Vec<ProbeMember>,
+    members: Vec<MemberNic>,
     sockets: HashMap<(MemberId, Family), Arc<ProbeSocket>>,
     /// Link-layer probing: the send-only packet socket, and per (member, family) the targets
     /// XDP must watch for answers.
@@ -133,7 +124,7 @@ impl GroupProbing {
         cfg: &GroupConfig,
         gi: usize,
         fsm: &Group,
-        members: &[ProbeMember],
+        members: &[MemberNic],
         replies: &mpsc::Sender<ProbeReply>,
         cookie: u64,
         now: Instant,
@@ -229,7 +220,7 @@ impl GroupProbing {
     /// Opens (again) the echo socket of member `mi` in `family` and the task that forwards
     /// its replies; the old ones, if any, are closed.
     fn open_socket(&mut self, mi: MemberId, family: Family) -> Result<(), ProberError> {
-        let (Some(ProbeMember { name, ifindex, .. }), Some(src)) =
+        let (Some(MemberNic { name, ifindex, .. }), Some(src)) =
             (self.members.get(mi), self.sources.get(&(mi, family)))
         else {
             return Ok(());
@@ -248,14 +239,14 @@ impl GroupProbing {
         let task = tokio::spawn(async move {
             loop {
                 match sock.recv().await {
-                    Ok(r) => {
+                    Ok((from, icmp)) => {
                         let reply = ProbeReply {
                             group: gi,
                             member: mi,
                             family,
-                            from: r.from,
-                            icmp: r.icmp,
+                            from,
                             rx: Instant::now(),
+                            body: ReplyBody::Echo(icmp),
                         };
                         if tx.send(reply).await.is_err() {
                             break;
@@ -323,7 +314,7 @@ impl GroupProbing {
     }
 
     /// The member an event from XDP is about, and what it says; `None` for another group's.
-    pub fn ring_reply(&self, ev: &ProbeEvent) -> Option<RingReply> {
+    pub fn ring_reply(&self, ev: &ProbeEvent) -> Option<ProbeReply> {
         let member = self.members.iter().position(|m| m.ifindex == ev.ifindex)?;
         let family = match ev.family {
             FAMILY_V4 => Family::V4,
@@ -340,7 +331,7 @@ impl GroupProbing {
             Family::V6 => IpAddr::V6(Ipv6Addr::from(ev.target)),
         };
         let rx = ring::instant_of(ev.rx_ns);
-        match ev.kind {
+        let body = match ev.kind {
             PROBE_EV_ECHO => {
                 let echo = Echo {
                     id: u16::try_from(ev.id).ok()?,
@@ -349,22 +340,19 @@ impl GroupProbing {
                     kind: ProbeKind::from_code(ev.msg)?,
                     cookie: ev.cookie,
                 };
-                Some(RingReply::Echo {
-                    member,
-                    family,
-                    from,
-                    icmp: payload::build_reply(family, &echo),
-                    rx,
-                })
+                ReplyBody::Echo(payload::build_reply(family, &echo).to_vec())
             }
-            PROBE_EV_ARP | PROBE_EV_NA => Some(RingReply::Neigh {
-                member,
-                family,
-                from,
-                rx,
-            }),
-            _ => None,
-        }
+            PROBE_EV_ARP | PROBE_EV_NA => ReplyBody::Neigh,
+            _ => return None,
+        };
+        Some(ProbeReply {
+            group: self.group,
+            member,
+            family,
+            from,
+            rx,
+            body,
+        })
     }
 
     /// Sends what the prober asked for and tells it the real send times.

@@ -14,14 +14,6 @@ use std::{
 
 use tokio::io::{Interest, unix::AsyncFd};
 
-/// A reply as read from the socket.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Received {
-    pub from: IpAddr,
-    /// The ICMP/ICMPv6 message (for IPv4 without the IP header).
-    pub icmp: Vec<u8>,
-}
-
 /// One raw socket for one member and address family.
 pub struct ProbeSocket {
     fd: AsyncFd<OwnedFd>,
@@ -140,8 +132,9 @@ impl ProbeSocket {
         Ok(())
     }
 
-    /// Waits for the next message.
-    pub async fn recv(&self) -> io::Result<Received> {
+    /// Waits for the next message: its source and the ICMP/ICMPv6 message (for IPv4 without
+    /// the IP header).
+    pub async fn recv(&self) -> io::Result<(IpAddr, Vec<u8>)> {
         loop {
             let mut guard = self.fd.readable().await?;
             match guard.try_io(|fd| recv_one(fd.get_ref(), self.v6)) {
@@ -152,7 +145,7 @@ impl ProbeSocket {
     }
 }
 
-fn recv_one(fd: &OwnedFd, v6: bool) -> io::Result<Received> {
+fn recv_one(fd: &OwnedFd, v6: bool) -> io::Result<(IpAddr, Vec<u8>)> {
     let mut buf = [0u8; 2048];
     // SAFETY: sockaddr_storage is plain old data.
     let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -175,10 +168,10 @@ fn recv_one(fd: &OwnedFd, v6: bool) -> io::Result<Received> {
     if v6 {
         // SAFETY: the kernel filled an AF_INET6 address.
         let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read((&raw const from).cast()) };
-        Ok(Received {
-            from: IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)),
-            icmp: data.to_vec(),
-        })
+        Ok((
+            IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)),
+            data.to_vec(),
+        ))
     } else {
         // Raw IPv4 sockets deliver the IP header too.
         let ihl = data.first().map_or(0, |b| usize::from(b & 0x0f) * 4);
@@ -189,10 +182,7 @@ fn recv_one(fd: &OwnedFd, v6: bool) -> io::Result<Received> {
             ));
         }
         let src = Ipv4Addr::new(data[12], data[13], data[14], data[15]);
-        Ok(Received {
-            from: IpAddr::V4(src),
-            icmp: data[ihl..].to_vec(),
-        })
+        Ok((IpAddr::V4(src), data[ihl..].to_vec()))
     }
 }
 
