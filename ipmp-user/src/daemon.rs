@@ -15,6 +15,8 @@ use ipmp_common::{
 };
 use tokio::sync::mpsc;
 
+pub use self::state::Daemon;
+use self::state::{GroupRt, MemberRt};
 use crate::{
     announce::{AnnounceError, Announcement, Announcer},
     config::{Config, GroupConfig},
@@ -85,54 +87,6 @@ pub enum Exit {
     /// Asked to reload (SIGHUP, `ipmpadm reload`): the caller starts ipmpd again, which adopts
     /// what this one left pinned, the way in.mpathd re-executes itself on SIGHUP.
     Reload,
-}
-
-/// One member as the daemon tracks it.
-struct MemberRt {
-    name: String,
-    ifindex: u32,
-    mac: [u8; 6],
-    mtu: u32,
-    stats_slot: u32,
-    link: Carrier,
-    xdp_mode: XdpAttachMode,
-}
-
-/// One group as the daemon tracks it.
-struct GroupRt {
-    cfg: GroupConfig,
-    slot: u32,
-    ifindex: u32,
-    peer_ifindex: u32,
-    /// The IPMP interface's MAC (inbound unicast is readdressed to it).
-    mac: [u8; 6],
-    /// The cast member last written to the data plane (ifindex).
-    cast: Option<u32>,
-    seed: u32,
-    fsm: Group,
-    members: Vec<MemberRt>,
-    carrier_on: bool,
-    /// Probe-based detection, when a member has a test address.
-    probing: Option<GroupProbing>,
-}
-
-pub struct Daemon {
-    config: Config,
-    nl: Netlink,
-    dataplane: Dataplane,
-    announcer: Announcer,
-    groups: Vec<GroupRt>,
-    started: Instant,
-    /// Neighbours last shared across a group's members: (group, address) → MAC.
-    neighbours: HashMap<(usize, IpAddr), [u8; 6]>,
-    /// Replies from the probe sockets (taken by `run`).
-    probe_rx: Option<mpsc::Receiver<ProbeReply>>,
-    /// Replies XDP timestamped (taken by `run`); `None` when nothing probes.
-    ring: Option<ProbeRing>,
-    /// Reading the ring failed: replies must reach the sockets.
-    ring_failed: bool,
-    /// Completed probes for `ipmpstat -p` subscribers.
-    probe_lines: tokio::sync::broadcast::Sender<control::ProbeLine>,
 }
 
 fn link_state(link: &Link) -> Carrier {
@@ -1458,3 +1412,4 @@ fn describe(g: &GroupRt, n: &Notice) -> String {
 }
 
 mod snapshot;
+mod state;

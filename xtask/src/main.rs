@@ -1,6 +1,7 @@
-//! Project tasks: `cargo xtask setup | test | demo | bench`.
+//! Project tasks: `cargo xtask setup | test | demo | bench | cycles`.
 
 mod bench;
+mod cycles;
 mod demo;
 mod setup;
 mod test;
@@ -53,6 +54,8 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: Option<std::path::PathBuf>,
     },
+    /// Import cycles between the source files of each crate (there must be none).
+    Cycles,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,5 +64,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test { args } => test::run(&args),
         Cmd::Demo => demo::run(),
         Cmd::Bench { quick, only, out } => bench::run(quick, &only, out),
+        Cmd::Cycles => cycles::run(),
     }
 }

@@ -4,7 +4,6 @@ use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     os::unix::net::UnixStream as StdUnixStream,
     path::Path,
-    time::Duration,
 };
 
 use tokio::{
@@ -14,10 +13,9 @@ use tokio::{
     net::UnixStream,
 };
 
-use super::{ControlError, MAX_RESPONSE_LINE, ProbeLine, Request, Response, Snapshot};
-
-/// How long a client waits for ipmpd before giving up (a stuck daemon must not hang ipmpstat).
-pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
+use super::protocol::{
+    ControlError, MAX_RESPONSE_LINE, ProbeLine, Request, Response, Snapshot, TIMEOUT,
+};
 
 fn encode(req: &Request) -> Result<Vec<u8>, ControlError> {
     let mut line = serde_json::to_vec(req)?;

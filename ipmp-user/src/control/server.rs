@@ -21,7 +21,7 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-use super::{ControlError, MAX_REQUEST_LINE, ProbeLine, Request, Response};
+use super::protocol::{ControlError, MAX_REQUEST_LINE, ProbeLine, Request, Response};
 
 /// Connections served at once; more are closed at accept (a local user must not be able to
 /// exhaust the daemon's file descriptors).

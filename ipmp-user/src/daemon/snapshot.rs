@@ -2,7 +2,7 @@
 
 use ipmp_common::Reason;
 
-use super::{Daemon, GroupRt};
+use super::state::{Daemon, GroupRt};
 use crate::{
     control::{
         AddressStatus, Attachment, GroupState, GroupStatus, LinkState, MemberFlags, MemberState,

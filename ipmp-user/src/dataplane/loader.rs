@@ -17,7 +17,10 @@ use aya::{
 };
 use ipmp_common::{ALL_MAPS, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_TC_MEMBER, PROG_XDP_MEMBER};
 
-use super::{DataplaneError, DesiredGroup, EBPF_OBJECT, writer::MapWriter};
+use super::{
+    state::{DataplaneError, DesiredGroup, EBPF_OBJECT},
+    writer::MapWriter,
+};
 
 type Result<T> = std::result::Result<T, DataplaneError>;
 

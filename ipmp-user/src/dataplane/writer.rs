@@ -26,7 +26,7 @@ use ipmp_common::{
     ProbeConfig, Reason, TargetInfo, TargetKey, TestAddrInfo, bucket_index, stats_index,
 };
 
-use super::{DataplaneError, DesiredGroup, DesiredMember};
+use super::state::{DataplaneError, DesiredGroup, DesiredMember};
 
 type Result<T> = std::result::Result<T, DataplaneError>;
 

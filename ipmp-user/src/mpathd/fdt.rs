@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{
+use super::defs::{
     LOWER_FDT_TRIGGER, MAX_FAILURE_DETECTION_TIME, MIN_SETTLING_TIME, NEXT_FDT_MULTIPLE,
     PROBES_PER_FDT,
 };

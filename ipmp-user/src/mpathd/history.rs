@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::PROBE_STATS_COUNT;
+use super::defs::PROBE_STATS_COUNT;
 
 /// Where a probe stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,7 +6,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Family, ProbeCounters, history::History, schedule::Schedule, targets::Targets};
+use super::{
+    defs::{Family, ProbeCounters},
+    history::History,
+    schedule::Schedule,
+    targets::Targets,
+};
 use crate::config::Prefix;
 
 /// One member and family.

@@ -24,7 +24,7 @@
 
 use ipmp_common::{PROBE_PAYLOAD_LEN, ProbePayload};
 
-use super::{Family, ProbeKind, RejectReason};
+use super::defs::{Family, ProbeKind, RejectReason};
 
 /// Length of the echo message ipmpd sends (ICMP header included).
 pub const ECHO_LEN: usize = 8 + PROBE_PAYLOAD_LEN;

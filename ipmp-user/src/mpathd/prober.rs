@@ -62,7 +62,7 @@ use std::{
 use rand::Rng;
 
 use super::{
-    Family, NUM_PROBE_FAILS, NUM_PROBE_REPAIRS, PROBES_PER_FDT, ProbeKind, RejectReason,
+    defs::{Family, NUM_PROBE_FAILS, NUM_PROBE_REPAIRS, PROBES_PER_FDT, ProbeKind, RejectReason},
     fdt::Fdt,
     history::{Lookup, ProbeSlot, ProbeStatus},
     member::{Instance, MemberInstances, timeout},
@@ -108,7 +108,7 @@ pub struct ProbeSpec {
     /// The user's failure detection time.
     pub fdt: Duration,
     /// Losses are ignored this long after a member starts probing, unless a probe is acked
-    /// first ([`FAILURE_DETECTION_QP`](super::FAILURE_DETECTION_QP) by default).
+    /// first ([`FAILURE_DETECTION_QP`](super::defs::FAILURE_DETECTION_QP) by default).
     pub quiet_period: Duration,
     /// Random per daemon; carried in every probe, checked in every reply.
     pub cookie: u64,
@@ -141,7 +141,7 @@ impl ProbeSpec {
         };
         Self {
             fdt: config.failure_detection_time,
-            quiet_period: super::FAILURE_DETECTION_QP,
+            quiet_period: super::defs::FAILURE_DETECTION_QP,
             cookie,
             targets: group.probe_targets.clone(),
             members: group
@@ -789,7 +789,11 @@ impl Prober {
     }
 
     /// The counters of `member` in `family`.
-    pub fn counters(&self, member: MemberId, family: Family) -> Option<&super::ProbeCounters> {
+    pub fn counters(
+        &self,
+        member: MemberId,
+        family: Family,
+    ) -> Option<&super::defs::ProbeCounters> {
         self.instance(member, family).map(|i| &i.counters)
     }
 

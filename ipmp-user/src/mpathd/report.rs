@@ -9,7 +9,7 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    Family, ProbeKind, RejectReason,
+    defs::{Family, ProbeKind, RejectReason},
     payload::ECHO_LEN,
     targets::{TargetSource, TargetStatus},
 };
@@ -189,7 +189,7 @@ pub enum ProbeNotice {
     },
 }
 
-/// The result of one [`Prober`](super::Prober) call.
+/// The result of one [`Prober`](super::prober::Prober) call.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProbeOutput {
     /// Send these now, in order.

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use super::{MAXDEFERREDRTT, PROBE_STATS_COUNT};
+use super::defs::{MAXDEFERREDRTT, PROBE_STATS_COUNT};
 
 /// What a sample is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{MAX_RANDOM_FACTOR, MIN_RANDOM_FACTOR};
+use super::defs::{MAX_RANDOM_FACTOR, MIN_RANDOM_FACTOR};
 
 /// The factor for uniform input `u` (clamped to [0, 1]): in [0.5, 1.0].
 pub fn random_factor(u: f64) -> f64 {

@@ -7,7 +7,7 @@
 //! - At most [`MAX_PROBE_TARGETS`] (5) are `Active`; further configured or router targets wait
 //!   as `Unused` and are activated as the round-robin passes them while fewer than 5 are
 //!   active. Hosts beyond 5 are refused.
-//! - A configured or router target that alone loses [`NUM_PROBE_FAILS`](super::NUM_PROBE_FAILS)
+//! - A configured or router target that alone loses [`NUM_PROBE_FAILS`](super::defs::NUM_PROBE_FAILS)
 //!   probes in a row becomes `Dead`; one much slower than the others becomes `Slow`. Each is
 //!   promoted one step (`Dead` → `Slow` → `Unused`) once [`MIN_RECOVERY_TIME`] has passed, as
 //!   the round-robin walks over it. A host target is deleted instead (the caller rediscovers).
@@ -24,7 +24,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    EXCEPTION_FACTOR, MAX_PROBE_TARGETS, MIN_PROBE_TARGETS, MIN_RECOVERY_TIME, rtt::RttEstimator,
+    defs::{EXCEPTION_FACTOR, MAX_PROBE_TARGETS, MIN_PROBE_TARGETS, MIN_RECOVERY_TIME},
+    rtt::RttEstimator,
 };
 
 /// Where a member's targets come from (one kind per list).

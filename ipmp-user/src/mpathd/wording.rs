@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{
-    NUM_PROBE_REPAIRS,
+    defs::NUM_PROBE_REPAIRS,
     report::{ProbeNotice, RemoveReason},
 };
 use crate::group::MemberId;
@@ -76,7 +76,7 @@ impl ProbeNotice {
             } => format!(
                 "probe target {target} on ({family} {}) marked {status}; retried after {} s",
                 name(*member),
-                super::MIN_RECOVERY_TIME.as_secs()
+                super::defs::MIN_RECOVERY_TIME.as_secs()
             ),
             ProbeNotice::InterfaceFailure { member } => format!(
                 "IP interface failure detected on {} of group {group} (probes lost)",

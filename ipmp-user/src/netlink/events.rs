@@ -16,7 +16,9 @@ use netlink_packet_route::{
 use rtnetlink::MulticastGroup;
 use tokio::sync::mpsc;
 
-use super::{Link, NetlinkError};
+use futures::TryStreamExt as _;
+
+use super::{Link, Netlink, NetlinkError, request};
 
 /// A kernel change, as the daemon consumes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +114,21 @@ fn removed(m: &LinkMessage) -> LinkEvent {
     LinkEvent::Removed {
         ifindex: m.header.index,
         name,
+    }
+}
+
+impl Netlink {
+    /// Confirmed neighbours on every link (to seed the members' shared view at start).
+    pub async fn reachable_neighbours(&self) -> super::Result<Vec<Neighbour>> {
+        let msgs: Vec<NeighbourMessage> = self
+            .handle
+            .neighbours()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("list neighbours"))?;
+        Ok(msgs.iter().filter_map(reachable_neighbour).collect())
     }
 }
 

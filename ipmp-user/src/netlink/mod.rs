@@ -368,22 +368,6 @@ impl Netlink {
         Ok(out)
     }
 
-    /// Confirmed neighbours on every link (to seed the members' shared view at start).
-    pub async fn reachable_neighbours(&self) -> Result<Vec<events::Neighbour>> {
-        let msgs: Vec<netlink_packet_route::neighbour::NeighbourMessage> = self
-            .handle
-            .neighbours()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(request("list neighbours"))?;
-        Ok(msgs
-            .iter()
-            .filter_map(events::reachable_neighbour)
-            .collect())
-    }
-
     /// Installs `ip` → `mac` on `ifindex` as STALE: usable at once, confirmed by the kernel's
     /// own unicast probe on first use (RFC 4861 §7.3.3 semantics, also for ARP).
     pub async fn replace_neighbour(&self, ifindex: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Field, Names, Row, display_addr};
+use super::fields::{Field, Names, Row, display_addr};
 use crate::control::{AddressStatus, Snapshot};
 
 pub const FIELDS: &[Field] = &[
@@ -74,5 +74,5 @@ pub fn json(snapshot: &Snapshot) -> serde_json::Result<String> {
             })
         })
         .collect();
-    super::pretty(&addresses)
+    super::fields::pretty(&addresses)
 }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Field, Row};
+use super::fields::{Field, Row};
 use crate::control::{GroupState, GroupStatus, MemberState, Snapshot};
 
 pub const FIELDS: &[Field] = &[
@@ -100,5 +100,5 @@ pub fn json(snapshot: &Snapshot) -> serde_json::Result<String> {
             members: g.members.iter().map(|m| m.name.as_str()).collect(),
         })
         .collect();
-    super::pretty(&groups)
+    super::fields::pretty(&groups)
 }

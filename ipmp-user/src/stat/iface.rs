@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Field, Row};
+use super::fields::{Field, Row};
 use crate::control::{MemberFlags, MemberStatus, Snapshot};
 
 pub const FIELDS: &[Field] = &[
@@ -96,5 +96,5 @@ pub fn json(snapshot: &Snapshot) -> serde_json::Result<String> {
             })
         })
         .collect();
-    super::pretty(&members)
+    super::fields::pretty(&members)
 }

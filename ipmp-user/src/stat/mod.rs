@@ -14,40 +14,22 @@
 //! Without `-o`, a mode shows its fields in order while their summed widths fit 80 columns.
 
 pub mod addr;
+mod fields;
 pub mod group;
 pub mod iface;
 pub mod probe;
 pub mod target;
 
-use std::collections::BTreeMap;
-
 use crate::control::Snapshot;
+
+use fields::pretty;
+pub use fields::{Field, Names, Row, StatError, display_addr};
 
 /// Width of the terminal the default field set must fit in.
 pub const DEFAULT_COLUMNS: usize = 80;
 
 /// Printed for an empty value in human output.
 pub const EMPTY: &str = "--";
-
-/// One output column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Field {
-    /// Upper-case header; `-o` matches it case-insensitively.
-    pub name: &'static str,
-    /// Columns, separator included.
-    pub width: usize,
-}
-
-/// One row: a value per field of the mode, in the mode's field order (`""` for empty).
-pub type Row = Vec<String>;
-
-/// Host names for numeric addresses (numeric → name). Empty with `-n`.
-pub type Names = BTreeMap<String, String>;
-
-/// `name` for `addr` if `names` has one, else `addr` itself.
-pub fn display_addr(names: &Names, addr: &str) -> String {
-    names.get(addr).cloned().unwrap_or_else(|| addr.to_owned())
-}
 
 /// The ipmpstat modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,27 +66,6 @@ impl Mode {
             Mode::Target => "-t",
         }
     }
-}
-
-/// Errors in what the user asked for.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StatError {
-    #[error("unknown output field{}: {} (valid fields for {mode}: {valid})",
-        if bad.len() > 1 { "s" } else { "" },
-        bad.iter().map(|b| format!("'{b}'")).collect::<Vec<_>>().join(", "))]
-    UnknownFields {
-        bad: Vec<String>,
-        mode: &'static str,
-        valid: String,
-    },
-    #[error("no output fields given to -o")]
-    NoFields,
-    #[error("output fields must be specified in parsable mode: -P needs -o field[,...]")]
-    ParsableNeedsFields,
-    #[error("output field 'all' is invalid in parsable mode (-P): name the fields")]
-    ParsableAll,
-    #[error("probe-based failure detection is disabled on all interfaces")]
-    ProbingDisabled,
 }
 
 /// The fields chosen for output, and how to print them.
@@ -321,12 +282,6 @@ pub fn json(mode: Mode, snapshot: &Snapshot) -> serde_json::Result<String> {
         Mode::Target => target::json(snapshot),
         Mode::Probe => pretty::<[u8]>(&[]),
     }
-}
-
-fn pretty<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
-    let mut out = serde_json::to_string_pretty(value)?;
-    out.push('\n');
-    Ok(out)
 }
 
 /// Numeric addresses `mode` would print, for the caller to look up names for (without `-n`).

@@ -1,7 +1,7 @@
 //! `ipmpstat -p`: the probe stream's fields, one row per completed probe, and whether there is
 //! anything to stream.
 
-use super::{Field, Names, Row, StatError, display_addr};
+use super::fields::{Field, Names, Row, StatError, display_addr};
 use crate::control::{ProbeLine, ProbeState, Snapshot};
 
 /// RTTDEV falls outside the 80-column default, as in Solaris.

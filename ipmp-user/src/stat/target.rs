@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{Field, Names, Row, display_addr};
+use super::fields::{Field, Names, Row, display_addr};
 use crate::control::Snapshot;
 
 pub const FIELDS: &[Field] = &[
@@ -122,5 +122,5 @@ pub fn format_rows(rows: &[TargetRow], names: &Names) -> Vec<Row> {
 
 /// This mode's part of the snapshot, as pretty JSON ending in a newline.
 pub fn json(snapshot: &Snapshot) -> serde_json::Result<String> {
-    super::pretty(&rows(snapshot))
+    super::fields::pretty(&rows(snapshot))
 }
