@@ -1,16 +1,19 @@
-//! Helpers shared by the scenario tests (spread, disruption, atomic; other scenario files may
-//! use them too). Import with `pub mod common;` — `pub` keeps rustc from calling the helpers a
-//! test file does not use dead code. This API is meant to stay small and stable: add, do not
-//! change.
+//! Helpers shared by the scenario tests: atomic, badinput, bpftool, daemon, disruption,
+//! failover, inbound, offlink, probe, receive and spread use them. Import with
+//! `pub mod common;` — `pub` keeps rustc from calling the helpers a test file does not use dead
+//! code. This API is meant to stay small and stable: add, do not change.
 //!
 //! - [`Setup`]: a lab with ipmpd running and every member active.
-//! - [`members`]: `ipmpstat --json -i` as [`Member`] rows; [`bindings`]: data address → member.
+//! - [`members`] / [`member`]: `ipmpstat --json -i` decoded into ipmpd's own type, as
+//!   [`Member`] rows — the one reader of member state; [`member_flags`]: their FLAGS;
+//!   [`bindings`]: data address → member.
 //! - [`PinnedMaps`]: ipmpd's pinned maps, read from the test process; predicts the member of a
 //!   flow ([`Table::member_of`]) and sums reason counters ([`PinnedMaps::packets`]).
 //! - [`PortCaptures`]: tcpdump on the switch-side ports of members, and which member carried
 //!   which flow ([`flows_by_member`]).
 //! - [`in_netns`]: runs a closure on a thread inside a lab namespace (real sockets there), e.g.
 //!   [`send_udp_flows`] from a data address; [`tcx_programs`] on an interface there.
+//! - [`probe_stream`], [`wait_answered_probes`]: the `ipmpstat -p` stream.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
