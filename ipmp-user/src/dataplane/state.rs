@@ -9,7 +9,7 @@ use ipmp_common::{AddrKey, MAP_PROBES};
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipmp"));
 
 /// What the kernel should hold for one group; computed by the daemon from the group state
-/// machine, written by [`Dataplane::apply`] as a delta.
+/// machine, written by [`Dataplane::apply`](super::Dataplane::apply) as a delta.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DesiredGroup {
     /// ifindex of the IPMP interface.

@@ -33,7 +33,7 @@ pub const LOWER_FDT_TRIGGER: u32 = 4;
 /// A slow target is an exception when every other one is below interval / this.
 pub const EXCEPTION_FACTOR: u32 = 2;
 /// Default quiet period after a member starts probing (spanning-tree settling): losses do not
-/// fail it until this has passed or a probe was acked. [`ProbeSpec::quiet_period`] sets it.
+/// fail it until this has passed or a probe was acked. [`ProbeSpec::quiet_period`](super::ProbeSpec::quiet_period) sets it.
 pub const FAILURE_DETECTION_QP: Duration = Duration::from_secs(40);
 /// Suspect RTT samples deferred before they are believed.
 pub const MAXDEFERREDRTT: usize = 1;

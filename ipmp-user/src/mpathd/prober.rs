@@ -21,7 +21,7 @@
 //!    receive timestamp (XDP `bpf_ktime_get_ns` or SO_TIMESTAMP, converted to an `Instant`
 //!    on the same monotonic clock), and link-layer replies to [`Prober::link_layer_reply`];
 //! 6. after *every* call: applies `event` (if any) with `Group::handle` before the next prober
-//!    call, streams `records` to `ipmpstat -p`, logs `notices` ([`Prober::describe`]).
+//!    call, streams `records` to `ipmpstat -p`, logs `notices` ([`ProbeNotice::describe`](super::ProbeNotice::describe)).
 //!
 //! # Semantics (in.mpathd, mpd_probe.c)
 //!
