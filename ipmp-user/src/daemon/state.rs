@@ -1,7 +1,7 @@
 //! What the daemon holds: its groups and members as it tracks them, and the handles of the
 //! actors it drives. `daemon.rs` acts on it; `snapshot.rs` reads it.
 
-use std::{collections::HashMap, net::IpAddr, time::Instant};
+use std::{collections::HashMap, net::IpAddr, path::PathBuf, time::Instant};
 
 use tokio::sync::mpsc;
 
@@ -61,4 +61,12 @@ pub struct Daemon {
     pub(super) ring_failed: bool,
     /// Completed probes for `ipmpstat -p` subscribers.
     pub(super) probe_lines: tokio::sync::broadcast::Sender<control::ProbeLine>,
+}
+
+/// Command-line choices that are not in the config file.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub pin_dir: PathBuf,
+    /// Where the configuration came from (reread on reload).
+    pub config_path: PathBuf,
 }
