@@ -1,7 +1,8 @@
 //! ipmp's test lab (network namespaces), packet and pcap helpers, and the benchmark suite.
 
 pub mod bench;
-pub mod lab;
 pub mod packets;
-pub mod pcap;
 pub mod testrun;
+
+/// The lab and the pcap reader live in their own crate (xtask uses them too).
+pub use ipmp_lab::{self as lab, pcap};

@@ -399,7 +399,14 @@ pub(crate) fn crate_graph(src: &Path) -> anyhow::Result<BTreeMap<ModPath, BTreeS
 /// workspace at `root`.
 pub(crate) fn crate_sources(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for krate in ["ipmp-common", "ipmp-ebpf", "ipmp-user", "tests", "xtask"] {
+    for krate in [
+        "ipmp-common",
+        "ipmp-ebpf",
+        "ipmp-user",
+        "lab",
+        "tests",
+        "xtask",
+    ] {
         let src = root.join(krate).join("src");
         if let Ok(bins) = fs::read_dir(src.join("bin")) {
             out.extend(bins.flatten().map(|e| e.path()).filter(|p| p.is_dir()));

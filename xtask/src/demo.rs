@@ -11,10 +11,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{
-    lab::{self, Daemon, Lab, LabSpec},
-    pcap::Record,
-};
+use ipmp_lab::{self as lab, Daemon, Lab, LabSpec, pcap::Record};
 
 const MEMBERS: usize = 3;
 const FLOWS: u16 = 8;

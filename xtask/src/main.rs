@@ -6,19 +6,6 @@ mod demo;
 mod setup;
 mod test;
 
-// The netns lab and the pcap reader, shared with the ipmp-tests package by source: depending on
-// ipmp-tests would pull in ipmp-user, whose build needs the toolchain that `setup` installs.
-#[expect(dead_code, reason = "the demo uses part of the lab library")]
-#[path = "../../tests/src/lab.rs"]
-mod lab;
-// Its own unit tests (compiled here too) use all of it.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the demo uses part of the pcap reader")
-)]
-#[path = "../../tests/src/pcap.rs"]
-mod pcap;
-
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

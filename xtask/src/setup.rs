@@ -330,7 +330,7 @@ fn ensure_bpf_linker(llvm: u32) -> anyhow::Result<()> {
 }
 
 fn ensure_bpffs() -> anyhow::Result<()> {
-    if crate::lab::bpffs_mounted() {
+    if ipmp_lab::bpffs_mounted() {
         step("ok", &format!("bpffs mounted at {BPFFS}"));
         return Ok(());
     }

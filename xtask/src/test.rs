@@ -129,8 +129,8 @@ fn outcome(ok: bool, c: Counts, secs: f64) -> String {
 }
 
 pub fn run(extra: &[String]) -> anyhow::Result<()> {
-    let root = crate::lab::is_root();
-    let ci = crate::lab::ci_requires_privilege();
+    let root = ipmp_lab::is_root();
+    let ci = ipmp_lab::ci_requires_privilege();
     if ci && !root {
         bail!(
             "CI is set but xtask test is not running as root: the privileged test tiers must run in CI; run it as root"

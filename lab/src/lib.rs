@@ -18,6 +18,8 @@
 //! Names: namespaces are `ipmpt<pid>-<n>-<role>`, so a later run can tell leftovers of a crashed
 //! run (dead pid) from a lab that another process is using, and remove them.
 
+pub mod pcap;
+
 use std::{
     collections::BTreeSet,
     fs,
@@ -598,13 +600,13 @@ pub struct Capture {
 
 impl Capture {
     /// Stops tcpdump (SIGINT flushes the file) and parses what it captured.
-    pub fn stop(mut self) -> anyhow::Result<Vec<crate::pcap::Record>> {
+    pub fn stop(mut self) -> anyhow::Result<Vec<pcap::Record>> {
         // tcpdump writes the file with -U per packet; give in-flight packets a moment.
         thread::sleep(Duration::from_millis(100));
         signal_and_wait(&mut self.child, Signal::SIGINT, Duration::from_secs(5));
         let bytes = fs::read(&self.file)
             .with_context(|| format!("read capture {}", self.file.display()))?;
-        crate::pcap::parse(&bytes).with_context(|| format!("parse capture {}", self.file.display()))
+        pcap::parse(&bytes).with_context(|| format!("parse capture {}", self.file.display()))
     }
 }
 
