@@ -14,7 +14,8 @@
 //!   base).
 //! - [`payload`]: the echo message with the daemon's cookie, and reply validation.
 //! - [`prober`]: [`Prober`], one per group: the per-member state machines, interface vs group
-//!   failure, FDT adaptation. Its documentation says what a daemon calls when.
+//!   failure, FDT adaptation (its work split into `sending`, `replies` and `verdicts`). Its
+//!   documentation says what a daemon calls when.
 //! - [`report`]: requests, records (ipmpstat -p), notices (logs) and -t rows; `wording`: how
 //!   the notices read in the log.
 //!
