@@ -10,8 +10,9 @@ use ipmp_common::{
     FlowKey,
     packet::{
         ETH_HLEN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
-        IP4_FRAG_MF, IP4_FRAG_OFFSET, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP,
-        IPPROTO_UDP, IPV4_HLEN, IPV6_HLEN,
+        IP4_DST, IP4_FRAG, IP4_FRAG_MF, IP4_FRAG_OFFSET, IP4_PROTO, IP4_SRC, IP6_DST, IP6_NEXT,
+        IP6_SRC, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN,
+        IPV6_HLEN,
     },
 };
 
@@ -80,14 +81,14 @@ fn tc_flow_v4(ctx: &TcContext) -> Result<Flow, FlowError> {
     if ip[0] >> 4 != 4 || ihl < IPV4_HLEN {
         return Err(FlowError::Malformed);
     }
-    let proto = ip[9];
-    let frag = be16([ip[6], ip[7]]);
+    let proto = ip[IP4_PROTO];
+    let frag = be16([ip[IP4_FRAG], ip[IP4_FRAG + 1]]);
     // Every fragment of a datagram, the first included, hashes without ports so that all of
     // them leave through the same member.
     let fragment = frag & (IP4_FRAG_MF | IP4_FRAG_OFFSET) != 0;
     let mut key = FlowKey {
-        src: [ne32(&ip, 12), 0, 0, 0],
-        dst: [ne32(&ip, 16), 0, 0, 0],
+        src: [ne32(&ip, IP4_SRC), 0, 0, 0],
+        dst: [ne32(&ip, IP4_DST), 0, 0, 0],
         sport: 0,
         dport: 0,
         proto,
@@ -109,7 +110,7 @@ fn tc_flow_v6(ctx: &TcContext) -> Result<Flow, FlowError> {
     if ip[0] >> 4 != 6 {
         return Err(FlowError::Malformed);
     }
-    let mut next = ip[6];
+    let mut next = ip[IP6_NEXT];
     let mut offset = ETH_HLEN + IPV6_HLEN;
     let mut fragment = false;
     for _ in 0..MAX_EXT_HEADERS {
@@ -136,8 +137,18 @@ fn tc_flow_v6(ctx: &TcContext) -> Result<Flow, FlowError> {
         }
     }
     let mut key = FlowKey {
-        src: [ne32(&ip, 8), ne32(&ip, 12), ne32(&ip, 16), ne32(&ip, 20)],
-        dst: [ne32(&ip, 24), ne32(&ip, 28), ne32(&ip, 32), ne32(&ip, 36)],
+        src: [
+            ne32(&ip, IP6_SRC),
+            ne32(&ip, IP6_SRC + 4),
+            ne32(&ip, IP6_SRC + 8),
+            ne32(&ip, IP6_SRC + 12),
+        ],
+        dst: [
+            ne32(&ip, IP6_DST),
+            ne32(&ip, IP6_DST + 4),
+            ne32(&ip, IP6_DST + 8),
+            ne32(&ip, IP6_DST + 12),
+        ],
         sport: 0,
         dport: 0,
         proto: next,

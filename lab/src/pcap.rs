@@ -1,6 +1,6 @@
 //! A reader for classic pcap files (`tcpdump -w`): each frame becomes a [`Record`] with its time,
 //! MACs, ethertype and the parsed ARP or IP header with ports, so tests can tell which member
-//! carried which flow (capture on the switch-side ports, [`crate::lab::Lab::port`]).
+//! carried which flow (capture on the switch-side ports, [`crate::Lab::port`]).
 //!
 //! Link types: Ethernet (1), Linux cooked v1 (113, `-i any`) and v2 (276). pcapng is refused.
 

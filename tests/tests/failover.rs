@@ -36,41 +36,17 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// The row of `member` in the plain `ipmpstat -i` table, keyed by column header: these tests
-/// check what an operator reads (the FLAGS letters, the columns), so they read the table, not
-/// the JSON of [`common::members`].
-fn iface_row(daemon: &Daemon, member: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let out = daemon.ipmpstat(&["-i"])?;
-    let mut lines = out.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let row = lines
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|v| v.first() == Some(&member))
-        .ok_or_else(|| anyhow!("no row for {member} in ipmpstat -i:\n{out}"))?;
-    if row.len() != header.len() || !header.contains(&"STATE") {
-        bail!("ipmpstat -i row of {member} does not fit the header:\n{out}");
-    }
-    Ok(header
-        .iter()
-        .zip(row)
-        .map(|(h, v)| ((*h).to_owned(), v.to_owned()))
-        .collect())
-}
-
-/// Waits (bounded) until `ok` holds for m0's `ipmpstat -i` row; returns the row.
+/// Waits (bounded) until `ok` holds for m0's `ipmpstat -i` row ([`common::members`]); returns
+/// the row.
 fn wait_row(
     daemon: &Daemon,
     what: &str,
     timeout: Duration,
-    ok: impl Fn(&BTreeMap<String, String>) -> bool,
-) -> anyhow::Result<BTreeMap<String, String>> {
+    ok: impl Fn(&common::Member) -> bool,
+) -> anyhow::Result<common::Member> {
     let mut last = Err(anyhow!("not asked yet"));
     let done = lab::wait_until(timeout, ms(10), || {
-        last = iface_row(daemon, "m0");
+        last = m0_row(daemon);
         last.as_ref().is_ok_and(&ok)
     });
     if !done {
@@ -82,8 +58,16 @@ fn wait_row(
     last
 }
 
-fn failed(row: &BTreeMap<String, String>) -> bool {
-    row["STATE"] == "failed" && row["LINK"] == "down" && row["ACTIVE"] == "no"
+/// m0's row of `ipmpstat -i`.
+fn m0_row(daemon: &Daemon) -> anyhow::Result<common::Member> {
+    members(daemon)?
+        .into_iter()
+        .find(|m| m.name == "m0")
+        .ok_or_else(|| anyhow!("no row for m0 in ipmpstat -i"))
+}
+
+fn failed(row: &common::Member) -> bool {
+    row.state == "failed" && row.link == "down" && !row.active
 }
 
 #[test]
@@ -276,17 +260,12 @@ fn tcp_survives_m0_losing_its_carrier_and_m0_fails_back() {
     // Carrier back: with failback on, m0 carries traffic again.
     lab.restore_link(0).unwrap();
     let row = wait_row(daemon, "active again", Duration::from_secs(5), |r| {
-        r["STATE"] == "ok" && r["LINK"] == "up" && r["ACTIVE"] == "yes"
+        r.state == "ok" && r.link == "up" && r.active
     })
     .unwrap();
     println!("ipmpstat -i m0 after the repair: {row:?}");
-    assert!(!row["FLAGS"].contains('i'), "m0 is not inactive: {row:?}");
-    let m0 = members(daemon)
-        .unwrap()
-        .into_iter()
-        .find(|m| m.name == "m0")
-        .unwrap();
-    assert!(m0.active && m0.buckets > 0, "m0 takes buckets back: {m0:?}");
+    assert!(!row.flags.contains('i'), "m0 is not inactive: {row:?}");
+    assert!(row.buckets > 0, "m0 takes buckets back: {row:?}");
 }
 
 #[test]
@@ -301,23 +280,20 @@ fn with_failback_off_a_repaired_member_stays_inactive() {
     wait_row(daemon, "failed", Duration::from_secs(5), failed).unwrap();
     lab.restore_link(0).unwrap();
     let row = wait_row(daemon, "repaired", Duration::from_secs(5), |r| {
-        r["STATE"] == "ok" && r["LINK"] == "up"
+        r.state == "ok" && r.link == "up"
     })
     .unwrap();
     println!("ipmpstat -i m0 after the repair: {row:?}");
     // Repaired but not brought back: it must stay so (check for a while, not just once).
     let deadline = Instant::now() + ms(1000);
     while Instant::now() < deadline {
-        let row = iface_row(daemon, "m0").unwrap();
-        assert_eq!(
-            row["ACTIVE"], "no",
-            "failback off: m0 stays inactive: {row:?}"
-        );
+        let row = m0_row(daemon).unwrap();
+        assert!(!row.active, "failback off: m0 stays inactive: {row:?}");
         assert!(
-            row["FLAGS"].starts_with('i'),
+            row.flags.starts_with('i'),
             "failback off: m0 has flag i: {row:?}"
         );
-        assert_eq!(row["STATE"], "ok", "{row:?}");
+        assert_eq!(row.state, "ok", "{row:?}");
         thread::sleep(ms(100));
     }
     let bound = common::bindings(daemon).unwrap();

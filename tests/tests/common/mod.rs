@@ -5,7 +5,8 @@
 //!
 //! - [`Setup`]: a lab with ipmpd running and every member active.
 //! - [`members`] / [`member`]: `ipmpstat --json -i` decoded into ipmpd's own type, as
-//!   [`Member`] rows — the one reader of member state; [`member_flags`]: their FLAGS;
+//!   [`Member`] rows — the one reader of member state (every test file uses it);
+//!   [`member_flags`]: their FLAGS;
 //!   [`bindings`]: data address → member.
 //! - [`PinnedMaps`]: ipmpd's pinned maps, read from the test process; predicts the member of a
 //!   flow ([`Table::member_of`]) and sums reason counters ([`PinnedMaps::packets`]).
@@ -135,6 +136,8 @@ pub struct Member {
     pub state: String,
     /// `ok`, `failed`, `unknown` or `disabled`.
     pub probe: String,
+    /// `up`, `down` or `unknown`.
+    pub link: String,
     /// The FLAGS column (`--mbM--`: `m` marks the cast member).
     pub flags: String,
     /// Buckets of the group's table that point here.
@@ -170,6 +173,7 @@ pub fn members(daemon: &Daemon) -> anyhow::Result<Vec<Member>> {
             active: m.active,
             state: m.state.to_string(),
             probe: m.probe.to_string(),
+            link: m.link.to_string(),
             buckets: m.buckets,
             tx_packets: m.tx_packets,
             rx_packets: m.rx_packets,
