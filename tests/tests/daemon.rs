@@ -33,18 +33,14 @@ fn members(d: &ipmp_tests::lab::Daemon) -> Vec<(String, String, String)> {
     common::members(d)
         .expect("ipmpstat -i")
         .into_iter()
-        .map(|m| (m.name, yes_no(m.active), m.state))
+        .map(|m| (m.name, common::yes_no(m.active), m.state))
         .collect()
-}
-
-fn yes_no(b: bool) -> String {
-    if b { "yes" } else { "no" }.to_owned()
 }
 
 /// (active yes/no, state) of member `name`.
 fn member_row(d: &ipmp_tests::lab::Daemon, name: &str) -> (String, String) {
     let m = common::member(d, name);
-    (yes_no(m.active), m.state)
+    (common::yes_no(m.active), m.state)
 }
 
 /// Sends one second of sequenced UDP (200/s) from `from` to `to`:`port`, received in `at`;

@@ -13,8 +13,7 @@ const POLL: Duration = Duration::from_millis(20);
 /// (active yes/no, state, probe) of member `name` ([`common::member`]).
 fn member(d: &Daemon, name: &str) -> (String, String, String) {
     let m = common::member(d, name);
-    let active = if m.active { "yes" } else { "no" };
-    (active.to_owned(), m.state, m.probe)
+    (common::yes_no(m.active), m.state, m.probe)
 }
 
 /// Waits until every member's probes are acknowledged: PROBE ok, and an answered probe of each

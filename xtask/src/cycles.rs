@@ -395,25 +395,30 @@ pub(crate) fn crate_graph(src: &Path) -> anyhow::Result<BTreeMap<ModPath, BTreeS
     Ok(graph)
 }
 
-/// Every crate's `src` (and each binary under `src/bin` with a directory of its own) in the
-/// workspace at `root`.
-pub(crate) fn crate_sources(root: &Path) -> Vec<PathBuf> {
+/// The `src` of every member of the workspace at `root` (its Cargo.toml's `members`), and each
+/// binary under `src/bin` with a directory of its own.
+pub(crate) fn crate_sources(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let manifest = root.join("Cargo.toml");
+    let text =
+        fs::read_to_string(&manifest).with_context(|| format!("read {}", manifest.display()))?;
+    let members: Vec<String> = toml::from_str::<toml::Table>(&text)
+        .with_context(|| format!("parse {}", manifest.display()))?
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(|m| m.as_array())
+        .context("the workspace manifest has no [workspace] members")?
+        .iter()
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .collect();
     let mut out = Vec::new();
-    for krate in [
-        "ipmp-common",
-        "ipmp-ebpf",
-        "ipmp-user",
-        "lab",
-        "tests",
-        "xtask",
-    ] {
+    for krate in members {
         let src = root.join(krate).join("src");
         if let Ok(bins) = fs::read_dir(src.join("bin")) {
             out.extend(bins.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
         }
         out.push(src);
     }
-    out
+    Ok(out)
 }
 
 fn show(m: &ModPath) -> String {
@@ -430,7 +435,7 @@ pub fn run() -> anyhow::Result<()> {
         .parent()
         .context("xtask has no parent directory")?;
     let mut found = 0;
-    for src in crate_sources(root) {
+    for src in crate_sources(root)? {
         let graph = crate_graph(&src)?;
         let cycles = cycles(&graph);
         let rel = src.strip_prefix(root).unwrap_or(&src).display().to_string();
@@ -521,7 +526,7 @@ mod tests {
             .parent()
             .expect("workspace");
         let mut all = Vec::new();
-        for src in crate_sources(root) {
+        for src in crate_sources(root).expect("workspace members") {
             let graph = crate_graph(&src).expect("read the sources");
             assert!(!graph.is_empty(), "no sources read under {}", src.display());
             for c in cycles(&graph) {

@@ -144,15 +144,11 @@ pub struct Member {
     pub buckets: u32,
     /// Packets the TC egress program sent here (tx-unicast + tx-cast).
     pub tx_packets: u64,
-    /// Inbound frames this member handed to the IPMP interface (rx-ipmp + cast-ipmp).
-    pub rx_packets: u64,
 }
 
 /// Data address → bound member name, from `ipmpstat -an --json` (INBOUND; "" when unbound).
 pub fn bindings(daemon: &Daemon) -> anyhow::Result<BTreeMap<String, String>> {
-    let text = daemon.ipmpstat(&["--json", "-an"])?;
-    let rows: Vec<ipmp::control::AddressStatus> = serde_json::from_str(&text)
-        .with_context(|| format!("ipmpstat --json -an printed no address list: {text}"))?;
+    let rows: Vec<ipmp::control::AddressStatus> = typed(daemon, "-an")?;
     Ok(rows
         .into_iter()
         .map(|a| (a.address, a.inbound.unwrap_or_default()))
@@ -161,9 +157,7 @@ pub fn bindings(daemon: &Daemon) -> anyhow::Result<BTreeMap<String, String>> {
 
 /// `ipmpstat --json -i` of a running ipmpd: the one reader of member state.
 pub fn members(daemon: &Daemon) -> anyhow::Result<Vec<Member>> {
-    let text = daemon.ipmpstat(&["--json", "-i"])?;
-    let rows: Vec<ipmp::control::MemberStatus> = serde_json::from_str(&text)
-        .with_context(|| format!("ipmpstat --json -i printed no member list: {text}"))?;
+    let rows: Vec<ipmp::control::MemberStatus> = typed(daemon, "-i")?;
     Ok(rows
         .into_iter()
         .map(|m| Member {
@@ -176,9 +170,21 @@ pub fn members(daemon: &Daemon) -> anyhow::Result<Vec<Member>> {
             link: m.link.to_string(),
             buckets: m.buckets,
             tx_packets: m.tx_packets,
-            rx_packets: m.rx_packets,
         })
         .collect())
+}
+
+/// `ipmpstat --json MODE` decoded into ipmpd's own wire type: a renamed or missing field fails
+/// the decode instead of reading as zero.
+fn typed<T: serde::de::DeserializeOwned>(daemon: &Daemon, mode: &str) -> anyhow::Result<T> {
+    let v = daemon.ipmpstat_json(&[mode])?;
+    serde_json::from_value(v.clone())
+        .with_context(|| format!("ipmpstat --json {mode} does not decode as ipmpd's type: {v}"))
+}
+
+/// `yes` / `no`, as ipmpstat prints ACTIVE.
+pub fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
 }
 
 /// Member `name`'s row (panics naming the member when it is missing).
