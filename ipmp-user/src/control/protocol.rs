@@ -314,9 +314,9 @@ wire_enum!(
     ProbeState {
         Ok => "ok",
         Failed => "failed",
-        /// Probing, but no targets yet.
+        /// Probing, but no target yet, or no probe answered since probing (re)started.
         Unknown => "unknown",
-        /// No (unique) test address: no probing.
+        /// No probing.
         Disabled => "disabled",
     }
 );

@@ -747,7 +747,8 @@ impl Prober {
     }
 
     /// ipmpstat -i PROBE: disabled (no probing), failed (probes failed it), unknown (no
-    /// target), ok.
+    /// target, or no probe answered since probing last started: after start-up, a link-up or
+    /// an online, as in.mpathd), ok.
     pub fn probe_state(&self, member: MemberId, group: &Group) -> ProbeHealth {
         let Some(mp) = self.members.get(member) else {
             return ProbeHealth::Disabled;
@@ -756,7 +757,7 @@ impl Prober {
             ProbeHealth::Disabled
         } else if member < group.spec().members.len() && group.member(member).probe_failed {
             ProbeHealth::Failed
-        } else if !mp.capable() {
+        } else if !mp.capable() || !mp.instances().any(|i| i.history.any_acked()) {
             ProbeHealth::Unknown
         } else {
             ProbeHealth::Ok

@@ -752,6 +752,36 @@ fn first_ack_ends_the_quiet_period() {
 }
 
 #[test]
+fn probe_state_is_unknown_until_the_first_answer_after_each_start() {
+    let mut setup = Setup::new(2);
+    setup.quiet = secs(40);
+    let mut sim = setup.build();
+    // Targets known, probes going out, nothing answered yet: in.mpathd says unknown.
+    sim.net.cut.insert(0);
+    sim.run_until(secs(1));
+    assert!(!sim.unicast_sends(0).is_empty());
+    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeHealth::Unknown);
+    assert_eq!(sim.prober.probe_state(1, &sim.group), ProbeHealth::Ok);
+    sim.net.cut.remove(&0);
+    sim.run_until_pred(secs(3), |s| {
+        s.prober.probe_state(0, &s.group) == ProbeHealth::Ok
+    })
+    .expect("the first answer makes it ok");
+    // Probing starts afresh after an offline/online: unknown again until answered. (After a
+    // link-down the member is failed instead, until probes repair it.)
+    let now = sim.now;
+    sim.group.handle(Event::Offline { member: 0 }, now).unwrap();
+    sim.prober.offline(0, &sim.group).unwrap();
+    sim.group.handle(Event::Online { member: 0 }, now).unwrap();
+    sim.prober.online(0, now, &sim.group, &mut sim.rng).unwrap();
+    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeHealth::Unknown);
+    sim.run_until_pred(secs(6), |s| {
+        s.prober.probe_state(0, &s.group) == ProbeHealth::Ok
+    })
+    .expect("answered again");
+}
+
+#[test]
 fn online_restarts_the_quiet_period_and_offline_stops_probing() {
     let mut setup = Setup::new(2);
     setup.quiet = secs(5);
