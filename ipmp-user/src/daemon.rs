@@ -385,9 +385,17 @@ impl Daemon {
                 };
                 p.prober.reply(reply, now, &g.fsm)
             }
-            ReplyBody::Neigh => p
-                .prober
-                .link_layer_reply(r.member, r.family, r.from, r.rx, now, &g.fsm),
+            &ReplyBody::Neigh { local, hardware } => {
+                let reply = crate::mpathd::NeighReply {
+                    member: r.member,
+                    family: r.family,
+                    from: r.from,
+                    local,
+                    hardware,
+                    rx: r.rx,
+                };
+                p.prober.link_layer_reply(reply, now, &g.fsm)
+            }
         };
         match result {
             Ok((_, out)) => self.probe_output(r.group, out).await,
