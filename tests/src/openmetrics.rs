@@ -265,14 +265,17 @@ pub fn parse(text: &str) -> anyhow::Result<Exposition> {
     Ok(out)
 }
 
+/// A sample's labels, sorted (without `le` for histogram buckets).
+type SeriesKey = Vec<(String, String)>;
+
 /// Buckets cumulative per series, ending with `+Inf` equal to `_count`.
 fn check_histogram(name: &str, f: &Family) -> anyhow::Result<()> {
-    let mut by_series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut by_series: BTreeMap<SeriesKey, Vec<(f64, f64)>> = BTreeMap::new();
     let mut counts = BTreeMap::new();
     for s in &f.samples {
         let mut labels = s.labels.clone();
         let le = labels.remove("le");
-        let key: Vec<(String, String)> = labels.into_iter().collect();
+        let key: SeriesKey = labels.into_iter().collect();
         if s.name.ends_with("_bucket") {
             let le = parse_value(le.as_deref().unwrap_or(""))?;
             by_series.entry(key).or_default().push((le, s.value));
