@@ -35,6 +35,59 @@ const PROBE_STATES: [ProbeState; 4] = [
 ];
 const GROUP_STATES: [GroupState; 3] = [GroupState::Ok, GroupState::Degraded, GroupState::Failed];
 
+/// Member counters read from the snapshot: name, help, whether in bytes, the value.
+type SnapshotCounter = (&'static str, &'static str, bool, fn(&MemberStatus) -> u64);
+const SNAPSHOT_COUNTERS: [SnapshotCounter; 8] = [
+    (
+        "member_rx_packets",
+        "Inbound data packets the member handed to the IPMP interface.",
+        false,
+        |m| m.rx_packets,
+    ),
+    (
+        "member_rx",
+        "Inbound data bytes the member handed to the IPMP interface.",
+        true,
+        |m| m.rx_bytes,
+    ),
+    (
+        "member_tx_packets",
+        "Outbound data packets the IPMP interface sent through the member.",
+        false,
+        |m| m.tx_packets,
+    ),
+    (
+        "member_tx",
+        "Outbound data bytes the IPMP interface sent through the member.",
+        true,
+        |m| m.tx_bytes,
+    ),
+    (
+        "member_probes_sent",
+        "Failure-detection probes sent from the member.",
+        false,
+        |m| m.probe_totals.sent,
+    ),
+    (
+        "member_probes_answered",
+        "Failure-detection probes of the member that were answered.",
+        false,
+        |m| m.probe_totals.answered,
+    ),
+    (
+        "member_probes_lost",
+        "Failure-detection probes of the member declared lost.",
+        false,
+        |m| m.probe_totals.lost,
+    ),
+    (
+        "member_probe_replies_forged",
+        "Probe replies dropped for failing an integrity check (cookie, id, sequence).",
+        false,
+        |m| m.probe_forged,
+    ),
+];
+
 /// The exposition of `snapshot` and `events`, ending with `# EOF`. Members without events
 /// read as 0, so every counter exists from the first scrape.
 pub fn encode(snapshot: Snapshot, events: EventCounts) -> String {
@@ -185,62 +238,10 @@ impl Collector for Scrape {
                 )?;
             }
         }
-        self.member_counter(
-            enc,
-            "member_rx_packets",
-            "Inbound data packets the member handed to the IPMP interface.",
-            None,
-            |_, _, m| m.rx_packets,
-        )?;
-        self.member_counter(
-            enc,
-            "member_rx",
-            "Inbound data bytes the member handed to the IPMP interface.",
-            Some(&Unit::Bytes),
-            |_, _, m| m.rx_bytes,
-        )?;
-        self.member_counter(
-            enc,
-            "member_tx_packets",
-            "Outbound data packets the IPMP interface sent through the member.",
-            None,
-            |_, _, m| m.tx_packets,
-        )?;
-        self.member_counter(
-            enc,
-            "member_tx",
-            "Outbound data bytes the IPMP interface sent through the member.",
-            Some(&Unit::Bytes),
-            |_, _, m| m.tx_bytes,
-        )?;
-        self.member_counter(
-            enc,
-            "member_probes_sent",
-            "Failure-detection probes sent from the member.",
-            None,
-            |_, _, m| m.probe_totals.sent,
-        )?;
-        self.member_counter(
-            enc,
-            "member_probes_answered",
-            "Failure-detection probes of the member that were answered.",
-            None,
-            |_, _, m| m.probe_totals.answered,
-        )?;
-        self.member_counter(
-            enc,
-            "member_probes_lost",
-            "Failure-detection probes of the member declared lost.",
-            None,
-            |_, _, m| m.probe_totals.lost,
-        )?;
-        self.member_counter(
-            enc,
-            "member_probe_replies_forged",
-            "Probe replies dropped for failing an integrity check (cookie, id, sequence).",
-            None,
-            |_, _, m| m.probe_forged,
-        )?;
+        for (name, help, bytes, value) in SNAPSHOT_COUNTERS {
+            let unit = bytes.then_some(&Unit::Bytes);
+            self.member_counter(enc, name, help, unit, |_, _, m| value(m))?;
+        }
         {
             let mut m = enc.encode_descriptor(
                 "member_probe_rtt",
