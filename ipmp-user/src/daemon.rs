@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use self::{
     desired::desired_group,
     error::Result,
-    notices::log_notice,
+    notices::{count_notice, log_notice},
     setup::{GroupSetup, attach_member, link_state, member_routes, preflight, probe_config, prune},
 };
 pub use self::{
@@ -24,6 +24,7 @@ use crate::{
     control::{self, ControlCall, ControlServer, Request, Response},
     dataplane::{self, Dataplane, DesiredGroup},
     group::{Carrier, Event, Notice},
+    metrics::{Events, MetricsServer},
     netlink::{self, Link, Netlink, events::LinkEvent, sysctl},
     probe_io::{ProbeReply, ReplyBody, ring::ProbeRing},
 };
@@ -49,11 +50,16 @@ impl Daemon {
         let nl = Netlink::connect()?;
         preflight(&config, opts, &nl).await?;
         let control = ControlServer::bind(&config.control_socket)?;
+        let metrics = config
+            .metrics
+            .map(|m| MetricsServer::bind(m.listen))
+            .transpose()?;
         let pin_dir_existed = opts.pin_dir.exists();
         let mut created: Vec<u32> = Vec::new();
         match Self::build(config, opts, nl.clone(), &mut created).await {
             Ok(mut daemon) => {
                 daemon.started = started;
+                daemon.metrics = metrics;
                 Ok((daemon, control))
             }
             Err(e) => {
@@ -111,6 +117,8 @@ impl Daemon {
             ring,
             ring_failed: false,
             probe_lines: tokio::sync::broadcast::channel(PROBE_STREAM_BACKLOG).0,
+            events: Events::default(),
+            metrics: None,
         };
         daemon.sync_dataplane()?;
         for gi in 0..daemon.groups.len() {
@@ -236,6 +244,7 @@ impl Daemon {
             let g = &self.groups[gi];
             for n in &notices {
                 log_notice(g, n);
+                count_notice(&self.events, g, n);
                 if let Notice::AddressRebound {
                     address,
                     to: Some(to),
@@ -354,6 +363,9 @@ impl Daemon {
         }
         for r in &out.records {
             tracing::trace!(?r, "probe done");
+            if let (Some(rtt), Some(name)) = (r.netrtt(), names.get(r.member)) {
+                self.events.rtt(&self.groups[gi].cfg.name, name, rtt);
+            }
             if self.probe_lines.receiver_count() > 0 {
                 let g = &self.groups[gi];
                 let line = probe_line(&g.cfg.name, &names, r);
@@ -698,6 +710,10 @@ impl Daemon {
         let mut probe_rx = self.probe_rx.take().unwrap_or_else(|| mpsc::channel(1).1);
         let mut ring = self.ring.take();
         let socket = control.path().to_path_buf();
+        let metrics_task = self.metrics.take().map(|m| {
+            tracing::info!(listen = %m.local_addr(), "serving metrics at /metrics");
+            tokio::spawn(m.run(control_tx.clone(), self.events.clone()))
+        });
         let control_task = tokio::spawn(control.run(control_tx, self.probe_lines.clone()));
         tracing::info!(
             groups = self.groups.len(),
@@ -778,6 +794,10 @@ impl Daemon {
         // Dropping the server (inside the aborted task) removes its socket file.
         control_task.abort();
         let _ = control_task.await;
+        if let Some(task) = metrics_task {
+            task.abort();
+            let _ = task.await;
+        }
         tracing::info!(
             ?exit,
             "ipmpd stopped; programs and maps stay pinned, forwarding continues"

@@ -21,6 +21,7 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "ethtool",
     "iperf3",
+    "curl",       // scrapes ipmpd's metrics endpoint in the tests
     "util-linux", // nsenter
     "procps",     // sysctl
     "gcc",

@@ -1,7 +1,17 @@
 //! How the group state machine's notices read in the log.
 
 use super::state::GroupRt;
-use crate::group::Notice;
+use crate::{group::Notice, metrics::Events};
+
+/// Counts a member's failure or repair for the metrics.
+pub(super) fn count_notice(events: &Events, g: &GroupRt, n: &Notice) {
+    let name = |m: &usize| g.members.get(*m).map_or("?", |m| m.name.as_str());
+    match n {
+        Notice::MemberFailed { member, .. } => events.failed(&g.cfg.name, name(member)),
+        Notice::MemberRepaired { member } => events.repaired(&g.cfg.name, name(member)),
+        _ => {}
+    }
+}
 
 /// Logs notice `n` of group `g` at its level.
 pub(super) fn log_notice(g: &GroupRt, n: &Notice) {
