@@ -61,6 +61,8 @@ pub struct Daemon {
     pub(super) ring_failed: bool,
     /// Completed probes for `ipmpstat -p` subscribers.
     pub(super) probe_lines: tokio::sync::broadcast::Sender<control::ProbeLine>,
+    /// systemd notifications (READY=1, STATUS=, the watchdog); silent outside systemd.
+    pub(super) notify: crate::notify::Notifier,
 }
 
 /// Command-line choices that are not in the config file.
