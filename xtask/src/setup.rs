@@ -23,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "iperf3",
     "util-linux", // nsenter
     "procps",     // sysctl
+    "systemd",    // systemd-analyze: the service tests check dist/ipmpd.service
     "gcc",
     "libc6-dev",
     "libzstd-dev",
