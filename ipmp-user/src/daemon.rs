@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use self::{
     desired::desired_group,
     error::Result,
-    notices::{Cause, log_notice},
+    notices::{Cause, count_notice, log_notice},
     setup::{GroupSetup, attach_member, link_state, member_routes, preflight, probe_config, prune},
 };
 pub use self::{
@@ -24,6 +24,7 @@ use crate::{
     control::{self, ControlCall, ControlServer, Request, Response},
     dataplane::{self, Dataplane, DesiredGroup},
     group::{Carrier, Event, Notice},
+    metrics::{Events, MetricsServer},
     netlink::{self, Link, Netlink, events::LinkEvent, sysctl},
     notify::{self, Notifier},
     probe_io::{ProbeReply, ReplyBody, ring::ProbeRing},
@@ -50,11 +51,16 @@ impl Daemon {
         let nl = Netlink::connect()?;
         preflight(&config, opts, &nl).await?;
         let control = ControlServer::bind(&config.control_socket)?;
+        let metrics = config
+            .metrics
+            .map(|m| MetricsServer::bind(m.listen))
+            .transpose()?;
         let pin_dir_existed = opts.pin_dir.exists();
         let mut created: Vec<u32> = Vec::new();
         match Self::build(config, opts, nl.clone(), &mut created).await {
             Ok(mut daemon) => {
                 daemon.started = started;
+                daemon.metrics = metrics;
                 Ok((daemon, control))
             }
             Err(e) => {
@@ -113,6 +119,8 @@ impl Daemon {
             ring_failed: false,
             probe_lines: tokio::sync::broadcast::channel(PROBE_STREAM_BACKLOG).0,
             notify: Notifier::from_env(),
+            events: Events::default(),
+            metrics: None,
         };
         daemon.sync_dataplane()?;
         for gi in 0..daemon.groups.len() {
@@ -239,6 +247,7 @@ impl Daemon {
             let g = &self.groups[gi];
             for n in &notices {
                 log_notice(g, n, cause);
+                count_notice(&self.events, g, n);
                 if let Notice::AddressRebound {
                     address,
                     to: Some(to),
@@ -363,6 +372,9 @@ impl Daemon {
         }
         for r in &out.records {
             tracing::trace!(?r, "probe done");
+            if let (Some(rtt), Some(name)) = (r.netrtt(), names.get(r.member)) {
+                self.events.rtt(&self.groups[gi].cfg.name, name, rtt);
+            }
             if self.probe_lines.receiver_count() > 0 {
                 let g = &self.groups[gi];
                 let line = probe_line(&g.cfg.name, &names, r);
@@ -394,9 +406,17 @@ impl Daemon {
                 };
                 p.prober.reply(reply, now, &g.fsm)
             }
-            ReplyBody::Neigh => p
-                .prober
-                .link_layer_reply(r.member, r.family, r.from, r.rx, now, &g.fsm),
+            &ReplyBody::Neigh { local, hardware } => {
+                let reply = crate::mpathd::NeighReply {
+                    member: r.member,
+                    family: r.family,
+                    from: r.from,
+                    local,
+                    hardware,
+                    rx: r.rx,
+                };
+                p.prober.link_layer_reply(reply, now, &g.fsm)
+            }
         };
         match result {
             Ok((_, out)) => self.probe_output(r.group, out).await,
@@ -700,6 +720,10 @@ impl Daemon {
         let mut probe_rx = self.probe_rx.take().unwrap_or_else(|| mpsc::channel(1).1);
         let mut ring = self.ring.take();
         let socket = control.path().to_path_buf();
+        let metrics_task = self.metrics.take().map(|m| {
+            tracing::info!(listen = %m.local_addr(), "serving metrics at /metrics");
+            tokio::spawn(m.run(control_tx.clone(), self.events.clone()))
+        });
         let control_task = tokio::spawn(control.run(control_tx, self.probe_lines.clone()));
         tracing::info!(
             groups = self.groups.len(),
@@ -789,6 +813,10 @@ impl Daemon {
         // Dropping the server (inside the aborted task) removes its socket file.
         control_task.abort();
         let _ = control_task.await;
+        if let Some(task) = metrics_task {
+            task.abort();
+            let _ = task.await;
+        }
         tracing::info!(
             ?exit,
             "ipmpd stopped; programs and maps stay pinned, forwarding continues"

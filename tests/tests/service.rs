@@ -1,8 +1,8 @@
 //! The systemd service: `dist/ipmpd.service` passes `systemd-analyze verify`, its sandbox scores
 //! an exposure of at most 3.0 in `systemd-analyze security`, and ipmpd, run with only the
 //! unit's capabilities, its read-only view of the kernel's tunables and a notify socket the test
-//! owns, says READY=1 only once the data plane is in place, feeds the watchdog, reports state changes in STATUS=, reloads with
-//! RELOADING=1 / READY=1 and says STOPPING=1 on SIGTERM.
+//! owns, says READY=1 only once the data plane is in place, feeds the watchdog, reports state
+//! changes in STATUS=, reloads with RELOADING=1 / READY=1 and says STOPPING=1 on SIGTERM.
 
 pub mod common;
 
@@ -153,6 +153,10 @@ mount -o remount,bind,ro /proc/sys
 mount -o remount,bind,ro /sys
 exec setpriv --bounding-set "$caps" --no-new-privs -- "$@"
 "#;
+
+/// The log line of m0's failure when its link is cut: the human text, then the fields.
+const M0_FAILED: &str = "m0 failed (LinkDown) group=ipmp0 member=m0 from=ok to=failed \
+                         reason=\"link down on m0\"";
 
 /// ipmpd started by the test (with env and setpriv the lab's helper does not take); SIGKILL on
 /// drop if still running.
@@ -385,9 +389,7 @@ fn ipmpd_under_a_notify_socket_with_the_units_capabilities() {
     );
     let log = d.log();
     assert!(
-        log.lines().any(|l| l.ends_with(
-            "m0 failed (LinkDown) group=ipmp0 member=m0 from=ok to=failed reason=\"link down on m0\""
-        )),
+        log.lines().any(|l| l.ends_with(M0_FAILED)),
         "no structured line for m0's failure:\n{log}"
     );
     lab.restore_link(0).expect("restore m0");

@@ -3,7 +3,20 @@
 //! so that `journalctl -u ipmpd` reads well and `journalctl -o json` can be filtered.
 
 use super::state::GroupRt;
-use crate::group::{Event, GroupState, Notice};
+use crate::{
+    group::{Event, GroupState, Notice},
+    metrics::Events,
+};
+
+/// Counts a member's failure or repair for the metrics.
+pub(super) fn count_notice(events: &Events, g: &GroupRt, n: &Notice) {
+    let name = |m: &usize| g.members.get(*m).map_or("?", |m| m.name.as_str());
+    match n {
+        Notice::MemberFailed { member, .. } => events.failed(&g.cfg.name, name(member)),
+        Notice::MemberRepaired { member } => events.repaired(&g.cfg.name, name(member)),
+        _ => {}
+    }
+}
 
 /// What set a batch of notices off: their `reason`, and the group's state before it.
 pub(super) struct Cause {
