@@ -403,6 +403,12 @@ fn ipmpd_under_a_notify_socket_with_the_units_capabilities() {
     );
 
     // Reload: RELOADING=1, then the re-executed ipmpd (same pid, same capabilities) READY=1.
+    assert_eq!(
+        notify.count("READY=1"),
+        1,
+        "READY=1 repeated: {:?}",
+        notify.seen
+    );
     kill(d.pid(), Signal::SIGHUP).expect("SIGHUP");
     notify.expect_line("RELOADING=1", Duration::from_secs(5), || d.log());
     notify.expect_line("READY=1", Duration::from_secs(15), || d.log());
