@@ -22,8 +22,9 @@ const PACKAGES: &[&str] = &[
     "ethtool",
     "iperf3",
     "curl",       // scrapes ipmpd's metrics endpoint in the tests
-    "util-linux", // nsenter
+    "util-linux", // nsenter; setpriv and unshare for the service test
     "procps",     // sysctl
+    "systemd",    // systemd-analyze: the service tests check dist/ipmpd.service
     "gcc",
     "libc6-dev",
     "libzstd-dev",
