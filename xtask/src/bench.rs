@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 const BINS: [&str; 5] = ["ipmpd", "ipmpstat", "ipmpadm", "labtool", "ipmp-bench"];
 
 /// The workspace root (xtask lives one level below it).
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)

@@ -1,8 +1,9 @@
-//! Project tasks: `cargo xtask setup | test | demo | bench | cycles`.
+//! Project tasks: `cargo xtask setup | test | demo | bench | cycles | man`.
 
 mod bench;
 mod cycles;
 mod demo;
+mod man;
 mod setup;
 mod test;
 
@@ -43,6 +44,9 @@ enum Cmd {
     },
     /// Import cycles between the source files of each crate (there must be none).
     Cycles,
+    /// Regenerate the man pages (dist/man) and shell completions (dist/completions) from the
+    /// tools' command-line definitions and config/ipmpd.toml.
+    Man,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +56,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Demo => demo::run(),
         Cmd::Bench { quick, only, out } => bench::run(quick, &only, out),
         Cmd::Cycles => cycles::run(),
+        Cmd::Man => man::run(),
     }
 }
