@@ -24,6 +24,7 @@ const PACKAGES: &[&str] = &[
     "util-linux", // nsenter
     "procps",     // sysctl
     "gcc",
+    "binutils", // strip, objdump (cargo xtask deb)
     "libc6-dev",
     "libzstd-dev",
     "zlib1g-dev",
@@ -39,7 +40,7 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
+pub(crate) fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()

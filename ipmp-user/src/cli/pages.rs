@@ -105,8 +105,8 @@ enum Line {
 
 /// ipmpd.toml(5) from the documented example configuration: each `# ---- title ----` comment
 /// becomes a section, each table a subsection, each key (set or commented out) an entry with
-/// the comment above it, and the keys without comments an EXAMPLE at the end. Tables that
-/// repeat (the second member) are described once.
+/// the comment above it, and the settings without their comments an EXAMPLE at the end.
+/// Tables that repeat (the second member) are described once.
 pub fn config_page(example: &str) -> String {
     let version = env!("CARGO_PKG_VERSION");
     let mut out = format!(
