@@ -1,7 +1,8 @@
 //! The Debian package: `xtask deb` packages the built binaries (those of IPMP_BIN_DIR, so no
 //! release build here; `cargo xtask deb` alone builds release), dpkg installs the package into
 //! a scratch root, and the installed ipmpd runs from there: `--version` and `--check` of the
-//! installed example configuration. The files the package promises must be where dpkg put them.
+//! installed example configuration and of the DaemonSet's ConfigMap. The files the package
+//! promises must be where dpkg put them.
 
 use std::{
     fs,
@@ -131,6 +132,22 @@ fn deb_installs_into_a_scratch_root_and_ipmpd_runs_from_there() {
         .arg("--config")
         .arg(&config));
     assert_eq!(checked.trim(), format!("{}: ok", config.display()));
+    // The configuration the DaemonSet ships in its ConfigMap is valid too.
+    let manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/kubernetes/ipmpd-daemonset.yaml");
+    let docs =
+        yaml_rust2::YamlLoader::load_from_str(&fs::read_to_string(&manifest).unwrap()).unwrap();
+    let map = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("ConfigMap"))
+        .unwrap();
+    let from_map = root.join("etc/ipmp/configmap.toml");
+    fs::write(&from_map, map["data"]["ipmpd.toml"].as_str().unwrap()).unwrap();
+    let checked = run(Command::new(&ipmpd)
+        .arg("--check")
+        .arg("--config")
+        .arg(&from_map));
+    assert_eq!(checked.trim(), format!("{}: ok", from_map.display()));
     // --check really reads the file: a broken one fails.
     fs::write(&config, "failback = maybe\n").unwrap();
     let st = Command::new(&ipmpd)
