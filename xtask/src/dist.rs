@@ -8,12 +8,14 @@ const UNIT_SBIN: &str = "/usr/local/sbin/";
 
 /// The unit with its binaries under `sbin` (e.g. "/usr/sbin/") instead of /usr/local/sbin/.
 pub fn unit_for_sbin(unit: &str, sbin: &str) -> anyhow::Result<String> {
-    if !unit.contains(UNIT_SBIN) {
+    let moved = unit.replace(UNIT_SBIN, sbin);
+    if !moved.contains(&format!("ExecStart={sbin}ipmpd")) {
         bail!(
-            "dist/ipmpd.service names no {UNIT_SBIN}ipmpd: update UNIT_SBIN in xtask/src/dist.rs"
+            "dist/ipmpd.service starts ipmpd neither from {UNIT_SBIN} nor from {sbin}: \
+             update UNIT_SBIN in xtask/src/dist.rs"
         );
     }
-    Ok(unit.replace(UNIT_SBIN, sbin))
+    Ok(moved)
 }
 
 /// The checked-in unit file's text.
@@ -63,6 +65,8 @@ mod tests {
             Some("ExecStart=/usr/sbin/ipmpd --config /etc/ipmp/ipmpd.toml")
         );
         assert!(unit_for_sbin("ExecStart=/opt/ipmpd", "/usr/sbin/").is_err());
+        let already = "ExecStart=/usr/sbin/ipmpd\n";
+        assert_eq!(unit_for_sbin(already, "/usr/sbin/").unwrap(), already);
         assert_eq!(
             unit_capabilities(unit).unwrap(),
             ["CAP_NET_ADMIN", "CAP_BPF", "CAP_NET_RAW"]
