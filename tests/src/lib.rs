@@ -1,6 +1,7 @@
 //! ipmp's test lab (network namespaces), packet and pcap helpers, and the benchmark suite.
 
 pub mod bench;
+pub mod openmetrics;
 pub mod packets;
 pub mod testrun;
 

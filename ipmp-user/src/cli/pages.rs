@@ -120,12 +120,20 @@ pub fn config_page(example: &str) -> String {
     let mut entry: Option<Entry> = None;
     let mut tables_seen: Vec<&str> = Vec::new();
     let mut skipping = false;
+    let mut prefix = String::new();
     let mut lines = example.lines();
     while let Some(line) = lines.next() {
         let trimmed = line.trim();
         let key = if let Some(comment) = trimmed.strip_prefix('#') {
             let comment = comment.strip_prefix(' ').unwrap_or(comment);
-            key_line(comment).map(|key| (key, comment.to_owned(), true))
+            if let Some(table) = table_header(comment) {
+                // A table left out of the example: an entry of its own, and its keys by their
+                // dotted names up to the next blank line.
+                prefix = format!("{table}.");
+                Some((comment.to_owned(), comment.to_owned(), true))
+            } else {
+                key_line(comment).map(|key| (format!("{prefix}{key}"), comment.to_owned(), true))
+            }
         } else {
             key_line(trimmed).map(|key| {
                 let mut setting = trimmed.to_owned();
@@ -135,7 +143,7 @@ pub fn config_page(example: &str) -> String {
                     setting.push('\n');
                     setting.push_str(next);
                 }
-                (key, setting, false)
+                (key.to_owned(), setting, false)
             })
         };
         if let Some((key, setting, commented)) = key {
@@ -143,7 +151,7 @@ pub fn config_page(example: &str) -> String {
                 continue;
             }
             match &mut entry {
-                Some(open) if pending.is_empty() => open.add(key, setting),
+                Some(open) if pending.is_empty() => open.add(&key, setting),
                 _ => {
                     if let Some(done) = entry.take() {
                         done.write(&mut out);
@@ -154,7 +162,7 @@ pub fn config_page(example: &str) -> String {
                         settings: Vec::new(),
                         commented,
                     };
-                    open.add(key, setting);
+                    open.add(&key, setting);
                     entry = Some(open);
                 }
             }
@@ -162,6 +170,9 @@ pub fn config_page(example: &str) -> String {
         }
         if let Some(done) = entry.take() {
             done.write(&mut out);
+        }
+        if trimmed.is_empty() || trimmed.starts_with('[') || trimmed.starts_with("# ----") {
+            prefix.clear();
         }
         if trimmed.is_empty() {
             paragraph(&mut out, &mut pending);
@@ -206,11 +217,20 @@ pub fn config_page(example: &str) -> String {
 /// The key of a `key = ...` line where key is a bare TOML key.
 fn key_line(line: &str) -> Option<&str> {
     let (key, _) = line.split_once(" = ")?;
-    let bare = !key.is_empty()
+    bare_key(key).then_some(key)
+}
+
+/// The name of a `[table]` header line (not an array of tables).
+fn table_header(line: &str) -> Option<&str> {
+    let name = line.strip_prefix('[')?.strip_suffix(']')?;
+    name.split('.').all(bare_key).then_some(name)
+}
+
+fn bare_key(key: &str) -> bool {
+    !key.is_empty()
         && key
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    bare.then_some(key)
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Open brackets minus closed ones, ignoring strings.
@@ -392,6 +412,12 @@ a_key = 1
 # Two keys, one comment.
 c_key = 2
 d_key = 3
+
+# A table, off unless present.
+# [extra]
+# Its key.
+# e_key = 1
+
 
 # ---- groups ----
 # One per group.

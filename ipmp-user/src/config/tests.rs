@@ -75,6 +75,7 @@ fn shipped_example_parses_to_documented_values() {
         control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
         link_flap_max_ups: DEFAULT_LINK_FLAP_MAX_UPS,
         link_flap_window: DEFAULT_LINK_FLAP_WINDOW,
+        metrics: None,
         groups: vec![GroupConfig {
             name: "ipmp0".into(),
             data_addresses: vec![
@@ -662,6 +663,71 @@ fn every_problem_is_reported_on_its_own_line() {
     );
 }
 
+/// The shipped example documents `[metrics]` commented out; uncommented, its lines give the
+/// documented defaults.
+#[test]
+fn shipped_example_metrics_section_uncommented_gives_its_defaults() {
+    let text = include_str!("../../../config/ipmpd.toml");
+    let metrics: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| {
+            *l == "[metrics]" || l.starts_with("listen = ") || l.starts_with("allow_remote = ")
+        })
+        .collect();
+    assert_eq!(metrics.len(), 3, "{metrics:?}");
+    let c = ok(&doc(&metrics.join("\n"), "", ""));
+    let expected = MetricsConfig {
+        listen: DEFAULT_METRICS_LISTEN.parse().unwrap(),
+        allow_remote: false,
+    };
+    assert_eq!(c.metrics, Some(expected));
+    // The section alone means the same.
+    assert_eq!(ok(&doc("[metrics]", "", "")).metrics, Some(expected));
+}
+
+#[test]
+fn metrics_are_off_without_their_section() {
+    assert_eq!(ok(&doc("", "", "")).metrics, None);
+}
+
+#[test]
+fn metrics_listen_accepts_loopback_and_remote_only_when_allowed() {
+    let c = ok(&doc("[metrics]\nlisten = \"[::1]:9100\"", "", ""));
+    assert_eq!(c.metrics.unwrap().listen, "[::1]:9100".parse().unwrap());
+    let c = ok(&doc(
+        "[metrics]\nlisten = \"0.0.0.0:9474\"\nallow_remote = true",
+        "",
+        "",
+    ));
+    assert_eq!(
+        c.metrics,
+        Some(MetricsConfig {
+            listen: "0.0.0.0:9474".parse().unwrap(),
+            allow_remote: true
+        })
+    );
+}
+
+#[test]
+fn bad_metrics_values_name_the_key() {
+    for (section, want) in [
+        ("listen = \"0.0.0.0:9474\"", "metrics.allow_remote = true"),
+        ("listen = \"198.51.100.10:9474\"", "not a loopback address"),
+        ("listen = \"localhost:9474\"", "is not an address:port"),
+        ("listen = \"127.0.0.1\"", "is not an address:port"),
+        ("listen = \"127.0.0.1:0\"", "port 0"),
+    ] {
+        let p = problems(&doc(&format!("[metrics]\n{section}"), "", ""));
+        assert_eq!(p.len(), 1, "{section}: {p:?}");
+        assert!(p[0].contains("metrics.listen"), "{section}: {p:?}");
+        assert!(p[0].contains(want), "{section}: {p:?}");
+    }
+    let e = Config::from_toml_str(&doc("[metrics]\nport = 9474", "", ""), "t.toml").unwrap_err();
+    assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+    assert!(e.to_string().contains("port"), "{e}");
+}
+
 /// The field names serde accepts for `T` (a struct deriving Deserialize), taken from the
 /// derive's own list so that a new key is seen without a list of ours to update.
 fn accepted_keys<'de, T: Deserialize<'de>>() -> Vec<&'static str> {
@@ -703,6 +769,7 @@ fn shipped_example_documents_every_accepted_key() {
     keys.extend(accepted_keys::<raw::RawMember>());
     keys.extend(accepted_keys::<raw::RawAnnounce>());
     keys.extend(accepted_keys::<raw::RawRoute>());
+    keys.extend(accepted_keys::<RawMetrics>());
     assert!(
         keys.contains(&"link_layer_probes") && keys.contains(&"interval_ms"),
         "{keys:?}"
@@ -710,10 +777,12 @@ fn shipped_example_documents_every_accepted_key() {
     keys.extend([MPATHD_FDT, MPATHD_FAILBACK, raw::MPATHD_TRACK]);
     let set = |key: &str| {
         text.lines().any(|line| {
-            // Arrays of tables (group, member) by their header.
+            // Tables (metrics, possibly commented out) and arrays of tables (group, member) by
+            // their header.
             let line = line.trim();
-            line.ends_with(&format!("[{key}]]"))
-                || line.ends_with(&format!(".{key}]]"))
+            let header = line.trim_start_matches(['#', ' ']);
+            (header.starts_with('[')
+                && header.trim_matches(['[', ']']).rsplit('.').next() == Some(key))
                 || line.match_indices(&format!("{key} = ")).any(|(at, _)| {
                     !line[..at]
                         .chars()
@@ -725,7 +794,7 @@ fn shipped_example_documents_every_accepted_key() {
     let missing: Vec<&str> = keys.into_iter().filter(|k| !set(k)).collect();
     assert!(
         missing.is_empty(),
-        "config/ipmpd.toml shows no `KEY = value` (or `[[KEY]]`) for {missing:?}: document them there \
+        "config/ipmpd.toml shows no `KEY = value` (or `[KEY]`, `[[KEY]]`) for {missing:?}: document them there \
          (ipmpd.toml(5) is generated from it by `cargo xtask man`)"
     );
 }

@@ -230,6 +230,7 @@ mod tests {
             counters: Default::default(),
             probes: Vec::new(),
             probe_forged: 0,
+            probe_totals: Default::default(),
         };
         Snapshot {
             pid: 4242,
