@@ -281,27 +281,32 @@ mod tests {
 
     #[test]
     fn dist_files_have_their_debian_places() {
-        assert_eq!(
-            install_path("man", "ipmpd.8").unwrap(),
-            "usr/share/man/man8/ipmpd.8.gz"
-        );
-        assert_eq!(
-            install_path("man", "ipmpd.toml.5").unwrap(),
-            "usr/share/man/man5/ipmpd.toml.5.gz"
-        );
-        assert_eq!(
-            install_path("completions", "ipmpstat.bash").unwrap(),
-            "usr/share/bash-completion/completions/ipmpstat"
-        );
-        assert_eq!(
-            install_path("completions", "_ipmpadm").unwrap(),
-            "usr/share/zsh/vendor-completions/_ipmpadm"
-        );
-        assert_eq!(
-            install_path("completions", "ipmpd.fish").unwrap(),
-            "usr/share/fish/vendor_completions.d/ipmpd.fish"
-        );
-        assert_eq!(install_path("completions", "README"), None);
+        for (dir, name, place) in [
+            ("man", "ipmpd.8", Some("usr/share/man/man8/ipmpd.8.gz")),
+            (
+                "man",
+                "ipmpd.toml.5",
+                Some("usr/share/man/man5/ipmpd.toml.5.gz"),
+            ),
+            (
+                "completions",
+                "ipmpstat.bash",
+                Some("usr/share/bash-completion/completions/ipmpstat"),
+            ),
+            (
+                "completions",
+                "_ipmpadm",
+                Some("usr/share/zsh/vendor-completions/_ipmpadm"),
+            ),
+            (
+                "completions",
+                "ipmpd.fish",
+                Some("usr/share/fish/vendor_completions.d/ipmpd.fish"),
+            ),
+            ("completions", "README", None),
+        ] {
+            assert_eq!(install_path(dir, name).as_deref(), place, "{dir}/{name}");
+        }
     }
 
     #[test]
