@@ -1,8 +1,11 @@
-//! Project tasks: `cargo xtask setup | test | demo | bench | cycles`.
+//! Project tasks: `cargo xtask setup | test | demo | bench | cycles | man | deb`.
 
 mod bench;
 mod cycles;
+mod deb;
 mod demo;
+mod dist;
+mod man;
 mod setup;
 mod test;
 
@@ -43,6 +46,18 @@ enum Cmd {
     },
     /// Import cycles between the source files of each crate (there must be none).
     Cycles,
+    /// Regenerate the man pages (dist/man) and shell completions (dist/completions) from the
+    /// tools' command-line definitions and config/ipmpd.toml.
+    Man,
+    /// Build the Debian package `ipmp` (release build unless --bin-dir) and print its path.
+    Deb {
+        /// Package the binaries found here instead of building them in release mode.
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<std::path::PathBuf>,
+        /// Where the package goes (default: target/deb).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +67,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Demo => demo::run(),
         Cmd::Bench { quick, only, out } => bench::run(quick, &only, out),
         Cmd::Cycles => cycles::run(),
+        Cmd::Man => man::run(),
+        Cmd::Deb { bin_dir, out } => deb::run(bin_dir, out).map(drop),
     }
 }

@@ -26,6 +26,7 @@ const PACKAGES: &[&str] = &[
     "procps",     // sysctl
     "systemd",    // systemd-analyze: the service tests check dist/ipmpd.service
     "gcc",
+    "binutils", // strip, objdump (cargo xtask deb)
     "libc6-dev",
     "libzstd-dev",
     "zlib1g-dev",
@@ -41,7 +42,7 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
+pub(crate) fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()

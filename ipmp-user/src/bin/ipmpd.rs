@@ -1,35 +1,15 @@
 //! ipmpd: the IPMP daemon. Runs in the foreground and logs through tracing (RUST_LOG).
 
-use std::{io::IsTerminal as _, os::unix::process::CommandExt as _, path::PathBuf};
+use std::{io::IsTerminal as _, os::unix::process::CommandExt as _};
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::Parser as _;
 use ipmp::{
-    config::{self, Config},
+    cli::ipmpd::Cli,
+    config::Config,
     daemon::{Daemon, Exit, Options},
     dataplane,
 };
-use ipmp_common::PIN_DIR;
-
-/// IP network multipathing daemon: keeps a group's data addresses reachable when a member NIC
-/// fails and spreads outbound flows over the healthy members (eBPF data plane).
-#[derive(Parser, Debug)]
-#[command(version)]
-struct Cli {
-    /// Configuration file (TOML; see config/ipmpd.toml in the source for every key).
-    #[arg(long, short, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// bpffs directory for the pinned maps and program links.
-    #[arg(long, default_value = PIN_DIR)]
-    pin_dir: PathBuf,
-    /// Check the configuration and exit.
-    #[arg(long)]
-    check: bool,
-    /// Remove everything ipmpd set up (IPMP interfaces of the config, pinned programs, links
-    /// and maps) and exit. Forwarding through the groups stops.
-    #[arg(long)]
-    cleanup: bool,
-}
 
 fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
