@@ -1,6 +1,9 @@
-//! ipmp's test lab (network namespaces), packet and pcap helpers, and the benchmark suite.
+//! ipmp's test lab (network namespaces), packet and pcap helpers, the model of the eBPF
+//! programs and its packet generators, and the benchmark suite.
 
 pub mod bench;
+pub mod fuzz;
+pub mod model;
 pub mod packets;
 pub mod testrun;
 
