@@ -43,6 +43,8 @@ const DEFAULT_PACKETS: u64 = 100_000;
 const DEFAULT_SEED: u64 = 0x1b3d_5eed;
 /// Frames per program that are also run truncated at every offset.
 const EVERY_OFFSET: usize = 40;
+/// A progress line every this many packets (long runs).
+const PROGRESS: u64 = 1_000_000;
 /// Disagreements printed in full per program.
 const SHOWN: usize = 5;
 
@@ -692,7 +694,15 @@ fn run_all(packets: u64, seed: u64) -> Result<Vec<Tally>> {
         let mut generator = Generator::new(&palette, seed ^ (p as u64) << 56);
         let mut tally = Tally::default();
         let mut i = 0usize;
+        let mut report = PROGRESS;
         while tally.packets < packets {
+            if tally.packets >= report {
+                println!(
+                    "fuzz: {:16} {} packets, {} disagreements so far",
+                    prog.name, tally.packets, tally.disagreements
+                );
+                report += PROGRESS;
+            }
             let (ifindex, mac) = devices[prog.devices[i % prog.devices.len()]];
             let generating = Instant::now();
             let frame = if i < EVERY_OFFSET {

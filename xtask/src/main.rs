@@ -1,8 +1,9 @@
-//! Project tasks: `cargo xtask setup | test | demo | bench | cycles`.
+//! Project tasks: `cargo xtask setup | test | demo | bench | fuzz | cycles`.
 
 mod bench;
 mod cycles;
 mod demo;
+mod fuzz;
 mod setup;
 mod test;
 
@@ -41,6 +42,16 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: Option<std::path::PathBuf>,
     },
+    /// The long data-plane fuzz run (as root): generated packets through every eBPF program,
+    /// each compared with the userspace model; fails on any disagreement.
+    Fuzz {
+        /// Packets per program.
+        #[arg(long, default_value_t = fuzz::DEFAULT_PACKETS)]
+        packets: u64,
+        /// Seed of the packet generators (decimal or 0x…); default: a new one, printed.
+        #[arg(long, value_parser = fuzz::parse_seed)]
+        seed: Option<u64>,
+    },
     /// Import cycles between the source files of each crate (there must be none).
     Cycles,
 }
@@ -51,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test { args } => test::run(&args),
         Cmd::Demo => demo::run(),
         Cmd::Bench { quick, only, out } => bench::run(quick, &only, out),
+        Cmd::Fuzz { packets, seed } => fuzz::run(packets, seed),
         Cmd::Cycles => cycles::run(),
     }
 }

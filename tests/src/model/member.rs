@@ -13,8 +13,8 @@
 //!   everything else stays on the member.
 
 use ipmp_common::{
-    AddrKey, FAMILY_V4, FAMILY_V6, MEMBER_F_CAST, MemberInfo, PROBE_EV_ARP, PROBE_EV_NA,
-    ProbeEvent, Reason, TARGET_F_NEIGH, TargetKey,
+    AddrKey, FAMILY_V4, FAMILY_V6, MEMBER_F_CAST, PROBE_EV_ARP, PROBE_EV_NA, Reason,
+    TARGET_F_NEIGH, TargetKey,
     packet::{
         ARPHRD_ETHER, ARPOP_REPLY, ARPOP_REQUEST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMP6,
         IPPROTO_ICMPV6, L3, ND_NA_FLAG_OVERRIDE, ND_NA_FLAG_SOLICITED, ND_NEIGHBOR_ADVERT,
@@ -22,48 +22,11 @@ use ipmp_common::{
     },
 };
 
-use super::{Bytes, World, be16, is_group_mac};
-
-/// The member a program runs on.
-#[derive(Debug, Clone, Copy)]
-pub struct Member {
-    pub ifindex: u32,
-    pub info: MemberInfo,
-}
-
-/// What a member program does with a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// To the member's own stack.
-    Pass,
-    Drop,
-    /// Back out of the member (the frame rewritten into an answer).
-    Tx,
-    /// Into the stack through the IPMP interface.
-    ToIpmp,
-}
-
-/// A decision: the action, the counter, the frame after it and a probe record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub action: Action,
-    pub slot: u32,
-    pub reason: Reason,
-    pub output: Vec<u8>,
-    pub event: Option<ProbeEvent>,
-}
-
-impl Member {
-    pub fn decide(&self, action: Action, reason: Reason, frame: &[u8]) -> Decision {
-        Decision {
-            action,
-            slot: self.info.stats_slot,
-            reason,
-            output: frame.to_vec(),
-            event: None,
-        }
-    }
-}
+use super::{
+    Bytes, World, be16,
+    decision::{Action, Decision, Member, event},
+    is_group_mac, take16,
+};
 
 /// The answers and filters of a member; `None` leaves the frame to [`deliver`] (TC) or the
 /// stack (XDP). A malformed ARP/ND frame or echo header passes, counted as `RxMalformed`.
@@ -241,22 +204,6 @@ fn neigh_target(w: &World, key: TargetKey) -> bool {
     w.targets
         .get(&key)
         .is_some_and(|t| t.flags & TARGET_F_NEIGH != 0)
-}
-
-/// A probe record of this member (`rx_ns` left 0: it is not compared).
-pub fn event(me: &Member, family: u32, kind: u32) -> ProbeEvent {
-    ProbeEvent {
-        ifindex: me.ifindex,
-        family,
-        kind,
-        ..ProbeEvent::default()
-    }
-}
-
-pub fn take16(b: &[u8], at: usize) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&b[at..at + 16]);
-    out
 }
 
 /// Where a frame [`respond`] left alone goes (TC ingress only).

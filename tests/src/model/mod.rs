@@ -7,6 +7,7 @@
 //! One file per program; `member` and `probe` hold the decisions the two member ingress
 //! programs share (as `member.rs` and `probe.rs` do in ipmp-ebpf).
 
+pub mod decision;
 pub mod flow;
 pub mod member;
 pub mod probe;
@@ -215,6 +216,12 @@ pub fn be32(b: &[u8], at: usize) -> u32 {
 
 pub fn be64(b: &[u8], at: usize) -> u64 {
     (u64::from(be32(b, at)) << 32) | u64::from(be32(b, at + 4))
+}
+
+pub fn take16(b: &[u8], at: usize) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&b[at..at + 16]);
+    out
 }
 
 /// Whether a MAC is broadcast or multicast (the I/G bit).

@@ -21,7 +21,8 @@ use ipmp_common::{
 
 use super::{
     Bytes, World, be16, be32, be64,
-    member::{Action, Decision, Member, event, take16},
+    decision::{Action, Decision, Member, event},
+    take16,
 };
 
 const ECHO_HLEN: usize = 8;

@@ -8,7 +8,8 @@ use ipmp_common::{MEMBER_F_XDP, Reason, STATS_SLOT_UNKNOWN};
 
 use super::{
     Outcome, Prediction, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, World,
-    member::{Action, Member, deliver, respond},
+    decision::{Action, Member},
+    member::{deliver, respond},
 };
 
 /// The prediction for a frame member `ifindex` receives.

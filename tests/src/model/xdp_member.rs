@@ -6,7 +6,8 @@ use ipmp_common::{Reason, STATS_SLOT_UNKNOWN, packet::ETH_HLEN};
 
 use super::{
     Outcome, Prediction, World, XDP_DROP, XDP_PASS, XDP_TX,
-    member::{Action, Member, respond},
+    decision::{Action, Member},
+    member::respond,
 };
 
 /// The prediction for a frame member `ifindex` receives.
