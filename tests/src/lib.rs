@@ -5,6 +5,7 @@ pub mod bench;
 pub mod fuzz;
 pub mod model;
 pub mod packets;
+pub mod prog_lab;
 pub mod testrun;
 
 /// The lab and the pcap reader live in their own crate (xtask uses them too).

@@ -18,11 +18,9 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{SchedClassifier, Xdp},
 };
-use ipmp::dataplane::EBPF_OBJECT;
 use ipmp_common::{
     AddrInfo, AddrKey, Counter, GROUP_F_NO_ECHO, GROUP_F_PROBE_RING_ONLY, GroupInfo, MAP_CONFIG,
     MAP_PROBES, MAP_STATS, MAP_TARGETS, MAP_TESTADDRS, MAX_MEMBERS, MEMBER_F_ACTIVE, MEMBER_F_CAST,
@@ -34,9 +32,13 @@ use ipmp_tests::{
     fuzz::{Generator, Palette},
     model::{self, Outcome, Prediction, Prefixes, Routes, World},
     packets::Mac,
+    prog_lab::{
+        BOUND, COOKIE, DATA1_4, DATA1_6, DATA4, DATA6, FAR4, FAR6, IPMP0_MAC, IPMP1_MAC, Lab,
+        MEMBER_MAC, PEER_MAC, PEER4, PEER6, PROBE_ID, TARGET_MAC, TARGET4, TARGET6, TEST4, TEST6,
+        in_fresh_netns, load_object, load_program,
+    },
     testrun::{ProgKind, test_run},
 };
-use nix::sched::CloneFlags;
 
 /// Packets per program in the bounded run.
 const DEFAULT_PACKETS: u64 = 100_000;
@@ -48,276 +50,186 @@ const PROGRESS: u64 = 1_000_000;
 /// Disagreements printed in full per program.
 const SHOWN: usize = 5;
 
-const MEMBERS: usize = 5;
-const IPMP_MAC: [Mac; 2] = [[0x02, 0, 0, 0, 0x01, 0x00], [0x02, 0, 0, 0, 0x01, 0x01]];
-const MEMBER_MAC: [Mac; MEMBERS] = [
-    [0x02, 0, 0, 0, 0, 0x10],
-    [0x02, 0, 0, 0, 0, 0x11],
-    [0x02, 0, 0, 0, 0, 0x12],
-    [0x02, 0, 0, 0, 0, 0x13],
-    [0x02, 0, 0, 0, 0, 0x14],
-];
-const PEER_MAC: Mac = [0x02, 0, 0, 0, 0x02, 0x01];
-const TARGET_MAC: Mac = [0x02, 0, 0, 0, 0x02, 0x02];
-/// Data addresses of ipmp0: bound to m0, m1, none; of ipmp1: bound to m3.
-const DATA4: [Ipv4Addr; 3] = [
-    Ipv4Addr::new(198, 51, 100, 10),
-    Ipv4Addr::new(198, 51, 100, 11),
-    Ipv4Addr::new(198, 51, 100, 12),
-];
-const DATA6: [Ipv6Addr; 3] = [
-    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10),
-    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x11),
-    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x12),
-];
-const DATA1_4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 130);
-const DATA1_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0x10);
-/// Test addresses of m0 and m1 (IPv4), m0 (IPv6, link-local).
-const TEST4: [Ipv4Addr; 2] = [
-    Ipv4Addr::new(198, 51, 100, 20),
-    Ipv4Addr::new(198, 51, 100, 21),
-];
-const TEST6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x20);
-/// A probe target: m0 probes it with ARP/NDP, m1 with ICMP only.
-const TARGET4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
-const TARGET6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
-const PEER4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const PEER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x99);
-const FAR4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
-const FAR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 7);
+/// The lab's own IPv6 link-local peer (a source the kernel never forwards from).
 const PEER_LL6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x99);
-const PROBE_ID: u16 = 0x1d1d;
-const COOKIE: u64 = 0x0123_4567_89ab_cdef;
 
-/// Devices: ipmp0 and ipmp1 (IPMP interfaces), m0..m4 (m0–m2 in ipmp0, m3 in ipmp1, m4 no
-/// member), each one end of a veth pair.
-struct Lab {
-    ipmp: [u32; 2],
-    ipmp_peer: [u32; 2],
-    members: [u32; MEMBERS],
-}
-
-impl Lab {
-    fn create() -> Result<Self> {
-        let mut batch = String::new();
-        let names: Vec<(String, Mac)> = (0..2)
-            .map(|i| (format!("ipmp{i}"), IPMP_MAC[i]))
-            .chain((0..MEMBERS).map(|i| (format!("m{i}"), MEMBER_MAC[i])))
-            .collect();
-        for (name, mac) in &names {
-            let mac = ipmp_tests::lab::fmt_mac(mac);
-            batch.push_str(&format!(
-                "link add {name} address {mac} type veth peer name {name}p\n\
-                 link set {name}p up\nlink set {name} up\n"
-            ));
-        }
-        batch.push_str(
-            "link set ipmp0 arp off\nlink set ipmp1 arp off\n\
-             addr add 198.51.100.10/24 dev ipmp0\n\
-             addr add 2001:db8:1::10/64 dev ipmp0 nodad\n\
-             addr add 2001:db8:3::10/64 dev ipmp1 nodad\n\
-             route add default via 198.51.100.1 dev ipmp0\n\
-             route add ::/0 via 2001:db8:1::1 dev ipmp0\n",
-        );
-        ipmp_tests::lab::ip_batch(&batch)?;
-        // bpf_fib_lookup wants forwarding on the interface it looks up for.
-        ipmp_tests::lab::sysctl_here(&[
-            "net.ipv4.conf.ipmp0.forwarding=1",
-            "net.ipv6.conf.ipmp0.forwarding=1",
-            "net.ipv4.conf.ipmp1.forwarding=1",
-            "net.ipv6.conf.ipmp1.forwarding=1",
-        ])?;
-        let index = |name: &str| -> Result<u32> {
-            nix::net::if_::if_nametoindex(name).with_context(|| format!("ifindex of {name}"))
+/// The map contents: m0 is ipmp0's cast member, m1 has XDP (TC ingress only delivers), m2
+/// is inactive and its IPMP peer unknown; ipmp0's buckets name m0 and m1 and, to be refused,
+/// m2, nobody, a device without entry (m4) and ipmp1's member m3; ipmp1 answers no echo and
+/// keeps probe replies from the stack.
+fn world(lab: &Lab) -> World {
+    let m = lab.members;
+    let ipmp = [lab.ipmp0, lab.ipmp1];
+    let ipmp_peer = [lab.ipmp0_peer, lab.ipmp1_peer];
+    let ipmp_mac = [IPMP0_MAC, IPMP1_MAC];
+    let mut w = World::default();
+    w.groups.insert(
+        ipmp[0],
+        GroupInfo {
+            slot: 0,
+            active_half: 1,
+            n_buckets: 16,
+            seed: 0x5eed_1234,
+            cast_ifindex: m[0],
+            stats_slot: MAX_MEMBERS,
+            flags: 0,
+            cast_mac: MEMBER_MAC[0],
+            _pad: [0; 2],
+        },
+    );
+    w.groups.insert(
+        ipmp[1],
+        GroupInfo {
+            slot: 1,
+            active_half: 0,
+            n_buckets: 1,
+            seed: 0,
+            cast_ifindex: m[3],
+            stats_slot: MAX_MEMBERS + 1,
+            flags: GROUP_F_NO_ECHO | GROUP_F_PROBE_RING_ONLY,
+            cast_mac: MEMBER_MAC[3],
+            _pad: [0; 2],
+        },
+    );
+    let arp_src = |a: Ipv4Addr| u32::from_ne_bytes(a.octets());
+    let entries = [
+        (
+            0,
+            0,
+            MEMBER_F_ACTIVE | MEMBER_F_CAST,
+            arp_src(TEST4[0]),
+            true,
+        ),
+        (
+            1,
+            0,
+            MEMBER_F_ACTIVE | MEMBER_F_XDP,
+            arp_src(TEST4[1]),
+            true,
+        ),
+        (2, 0, 0, 0, false),
+        (3, 1, MEMBER_F_ACTIVE | MEMBER_F_CAST, 0, true),
+    ];
+    for (i, group, flags, arp_src, peer) in entries {
+        let info = MemberInfo {
+            group_ifindex: ipmp[group],
+            stats_slot: i as u32,
+            flags,
+            arp_src,
+            rx_ifindex: if peer { ipmp_peer[group] } else { 0 },
+            mac: MEMBER_MAC[i],
+            ipmp_mac: ipmp_mac[group],
         };
-        let mut members = [0; MEMBERS];
-        for (i, m) in members.iter_mut().enumerate() {
-            *m = index(&format!("m{i}"))?;
-        }
-        Ok(Self {
-            ipmp: [index("ipmp0")?, index("ipmp1")?],
-            ipmp_peer: [index("ipmp0p")?, index("ipmp1p")?],
-            members,
-        })
+        w.members.insert(m[i], info);
     }
-
-    /// The map contents: m0 is ipmp0's cast member, m1 has XDP (TC ingress only delivers),
-    /// m2 is inactive and its IPMP peer unknown; ipmp0's buckets name m0 and m1 and, to be
-    /// refused, m2, nobody, a device without entry (m4) and ipmp1's member m3; ipmp1 answers
-    /// no echo and keeps probe replies from the stack.
-    fn world(&self) -> World {
-        let m = self.members;
-        let mut w = World::default();
-        w.groups.insert(
-            self.ipmp[0],
-            GroupInfo {
-                slot: 0,
-                active_half: 1,
-                n_buckets: 16,
-                seed: 0x5eed_1234,
-                cast_ifindex: m[0],
-                stats_slot: MAX_MEMBERS,
-                flags: 0,
-                cast_mac: MEMBER_MAC[0],
-                _pad: [0; 2],
-            },
-        );
-        w.groups.insert(
-            self.ipmp[1],
-            GroupInfo {
-                slot: 1,
-                active_half: 0,
-                n_buckets: 1,
-                seed: 0,
-                cast_ifindex: m[3],
-                stats_slot: MAX_MEMBERS + 1,
-                flags: GROUP_F_NO_ECHO | GROUP_F_PROBE_RING_ONLY,
-                cast_mac: MEMBER_MAC[3],
-                _pad: [0; 2],
-            },
-        );
-        let arp_src = |a: Ipv4Addr| u32::from_ne_bytes(a.octets());
-        let entries = [
-            (
-                0,
-                0,
-                MEMBER_F_ACTIVE | MEMBER_F_CAST,
-                arp_src(TEST4[0]),
-                true,
-            ),
-            (
-                1,
-                0,
-                MEMBER_F_ACTIVE | MEMBER_F_XDP,
-                arp_src(TEST4[1]),
-                true,
-            ),
-            (2, 0, 0, 0, false),
-            (3, 1, MEMBER_F_ACTIVE | MEMBER_F_CAST, 0, true),
-        ];
-        for (i, group, flags, arp_src, peer) in entries {
-            let info = MemberInfo {
-                group_ifindex: self.ipmp[group],
-                stats_slot: i as u32,
-                flags,
-                arp_src,
-                rx_ifindex: if peer { self.ipmp_peer[group] } else { 0 },
-                mac: MEMBER_MAC[i],
-                ipmp_mac: IPMP_MAC[group],
-            };
-            w.members.insert(m[i], info);
-        }
-        let active = [
-            m[0], m[1], m[0], m[1], m[0], m[1], m[0], m[1], m[0], m[1], m[2], 0, m[4], m[3], m[0],
-            m[1],
-        ];
-        for (b, ifindex) in active.into_iter().enumerate() {
-            let b = b as u32;
-            let at = |half| bucket_index(0, half, b).unwrap_or(u32::MAX);
-            w.buckets.insert(at(1), ifindex);
-            w.buckets.insert(at(0), m[3]);
-        }
-        w.buckets
-            .insert(bucket_index(1, 0, 0).unwrap_or(u32::MAX), m[3]);
-        w.buckets.retain(|_, v| *v != 0);
-        let bound = [Some(0), Some(1), None];
-        for i in 0..3 {
-            let info = AddrInfo {
-                group_ifindex: self.ipmp[0],
-                bound_ifindex: bound[i].map_or(0, |b| m[b]),
-            };
-            w.addrs.insert(AddrKey::v4(DATA4[i].octets()), info);
-            w.addrs.insert(AddrKey::v6(DATA6[i].octets()), info);
-        }
+    let active = [
+        m[0], m[1], m[0], m[1], m[0], m[1], m[0], m[1], m[0], m[1], m[2], 0, m[4], m[3], m[0], m[1],
+    ];
+    for (b, ifindex) in active.into_iter().enumerate() {
+        let b = b as u32;
+        let at = |half| bucket_index(0, half, b).unwrap_or(u32::MAX);
+        w.buckets.insert(at(1), ifindex);
+        w.buckets.insert(at(0), m[3]);
+    }
+    w.buckets
+        .insert(bucket_index(1, 0, 0).unwrap_or(u32::MAX), m[3]);
+    w.buckets.retain(|_, v| *v != 0);
+    for i in 0..3 {
         let info = AddrInfo {
-            group_ifindex: self.ipmp[1],
-            bound_ifindex: m[3],
+            group_ifindex: ipmp[0],
+            bound_ifindex: BOUND[i].map_or(0, |b| m[b]),
         };
-        w.addrs.insert(AddrKey::v4(DATA1_4.octets()), info);
-        w.addrs.insert(AddrKey::v6(DATA1_6.octets()), info);
-        for (key, member) in [
-            (AddrKey::v4(TEST4[0].octets()), 0),
-            (AddrKey::v4(TEST4[1].octets()), 1),
-            (AddrKey::v6(TEST6.octets()), 0),
-        ] {
-            let info = TestAddrInfo {
-                member_ifindex: m[member],
-                group_ifindex: self.ipmp[0],
-            };
-            w.testaddrs.insert(key, info);
-        }
-        for (member, addr, flags) in [
-            (0, AddrKey::v4(TARGET4.octets()), TARGET_F_NEIGH),
-            (0, AddrKey::v6(TARGET6.octets()), TARGET_F_NEIGH),
-            (1, AddrKey::v4(TARGET4.octets()), 0),
-        ] {
-            w.targets
-                .insert(TargetKey::new(m[member], addr), TargetInfo { flags });
-        }
-        w.config = ProbeConfig {
-            cookie: COOKIE,
-            echo_id: u32::from(PROBE_ID),
-            echo_id_mask: 0xff00,
-            flags: PROBE_CFG_F_ENABLED,
-            _pad: 0,
-        };
-        // ipmp0 has the default routes: every destination has a next hop but its own
-        // addresses, broadcast, the subnet-router anycast, loopback, multicast and the like
-        // (not predicted), and those on ipmp1's subnet. An IPv4 lookup restricted to ipmp1
-        // finds nothing (no IPv4 route there); IPv6 lookups prefer, not require, the device.
-        let v4 = |a: [u8; 4], len| (a, len);
-        let v6 = |a: Ipv6Addr, len| (a.octets(), len);
-        let mut ipmp1_net = DATA1_6.octets();
-        ipmp1_net[8..].fill(0);
-        let v4_unknown = vec![
-            v4([0; 4], 8),
-            v4([127, 0, 0, 0], 8),
-            v4([224, 0, 0, 0], 3),
-            v4([198, 51, 100, 0], 32),
-            v4(DATA4[0].octets(), 32),
-            v4([198, 51, 100, 255], 32),
-        ];
-        let v6_routes = Prefixes {
-            unknown: vec![
-                v6(Ipv6Addr::UNSPECIFIED, 96),
-                v6(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96),
-                v6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0), 128),
-                v6(DATA6[0], 128),
-                (ipmp1_net, 64),
-            ],
-            found: vec![v6(Ipv6Addr::UNSPECIFIED, 0)],
-            none: Vec::new(),
-        };
-        w.routes = Routes {
-            v4: HashMap::from([
-                (
-                    self.ipmp[0],
-                    Prefixes {
-                        unknown: v4_unknown.clone(),
-                        found: vec![v4([0; 4], 0)],
-                        none: Vec::new(),
-                    },
-                ),
-                (
-                    self.ipmp[1],
-                    Prefixes {
-                        unknown: v4_unknown,
-                        found: Vec::new(),
-                        none: vec![v4([0; 4], 0)],
-                    },
-                ),
-            ]),
-            v6: HashMap::from([(self.ipmp[0], v6_routes.clone()), (self.ipmp[1], v6_routes)]),
-        };
-        w
+        w.addrs.insert(AddrKey::v4(DATA4[i].octets()), info);
+        w.addrs.insert(AddrKey::v6(DATA6[i].octets()), info);
     }
+    let info = AddrInfo {
+        group_ifindex: ipmp[1],
+        bound_ifindex: m[3],
+    };
+    w.addrs.insert(AddrKey::v4(DATA1_4.octets()), info);
+    w.addrs.insert(AddrKey::v6(DATA1_6.octets()), info);
+    for (key, member) in [
+        (AddrKey::v4(TEST4[0].octets()), 0),
+        (AddrKey::v4(TEST4[1].octets()), 1),
+        (AddrKey::v6(TEST6.octets()), 0),
+    ] {
+        let info = TestAddrInfo {
+            member_ifindex: m[member],
+            group_ifindex: ipmp[0],
+        };
+        w.testaddrs.insert(key, info);
+    }
+    for (member, addr, flags) in [
+        (0, AddrKey::v4(TARGET4.octets()), TARGET_F_NEIGH),
+        (0, AddrKey::v6(TARGET6.octets()), TARGET_F_NEIGH),
+        (1, AddrKey::v4(TARGET4.octets()), 0),
+    ] {
+        w.targets
+            .insert(TargetKey::new(m[member], addr), TargetInfo { flags });
+    }
+    w.config = ProbeConfig {
+        cookie: COOKIE,
+        echo_id: u32::from(PROBE_ID),
+        echo_id_mask: 0xff00,
+        flags: PROBE_CFG_F_ENABLED,
+        _pad: 0,
+    };
+    // ipmp0 has the default routes: every destination has a next hop but its own
+    // addresses, broadcast, the subnet-router anycast, loopback, multicast and the like
+    // (not predicted), and those on ipmp1's subnet. An IPv4 lookup restricted to ipmp1
+    // finds nothing (no IPv4 route there); IPv6 lookups prefer, not require, the device.
+    let v4 = |a: [u8; 4], len| (a, len);
+    let v6 = |a: Ipv6Addr, len| (a.octets(), len);
+    let mut ipmp1_net = DATA1_6.octets();
+    ipmp1_net[8..].fill(0);
+    let v4_unknown = vec![
+        v4([0; 4], 8),
+        v4([127, 0, 0, 0], 8),
+        v4([224, 0, 0, 0], 3),
+        v4([198, 51, 100, 0], 32),
+        v4(DATA4[0].octets(), 32),
+        v4([198, 51, 100, 255], 32),
+    ];
+    let v6_routes = Prefixes {
+        unknown: vec![
+            v6(Ipv6Addr::UNSPECIFIED, 96),
+            v6(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96),
+            v6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0), 128),
+            v6(DATA6[0], 128),
+            (ipmp1_net, 64),
+        ],
+        found: vec![v6(Ipv6Addr::UNSPECIFIED, 0)],
+        none: Vec::new(),
+    };
+    w.routes = Routes {
+        v4: HashMap::from([
+            (
+                ipmp[0],
+                Prefixes {
+                    unknown: v4_unknown.clone(),
+                    found: vec![v4([0; 4], 0)],
+                    none: Vec::new(),
+                },
+            ),
+            (
+                ipmp[1],
+                Prefixes {
+                    unknown: v4_unknown,
+                    found: Vec::new(),
+                    none: vec![v4([0; 4], 0)],
+                },
+            ),
+        ]),
+        v6: HashMap::from([(ipmp[0], v6_routes.clone()), (ipmp[1], v6_routes)]),
+    };
+    w
 }
 
 /// Addresses and MACs for the generators: everything the maps and routes know, the data
 /// addresses twice (they decide the most).
 fn palette() -> Palette {
     let mut macs = MEMBER_MAC.to_vec();
-    macs.extend_from_slice(&IPMP_MAC);
+    macs.extend_from_slice(&[IPMP0_MAC, IPMP1_MAC]);
     macs.extend_from_slice(&[PEER_MAC, TARGET_MAC]);
     let mut v4: Vec<[u8; 4]> = DATA4.iter().chain(&DATA4).map(|a| a.octets()).collect();
     v4.extend(
@@ -342,13 +254,7 @@ fn palette() -> Palette {
 
 /// Loads the object with fresh maps holding `w`, and the four programs.
 fn load(w: &World) -> Result<Ebpf> {
-    ensure!(
-        !EBPF_OBJECT.is_empty(),
-        "the eBPF object is an empty stub (built with AYA_BUILD_SKIP=1): build ipmp-user without it"
-    );
-    let mut ebpf = EbpfLoader::new()
-        .load(EBPF_OBJECT)
-        .context("load the eBPF object")?;
+    let mut ebpf = load_object()?;
     fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
         ebpf.map_mut(name).ok_or_else(|| anyhow!("no map {name}"))
     }
@@ -381,14 +287,7 @@ fn load(w: &World) -> Result<Ebpf> {
     let mut config: Array<_, ProbeConfig> = map(&mut ebpf, MAP_CONFIG)?.try_into()?;
     config.set(0, w.config, 0)?;
     for prog in PROGS {
-        let p = ebpf
-            .program_mut(prog.name)
-            .ok_or_else(|| anyhow!("no program {}", prog.name))?;
-        let loaded = match prog.kind {
-            ProgKind::Tc => <&mut SchedClassifier>::try_from(p)?.load(),
-            ProgKind::Xdp => <&mut Xdp>::try_from(p)?.load(),
-        };
-        loaded.map_err(|e| anyhow!("load {}: {e:?}", prog.name))?;
+        load_program(&mut ebpf, prog.name, prog.kind)?;
     }
     Ok(ebpf)
 }
@@ -648,14 +547,7 @@ fn programs_agree_with_the_model() -> Result<()> {
     println!(
         "fuzz: {packets} packets per program, seed {seed:#x} (IPMP_FUZZ_PACKETS, IPMP_FUZZ_SEED)"
     );
-    let tallies = std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
-            run_all(packets, seed)
-        })
-        .join()
-        .map_err(|_| anyhow!("the fuzz thread panicked"))?
-    })?;
+    let tallies = in_fresh_netns(|| run_all(packets, seed))?;
     let disagreements: u64 = tallies.iter().map(|t| t.disagreements).sum();
     if disagreements > 0 {
         bail!("{disagreements} disagreements between the programs and the model (seed {seed:#x})");
@@ -664,8 +556,8 @@ fn programs_agree_with_the_model() -> Result<()> {
 }
 
 fn run_all(packets: u64, seed: u64) -> Result<Vec<Tally>> {
-    let lab = Lab::create()?;
-    let w = lab.world();
+    let lab = Lab::create(true, true)?;
+    let w = world(&lab);
     let mut ebpf = load(&w)?;
     let stats = PerCpuArray::try_from(
         ebpf.take_map(MAP_STATS)
@@ -683,9 +575,9 @@ fn run_all(packets: u64, seed: u64) -> Result<Vec<Tally>> {
     let devices: Vec<(u32, Mac)> = lab
         .members
         .iter()
-        .chain(lab.ipmp.iter())
+        .chain(&[lab.ipmp0, lab.ipmp1])
         .copied()
-        .zip(MEMBER_MAC.iter().chain(IPMP_MAC.iter()).copied())
+        .zip(MEMBER_MAC.iter().chain(&[IPMP0_MAC, IPMP1_MAC]).copied())
         .collect();
     let palette = palette();
     let mut tallies = Vec::new();
@@ -711,26 +603,16 @@ fn run_all(packets: u64, seed: u64) -> Result<Vec<Tally>> {
                 generator.next_frame(mac)
             };
             tally.generating += generating.elapsed();
-            if i < EVERY_OFFSET {
-                for cut in 0..=frame.len() {
-                    check_one(
-                        &mut ebpf,
-                        &mut ledger,
-                        &w,
-                        prog,
-                        ifindex,
-                        &frame[..cut],
-                        &mut tally,
-                    )?;
-                }
-            } else {
+            // The first frames at every length, the rest whole.
+            let cuts = if i < EVERY_OFFSET { 0 } else { frame.len() };
+            for cut in cuts..=frame.len() {
                 check_one(
                     &mut ebpf,
                     &mut ledger,
                     &w,
                     prog,
                     ifindex,
-                    &frame,
+                    &frame[..cut],
                     &mut tally,
                 )?;
             }

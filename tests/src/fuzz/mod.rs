@@ -33,6 +33,15 @@ pub enum Dst {
     Mac(Mac),
 }
 
+impl Dst {
+    fn mac(self, device: Mac) -> Mac {
+        match self {
+            Dst::Device => device,
+            Dst::Mac(mac) => mac,
+        }
+    }
+}
+
 /// A frame as generated, before mutation.
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -137,32 +146,36 @@ fn mac(p: &Palette) -> BoxedStrategy<Mac> {
     .boxed()
 }
 
-fn addr4(p: &Palette) -> BoxedStrategy<[u8; 4]> {
-    let known = p.v4.clone();
+/// An address: one the lab knows, `broadcast`, a multicast one, or random.
+fn addr<const N: usize>(
+    known: &[[u8; N]],
+    broadcast: [u8; N],
+    multicast: fn(u8) -> [u8; N],
+) -> BoxedStrategy<[u8; N]>
+where
+    [u8; N]: Arbitrary,
+{
     prop_oneof![
-        5 => prop::sample::select(known),
-        1 => Just([255; 4]),
-        1 => any::<u8>().prop_map(|b| [224, 0, 0, b]),
-        3 => any::<[u8; 4]>(),
+        5 => prop::sample::select(known.to_vec()),
+        1 => Just(broadcast),
+        1 => any::<u8>().prop_map(multicast),
+        3 => any::<[u8; N]>(),
     ]
     .boxed()
 }
 
+fn addr4(p: &Palette) -> BoxedStrategy<[u8; 4]> {
+    addr(&p.v4, [255; 4], |b| [224, 0, 0, b])
+}
+
+/// (IPv6 has no broadcast: the unspecified address instead.)
 fn addr6(p: &Palette) -> BoxedStrategy<[u8; 16]> {
-    let known = p.v6.clone();
-    prop_oneof![
-        5 => prop::sample::select(known),
-        1 => Just([0; 16]),
-        1 => any::<u8>().prop_map(|b| {
-            let mut a = [0u8; 16];
-            a[0] = 0xff;
-            a[1] = 0x02;
-            a[15] = b;
-            a
-        }),
-        3 => any::<[u8; 16]>(),
-    ]
-    .boxed()
+    addr(&p.v6, [0; 16], |b| {
+        let mut a = [0u8; 16];
+        a[..2].copy_from_slice(&[0xff, 0x02]);
+        a[15] = b;
+        a
+    })
 }
 
 fn bytes(max: usize) -> BoxedStrategy<Vec<u8>> {
@@ -367,10 +380,7 @@ impl Frame {
     /// The frame's bytes, sent to a device whose MAC is `device`.
     pub fn build(&self, device: Mac) -> Vec<u8> {
         let mut f = Vec::with_capacity(128);
-        f.extend_from_slice(match &self.dst {
-            Dst::Device => &device,
-            Dst::Mac(mac) => mac,
-        });
+        f.extend_from_slice(&self.dst.mac(device));
         f.extend_from_slice(&self.src);
         for (tpid, tci) in &self.tags {
             f.extend_from_slice(&tpid.to_be_bytes());
@@ -393,10 +403,7 @@ impl Frame {
                 f.extend_from_slice(&op.to_be_bytes());
                 f.extend_from_slice(sha);
                 f.extend_from_slice(spa);
-                f.extend_from_slice(match tha {
-                    Dst::Device => &device,
-                    Dst::Mac(mac) => mac,
-                });
+                f.extend_from_slice(&tha.mac(device));
                 f.extend_from_slice(tpa);
                 f.resize(f.len() + pad, 0);
             }

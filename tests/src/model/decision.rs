@@ -1,7 +1,9 @@
 //! A member program's decision about a frame, shared by the member models (`member`,
 //! `probe`) and mapped to return codes by each hook's model.
 
-use ipmp_common::{MemberInfo, ProbeEvent, Reason};
+use ipmp_common::{MemberInfo, ProbeEvent, Reason, STATS_SLOT_UNKNOWN};
+
+use super::{Outcome, Prediction, World};
 
 /// The member a program runs on.
 #[derive(Debug, Clone, Copy)]
@@ -51,5 +53,19 @@ pub fn event(me: &Member, family: u32, kind: u32) -> ProbeEvent {
         family,
         kind,
         ..ProbeEvent::default()
+    }
+}
+
+/// The member entry of `ifindex`, or the prediction for a device without one: passed
+/// (`pass`), counted as `NotMember`.
+pub fn member(w: &World, ifindex: u32, frame: &[u8], pass: u32) -> Result<Member, Prediction> {
+    match w.members.get(&ifindex) {
+        Some(&info) => Ok(Member { ifindex, info }),
+        None => Err(Prediction::one(Outcome {
+            verdict: pass,
+            output: frame.to_vec(),
+            count: Some((STATS_SLOT_UNKNOWN, Reason::NotMember)),
+            event: None,
+        })),
     }
 }

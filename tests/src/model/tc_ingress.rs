@@ -4,11 +4,11 @@
 //! veth peer (`rx_ifindex`) with the IPMP interface's MAC as destination for unicast, and
 //! pass unchanged (`PassError`) while that peer is not known.
 
-use ipmp_common::{MEMBER_F_XDP, Reason, STATS_SLOT_UNKNOWN};
+use ipmp_common::{MEMBER_F_XDP, Reason};
 
 use super::{
     Outcome, Prediction, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, World,
-    decision::{Action, Member},
+    decision::{Action, member},
     member::{deliver, respond},
 };
 
@@ -17,16 +17,11 @@ pub fn predict(w: &World, ifindex: u32, frame: &[u8]) -> Prediction {
     if super::skb_test_run_refuses(frame) {
         return Prediction::Refused;
     }
-    let Some(&info) = w.members.get(&ifindex) else {
-        return Prediction::one(Outcome {
-            verdict: TC_ACT_OK,
-            output: frame.to_vec(),
-            count: Some((STATS_SLOT_UNKNOWN, Reason::NotMember)),
-            event: None,
-        });
+    let me = match member(w, ifindex, frame, TC_ACT_OK) {
+        Ok(me) => me,
+        Err(prediction) => return prediction,
     };
-    let me = Member { ifindex, info };
-    let d = if info.flags & MEMBER_F_XDP != 0 {
+    let d = if me.info.flags & MEMBER_F_XDP != 0 {
         deliver(w, &me, frame)
     } else {
         respond(w, &me, frame).unwrap_or_else(|| deliver(w, &me, frame))
@@ -35,15 +30,15 @@ pub fn predict(w: &World, ifindex: u32, frame: &[u8]) -> Prediction {
         Action::Pass => (TC_ACT_OK, d.output, (d.slot, d.reason)),
         Action::Drop => (TC_ACT_SHOT, d.output, (d.slot, d.reason)),
         Action::Tx => (TC_ACT_REDIRECT, d.output, (d.slot, d.reason)),
-        Action::ToIpmp if info.rx_ifindex == 0 => (
+        Action::ToIpmp if me.info.rx_ifindex == 0 => (
             TC_ACT_OK,
             frame.to_vec(),
-            (info.stats_slot, Reason::PassError),
+            (me.info.stats_slot, Reason::PassError),
         ),
         Action::ToIpmp => {
             let mut output = d.output;
             if d.reason == Reason::RxToIpmp {
-                output[..6].copy_from_slice(&info.ipmp_mac);
+                output[..6].copy_from_slice(&me.info.ipmp_mac);
             }
             (TC_ACT_REDIRECT, output, (d.slot, d.reason))
         }

@@ -2,11 +2,11 @@
 //! what they leave alone passes to the stack uncounted (TC ingress counts it), and so does
 //! everything on a device that is not a member (counted as `NotMember`).
 
-use ipmp_common::{Reason, STATS_SLOT_UNKNOWN, packet::ETH_HLEN};
+use ipmp_common::packet::ETH_HLEN;
 
 use super::{
     Outcome, Prediction, World, XDP_DROP, XDP_PASS, XDP_TX,
-    decision::{Action, Member},
+    decision::{Action, member},
     member::respond,
 };
 
@@ -15,15 +15,10 @@ pub fn predict(w: &World, ifindex: u32, frame: &[u8]) -> Prediction {
     if frame.len() < ETH_HLEN {
         return Prediction::Refused;
     }
-    let Some(&info) = w.members.get(&ifindex) else {
-        return Prediction::one(Outcome {
-            verdict: XDP_PASS,
-            output: frame.to_vec(),
-            count: Some((STATS_SLOT_UNKNOWN, Reason::NotMember)),
-            event: None,
-        });
+    let me = match member(w, ifindex, frame, XDP_PASS) {
+        Ok(me) => me,
+        Err(prediction) => return prediction,
     };
-    let me = Member { ifindex, info };
     let Some(d) = respond(w, &me, frame) else {
         return Prediction::one(Outcome {
             verdict: XDP_PASS,
