@@ -174,49 +174,41 @@ fn world(lab: &Lab) -> World {
         flags: PROBE_CFG_F_ENABLED,
         _pad: 0,
     };
-    // ipmp0 has the default routes: every destination has a next hop but its own
-    // addresses, broadcast, the subnet-router anycast, loopback, multicast and the like
-    // (not predicted), and those on ipmp1's subnet. An IPv4 lookup restricted to ipmp1
-    // finds nothing (no IPv4 route there); IPv6 lookups prefer, not require, the device.
-    let v4 = |a: [u8; 4], len| (a, len);
+    // As measured against the kernel: a lookup on ipmp0 (default routes) finds a next hop
+    // for every destination but the host's own addresses, even loopback, multicast and
+    // class E ones (the stack never routes those to ipmp0); one restricted to ipmp1 finds
+    // no IPv4 route (there is none there), while IPv6 prefers, not requires, the device.
+    // Subnet broadcast and subnet-router anycast are not predicted.
+    let own4 = (DATA4[0].octets(), 32);
+    let all4 = ([0; 4], 0);
     let v6 = |a: Ipv6Addr, len| (a.octets(), len);
-    let mut ipmp1_net = DATA1_6.octets();
-    ipmp1_net[8..].fill(0);
-    let v4_unknown = vec![
-        v4([0; 4], 8),
-        v4([127, 0, 0, 0], 8),
-        v4([224, 0, 0, 0], 3),
-        v4([198, 51, 100, 0], 32),
-        v4(DATA4[0].octets(), 32),
-        v4([198, 51, 100, 255], 32),
-    ];
-    let v6_routes = Prefixes {
-        unknown: vec![
-            v6(Ipv6Addr::UNSPECIFIED, 96),
-            v6(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96),
-            v6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0), 128),
-            v6(DATA6[0], 128),
-            (ipmp1_net, 64),
-        ],
-        found: vec![v6(Ipv6Addr::UNSPECIFIED, 0)],
-        none: Vec::new(),
+    let subnet_router = |a: Ipv6Addr| {
+        let mut b = a.octets();
+        b[8..].fill(0);
+        (b, 128)
     };
+    let v6_routes = Prefixes {
+        unknown: vec![subnet_router(DATA6[0]), subnet_router(DATA1_6)],
+        none: vec![v6(DATA6[0], 128), v6(DATA1_6, 128)],
+        found: vec![v6(Ipv6Addr::UNSPECIFIED, 0)],
+    };
+    let broadcast4 = vec![([198, 51, 100, 255], 32)];
     w.routes = Routes {
         v4: HashMap::from([
             (
                 ipmp[0],
                 Prefixes {
-                    unknown: v4_unknown.clone(),
-                    found: vec![v4([0; 4], 0)],
-                    none: Vec::new(),
+                    unknown: broadcast4.clone(),
+                    none: vec![own4],
+                    found: vec![all4],
                 },
             ),
             (
                 ipmp[1],
                 Prefixes {
-                    unknown: v4_unknown,
+                    unknown: broadcast4,
+                    none: vec![all4],
                     found: Vec::new(),
-                    none: vec![v4([0; 4], 0)],
                 },
             ),
         ]),

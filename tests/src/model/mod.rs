@@ -54,9 +54,9 @@ impl World {
 }
 
 /// What is known of `bpf_fib_lookup`'s answer in the test's network namespace: the model
-/// does not reproduce the kernel's FIB, so it names the destinations whose outcome it knows
-/// (unicast behind the IPMP interface's routes) and the exceptions in them (its own,
-/// broadcast, loopback, multicast addresses), for which either outcome is accepted.
+/// does not reproduce the kernel's FIB, so the test names the destinations with a next hop
+/// and without one, and those (few) whose outcome it does not predict, for which either is
+/// accepted.
 #[derive(Debug, Clone, Default)]
 pub struct Routes {
     /// Per IPMP interface ifindex: prefixes (address, length) routed through it.
@@ -64,13 +64,13 @@ pub struct Routes {
     pub v6: HashMap<u32, Prefixes<16>>,
 }
 
-/// Prefixes whose outcome is not predicted, then prefixes with a unicast next hop, then
-/// prefixes without.
+/// Prefixes whose outcome is not predicted, then prefixes without a next hop (the host's
+/// own addresses), then prefixes with one; the first list that holds a destination decides.
 #[derive(Debug, Clone, Default)]
 pub struct Prefixes<const N: usize> {
     pub unknown: Vec<([u8; N], u8)>,
-    pub found: Vec<([u8; N], u8)>,
     pub none: Vec<([u8; N], u8)>,
+    pub found: Vec<([u8; N], u8)>,
 }
 
 impl<const N: usize> Prefixes<N> {
@@ -78,10 +78,10 @@ impl<const N: usize> Prefixes<N> {
         let within = |list: &[([u8; N], u8)]| list.iter().any(|(p, len)| in_prefix(dst, p, *len));
         if within(&self.unknown) {
             Fib::Unknown
-        } else if within(&self.found) {
-            Fib::Found
         } else if within(&self.none) {
             Fib::NoRoute
+        } else if within(&self.found) {
+            Fib::Found
         } else {
             Fib::Unknown
         }
