@@ -13,7 +13,10 @@ use proptest::{
     test_runner::{Config, RngAlgorithm, TestRng, TestRunner},
 };
 
-use crate::packets::{Mac, checksum, sum16};
+use crate::packets::{
+    Mac, NEXTHDR_AUTH, NEXTHDR_DEST, NEXTHDR_FRAGMENT, NEXTHDR_HOP, NEXTHDR_ROUTING, checksum,
+    sum16,
+};
 
 /// The addresses and MACs the lab's maps know, so that generated frames hit them often.
 #[derive(Debug, Clone, Default)]
@@ -322,7 +325,13 @@ fn ipv4(p: &Palette) -> BoxedStrategy<L3> {
 fn ipv6(p: &Palette) -> BoxedStrategy<L3> {
     let ext = prop::collection::vec(
         (
-            prop_oneof![Just(0u8), Just(43u8), Just(44u8), Just(51u8), Just(60u8)],
+            prop::sample::select(vec![
+                NEXTHDR_HOP,
+                NEXTHDR_ROUTING,
+                NEXTHDR_FRAGMENT,
+                NEXTHDR_AUTH,
+                NEXTHDR_DEST,
+            ]),
             prop_oneof![3 => Just(0u8), 2 => 1u8..4, 1 => any::<u8>()],
         ),
         0..8,
@@ -453,15 +462,15 @@ impl Frame {
                 kinds.push(proto);
                 for (i, (kind, len8)) in ext.iter().enumerate() {
                     let next = kinds[i + 1];
-                    let size = match kind {
-                        44 => 8,
-                        51 => (usize::from(*len8) + 2) * 4,
+                    let size = match *kind {
+                        NEXTHDR_FRAGMENT => 8,
+                        NEXTHDR_AUTH => (usize::from(*len8) + 2) * 4,
                         _ => (usize::from(*len8) + 1) * 8,
                     };
                     let mut h = vec![0u8; size.min(64)];
                     h[0] = next;
-                    h[1] = if *kind == 44 { 0 } else { *len8 };
-                    if *kind == 44 {
+                    h[1] = if *kind == NEXTHDR_FRAGMENT { 0 } else { *len8 };
+                    if *kind == NEXTHDR_FRAGMENT {
                         // Offset and M flag from the length byte, so both kinds occur.
                         h[2] = *len8;
                         h[3] = len8 & 1;

@@ -13,12 +13,12 @@ use ipmp_common::{
 };
 
 use super::Bytes;
+use crate::packets::{
+    NEXTHDR_AUTH as AUTH, NEXTHDR_DEST as DEST, NEXTHDR_FRAGMENT as FRAGMENT, NEXTHDR_HOP as HOP,
+    NEXTHDR_ROUTING as ROUTING,
+};
 
-const HOP: u8 = 0;
-const ROUTING: u8 = 43;
-const FRAGMENT: u8 = 44;
-const AUTH: u8 = 51;
-const DEST: u8 = 60;
+/// Most extension headers walked.
 const MAX_EXT_HEADERS: usize = 6;
 
 /// The packet has no flow key: a header is cut short or malformed.
