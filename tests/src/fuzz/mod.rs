@@ -617,3 +617,70 @@ impl Generator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn palette() -> Palette {
+        Palette {
+            macs: vec![[2, 0, 0, 0, 0, 0x10]],
+            v4: vec![[198, 51, 100, 10]],
+            v6: vec![[
+                0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            ]],
+            probe_id: 0x1d1d,
+            cookie: 7,
+        }
+    }
+
+    #[test]
+    fn a_seed_gives_the_same_frames() {
+        let device = [2, 0, 0, 0, 0, 0x10];
+        let mut a = Generator::new(&palette(), 1);
+        let mut b = Generator::new(&palette(), 1);
+        let mut c = Generator::new(&palette(), 2);
+        let (fa, fb, fc): (Vec<_>, Vec<_>, Vec<_>) = (0..50)
+            .map(|_| {
+                (
+                    a.next_frame(device),
+                    b.next_frame(device),
+                    c.next_frame(device),
+                )
+            })
+            .fold((vec![], vec![], vec![]), |mut acc, (x, y, z)| {
+                acc.0.push(x);
+                acc.1.push(y);
+                acc.2.push(z);
+                acc
+            });
+        assert_eq!(fa, fb);
+        assert_ne!(fa, fc);
+    }
+
+    #[test]
+    fn structured_frames_cover_every_kind() {
+        let mut g = Generator::new(&palette(), 3);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..2000 {
+            let f = g.frame([2, 0, 0, 0, 0, 0x10]);
+            // Ethertype behind any VLAN tags.
+            let mut at = 12;
+            while matches!(u16::from_be_bytes([f[at], f[at + 1]]), 0x8100 | 0x88a8)
+                && f.len() >= at + 6
+            {
+                at += 4;
+            }
+            seen.insert(u16::from_be_bytes([f[at], f[at + 1]]));
+            // An untagged IPv4 header is as long as its IHL says (at least 20 bytes), and its
+            // checksum covers exactly that.
+            if at == 12 && f[12..14] == [8, 0] {
+                let hlen = (usize::from(f[14] & 0xf) * 4).max(20);
+                assert_eq!(checksum(&f[14..14 + hlen]), 0, "IPv4 header {f:02x?}");
+            }
+        }
+        for ethertype in [0x0806, 0x0800, 0x86dd] {
+            assert!(seen.contains(&ethertype), "no {ethertype:#06x} frames");
+        }
+    }
+}
