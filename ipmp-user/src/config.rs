@@ -29,7 +29,9 @@ mod raw;
 pub use model::*;
 use prefix::mask32;
 pub use prefix::{Prefix, PrefixError};
-use raw::{MPATHD_FAILBACK, MPATHD_FDT, RawConfig, RawGroup, RouteDest, take_mpathd_keys};
+use raw::{
+    MPATHD_FAILBACK, MPATHD_FDT, RawConfig, RawGroup, RawMetrics, RouteDest, take_mpathd_keys,
+};
 
 /// Everything wrong with a configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +170,7 @@ impl Config {
             ));
         }
 
+        let metrics = raw.metrics.and_then(|m| metrics_config(m, &mut problems));
         let groups: Vec<GroupConfig> = raw.group.into_iter().map(GroupConfig::from_raw).collect();
         let config = Self {
             failure_detection_time,
@@ -175,6 +178,7 @@ impl Config {
             control_socket,
             link_flap_max_ups: raw.link_flap_max_ups.unwrap_or(DEFAULT_LINK_FLAP_MAX_UPS),
             link_flap_window,
+            metrics,
             groups,
         };
         config.validate_groups(&mut problems);
@@ -293,6 +297,42 @@ impl Config {
 }
 
 /// Checks an interface name the way the kernel's `dev_valid_name` does.
+/// `[metrics]` validated; `None` with a problem noted when it cannot be used.
+fn metrics_config(raw: RawMetrics, problems: &mut Vec<String>) -> Option<MetricsConfig> {
+    let text = raw
+        .listen
+        .unwrap_or_else(|| DEFAULT_METRICS_LISTEN.to_owned());
+    let allow_remote = raw.allow_remote.unwrap_or(false);
+    let listen: std::net::SocketAddr = match text.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            problems.push(format!(
+                "metrics.listen = \"{text}\" is not an address:port: write e.g. \
+                 \"{DEFAULT_METRICS_LISTEN}\" or \"[::1]:9474\""
+            ));
+            return None;
+        }
+    };
+    if listen.port() == 0 {
+        problems.push(format!(
+            "metrics.listen = \"{text}\" has port 0: give the port Prometheus scrapes, e.g. 9474"
+        ));
+        return None;
+    }
+    if !listen.ip().is_loopback() && !allow_remote {
+        problems.push(format!(
+            "metrics.listen = \"{text}\" is not a loopback address: the metrics are served \
+             without authentication; set metrics.allow_remote = true to serve them beyond this \
+             host, or listen on 127.0.0.1 or [::1]"
+        ));
+        return None;
+    }
+    Some(MetricsConfig {
+        listen,
+        allow_remote,
+    })
+}
+
 fn check_ifname(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("the interface name is empty: give e.g. \"eth1\"".to_owned());

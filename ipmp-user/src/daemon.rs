@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use self::{
     desired::desired_group,
     error::Result,
-    notices::log_notice,
+    notices::{Cause, count_notice, log_notice},
     setup::{GroupSetup, attach_member, link_state, member_routes, preflight, probe_config, prune},
 };
 pub use self::{
@@ -24,7 +24,9 @@ use crate::{
     control::{self, ControlCall, ControlServer, Request, Response},
     dataplane::{self, Dataplane, DesiredGroup},
     group::{Carrier, Event, Notice},
+    metrics::{Events, MetricsServer},
     netlink::{self, Link, Netlink, events::LinkEvent, sysctl},
+    notify::{self, Notifier},
     probe_io::{ProbeReply, ReplyBody, ring::ProbeRing},
 };
 
@@ -49,11 +51,16 @@ impl Daemon {
         let nl = Netlink::connect()?;
         preflight(&config, opts, &nl).await?;
         let control = ControlServer::bind(&config.control_socket)?;
+        let metrics = config
+            .metrics
+            .map(|m| MetricsServer::bind(m.listen))
+            .transpose()?;
         let pin_dir_existed = opts.pin_dir.exists();
         let mut created: Vec<u32> = Vec::new();
         match Self::build(config, opts, nl.clone(), &mut created).await {
             Ok(mut daemon) => {
                 daemon.started = started;
+                daemon.metrics = metrics;
                 Ok((daemon, control))
             }
             Err(e) => {
@@ -111,6 +118,9 @@ impl Daemon {
             ring,
             ring_failed: false,
             probe_lines: tokio::sync::broadcast::channel(PROBE_STREAM_BACKLOG).0,
+            notify: Notifier::from_env(),
+            events: Events::default(),
+            metrics: None,
         };
         daemon.sync_dataplane()?;
         for gi in 0..daemon.groups.len() {
@@ -210,6 +220,7 @@ impl Daemon {
 
     /// Feeds an event to one group and carries out what changed.
     async fn handle(&mut self, gi: usize, event: Event, now: Instant) -> Result<()> {
+        let cause = Cause::of(&self.groups[gi], &event);
         let notices = match self.groups[gi].fsm.handle(event, now) {
             Ok(n) => n,
             Err(e) => {
@@ -217,10 +228,10 @@ impl Daemon {
                 return Ok(());
             }
         };
-        self.after(gi, notices).await
+        self.after(gi, notices, &cause).await
     }
 
-    async fn after(&mut self, gi: usize, notices: Vec<Notice>) -> Result<()> {
+    async fn after(&mut self, gi: usize, notices: Vec<Notice>, cause: &Cause) -> Result<()> {
         if notices.is_empty() {
             return Ok(());
         }
@@ -235,7 +246,8 @@ impl Daemon {
         {
             let g = &self.groups[gi];
             for n in &notices {
-                log_notice(g, n);
+                log_notice(g, n, cause);
+                count_notice(&self.events, g, n);
                 if let Notice::AddressRebound {
                     address,
                     to: Some(to),
@@ -250,7 +262,13 @@ impl Daemon {
         for (m, addrs) in rebound {
             self.announce(gi, m, addrs);
         }
+        self.notify.status(&self.status_line());
         self.sync_carrier(gi).await
+    }
+
+    /// systemd's STATUS= line: every group's state and what is not ok.
+    fn status_line(&self) -> String {
+        notify::status_line(self.groups.iter().map(|g| &g.fsm))
     }
 
     async fn on_link(&mut self, event: LinkEvent) -> Result<()> {
@@ -354,6 +372,9 @@ impl Daemon {
         }
         for r in &out.records {
             tracing::trace!(?r, "probe done");
+            if let (Some(rtt), Some(name)) = (r.netrtt(), names.get(r.member)) {
+                self.events.rtt(&self.groups[gi].cfg.name, name, rtt);
+            }
             if self.probe_lines.receiver_count() > 0 {
                 let g = &self.groups[gi];
                 let line = probe_line(&g.cfg.name, &names, r);
@@ -385,9 +406,17 @@ impl Daemon {
                 };
                 p.prober.reply(reply, now, &g.fsm)
             }
-            ReplyBody::Neigh => p
-                .prober
-                .link_layer_reply(r.member, r.family, r.from, r.rx, now, &g.fsm),
+            &ReplyBody::Neigh { local, hardware } => {
+                let reply = crate::mpathd::NeighReply {
+                    member: r.member,
+                    family: r.family,
+                    from: r.from,
+                    local,
+                    hardware,
+                    rx: r.rx,
+                };
+                p.prober.link_layer_reply(reply, now, &g.fsm)
+            }
         };
         match result {
             Ok((_, out)) => self.probe_output(r.group, out).await,
@@ -641,6 +670,7 @@ impl Daemon {
         } else {
             Event::Online { member: mi }
         };
+        let cause = Cause::of(&self.groups[gi], &event);
         let notices = match self.groups[gi].fsm.handle(event, Instant::now()) {
             Ok(n) => n,
             Err(e) => {
@@ -649,7 +679,7 @@ impl Daemon {
                 };
             }
         };
-        if let Err(e) = self.after(gi, notices).await {
+        if let Err(e) = self.after(gi, notices, &cause).await {
             return Response::Error {
                 message: format!("{interface}: {e}"),
             };
@@ -690,6 +720,10 @@ impl Daemon {
         let mut probe_rx = self.probe_rx.take().unwrap_or_else(|| mpsc::channel(1).1);
         let mut ring = self.ring.take();
         let socket = control.path().to_path_buf();
+        let metrics_task = self.metrics.take().map(|m| {
+            tracing::info!(listen = %m.local_addr(), "serving metrics at /metrics");
+            tokio::spawn(m.run(control_tx.clone(), self.events.clone()))
+        });
         let control_task = tokio::spawn(control.run(control_tx, self.probe_lines.clone()));
         tracing::info!(
             groups = self.groups.len(),
@@ -697,6 +731,9 @@ impl Daemon {
             "ipmpd ready in {} ms",
             self.started.elapsed().as_millis()
         );
+        // Programs attached, maps written, addresses and routes placed: systemd may go on.
+        self.notify.ready(&self.status_line());
+        let mut watchdog = self.notify.watchdog_timer();
         tokio::pin!(signal);
         let mut guard = tokio::time::interval(SYSCTL_GUARD_INTERVAL);
         let exit = loop {
@@ -764,12 +801,22 @@ impl Daemon {
                     }
                 },
                 _ = guard.tick() => self.guard_sysctls(),
+                // Fed here, so a loop stuck in a handler stops feeding it.
+                () = notify::watchdog_tick(&mut watchdog) => self.notify.watchdog(),
                 exit = &mut signal => break exit,
             }
         };
+        match exit {
+            Exit::Reload => self.notify.reloading(),
+            Exit::Stopped => self.notify.stopping(),
+        }
         // Dropping the server (inside the aborted task) removes its socket file.
         control_task.abort();
         let _ = control_task.await;
+        if let Some(task) = metrics_task {
+            task.abort();
+            let _ = task.await;
+        }
         tracing::info!(
             ?exit,
             "ipmpd stopped; programs and maps stay pinned, forwarding continues"

@@ -4,7 +4,8 @@
 //! probing algorithm), [`stat`].
 //! Actors, each owning one resource: [`netlink`], [`dataplane`], [`probe_io`] (the probe
 //! sockets and the reply ring), [`announce`], [`control`].
-//! [`daemon`] wires them together; [`cli`] is what the tools share.
+//! [`daemon`] wires them together; [`notify`] tells systemd how it is; [`cli`] is what the
+//! tools share.
 
 pub mod announce;
 pub mod buckets;
@@ -14,7 +15,9 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod group;
+pub mod metrics;
 pub mod mpathd;
 pub mod netlink;
+pub mod notify;
 pub mod probe_io;
 pub mod stat;

@@ -1245,6 +1245,7 @@ pub fn default_config(spec: LabSpec, work_dir: &Path) -> IpmpdConfig {
         control_socket: work_dir.join("ipmpd.sock").to_string_lossy().into_owned(),
         link_flap_max_ups: None,
         link_flap_window_ms: None,
+        metrics: None,
         group: vec![GroupConfig {
             name: "ipmp0".into(),
             data_addresses: vec![
@@ -1303,7 +1304,17 @@ pub struct IpmpdConfig {
     pub link_flap_max_ups: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_flap_window_ms: Option<u64>,
+    /// `[metrics]`; `None` leaves the endpoint off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
     pub group: Vec<GroupConfig>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricsConfig {
+    /// `address:port`.
+    pub listen: String,
 }
 
 /// One `[[group]]`.

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod fuzz;
 pub mod model;
+pub mod openmetrics;
 pub mod packets;
 pub mod prog_lab;
 pub mod testrun;

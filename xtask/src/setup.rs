@@ -21,8 +21,10 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "ethtool",
     "iperf3",
-    "util-linux", // nsenter
+    "curl",       // scrapes ipmpd's metrics endpoint in the tests
+    "util-linux", // nsenter; setpriv and unshare for the service test
     "procps",     // sysctl
+    "systemd",    // systemd-analyze: the service tests check dist/ipmpd.service
     "gcc",
     "libc6-dev",
     "libzstd-dev",

@@ -1,6 +1,11 @@
 //! The validated configuration ipmpd runs on.
 
-use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +37,8 @@ pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(100);
 pub const MAX_ANNOUNCE_COUNT: u32 = 100;
 /// Longest gap between announcements.
 pub const MAX_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(10_000);
+/// Where the metrics endpoint listens when `[metrics]` gives no `listen`.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9474";
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 pub const MAX_IFNAME_LEN: usize = 15;
 
@@ -131,5 +138,16 @@ pub struct Config {
     pub control_socket: PathBuf,
     pub link_flap_max_ups: u32,
     pub link_flap_window: Duration,
+    /// The Prometheus endpoint; `None` (no `[metrics]` section): off.
+    pub metrics: Option<MetricsConfig>,
     pub groups: Vec<GroupConfig>,
+}
+
+/// The Prometheus metrics endpoint (`[metrics]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MetricsConfig {
+    /// Address and TCP port of the HTTP listener (`GET /metrics`).
+    pub listen: SocketAddr,
+    /// Whether `listen` may be a non-loopback address.
+    pub allow_remote: bool,
 }

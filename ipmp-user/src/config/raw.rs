@@ -15,8 +15,17 @@ pub(super) struct RawConfig {
     pub(super) control_socket: Option<PathBuf>,
     pub(super) link_flap_max_ups: Option<u32>,
     pub(super) link_flap_window_ms: Option<u64>,
+    pub(super) metrics: Option<RawMetrics>,
     #[serde(default)]
     pub(super) group: Vec<RawGroup>,
+}
+
+/// `[metrics]`: present turns the endpoint on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) listen: Option<String>,
+    pub(super) allow_remote: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

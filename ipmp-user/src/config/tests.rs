@@ -75,6 +75,7 @@ fn shipped_example_parses_to_documented_values() {
         control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
         link_flap_max_ups: DEFAULT_LINK_FLAP_MAX_UPS,
         link_flap_window: DEFAULT_LINK_FLAP_WINDOW,
+        metrics: None,
         groups: vec![GroupConfig {
             name: "ipmp0".into(),
             data_addresses: vec![
@@ -660,4 +661,69 @@ fn every_problem_is_reported_on_its_own_line() {
             .all(|l| l.starts_with("config /etc/ipmp/ipmpd.toml: ")),
         "{rendered}"
     );
+}
+
+/// The shipped example documents `[metrics]` commented out; uncommented, its lines give the
+/// documented defaults.
+#[test]
+fn shipped_example_metrics_section_uncommented_gives_its_defaults() {
+    let text = include_str!("../../../config/ipmpd.toml");
+    let metrics: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| {
+            *l == "[metrics]" || l.starts_with("listen = ") || l.starts_with("allow_remote = ")
+        })
+        .collect();
+    assert_eq!(metrics.len(), 3, "{metrics:?}");
+    let c = ok(&doc(&metrics.join("\n"), "", ""));
+    let expected = MetricsConfig {
+        listen: DEFAULT_METRICS_LISTEN.parse().unwrap(),
+        allow_remote: false,
+    };
+    assert_eq!(c.metrics, Some(expected));
+    // The section alone means the same.
+    assert_eq!(ok(&doc("[metrics]", "", "")).metrics, Some(expected));
+}
+
+#[test]
+fn metrics_are_off_without_their_section() {
+    assert_eq!(ok(&doc("", "", "")).metrics, None);
+}
+
+#[test]
+fn metrics_listen_accepts_loopback_and_remote_only_when_allowed() {
+    let c = ok(&doc("[metrics]\nlisten = \"[::1]:9100\"", "", ""));
+    assert_eq!(c.metrics.unwrap().listen, "[::1]:9100".parse().unwrap());
+    let c = ok(&doc(
+        "[metrics]\nlisten = \"0.0.0.0:9474\"\nallow_remote = true",
+        "",
+        "",
+    ));
+    assert_eq!(
+        c.metrics,
+        Some(MetricsConfig {
+            listen: "0.0.0.0:9474".parse().unwrap(),
+            allow_remote: true
+        })
+    );
+}
+
+#[test]
+fn bad_metrics_values_name_the_key() {
+    for (section, want) in [
+        ("listen = \"0.0.0.0:9474\"", "metrics.allow_remote = true"),
+        ("listen = \"198.51.100.10:9474\"", "not a loopback address"),
+        ("listen = \"localhost:9474\"", "is not an address:port"),
+        ("listen = \"127.0.0.1\"", "is not an address:port"),
+        ("listen = \"127.0.0.1:0\"", "port 0"),
+    ] {
+        let p = problems(&doc(&format!("[metrics]\n{section}"), "", ""));
+        assert_eq!(p.len(), 1, "{section}: {p:?}");
+        assert!(p[0].contains("metrics.listen"), "{section}: {p:?}");
+        assert!(p[0].contains(want), "{section}: {p:?}");
+    }
+    let e = Config::from_toml_str(&doc("[metrics]\nport = 9474", "", ""), "t.toml").unwrap_err();
+    assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+    assert!(e.to_string().contains("port"), "{e}");
 }

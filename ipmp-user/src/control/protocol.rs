@@ -230,6 +230,18 @@ pub struct MemberStatus {
     /// XDP or by the prober.
     #[serde(default)]
     pub probe_forged: u64,
+    /// Failure-detection probes over both families since ipmpd started.
+    #[serde(default)]
+    pub probe_totals: ProbeTotals,
+}
+
+/// Failure-detection probes of one member (both families).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeTotals {
+    pub sent: u64,
+    pub answered: u64,
+    /// Declared lost (a late answer counts here and in `answered`).
+    pub lost: u64,
 }
 
 /// The ipmpstat -i FLAGS, in their display order `i s m b M d h`.
@@ -314,9 +326,9 @@ wire_enum!(
     ProbeState {
         Ok => "ok",
         Failed => "failed",
-        /// Probing, but no targets yet.
+        /// Probing, but no target yet, or no probe answered since probing (re)started.
         Unknown => "unknown",
-        /// No (unique) test address: no probing.
+        /// No probing.
         Disabled => "disabled",
     }
 );

@@ -73,6 +73,7 @@ fn sample_snapshot() -> Snapshot {
                 counters: [("rx-ipmp".to_owned(), 7)].into(),
                 probes: Vec::new(),
                 probe_forged: 0,
+                probe_totals: Default::default(),
             }],
             addresses: vec![AddressStatus {
                 address: "198.51.100.10".into(),

@@ -47,6 +47,8 @@ pub enum DaemonError {
     Prober(#[from] crate::probe_io::ProberError),
     #[error(transparent)]
     Ring(#[from] crate::probe_io::ring::RingError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 pub type Result<T> = std::result::Result<T, DaemonError>;

@@ -6,7 +6,7 @@ use super::state::{Daemon, GroupRt};
 use crate::{
     control::{
         AddressStatus, Attachment, GroupState, GroupStatus, LinkState, MemberFlags, MemberState,
-        MemberStatus, ProbeState, ProbeTargets, Snapshot,
+        MemberStatus, ProbeState, ProbeTargets, ProbeTotals, Snapshot,
     },
     group,
     mpathd::ProbeHealth,
@@ -26,6 +26,13 @@ fn mac(m: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// The prober's counters of member `mi`, one per family that probes.
+fn probe_counters(g: &GroupRt, mi: usize) -> impl Iterator<Item = &crate::mpathd::ProbeCounters> {
+    [crate::mpathd::Family::V4, crate::mpathd::Family::V6]
+        .into_iter()
+        .filter_map(move |f| g.probing.as_ref()?.prober.counters(mi, f))
 }
 
 fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
@@ -130,13 +137,16 @@ fn group_status(d: &Daemon, g: &GroupRt) -> GroupStatus {
                     })
                     .unwrap_or_default(),
                 probe_forged: xdp_forged
-                    + g.probing.as_ref().map_or(0, |p| {
-                        [crate::mpathd::Family::V4, crate::mpathd::Family::V6]
-                            .into_iter()
-                            .filter_map(|f| p.prober.counters(mi, f))
-                            .map(crate::mpathd::ProbeCounters::forged)
-                            .sum()
-                    }),
+                    + probe_counters(g, mi)
+                        .map(crate::mpathd::ProbeCounters::forged)
+                        .sum::<u64>(),
+                probe_totals: probe_counters(g, mi).fold(ProbeTotals::default(), |t, c| {
+                    ProbeTotals {
+                        sent: t.sent + c.sent,
+                        answered: t.answered + c.acked,
+                        lost: t.lost + c.lost,
+                    }
+                }),
             }
         })
         .collect();

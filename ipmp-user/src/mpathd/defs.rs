@@ -134,8 +134,14 @@ pub enum RejectReason {
     TargetGone,
     /// An RTT-only reply from an address that is not a target.
     UnknownTarget,
-    /// A link-layer reply with no probe to that target in flight.
+    /// A link-layer reply with no probe to that target in flight (or none sent before it
+    /// arrived).
     NoProbeInFlight,
+    /// A link-layer reply addressed to another protocol address than the probe named as its
+    /// sender (0.0.0.0 for an ARP probe, a link-local address for a neighbour solicitation).
+    WrongLocal,
+    /// A link-layer reply from another hardware address than the target answered from.
+    WrongHardware,
     /// A discovery reply from an address that cannot be a target: unspecified, one of ours,
     /// or (IPv6) not link-local.
     UnusableResponder,
@@ -156,6 +162,8 @@ impl RejectReason {
                 | Self::BadCookie
                 | Self::BadTimestamp
                 | Self::WrongSource
+                | Self::WrongLocal
+                | Self::WrongHardware
         )
     }
 }
@@ -174,6 +182,8 @@ impl fmt::Display for RejectReason {
             Self::TargetGone => "target gone",
             Self::UnknownTarget => "unknown target",
             Self::NoProbeInFlight => "no probe in flight",
+            Self::WrongLocal => "wrong local address",
+            Self::WrongHardware => "wrong hardware address",
             Self::UnusableResponder => "unusable responder",
             Self::NotProbing => "not probing",
             Self::Stopped => "not probing now",

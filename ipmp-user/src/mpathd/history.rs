@@ -181,6 +181,14 @@ impl History {
         self.slots.clear();
     }
 
+    /// Whether any probe in the history was answered: since probing (re)started, the member
+    /// has had at least one reply (ipmpstat PROBE says `unknown` until then, as in.mpathd).
+    pub fn any_acked(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| matches!(s.status, ProbeStatus::Acked { .. }))
+    }
+
     /// Probes still in flight.
     pub fn unacked(&self) -> usize {
         self.slots

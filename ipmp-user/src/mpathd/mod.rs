@@ -37,7 +37,7 @@ mod member;
 mod tests;
 
 pub use defs::*;
-pub use prober::{FamilyProbe, ProbeError, ProbePlan, ProbeSpec, Prober, Reply};
+pub use prober::{FamilyProbe, NeighReply, ProbeError, ProbePlan, ProbeSpec, Prober, Reply};
 pub use report::{
     ProbeHealth, ProbeNotice, ProbeOutcome, ProbeOutput, ProbeRecord, ProbeRequest, ReplyOutcome,
     TargetMode, TargetRow,

@@ -226,6 +226,37 @@ pub struct Reply<'a> {
     pub rx: Instant,
 }
 
+/// An ARP reply or solicited neighbour advertisement received on a member, for its
+/// link-layer probes. Such replies carry no sequence number or cookie, so they are matched
+/// on everything they echo: the target (`from`), the address the probe named as its sender
+/// (`local`), the target's hardware address (`hardware`), and time: only a probe sent before
+/// `rx` and still in flight can be answered, each by one reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeighReply {
+    pub member: MemberId,
+    pub family: Family,
+    /// The target that answered (ARP sender protocol address / NA target).
+    pub from: IpAddr,
+    /// The reply's destination protocol address (ARP target protocol address / NA
+    /// destination).
+    pub local: IpAddr,
+    /// The replier's hardware address (ARP sender hardware address / Ethernet source).
+    pub hardware: [u8; 6],
+    /// Receive timestamp, on the monotonic clock `Instant` uses.
+    pub rx: Instant,
+}
+
+impl NeighReply {
+    /// Whether `local` is what our probes name as their sender: 0.0.0.0 in an ARP probe
+    /// (RFC 5227), the member's link-local address in a neighbour solicitation.
+    fn local_is_ours(&self) -> bool {
+        match self.local {
+            IpAddr::V4(a) => a.is_unspecified(),
+            IpAddr::V6(a) => a.is_unicast_link_local(),
+        }
+    }
+}
+
 /// The group's state as the prober needs it, updated as verdicts are decided within a call.
 struct View {
     link_up: Vec<bool>,
@@ -549,32 +580,48 @@ impl Prober {
         Ok((outcome, out.finish()))
     }
 
-    /// A link-layer probe (ARP / neighbour solicitation) to `from` was answered: acks the
-    /// oldest probe to `from` still in flight.
+    /// A link-layer probe (ARP / neighbour solicitation) was answered: acks the oldest probe
+    /// to the target that is still in flight and was sent before the reply arrived, if the
+    /// reply echoes what the probe sent (see [`NeighReply`]).
     pub fn link_layer_reply(
         &mut self,
-        member: MemberId,
-        family: Family,
-        from: IpAddr,
-        rx: Instant,
+        reply: NeighReply,
         now: Instant,
         group: &Group,
     ) -> Result<(ReplyOutcome, ProbeOutput), ProbeError> {
         let mut view = self.view(group)?;
+        let (member, family) = (reply.member, reply.family);
         self.check_member(member)?;
         let mut out = Out::default();
         let outcome = match self.members[member].get(family) {
             None => ReplyOutcome::Rejected(RejectReason::NotProbing),
             Some(inst) if inst.test.is_some() => ReplyOutcome::Rejected(RejectReason::NotProbing),
             Some(inst) if inst.schedule.is_none() => ReplyOutcome::Rejected(RejectReason::Stopped),
+            Some(_) if !reply.local_is_ours() => ReplyOutcome::Rejected(RejectReason::WrongLocal),
             Some(inst) => {
-                let found = inst
-                    .history
-                    .iter()
-                    .position(|s| s.target == Some(from) && s.status == ProbeStatus::Unacked);
-                match found {
-                    Some(i) => self.ack(member, family, i, rx, now, &mut view, &mut out),
-                    None => ReplyOutcome::Rejected(RejectReason::NoProbeInFlight),
+                let learned = inst.targets.get(reply.from).and_then(|t| t.hardware);
+                let found = inst.history.iter().position(|s| {
+                    s.target == Some(reply.from)
+                        && s.status == ProbeStatus::Unacked
+                        && s.sent <= reply.rx
+                });
+                match (found, learned) {
+                    (_, Some(hw)) if hw != reply.hardware => {
+                        ReplyOutcome::Rejected(RejectReason::WrongHardware)
+                    }
+                    (Some(i), _) => {
+                        let outcome =
+                            self.ack(member, family, i, reply.rx, now, &mut view, &mut out);
+                        if matches!(outcome, ReplyOutcome::Acked { .. })
+                            && let Some(t) = self.members[member]
+                                .get_mut(family)
+                                .and_then(|inst| inst.targets.get_mut(reply.from))
+                        {
+                            t.hardware = Some(reply.hardware);
+                        }
+                        outcome
+                    }
+                    (None, _) => ReplyOutcome::Rejected(RejectReason::NoProbeInFlight),
                 }
             }
         };
@@ -747,7 +794,8 @@ impl Prober {
     }
 
     /// ipmpstat -i PROBE: disabled (no probing), failed (probes failed it), unknown (no
-    /// target), ok.
+    /// target, or no probe answered since probing last started: after start-up, a link-up or
+    /// an online, as in.mpathd), ok.
     pub fn probe_state(&self, member: MemberId, group: &Group) -> ProbeHealth {
         let Some(mp) = self.members.get(member) else {
             return ProbeHealth::Disabled;
@@ -756,7 +804,7 @@ impl Prober {
             ProbeHealth::Disabled
         } else if member < group.spec().members.len() && group.member(member).probe_failed {
             ProbeHealth::Failed
-        } else if !mp.capable() {
+        } else if !mp.capable() || !mp.instances().any(|i| i.history.any_acked()) {
             ProbeHealth::Unknown
         } else {
             ProbeHealth::Ok

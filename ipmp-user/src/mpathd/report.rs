@@ -23,7 +23,7 @@ pub enum ProbeHealth {
     Ok,
     /// Probes failed the member.
     Failed,
-    /// Probing, but no target to probe.
+    /// Probing, but no target to probe, or no probe answered since probing (re)started.
     Unknown,
     /// The member does not probe.
     Disabled,

@@ -99,6 +99,11 @@ pub struct Target {
     /// When it was last marked slow or dead (in.mpathd `tg_latime`).
     pub since: Instant,
     pub rtt: RttEstimator,
+    /// Link-layer targets: the hardware address its first accepted ARP reply / NA came from.
+    /// Replies from another one are refused, so a stray or forged reply cannot repair a
+    /// member, until the whole group fails (a target whose NIC changed looks dead to every
+    /// member at once; the next replies teach the new address).
+    pub hardware: Option<[u8; 6]>,
 }
 
 /// What [`Targets::add`] did.
@@ -215,6 +220,7 @@ impl Targets {
             status,
             since: now,
             rtt: RttEstimator::new(),
+            hardware: None,
         });
         self.source = Some(source);
         if status == TargetStatus::Active && self.next.is_none() {
@@ -402,6 +408,13 @@ impl Targets {
     pub fn reset_rtt(&mut self) {
         for t in &mut self.list {
             t.rtt.reset();
+        }
+    }
+
+    /// Forgets the learned hardware addresses (group failure).
+    pub fn forget_hardware(&mut self) {
+        for t in &mut self.list {
+            t.hardware = None;
         }
     }
 

@@ -73,6 +73,24 @@ struct Net {
     hosts: Vec<IpAddr>,
 }
 
+/// A target's hardware address in the simulation.
+const TARGET_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xee];
+
+/// The ARP reply / NA a target sends to a link-layer probe of `member`, as the ring reports it.
+fn neigh_reply(member: MemberId, family: Family, from: IpAddr, rx: Instant) -> NeighReply {
+    NeighReply {
+        member,
+        family,
+        from,
+        local: match family {
+            Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Family::V6 => "fe80::10".parse().unwrap(),
+        },
+        hardware: TARGET_MAC,
+        rx,
+    }
+}
+
 /// The fields of an echo request, as a responder reads them.
 fn decode_request(b: &[u8; ECHO_LEN]) -> Echo {
     let body = ipmp_common::ProbePayload::from_bytes(&b[8..]).expect("our own payload");
@@ -327,10 +345,11 @@ impl Sim {
                     now,
                     &self.group,
                 ),
-                None => {
-                    self.prober
-                        .link_layer_reply(w.member, w.family, w.from, w.at, now, &self.group)
-                }
+                None => self.prober.link_layer_reply(
+                    neigh_reply(w.member, w.family, w.from, w.at),
+                    now,
+                    &self.group,
+                ),
             }
             .expect("known member");
             self.outcomes.push((now, outcome));
@@ -749,6 +768,36 @@ fn first_ack_ends_the_quiet_period() {
         .run_until_pred(secs(10), |s| s.failed(0))
         .expect("fails");
     assert!(failed_at < sim.at(secs(3)));
+}
+
+#[test]
+fn probe_state_is_unknown_until_the_first_answer_after_each_start() {
+    let mut setup = Setup::new(2);
+    setup.quiet = secs(40);
+    let mut sim = setup.build();
+    // Targets known, probes going out, nothing answered yet: in.mpathd says unknown.
+    sim.net.cut.insert(0);
+    sim.run_until(secs(1));
+    assert!(!sim.unicast_sends(0).is_empty());
+    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeHealth::Unknown);
+    assert_eq!(sim.prober.probe_state(1, &sim.group), ProbeHealth::Ok);
+    sim.net.cut.remove(&0);
+    sim.run_until_pred(secs(3), |s| {
+        s.prober.probe_state(0, &s.group) == ProbeHealth::Ok
+    })
+    .expect("the first answer makes it ok");
+    // Probing starts afresh after an offline/online: unknown again until answered. (After a
+    // link-down the member is failed instead, until probes repair it.)
+    let now = sim.now;
+    sim.group.handle(Event::Offline { member: 0 }, now).unwrap();
+    sim.prober.offline(0, &sim.group).unwrap();
+    sim.group.handle(Event::Online { member: 0 }, now).unwrap();
+    sim.prober.online(0, now, &sim.group, &mut sim.rng).unwrap();
+    assert_eq!(sim.prober.probe_state(0, &sim.group), ProbeHealth::Unknown);
+    sim.run_until_pred(secs(6), |s| {
+        s.prober.probe_state(0, &s.group) == ProbeHealth::Ok
+    })
+    .expect("answered again");
 }
 
 #[test]
@@ -1500,7 +1549,7 @@ fn link_layer_probes_without_a_test_address() {
     let now = sim.now;
     let (outcome, _) = sim
         .prober
-        .link_layer_reply(0, Family::V4, v4(77), now, now, &sim.group)
+        .link_layer_reply(neigh_reply(0, Family::V4, v4(77), now), now, &sim.group)
         .unwrap();
     assert_eq!(
         outcome,
@@ -1511,6 +1560,69 @@ fn link_layer_probes_without_a_test_address() {
         sim.inject(0, v4(ROUTER), &discovery_reply(0, Family::V4)),
         ReplyOutcome::Rejected(RejectReason::NotProbing)
     );
+}
+
+#[test]
+fn link_layer_replies_must_echo_the_probe_and_come_from_the_target() {
+    let mut setup = Setup::new(2);
+    for p in &mut setup.probes {
+        p.v4 = FamilyProbe::LinkLayer;
+    }
+    let mut sim = setup.build();
+    sim.run_until(secs(2));
+    assert!(!sim.failed(0));
+    let refused = |sim: &mut Sim, reply: NeighReply| {
+        let now = sim.now;
+        let (outcome, out) = sim.prober.link_layer_reply(reply, now, &sim.group).unwrap();
+        assert!(out.records.is_empty(), "{reply:?} completed a probe");
+        match outcome {
+            ReplyOutcome::Rejected(r) => r,
+            other => panic!("{reply:?} was taken: {other:?}"),
+        }
+    };
+    // Fail m0 silently; replies a stray or forging host sends cannot repair it.
+    sim.net.cut.insert(0);
+    sim.run_until(secs(4));
+    assert!(sim.failed(0));
+    let until = sim.at(secs(8));
+    while sim.now < until {
+        // A probe is in flight: answer it with everything but one field right.
+        sim.run_until_pred(secs(8), |s| {
+            s.prober
+                .history(0, Family::V4)
+                .is_some_and(|h| h.unacked() > 0)
+        });
+        let now = sim.now;
+        let mut wrong_local = neigh_reply(0, Family::V4, v4(ROUTER), now);
+        wrong_local.local = v4(10);
+        assert_eq!(refused(&mut sim, wrong_local), RejectReason::WrongLocal);
+        let mut other_nic = neigh_reply(0, Family::V4, v4(ROUTER), now);
+        other_nic.hardware = [0x02, 0, 0, 0, 0, 0x66];
+        assert_eq!(refused(&mut sim, other_nic), RejectReason::WrongHardware);
+        // Stamped before any probe in flight was sent.
+        let early = neigh_reply(0, Family::V4, v4(ROUTER), sim.at(secs(0)));
+        assert_eq!(refused(&mut sim, early), RejectReason::NoProbeInFlight);
+        let other_target = neigh_reply(0, Family::V4, v4(99), now);
+        assert_eq!(
+            refused(&mut sim, other_target),
+            RejectReason::NoProbeInFlight
+        );
+        let next = sim.now + INTERVAL / 2 - sim.at(Duration::ZERO);
+        sim.run_until(next);
+    }
+    assert!(
+        sim.failed(0),
+        "repaired by replies that were not the target's"
+    );
+    let forged = sim.prober.counters(0, Family::V4).unwrap().forged();
+    assert!(
+        forged > 0,
+        "the refused replies were not counted as forgeries"
+    );
+    // The real target's replies still repair it.
+    sim.net.cut.remove(&0);
+    sim.run_until_pred(secs(12), |s| !s.failed(0))
+        .expect("repaired by the target's own replies");
 }
 
 // ---- views ---------------------------------------------------------------------------------

@@ -57,8 +57,10 @@ pub enum ReplyBody {
     /// An echo reply: the ICMP/ICMPv6 message (from a ring event: rebuilt from the cookie,
     /// identifier and sequence XDP checked; the prober checks them again).
     Echo(Vec<u8>),
-    /// An ARP reply or solicited NA from a link-layer target.
-    Neigh,
+    /// An ARP reply or solicited NA from a link-layer target: the protocol address it is
+    /// addressed to (ARP target protocol address / NA destination) and the hardware address
+    /// it came from.
+    Neigh { local: IpAddr, hardware: [u8; 6] },
 }
 
 /// A member's NIC as the probe sockets need it: name, ifindex, MAC.
@@ -321,15 +323,11 @@ impl GroupProbing {
             FAMILY_V6 => Family::V6,
             _ => return None,
         };
-        let from = match family {
-            Family::V4 => IpAddr::V4(Ipv4Addr::new(
-                ev.target[0],
-                ev.target[1],
-                ev.target[2],
-                ev.target[3],
-            )),
-            Family::V6 => IpAddr::V6(Ipv6Addr::from(ev.target)),
+        let addr = |bytes: [u8; 16]| match family {
+            Family::V4 => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
+            Family::V6 => IpAddr::V6(Ipv6Addr::from(bytes)),
         };
+        let from = addr(ev.target);
         let rx = ring::instant_of(ev.rx_ns);
         let body = match ev.kind {
             PROBE_EV_ECHO => {
@@ -342,7 +340,10 @@ impl GroupProbing {
                 };
                 ReplyBody::Echo(payload::build_reply(family, &echo).to_vec())
             }
-            PROBE_EV_ARP | PROBE_EV_NA => ReplyBody::Neigh,
+            PROBE_EV_ARP | PROBE_EV_NA => ReplyBody::Neigh {
+                local: addr(ev.local),
+                hardware: ev.mac,
+            },
             _ => return None,
         };
         Some(ProbeReply {

@@ -26,6 +26,7 @@ pub(crate) fn member(name: &str, active: bool, state: MemberState) -> MemberStat
         counters: Default::default(),
         probes: Vec::new(),
         probe_forged: 0,
+        probe_totals: Default::default(),
     }
 }
 

@@ -236,6 +236,7 @@ mod tests {
             counters: Default::default(),
             probes: Vec::new(),
             probe_forged: 0,
+            probe_totals: Default::default(),
         };
         Snapshot {
             pid: 4242,

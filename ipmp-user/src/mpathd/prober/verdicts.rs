@@ -141,6 +141,8 @@ impl Prober {
                     continue;
                 };
                 inst.targets.reset_rtt();
+                // Every member lost its target at once: it may have a new NIC.
+                inst.targets.forget_hardware();
                 if inst.targets.source() == Some(TargetSource::Host) {
                     let hosts: Vec<IpAddr> = inst.targets.iter().map(|t| t.addr).collect();
                     for t in hosts {
