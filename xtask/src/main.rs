@@ -1,10 +1,11 @@
-//! Project tasks: `cargo xtask setup | test | demo | bench | cycles | man | deb`.
+//! Project tasks: `cargo xtask setup | test | demo | bench | fuzz | cycles | man | deb`.
 
 mod bench;
 mod cycles;
 mod deb;
 mod demo;
 mod dist;
+mod fuzz;
 mod man;
 mod setup;
 mod test;
@@ -44,6 +45,16 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: Option<std::path::PathBuf>,
     },
+    /// The long data-plane fuzz run (as root): generated packets through every eBPF program,
+    /// each compared with the userspace model; fails on any disagreement.
+    Fuzz {
+        /// Packets per program.
+        #[arg(long, default_value_t = fuzz::DEFAULT_PACKETS)]
+        packets: u64,
+        /// Seed of the packet generators (decimal or 0x…); default: a new one, printed.
+        #[arg(long, value_parser = fuzz::parse_seed)]
+        seed: Option<u64>,
+    },
     /// Import cycles between the source files of each crate (there must be none).
     Cycles,
     /// Regenerate the man pages (dist/man) and shell completions (dist/completions) from the
@@ -66,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test { args } => test::run(&args),
         Cmd::Demo => demo::run(),
         Cmd::Bench { quick, only, out } => bench::run(quick, &only, out),
+        Cmd::Fuzz { packets, seed } => fuzz::run(packets, seed),
         Cmd::Cycles => cycles::run(),
         Cmd::Man => man::run(),
         Cmd::Deb { bin_dir, out } => deb::run(bin_dir, out).map(drop),
