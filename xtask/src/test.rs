@@ -176,7 +176,8 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
     let name = "tier 2+3 (packet fixtures, netns scenarios; root)";
     if root {
         let bin_dir = target_dir()?.join("debug");
-        let mut args: Vec<String> = ["-p", "ipmp-tests", "--tests", "--", "--test-threads=1"]
+        // Integration tests only: the crate's own unit tests ran in tier 1.
+        let mut args: Vec<String> = ["-p", "ipmp-tests", "--test", "*", "--", "--test-threads=1"]
             .map(String::from)
             .into();
         args.extend(extra.iter().cloned());
