@@ -50,15 +50,34 @@ fn alive(pid: u32) -> bool {
             .contains(") Z ")
 }
 
-/// ipmpd's log lines at INFO and above (what an operator reads) from byte `from` on.
+/// ipmpd's log lines at INFO and above (what an operator reads) from byte `from` on, without
+/// colour codes.
 fn operator_lines(d: &Daemon, from: usize) -> Vec<String> {
     d.log()
         .get(from..)
         .unwrap_or_default()
         .lines()
+        .map(strip_colour)
         .filter(|l| l.contains(" INFO ") || l.contains(" WARN ") || l.contains(" ERROR "))
-        .map(str::to_owned)
         .collect()
+}
+
+/// `line` without ANSI escape sequences (`ESC [ ... letter`).
+fn strip_colour(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -343,7 +362,8 @@ fn worst_day_link_flapping_1000_times_in_10_s() {
     if !require_root("worst_day_link_flapping_1000_times_in_10_s") {
         return;
     }
-    const WINDOW_MS: u64 = 1000;
+    // Longer than any pause in the storm, shorter than FDT.
+    const WINDOW_MS: u64 = 3000;
     let s = Setup::start(spec(2), |c| {
         c.link_flap_max_ups = Some(2);
         c.link_flap_window_ms = Some(WINDOW_MS);
@@ -382,9 +402,14 @@ fn worst_day_link_flapping_1000_times_in_10_s() {
     let wall = started.elapsed();
     let lines = operator_lines(&s.daemon, log_from);
     let share = cpu.as_secs_f64() / wall.as_secs_f64();
+    let episodes = lines
+        .iter()
+        .filter(|l| l.contains("link flapping, repair withheld"))
+        .count();
     eprintln!(
         "link flap: 1000 down/up cycles of m0 in {:.1} s; ipmpd CPU {:.2} s over {:.1} s \
-         ({:.1} % of one core); {} log lines at INFO or above; m0 repaired {:.2} s after the \
+         ({:.1} % of one core); {} log lines at INFO or above, {episodes} flapping \
+         episode(s); m0 repaired {:.2} s after the \
          last flap (hold-down window {WINDOW_MS} ms)",
         storm.as_secs_f64(),
         cpu.as_secs_f64(),
@@ -404,16 +429,25 @@ fn worst_day_link_flapping_1000_times_in_10_s() {
         "ipmpd used {:.0} % of a core in the storm",
         share * 100.0
     );
-    // Not one per toggle (2000): the hold-down's quick repairs, one withheld line, the outcome.
-    let withheld = lines
-        .iter()
-        .filter(|l| l.contains("link flapping, repair withheld"))
-        .count();
-    assert_eq!(withheld, 1, "one flapping line per episode");
-    assert!(lines.len() <= 40, "{} log lines for one storm", lines.len());
-    // Correct within the hold-down window after the last flap (FDT is 10 s).
+    // Not one per toggle: per episode the hold-down's quick repairs, one withheld line, and
+    // the repair that ends it (a pause in the storm longer than the window ends an episode).
+    let mut announced = false;
+    for l in &lines {
+        if l.contains("m0 link flapping, repair withheld") {
+            assert!(
+                !announced,
+                "a second flapping line in one episode:\n{lines:#?}"
+            );
+            announced = true;
+        } else if l.contains("m0 repaired") {
+            announced = false;
+        }
+    }
+    assert!(episodes >= 1, "the storm was never held down");
+    assert!(lines.len() <= 80, "{} log lines for one storm", lines.len());
+    // Correct within the hold-down window after the last flap, and within FDT (10 s).
     assert!(
-        to_repair < Duration::from_millis(WINDOW_MS) + Duration::from_secs(3),
+        to_repair < Duration::from_millis(WINDOW_MS) + Duration::from_secs(2),
         "repaired {to_repair:?} after the last flap"
     );
     let out = s
@@ -497,7 +531,7 @@ fn worst_day_hostile_control_clients() {
                     Ok(t) => raw.push(t),
                     Err(e) => failures.push(e),
                 }
-                if raw.len() % 25 == 0 {
+                if raw.len() % 10 == 0 {
                     let t = Instant::now();
                     match s.daemon.ipmpstat(&["-g"]) {
                         Ok(_) => tool.push(t.elapsed()),
@@ -508,6 +542,29 @@ fn worst_day_hostile_control_clients() {
             }
             (raw, tool, failures)
         });
+
+        // 1000 connections at once, silent; then each asks for the status.
+        // (The clients below come after it: the flood would give them the slots' rule, not
+        // the timeouts, to meet.)
+        thread::sleep(Duration::from_millis(200));
+        let opened = Instant::now();
+        let conns: Vec<UnixStream> = (0..1000)
+            .map(|_| UnixStream::connect(&socket).expect("connect"))
+            .collect();
+        let open_took = opened.elapsed();
+        let (mut answered, mut refused, mut other) = (0, 0, Vec::new());
+        for mut c in conns {
+            // An evicted connection may be closed already; its error line is still there.
+            let _ = c.write_all(b"{\"request\":\"status\"}\n");
+            match read_error(c, Duration::from_secs(10)) {
+                Ok(None) => answered += 1,
+                Ok(Some(m)) if m.contains("closed to make room") || m.contains("all busy") => {
+                    refused += 1;
+                }
+                Ok(Some(m)) => other.push(m),
+                Err(e) => other.push(e),
+            }
+        }
 
         // One byte a second.
         let slow = scope.spawn(|| {
@@ -535,11 +592,11 @@ fn worst_day_hostile_control_clients() {
             let writer = thread::spawn(move || {
                 let chunk = vec![b'x'; 1 << 20];
                 let mut written = 0usize;
-                for _ in 0..100 {
-                    if w.write_all(&chunk).is_err() {
-                        break;
+                while written < 100 << 20 {
+                    match w.write(&chunk) {
+                        Ok(n) => written += n,
+                        Err(_) => break,
                     }
-                    written += chunk.len();
                 }
                 written
             });
@@ -574,27 +631,6 @@ fn worst_day_hostile_control_clients() {
             out
         });
 
-        // 1000 connections at once, silent; then each asks for the status.
-        thread::sleep(Duration::from_millis(200));
-        let opened = Instant::now();
-        let conns: Vec<UnixStream> = (0..1000)
-            .map(|_| UnixStream::connect(&socket).expect("connect"))
-            .collect();
-        let open_took = opened.elapsed();
-        let (mut answered, mut refused, mut other) = (0, 0, Vec::new());
-        for mut c in conns {
-            // An evicted connection may be closed already; its error line is still there.
-            let _ = c.write_all(b"{\"request\":\"status\"}\n");
-            match read_error(c, Duration::from_secs(10)) {
-                Ok(None) => answered += 1,
-                Ok(Some(m)) if m.contains("closed to make room") || m.contains("all busy") => {
-                    refused += 1;
-                }
-                Ok(Some(m)) => other.push(m),
-                Err(e) => other.push(e),
-            }
-        }
-
         let (slow_told, slow_took) = slow.join().expect("slow client");
         let (big_told, big_written) = big.join().expect("big client");
         let invalid = invalid.join().expect("invalid clients");
@@ -611,7 +647,7 @@ fn worst_day_hostile_control_clients() {
         );
         eprintln!(
             "  one byte a second: {slow_told:?} after {:.1} s; 100 MiB request: {big_told:?} \
-             after {:.1} MiB taken",
+             after {:.2} MiB taken",
             slow_took.as_secs_f64(),
             big_written as f64 / f64::from(1 << 20)
         );
