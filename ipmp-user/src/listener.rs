@@ -71,6 +71,9 @@ pub struct Connections {
     /// Slot holders by age (admission order).
     slots: BTreeMap<u64, (task::Id, Arc<Shared>)>,
     next: u64,
+    /// Since the cap was last reached: connections given up and refused (logged as one line
+    /// when it was reached and one when there is room again, not one per connection).
+    at_cap: Option<(u64, u64)>,
 }
 
 impl Connections {
@@ -84,6 +87,7 @@ impl Connections {
             tasks: JoinSet::new(),
             slots: BTreeMap::new(),
             next: 0,
+            at_cap: None,
         }
     }
 
@@ -103,6 +107,15 @@ impl Connections {
         if self.slots.len() < self.limit {
             return true;
         }
+        let (evicted, refused) = self.at_cap.get_or_insert_with(|| {
+            warn!(
+                listener = self.what,
+                limit = self.limit,
+                "connection limit reached: new connections take the slots of those waiting \
+                 longest on their client, or are refused while all are busy"
+            );
+            (0, 0)
+        });
         let oldest_waiting = self
             .slots
             .iter()
@@ -111,19 +124,11 @@ impl Connections {
         match oldest_waiting.and_then(|seq| self.slots.remove(&seq)) {
             Some((_, shared)) => {
                 shared.evict.notify_one();
-                tracing::debug!(
-                    listener = self.what,
-                    limit = self.limit,
-                    "connection limit reached: the longest-waiting client gives way"
-                );
+                *evicted += 1;
                 true
             }
             None => {
-                warn!(
-                    listener = self.what,
-                    limit = self.limit,
-                    "connection limit reached and every connection busy: refusing a new one"
-                );
+                *refused += 1;
                 false
             }
         }
@@ -158,5 +163,13 @@ impl Connections {
             }
         };
         self.slots.retain(|_, (task, _)| *task != id);
+        if self.slots.len() < self.limit
+            && let Some((evicted, refused)) = self.at_cap.take()
+        {
+            warn!(
+                listener = self.what,
+                evicted, refused, "below the connection limit again"
+            );
+        }
     }
 }

@@ -9,7 +9,10 @@ use std::{
     io::{BufRead as _, BufReader, Write as _},
     os::unix::net::UnixStream,
     path::Path,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     thread,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -494,6 +497,14 @@ fn read_error(c: UnixStream, timeout: Duration) -> Result<Option<String>, String
     }
 }
 
+/// One round of the watcher: two status requests at once.
+struct Round {
+    at: Instant,
+    /// The faster answer: how long ipmpd took.
+    ipmpd: Duration,
+    slowest: Duration,
+}
+
 fn raise_fd_limit(to: u64) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -521,37 +532,62 @@ fn worst_day_hostile_control_clients() {
     let socket = s.daemon.socket().to_path_buf();
     let stop = AtomicBool::new(false);
     thread::scope(|scope| {
-        // The well-behaved client: a raw status request every 10 ms, and ipmpstat now and then.
+        // The well-behaved client: every 10 ms two status requests at once from two threads,
+        // and ipmpstat now and then. The faster of the two is ipmpd's answer time: a stall of
+        // ipmpd delays both, a thread of this process scheduled late only one.
         let watcher = scope.spawn(|| {
-            let mut raw = Vec::new();
-            let mut tool = Vec::new();
-            let mut failures = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                match raw_status(&socket) {
-                    Ok(t) => raw.push(t),
-                    Err(e) => failures.push(e),
-                }
-                if raw.len() % 10 == 0 {
-                    let t = Instant::now();
-                    match s.daemon.ipmpstat(&["-g"]) {
-                        Ok(_) => tool.push(t.elapsed()),
-                        Err(e) => failures.push(format!("ipmpstat: {e}")),
+            let (go, go_rx) = mpsc::channel::<()>();
+            let (done_tx, done) = mpsc::channel();
+            let socket = &socket;
+            thread::scope(|inner| {
+                inner.spawn(move || {
+                    while go_rx.recv().is_ok() {
+                        let _ = done_tx.send(raw_status(socket));
                     }
+                });
+                let mut rounds = Vec::new();
+                let mut tool = Vec::new();
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let at = Instant::now();
+                    let _ = go.send(());
+                    let mine = raw_status(socket);
+                    let theirs = done.recv().unwrap_or_else(|_| Err("partner gone".into()));
+                    match (mine, theirs) {
+                        (Ok(a), Ok(b)) => rounds.push(Round {
+                            at,
+                            ipmpd: a.min(b),
+                            slowest: a.max(b),
+                        }),
+                        (a, b) => failures.extend([a.err(), b.err()].into_iter().flatten()),
+                    }
+                    if rounds.len() % 10 == 0 {
+                        let t = Instant::now();
+                        match s.daemon.ipmpstat(&["-g"]) {
+                            Ok(_) => tool.push(t.elapsed()),
+                            Err(e) => failures.push(format!("ipmpstat: {e}")),
+                        }
+                    }
+                    thread::sleep(Duration::from_millis(10));
                 }
-                thread::sleep(Duration::from_millis(10));
-            }
-            (raw, tool, failures)
+                drop(go);
+                (rounds, tool, failures)
+            })
         });
+
+        // A second without attack: the machine's own noise, for comparison.
+        thread::sleep(Duration::from_secs(1));
+        let baseline_end = Instant::now();
 
         // 1000 connections at once, silent; then each asks for the status.
         // (The clients below come after it: the flood would give them the slots' rule, not
         // the timeouts, to meet.)
-        thread::sleep(Duration::from_millis(200));
         let opened = Instant::now();
         let conns: Vec<UnixStream> = (0..1000)
             .map(|_| UnixStream::connect(&socket).expect("connect"))
             .collect();
         let open_took = opened.elapsed();
+        let flood = opened;
         let (mut answered, mut refused, mut other) = (0, 0, Vec::new());
         for mut c in conns {
             // An evicted connection may be closed already; its error line is still there.
@@ -565,6 +601,8 @@ fn worst_day_hostile_control_clients() {
                 Err(e) => other.push(e),
             }
         }
+
+        let flood_end = Instant::now();
 
         // One byte a second.
         let slow = scope.spawn(|| {
@@ -635,7 +673,20 @@ fn worst_day_hostile_control_clients() {
         let (big_told, big_written) = big.join().expect("big client");
         let invalid = invalid.join().expect("invalid clients");
         stop.store(true, Ordering::Relaxed);
-        let (mut raw, mut tool, failures) = watcher.join().expect("watcher");
+        let (rounds, mut tool, failures) = watcher.join().expect("watcher");
+        let max_where = |keep: &dyn Fn(&Round) -> bool, f: fn(&Round) -> Duration| {
+            rounds.iter().filter(|r| keep(r)).map(f).max()
+        };
+        let baseline_max = max_where(&|r| r.at < baseline_end, |r| r.ipmpd);
+        // The flood: from the first connection until each of the 1000 was answered.
+        let flood_max = max_where(&|r| r.at >= flood && r.at <= flood_end, |r| r.ipmpd);
+        let attack = |r: &Round| r.at >= baseline_end;
+        let slowest_single = max_where(&attack, |r| r.slowest);
+        let mut raw: Vec<Duration> = rounds
+            .iter()
+            .filter(|r| attack(r))
+            .map(|r| r.ipmpd)
+            .collect();
         raw.sort_unstable();
         tool.sort_unstable();
         let ms = |d: Option<&Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
@@ -655,12 +706,17 @@ fn worst_day_hostile_control_clients() {
             eprintln!("  {what}: {told:?}");
         }
         eprintln!(
-            "  meanwhile {} status requests from another client: median {:.1} ms, max {:.1} ms; \
-             {} ipmpstat -g runs: median {:.0} ms, max {:.0} ms wall (process start-up \
-             included); {} failed",
+            "  meanwhile, ipmpd's answer to another client's status request (the faster of two \
+             at once, {} times): median {:.1} ms, max {:.1} ms (max {:.1} ms during the flood; \
+             max {:.1} ms in a second before the attacks; slowest single request {:.1} ms, \
+             this box's scheduling included); {} ipmpstat -g runs: median {:.0} ms, max {:.0} \
+             ms wall (process start-up included); {} failed",
             raw.len(),
             ms(raw.get(raw.len() / 2)),
             ms(raw.last()),
+            ms(flood_max.as_ref()),
+            ms(baseline_max.as_ref()),
+            ms(slowest_single.as_ref()),
             tool.len(),
             ms(tool.get(tool.len() / 2)),
             ms(tool.last()),

@@ -33,6 +33,10 @@ pub const LIMITS: Limits = Limits {
     write_timeout: Duration::from_secs(10),
 };
 
+/// Accepts between two yields to the connections' tasks; well below the cap, so that a new
+/// connection is read before enough newer ones arrive to make it the oldest.
+const YIELD_EVERY: usize = 16;
+
 /// Who is on the other end of a connection (SO_PEERCRED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerCred {
@@ -168,6 +172,7 @@ impl ControlServer {
         };
         let limits = self.limits;
         let mut connections = Connections::new("control", limits.max_connections, true);
+        let mut accepted_since_yield = 0;
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -178,6 +183,15 @@ impl ControlServer {
                         }
                         let (tx, probes) = (tx.clone(), probes.clone());
                         connections.spawn(|slot| serve_connection(stream, slot, limits, tx, probes));
+                        // Now and then, let the new connections read what their clients sent
+                        // before accepting more: in a flood, a client whose request is there
+                        // must not be taken for one that waits (yielding after every accept
+                        // would slow the draining of the flood).
+                        accepted_since_yield += 1;
+                        if accepted_since_yield >= YIELD_EVERY {
+                            accepted_since_yield = 0;
+                            tokio::task::yield_now().await;
+                        }
                     }
                     Err(e) => {
                         warn!(error = %e, "control socket: accept failed");
@@ -262,7 +276,12 @@ async fn serve_connection(
         peer,
     };
     match serve_requests(&mut conn, BufReader::new(read), &slot, &tx, &probes).await {
-        Ok(Some(message)) => {
+        Ok(Closed::ByClient) => {}
+        Ok(Closed::Evicted(message)) => {
+            // Counted by the listener's one line for the flood, not logged one by one.
+            let _ = conn.send(&Response::Error { message }).await;
+        }
+        Ok(Closed::Told(message)) => {
             debug!(
                 uid = peer.uid,
                 pid = peer.pid,
@@ -271,7 +290,6 @@ async fn serve_connection(
             // The client may be gone already; it was told if it still listens.
             let _ = conn.send(&Response::Error { message }).await;
         }
-        Ok(None) => {}
         Err(e) => {
             debug!(uid = peer.uid, pid = peer.pid, error = %e, "control connection ended with an error");
         }
@@ -305,19 +323,28 @@ impl Conn {
     }
 }
 
-/// Serves request after request until the client closes (`Ok(None)`) or breaks a rule
-/// (`Ok(Some(why))`, told to the client before closing).
+/// Why a connection ends, when not on an I/O error.
+enum Closed {
+    /// The client closed it.
+    ByClient,
+    /// The client broke a rule: why, told to it before closing.
+    Told(String),
+    /// It gave its slot to a newer connection: what it is told.
+    Evicted(String),
+}
+
+/// Serves request after request until the client closes or breaks a rule.
 async fn serve_requests(
     conn: &mut Conn,
     mut reader: BufReader<tokio::net::unix::OwnedReadHalf>,
     slot: &Slot,
     tx: &mpsc::Sender<ControlCall>,
     probes: &broadcast::Sender<ProbeLine>,
-) -> io::Result<Option<String>> {
+) -> io::Result<Closed> {
     let limits = conn.limits;
     let peer = conn.peer;
     let evicted = || {
-        Some(format!(
+        Closed::Evicted(format!(
             "closed to make room: ipmpd serves {} control connections at once and this one \
              waited longest for a request",
             limits.max_connections
@@ -332,14 +359,14 @@ async fn serve_requests(
         {
             None => return Ok(evicted()),
             Some(Err(_)) => {
-                return Ok(Some(format!(
+                return Ok(Closed::Told(format!(
                     "no request for {} s",
                     limits.idle_timeout.as_secs()
                 )));
             }
             Some(Ok(eof)) => {
                 if eof? {
-                    return Ok(None);
+                    return Ok(Closed::ByClient);
                 }
             }
         }
@@ -355,7 +382,7 @@ async fn serve_requests(
         {
             None => return Ok(evicted()),
             Some(Err(_)) => {
-                return Ok(Some(format!(
+                return Ok(Closed::Told(format!(
                     "request not complete within {:?} of its first byte",
                     limits.request_timeout
                 )));
@@ -363,7 +390,7 @@ async fn serve_requests(
             Some(Ok(n)) => n?,
         };
         if n == 0 {
-            return Ok(None);
+            return Ok(Closed::ByClient);
         }
         let complete = line.last() == Some(&b'\n');
         if complete {
@@ -376,23 +403,25 @@ async fn serve_requests(
                 pid = peer.pid,
                 "control socket: {message}, closing"
             );
-            return Ok(Some(message));
+            return Ok(Closed::Told(message));
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             if complete {
                 continue;
             }
-            return Ok(None);
+            return Ok(Closed::ByClient);
         }
         if serde_json::from_slice::<Request>(&line).is_ok_and(|r| r == Request::Probes) {
             debug!(uid = peer.uid, pid = peer.pid, "probe stream subscribed");
-            return stream_probes(conn, probes.subscribe()).await.map(|()| None);
+            return stream_probes(conn, probes.subscribe())
+                .await
+                .map(|()| Closed::ByClient);
         }
         let response = answer(&line, peer, tx).await;
         conn.send(&response).await?;
         if !complete {
             // EOF right after the last request.
-            return Ok(None);
+            return Ok(Closed::ByClient);
         }
     }
 }
