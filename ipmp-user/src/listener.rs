@@ -36,7 +36,7 @@ pub struct Limits {
 #[derive(Debug)]
 struct Shared {
     /// Waiting on the client (reading): may be given up for a new connection. A connection
-    /// starts so: it has not sent a request yet.
+    /// starts so (it has sent no request yet), until its task first runs.
     waiting: AtomicBool,
     evict: Notify,
 }
@@ -144,7 +144,14 @@ impl Connections {
             waiting: AtomicBool::new(true),
             evict: Notify::new(),
         });
-        let handle = self.tasks.spawn(serve(Slot(Arc::clone(&shared))));
+        let serve = serve(Slot(Arc::clone(&shared)));
+        let started = Arc::clone(&shared);
+        let handle = self.tasks.spawn(async move {
+            // A new connection counts as waiting on its client until its task first runs;
+            // from then on only its own `waiting` calls say so.
+            started.waiting.store(false, Ordering::Release);
+            serve.await;
+        });
         self.slots.insert(self.next, (handle.id(), shared));
         self.next += 1;
     }
@@ -173,3 +180,6 @@ impl Connections {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

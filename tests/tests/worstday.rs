@@ -326,7 +326,8 @@ fn worst_day_kill_9_under_traffic() {
     eprintln!(
         "kill -9 + link cut while down: {victim_name} failed over {:.2} s after the restart \
          (ipmpd answering after {:.2} s; UDP flowing again {:.2} s after the restart); lost {} \
-         of {} datagrams (longest gap {:.2} s, from the cut); TCP {} of {} bytes ({})",
+         of {} datagrams (longest gap {:.2} s, from the cut: the outage; the sender was held \
+         back meanwhile, so few were dropped); TCP {} of {} bytes ({})",
         to_failover.as_secs_f64(),
         answering.as_secs_f64(),
         resumed.as_secs_f64(),
