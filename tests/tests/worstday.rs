@@ -46,6 +46,12 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
+/// `ipmpstat -g` says the group is healthy.
+fn assert_group_ok(d: &Daemon) {
+    let out = d.ipmpstat(&["-gP", "-o", "state"]).expect("ipmpstat");
+    assert_eq!(out.trim(), "ok", "group state");
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -454,11 +460,7 @@ fn worst_day_link_flapping_1000_times_in_10_s() {
         to_repair < Duration::from_millis(WINDOW_MS) + Duration::from_secs(2),
         "repaired {to_repair:?} after the last flap"
     );
-    let out = s
-        .daemon
-        .ipmpstat(&["-gP", "-o", "state"])
-        .expect("ipmpstat");
-    assert_eq!(out.trim(), "ok");
+    assert_group_ok(&s.daemon);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -759,9 +761,5 @@ fn worst_day_hostile_control_clients() {
             "a status request took {worst:?} under attack (bound 100 ms)"
         );
     });
-    let out = s
-        .daemon
-        .ipmpstat(&["-gP", "-o", "state"])
-        .expect("ipmpstat");
-    assert_eq!(out.trim(), "ok");
+    assert_group_ok(&s.daemon);
 }

@@ -550,6 +550,16 @@ fn read_response(stream: std::os::unix::net::UnixStream) -> (Response, bool) {
     (response, closed)
 }
 
+/// What a new connection that sends nothing is told, and whether it is closed then.
+async fn silent_response(path: &Path) -> (Response, bool) {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        read_response(std::os::unix::net::UnixStream::connect(&p).unwrap())
+    })
+    .await
+    .unwrap()
+}
+
 fn error_message(r: Response) -> String {
     match r {
         Response::Error { message } => message,
@@ -599,12 +609,7 @@ async fn one_byte_a_second_gets_a_timeout_error_and_others_are_served_meanwhile(
 #[tokio::test]
 async fn silent_connection_is_closed_with_an_error_after_the_idle_timeout() {
     let s = served();
-    let p = s.path.clone();
-    let (response, closed) = tokio::task::spawn_blocking(move || {
-        read_response(std::os::unix::net::UnixStream::connect(&p).unwrap())
-    })
-    .await
-    .unwrap();
+    let (response, closed) = silent_response(&s.path).await;
     assert!(error_message(response).contains("no request for"));
     assert!(closed);
 }
@@ -741,12 +746,7 @@ async fn connections_busy_with_the_daemon_are_not_evicted_and_a_new_one_is_refus
     while calls.len() < TEST_LIMITS.max_connections {
         calls.push(held_rx.recv().await.unwrap());
     }
-    let p = s.path.clone();
-    let (refused, _) = tokio::task::spawn_blocking(move || {
-        read_response(std::os::unix::net::UnixStream::connect(&p).unwrap())
-    })
-    .await
-    .unwrap();
+    let (refused, _) = silent_response(&s.path).await;
     assert!(error_message(refused).contains("all busy"));
     // The busy ones get their answers once the daemon gives them.
     for call in calls {
