@@ -316,7 +316,8 @@ impl Daemon {
             return Ok(());
         }
         member.link = state;
-        tracing::info!(member = %member.name, link = ?state, "link state changed");
+        // The notices say at info what a change does; a flapping link must not flood the log.
+        tracing::debug!(member = %member.name, link = ?state, "link state changed");
         let up = state == Carrier::Up;
         let now = Instant::now();
         self.handle(gi, Event::Link { member: mi, up }, now).await?;

@@ -240,7 +240,9 @@ pub enum Notice {
     MemberRepaired {
         member: MemberId,
     },
-    /// The link came back but flaps; the repair waits until `until` (a Tick then).
+    /// The link came back but flaps; the repair waits until `until` (a Tick then). Once per
+    /// episode: further flaps before the repair move the deadline silently
+    /// ([`Group::repair_withheld_until`]).
     RepairWithheld {
         member: MemberId,
         until: Instant,
@@ -377,6 +379,9 @@ struct Member {
     ups: VecDeque<Instant>,
     /// Repair withheld until then (flapping).
     withheld_until: Option<Instant>,
+    /// A flapping episode was announced ([`Notice::RepairWithheld`]) and the member has not
+    /// been repaired since: later flaps only move the deadline, so a storm is one notice.
+    flap_announced: bool,
 }
 
 impl Member {
@@ -438,6 +443,7 @@ impl Group {
                     ever_usable: false,
                     ups: VecDeque::new(),
                     withheld_until: None,
+                    flap_announced: false,
                 }
             })
             .collect();
@@ -737,13 +743,17 @@ impl Group {
                 .and_then(|&t| t.checked_add(window));
             if until != m.withheld_until {
                 m.withheld_until = until;
-                if let Some(until) = until {
+                if let Some(until) = until
+                    && !m.flap_announced
+                {
+                    m.flap_announced = true;
                     notices.push(Notice::RepairWithheld { member, until });
                 }
             }
             return;
         }
         m.withheld_until = None;
+        m.flap_announced = false;
         m.link_failed = false;
         if m.failed() {
             // The probe detector still says failed: repaired only when both agree.

@@ -15,6 +15,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod group;
+pub mod listener;
 pub mod metrics;
 pub mod mpathd;
 pub mod netlink;

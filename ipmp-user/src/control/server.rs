@@ -17,18 +17,25 @@ use tokio::{
     io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream, unix::OwnedWriteHalf},
     sync::{broadcast, mpsc, oneshot},
-    task::JoinSet,
 };
 use tracing::{debug, warn};
 
 use super::protocol::{ControlError, MAX_REQUEST_LINE, ProbeLine, Request, Response};
+use crate::listener::{Connections, Limits, Slot};
 
-/// Connections served at once; more are closed at accept (a local user must not be able to
-/// exhaust the daemon's file descriptors).
-const MAX_CONNECTIONS: usize = 64;
+/// The control socket's limits. A local user must not be able to exhaust the daemon's file
+/// descriptors (at most this many connections; past it, a new one takes the slot of the one
+/// waiting longest on its client), nor hold a slot by sending slowly.
+pub const LIMITS: Limits = Limits {
+    max_connections: 64,
+    idle_timeout: Duration::from_secs(60),
+    request_timeout: Duration::from_secs(5),
+    write_timeout: Duration::from_secs(10),
+};
 
-/// A connection that sends no request for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Accepts between two yields to the connections' tasks; well below the cap, so that a new
+/// connection is read before enough newer ones arrive to make it the oldest.
+const YIELD_EVERY: usize = 16;
 
 /// Who is on the other end of a connection (SO_PEERCRED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +74,7 @@ pub struct ControlServer {
     path: PathBuf,
     /// (st_dev, st_ino) of the socket file we created.
     identity: Option<(u64, u64)>,
+    limits: Limits,
 }
 
 impl ControlServer {
@@ -122,6 +130,7 @@ impl ControlServer {
             listener: None,
             path: path.to_path_buf(),
             identity: None,
+            limits: LIMITS,
         };
         // From here on, dropping `server` removes the file on every error path.
         let meta = fs::symlink_metadata(path).map_err(io_err)?;
@@ -134,6 +143,13 @@ impl ControlServer {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Serves with `limits` instead of [`LIMITS`].
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Serves connections until the receiving side of `tx` is dropped, then removes the socket
@@ -154,16 +170,28 @@ impl ControlServer {
                 return;
             }
         };
-        let mut connections = JoinSet::new();
+        let limits = self.limits;
+        let mut connections = Connections::new("control", limits.max_connections, true);
+        let mut accepted_since_yield = 0;
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        if connections.len() >= MAX_CONNECTIONS {
-                            warn!(limit = MAX_CONNECTIONS, "control socket: too many connections, closing a new one");
+                        if !connections.make_room() {
+                            refuse(&stream, limits.max_connections);
                             continue;
                         }
-                        connections.spawn(serve_connection(stream, tx.clone(), probes.clone()));
+                        let (tx, probes) = (tx.clone(), probes.clone());
+                        connections.spawn(|slot| serve_connection(stream, slot, limits, tx, probes));
+                        // Now and then, let the new connections read what their clients sent
+                        // before accepting more: in a flood, a client whose request is there
+                        // must not be taken for one that waits (yielding after every accept
+                        // would slow the draining of the flood).
+                        accepted_since_yield += 1;
+                        if accepted_since_yield >= YIELD_EVERY {
+                            accepted_since_yield = 0;
+                            tokio::task::yield_now().await;
+                        }
                     }
                     Err(e) => {
                         warn!(error = %e, "control socket: accept failed");
@@ -171,11 +199,7 @@ impl ControlServer {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
-                Some(joined) = connections.join_next(), if !connections.is_empty() => {
-                    if let Err(e) = joined {
-                        warn!(error = %e, "control socket: connection task failed");
-                    }
-                }
+                () = connections.reap() => {}
                 () = tx.closed() => {
                     debug!("control socket: daemon no longer takes calls, closing");
                     break;
@@ -215,8 +239,23 @@ impl Drop for ControlServer {
     }
 }
 
+/// Closes a connection the cap leaves no room for, telling the client why (a fresh socket's
+/// buffer takes the line at once; if not, the client just sees the close).
+fn refuse(stream: &UnixStream, limit: usize) {
+    let response = Response::Error {
+        message: format!(
+            "ipmpd is serving {limit} control connections, all busy: try again in a moment"
+        ),
+    };
+    if let Ok(line) = encode(&response) {
+        let _ = stream.try_write(&line);
+    }
+}
+
 async fn serve_connection(
     stream: UnixStream,
+    slot: Slot,
+    limits: Limits,
     tx: mpsc::Sender<ControlCall>,
     probes: broadcast::Sender<ProbeLine>,
 ) {
@@ -230,36 +269,128 @@ async fn serve_connection(
             return;
         }
     };
-    if let Err(e) = serve_requests(stream, peer, tx, probes).await {
-        debug!(uid = peer.uid, pid = peer.pid, error = %e, "control connection ended with an error");
+    let (read, write) = stream.into_split();
+    let mut conn = Conn {
+        write,
+        limits,
+        peer,
+    };
+    match serve_requests(&mut conn, BufReader::new(read), &slot, &tx, &probes).await {
+        Ok(Closed::ByClient) => {}
+        Ok(Closed::Evicted(message)) => {
+            // Counted by the listener's one line for the flood, not logged one by one.
+            let _ = conn.send(&Response::Error { message }).await;
+        }
+        Ok(Closed::Told(message)) => {
+            debug!(
+                uid = peer.uid,
+                pid = peer.pid,
+                "control connection closed: {message}"
+            );
+            // The client may be gone already; it was told if it still listens.
+            let _ = conn.send(&Response::Error { message }).await;
+        }
+        Err(e) => {
+            debug!(uid = peer.uid, pid = peer.pid, error = %e, "control connection ended with an error");
+        }
     }
 }
 
-async fn serve_requests(
-    stream: UnixStream,
+/// The writing side of a connection and what it answers by.
+struct Conn {
+    write: OwnedWriteHalf,
+    limits: Limits,
     peer: PeerCred,
-    tx: mpsc::Sender<ControlCall>,
-    probes: broadcast::Sender<ProbeLine>,
-) -> io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
+}
+
+impl Conn {
+    /// Sends one response line; a client that does not take it within the write timeout is
+    /// given up.
+    async fn send(&mut self, response: &Response) -> io::Result<()> {
+        let line = encode(response)?;
+        let write = async {
+            self.write.write_all(&line).await?;
+            self.write.flush().await
+        };
+        tokio::time::timeout(self.limits.write_timeout, write)
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    ErrorKind::TimedOut,
+                    "client did not take the response in time",
+                )
+            })?
+    }
+}
+
+/// Why a connection ends, when not on an I/O error.
+enum Closed {
+    /// The client closed it.
+    ByClient,
+    /// The client broke a rule: why, told to it before closing.
+    Told(String),
+    /// It gave its slot to a newer connection: what it is told.
+    Evicted(String),
+}
+
+/// Serves request after request until the client closes or breaks a rule.
+async fn serve_requests(
+    conn: &mut Conn,
+    mut reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+    slot: &Slot,
+    tx: &mpsc::Sender<ControlCall>,
+    probes: &broadcast::Sender<ProbeLine>,
+) -> io::Result<Closed> {
+    let limits = conn.limits;
+    let peer = conn.peer;
+    let evicted = || {
+        Closed::Evicted(format!(
+            "closed to make room: ipmpd serves {} control connections at once and this one \
+             waited longest for a request",
+            limits.max_connections
+        ))
+    };
     loop {
+        // Idle until the first byte of the next request.
+        let first = async { reader.fill_buf().await.map(|b| b.is_empty()) };
+        match slot
+            .waiting(tokio::time::timeout(limits.idle_timeout, first))
+            .await
+        {
+            None => return Ok(evicted()),
+            Some(Err(_)) => {
+                return Ok(Closed::Told(format!(
+                    "no request for {} s",
+                    limits.idle_timeout.as_secs()
+                )));
+            }
+            Some(Ok(eof)) => {
+                if eof? {
+                    return Ok(Closed::ByClient);
+                }
+            }
+        }
+        // Then the whole line, at most MAX_REQUEST_LINE bytes, within the request timeout.
         let mut line = Vec::new();
         let limited = (&mut reader).take(MAX_REQUEST_LINE as u64 + 1);
-        let read = tokio::time::timeout(IDLE_TIMEOUT, read_line(limited, &mut line)).await;
-        let n = match read {
-            Ok(n) => n?,
-            Err(_) => {
-                debug!(
-                    uid = peer.uid,
-                    pid = peer.pid,
-                    "control connection idle, closing"
-                );
-                return Ok(());
+        let n = match slot
+            .waiting(tokio::time::timeout(
+                limits.request_timeout,
+                read_line(limited, &mut line),
+            ))
+            .await
+        {
+            None => return Ok(evicted()),
+            Some(Err(_)) => {
+                return Ok(Closed::Told(format!(
+                    "request not complete within {:?} of its first byte",
+                    limits.request_timeout
+                )));
             }
+            Some(Ok(n)) => n?,
         };
         if n == 0 {
-            return Ok(());
+            return Ok(Closed::ByClient);
         }
         let complete = line.last() == Some(&b'\n');
         if complete {
@@ -272,37 +403,35 @@ async fn serve_requests(
                 pid = peer.pid,
                 "control socket: {message}, closing"
             );
-            send(&mut write, &Response::Error { message }).await?;
-            return Ok(());
+            return Ok(Closed::Told(message));
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             if complete {
                 continue;
             }
-            return Ok(());
+            return Ok(Closed::ByClient);
         }
         if serde_json::from_slice::<Request>(&line).is_ok_and(|r| r == Request::Probes) {
             debug!(uid = peer.uid, pid = peer.pid, "probe stream subscribed");
-            return stream_probes(&mut write, probes.subscribe()).await;
+            return stream_probes(conn, probes.subscribe())
+                .await
+                .map(|()| Closed::ByClient);
         }
-        let response = answer(&line, peer, &tx).await;
-        send(&mut write, &response).await?;
+        let response = answer(&line, peer, tx).await;
+        conn.send(&response).await?;
         if !complete {
             // EOF right after the last request.
-            return Ok(());
+            return Ok(Closed::ByClient);
         }
     }
 }
 
 /// Sends every probe line until the client goes away or ipmpd stops. A reader too slow for
 /// the daemon's pace skips lines rather than slowing the daemon.
-async fn stream_probes(
-    write: &mut OwnedWriteHalf,
-    mut rx: broadcast::Receiver<ProbeLine>,
-) -> io::Result<()> {
+async fn stream_probes(conn: &mut Conn, mut rx: broadcast::Receiver<ProbeLine>) -> io::Result<()> {
     loop {
         match rx.recv().await {
-            Ok(line) => send(write, &Response::Probe(line)).await?,
+            Ok(line) => conn.send(&Response::Probe(line)).await?,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 debug!(skipped = n, "probe stream reader too slow");
             }
@@ -316,6 +445,12 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     line: &mut Vec<u8>,
 ) -> io::Result<usize> {
     reader.read_until(b'\n', line).await
+}
+
+fn encode(response: &Response) -> io::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(response).map_err(io::Error::other)?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 async fn answer(line: &[u8], peer: PeerCred, tx: &mpsc::Sender<ControlCall>) -> Response {
@@ -351,11 +486,4 @@ async fn answer(line: &[u8], peer: PeerCred, tx: &mpsc::Sender<ControlCall>) -> 
     answer.await.unwrap_or_else(|_| Response::Error {
         message: "ipmpd dropped the request without answering".to_owned(),
     })
-}
-
-async fn send(write: &mut OwnedWriteHalf, response: &Response) -> io::Result<()> {
-    let mut line = serde_json::to_vec(response).map_err(io::Error::other)?;
-    line.push(b'\n');
-    write.write_all(&line).await?;
-    write.flush().await
 }

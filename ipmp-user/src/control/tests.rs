@@ -494,3 +494,279 @@ async fn probe_stream_delivers_every_probe_until_ipmpd_stops() {
         .unwrap();
     assert!(matches!(end, Some(Err(_))), "{end:?}");
 }
+
+// Hostile clients: each gets an error line or a close, and never holds up another client.
+
+/// Short limits, so that the tests wait for milliseconds rather than seconds.
+const TEST_LIMITS: crate::listener::Limits = crate::listener::Limits {
+    max_connections: 4,
+    idle_timeout: std::time::Duration::from_millis(400),
+    request_timeout: std::time::Duration::from_millis(300),
+    write_timeout: std::time::Duration::from_secs(2),
+};
+
+/// A server with [`TEST_LIMITS`] on a temp-dir socket, answered by the fake daemon.
+struct Served {
+    _dir: TempDir,
+    path: PathBuf,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
+fn serve_with(rx_daemon: impl FnOnce(mpsc::Receiver<ControlCall>)) -> Served {
+    let dir = TempDir::new();
+    let path = dir.path().join("ipmpd.sock");
+    let server = ControlServer::bind(&path).unwrap().with_limits(TEST_LIMITS);
+    let (tx, rx) = mpsc::channel(4);
+    rx_daemon(rx);
+    let serving = tokio::spawn(server.run(tx, tokio::sync::broadcast::channel(16).0));
+    Served {
+        _dir: dir,
+        path,
+        serving,
+    }
+}
+
+fn served() -> Served {
+    serve_with(|rx| drop(spawn_fake_daemon(rx)))
+}
+
+/// Reads one response line and then whether the server closed the connection.
+fn read_response(stream: std::os::unix::net::UnixStream) -> (Response, bool) {
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let response = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let mut rest = String::new();
+    let closed = reader.read_line(&mut rest).map(|n| n == 0).unwrap_or(false);
+    (response, closed)
+}
+
+/// What a new connection that sends nothing is told, and whether it is closed then.
+async fn silent_response(path: &Path) -> (Response, bool) {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        read_response(std::os::unix::net::UnixStream::connect(&p).unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+fn error_message(r: Response) -> String {
+    match r {
+        Response::Error { message } => message,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// A status request on a fresh connection answers, within 2 s.
+async fn status_answers(path: &Path) {
+    let snapshot = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        request(path, &Request::Status),
+    )
+    .await
+    .expect("status within 2 s")
+    .unwrap()
+    .into_snapshot()
+    .unwrap();
+    assert_eq!(snapshot, sample_snapshot());
+}
+
+#[tokio::test]
+async fn one_byte_a_second_gets_a_timeout_error_and_others_are_served_meanwhile() {
+    let s = served();
+    let p = s.path.clone();
+    let slow = tokio::task::spawn_blocking(move || {
+        let mut stream = std::os::unix::net::UnixStream::connect(&p).unwrap();
+        let started = std::time::Instant::now();
+        // One byte per 100 ms: each byte is well within any per-read timeout, the request never.
+        for b in b"{\"request\":\"status\"}" {
+            if stream.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        (read_response(stream), started.elapsed())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    status_answers(&s.path).await;
+    let ((response, closed), took) = slow.await.unwrap();
+    let message = error_message(response);
+    assert!(message.contains("request not complete"), "{message}");
+    assert!(closed, "the slow connection is closed");
+    assert!(took < std::time::Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test]
+async fn silent_connection_is_closed_with_an_error_after_the_idle_timeout() {
+    let s = served();
+    let (response, closed) = silent_response(&s.path).await;
+    assert!(error_message(response).contains("no request for"));
+    assert!(closed);
+}
+
+#[tokio::test]
+async fn truncated_and_invalid_requests_get_errors() {
+    let s = served();
+    let p = s.path.clone();
+    let answers = tokio::task::spawn_blocking(move || {
+        let connect = || std::os::unix::net::UnixStream::connect(&p).unwrap();
+        // Truncated, then EOF: answered as malformed.
+        let mut a = connect();
+        a.write_all(b"{\"request\":\"sta").unwrap();
+        a.shutdown(std::net::Shutdown::Write).unwrap();
+        // Truncated, then silence: the request timeout.
+        let mut b = connect();
+        b.write_all(b"{\"request\":\"sta").unwrap();
+        // Not JSON, not UTF-8, a JSON array, an unknown request.
+        let mut c = connect();
+        c.write_all(b"\xff\xfe\x00garbage\n[1,2]\n{\"request\":\"shutdown\"}\n")
+            .unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut c_lines = Vec::new();
+        let mut reader = BufReader::new(c);
+        for _ in 0..3 {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            c_lines.push(serde_json::from_str::<Response>(&line).unwrap());
+        }
+        (read_response(a), read_response(b), c_lines)
+    })
+    .await
+    .unwrap();
+    let ((a, a_closed), (b, b_closed), c) = answers;
+    assert!(error_message(a).starts_with("malformed request"));
+    assert!(a_closed);
+    assert!(error_message(b).contains("request not complete"));
+    assert!(b_closed);
+    for r in c {
+        assert!(error_message(r).starts_with("malformed request"));
+    }
+    status_answers(&s.path).await;
+}
+
+#[tokio::test]
+async fn a_100_mib_request_is_refused_without_being_read() {
+    let s = served();
+    let p = s.path.clone();
+    let (written, (response, _)) = tokio::task::spawn_blocking(move || {
+        let stream = std::os::unix::net::UnixStream::connect(&p).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let w = std::thread::spawn(move || {
+            let chunk = vec![b'x'; 1 << 20];
+            let mut written = 0usize;
+            for _ in 0..100 {
+                if writer.write_all(&chunk).is_err() {
+                    break;
+                }
+                written += chunk.len();
+            }
+            written
+        });
+        let answer = read_response(stream);
+        (w.join().unwrap(), answer)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        error_message(response),
+        format!("request line longer than {MAX_REQUEST_LINE} bytes")
+    );
+    // The server stopped reading at the limit: the writer hit a closed socket after at most
+    // the limit plus the socket buffers, far from 100 MiB.
+    assert!(written < 16 << 20, "{written} bytes were taken");
+    status_answers(&s.path).await;
+}
+
+#[tokio::test]
+async fn many_connections_at_once_leave_room_for_a_new_client() {
+    let s = served();
+    let p = s.path.clone();
+    // Ten times the cap, all silent: the oldest give way, one by one, to the newer.
+    let idle: Vec<_> = tokio::task::spawn_blocking(move || {
+        (0..10 * TEST_LIMITS.max_connections)
+            .map(|_| std::os::unix::net::UnixStream::connect(&p).unwrap())
+            .collect()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    status_answers(&s.path).await;
+    assert!(
+        started.elapsed() < TEST_LIMITS.idle_timeout,
+        "waited for the idle timeout"
+    );
+    let closed = tokio::task::spawn_blocking(move || {
+        idle.into_iter()
+            .take(9 * TEST_LIMITS.max_connections)
+            .map(|c| error_message(read_response(c).0))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for message in closed {
+        assert!(message.contains("closed to make room"), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn connections_busy_with_the_daemon_are_not_evicted_and_a_new_one_is_refused() {
+    // A daemon that holds every call unanswered.
+    let (held_tx, mut held_rx) = mpsc::unbounded_channel();
+    let s = serve_with(move |mut rx| {
+        tokio::spawn(async move {
+            while let Some(call) = rx.recv().await {
+                let _ = held_tx.send(call);
+            }
+        });
+    });
+    let p = s.path.clone();
+    let busy: Vec<_> = tokio::task::spawn_blocking(move || {
+        (0..TEST_LIMITS.max_connections)
+            .map(|_| {
+                let mut c = std::os::unix::net::UnixStream::connect(&p).unwrap();
+                c.write_all(b"{\"request\":\"status\"}\n").unwrap();
+                c
+            })
+            .collect()
+    })
+    .await
+    .unwrap();
+    let mut calls = Vec::new();
+    while calls.len() < TEST_LIMITS.max_connections {
+        calls.push(held_rx.recv().await.unwrap());
+    }
+    let (refused, _) = silent_response(&s.path).await;
+    assert!(error_message(refused).contains("all busy"));
+    // The busy ones get their answers once the daemon gives them.
+    for call in calls {
+        let _ = call.reply.send(Response::Status(sample_snapshot()));
+    }
+    let answers = tokio::task::spawn_blocking(move || {
+        busy.into_iter()
+            .map(|c| {
+                let mut reader = BufReader::new(c);
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                serde_json::from_str::<Response>(&line).unwrap()
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(
+        answers
+            .iter()
+            .all(|r| *r == Response::Status(sample_snapshot()))
+    );
+}

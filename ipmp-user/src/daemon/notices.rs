@@ -117,9 +117,14 @@ fn describe(g: &GroupRt, n: &Notice) -> String {
             format!("{} failed ({cause:?})", name(member))
         }
         Notice::MemberRepaired { member } => format!("{} repaired", name(member)),
-        Notice::RepairWithheld { member, .. } => {
-            format!("{} is flapping: repair withheld", name(member))
-        }
+        Notice::RepairWithheld { member, until } => format!(
+            "{} link flapping, repair withheld for {:.1} s (until the link holds; further \
+             flaps of this episode are not logged)",
+            name(member),
+            until
+                .saturating_duration_since(std::time::Instant::now())
+                .as_secs_f64()
+        ),
         Notice::MemberActivated { member } => format!("{} active", name(member)),
         Notice::MemberDeactivated { member } => format!("{} inactive", name(member)),
         Notice::MemberOffline { member } => format!("{} offline", name(member)),

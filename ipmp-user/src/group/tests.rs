@@ -508,13 +508,61 @@ fn more_flaps_push_the_deadline_out() {
     assert_eq!(g.next_deadline(), Some(secs(t0, 62)));
     g.handle(down(E1), secs(t0, 7)).unwrap();
     let n = g.handle(up(E1), secs(t0, 8)).unwrap();
-    // Ups at 4, 6, 8 (2 was dropped from the kept history): clear at 4 + 60.
+    // Ups at 4, 6, 8 (2 was dropped from the kept history): clear at 4 + 60. The episode was
+    // announced already: the deadline moves silently.
+    assert_eq!(n, vec![]);
+    assert_eq!(g.next_deadline(), Some(secs(t0, 64)));
+    assert_eq!(g.repair_withheld_until(E1), Some(secs(t0, 64)));
+}
+
+#[test]
+fn a_flap_storm_is_one_notice_then_the_repair() {
+    let (mut g, t0) = three(true);
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let mut notices = Vec::new();
+    // 500 down/up cycles 10 ms apart: the first two are repaired at once (LINK_UP_PERMIN = 2).
+    for i in 0..500 {
+        notices.extend(g.handle(down(E1), ms(20 * i)).unwrap());
+        notices.extend(g.handle(up(E1), ms(20 * i + 10)).unwrap());
+    }
+    let count = |n: &[Notice], f: fn(&Notice) -> bool| n.iter().filter(|x| f(x)).count();
     assert_eq!(
-        n,
-        vec![Notice::RepairWithheld {
-            member: E1,
-            until: secs(t0, 64)
-        }]
+        count(&notices, |n| matches!(n, Notice::RepairWithheld { .. })),
+        1,
+        "{notices:?}"
+    );
+    assert_eq!(
+        count(&notices, |n| matches!(n, Notice::MemberFailed { .. })),
+        3
+    );
+    assert_eq!(
+        count(&notices, |n| matches!(n, Notice::MemberRepaired { .. })),
+        2
+    );
+    assert!(g.member(E1).failed);
+    // Repaired once the window has cleared after the last up.
+    let until = g.next_deadline().expect("withheld");
+    assert!(until > ms(20 * 499 + 10), "{until:?}");
+    let n = g.handle(Event::Tick, until).unwrap();
+    assert!(has(&n, Notice::MemberRepaired { member: E1 }));
+    assert!(!g.member(E1).failed);
+    // A later episode is announced again.
+    let later = until + Duration::from_secs(600);
+    let mut again = Vec::new();
+    for i in 0..4 {
+        again.extend(
+            g.handle(down(E1), later + Duration::from_millis(20 * i))
+                .unwrap(),
+        );
+        again.extend(
+            g.handle(up(E1), later + Duration::from_millis(20 * i + 10))
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        count(&again, |n| matches!(n, Notice::RepairWithheld { .. })),
+        1,
+        "{again:?}"
     );
 }
 

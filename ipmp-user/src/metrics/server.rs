@@ -8,23 +8,31 @@ use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
     sync::{mpsc, oneshot},
-    task::JoinSet,
 };
 use tracing::{debug, warn};
 
 use super::{encode::CONTENT_TYPE, events::Events};
-use crate::control::{ControlCall, PeerCred, Request as ControlRequest, Response};
+use crate::{
+    control::{ControlCall, PeerCred, Request as ControlRequest, Response},
+    listener::{Connections, Limits},
+};
 
-/// Scrapes served at once; more are closed at accept.
-const MAX_CONNECTIONS: usize = 16;
+/// Scrapes served at once (more are closed at accept); a client must send its request within
+/// the request timeout and take the response within the write timeout.
+const LIMITS: Limits = Limits {
+    max_connections: 16,
+    idle_timeout: Duration::from_secs(5),
+    request_timeout: Duration::from_secs(5),
+    write_timeout: Duration::from_secs(10),
+};
+/// A client must send its request within this.
+const READ_TIMEOUT: Duration = LIMITS.request_timeout;
+/// A client must take the response within this.
+const WRITE_TIMEOUT: Duration = LIMITS.write_timeout;
 /// Longest request head (request line and headers).
 const MAX_HEAD: usize = 8 * 1024;
-/// A client must send its request within this.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The daemon must answer for the snapshot within this.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A client must take the response within this.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -111,16 +119,17 @@ impl MetricsServer {
                 return;
             }
         };
-        let mut connections = JoinSet::new();
+        // Scrapes are short: the cap refuses rather than evicts.
+        let mut connections = Connections::new("metrics", LIMITS.max_connections, false);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        if connections.len() >= MAX_CONNECTIONS {
-                            warn!(%peer, limit = MAX_CONNECTIONS, "metrics: too many scrapes at once, closing a new one");
+                        if !connections.make_room() {
                             continue;
                         }
-                        connections.spawn(serve(stream, peer, calls.clone(), events.clone()));
+                        let (calls, events) = (calls.clone(), events.clone());
+                        connections.spawn(|_| serve(stream, peer, calls, events));
                     }
                     Err(e) => {
                         warn!(error = %e, "metrics: accept failed");
@@ -128,11 +137,7 @@ impl MetricsServer {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
-                Some(joined) = connections.join_next(), if !connections.is_empty() => {
-                    if let Err(e) = joined {
-                        warn!(error = %e, "metrics: connection task failed");
-                    }
-                }
+                () = connections.reap() => {}
                 () = calls.closed() => break,
             }
         }
