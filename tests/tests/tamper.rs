@@ -23,6 +23,12 @@ const SPEC: LabSpec = LabSpec {
     router: true,
 };
 
+/// Echo requests go through to the host's stack on `ipmp0` and the replies out through its
+/// TC egress (not answered by the member programs), so the pings cross the whole data path.
+fn config(c: &mut lab::IpmpdConfig) {
+    c.group_mut().xdp_echo = Some(false);
+}
+
 /// Ping interval of the traffic check.
 const PING_EVERY: Duration = Duration::from_millis(5);
 /// How long a repair may take (the check runs every second).
@@ -108,7 +114,7 @@ fn removed_pins_are_put_back_and_traffic_never_stops() {
     if !lab::require_root("removed_pins_are_put_back_and_traffic_never_stops") {
         return;
     }
-    let s = Setup::start(SPEC, |_| {}).unwrap();
+    let s = Setup::start(SPEC, config).unwrap();
     let (d, dir) = (&s.daemon, s.lab.pin_dir());
     let before = pins(&dir);
     let ids = link_ids(&dir);
@@ -213,7 +219,9 @@ fn an_unmounted_bpffs_is_reported_and_pinned_again_once_back() {
     let fs = OwnBpffs::mount().unwrap();
     let lab = Lab::new(SPEC).unwrap();
     let dir = fs.at.join("ipmp");
-    let d = lab::start_ipmpd_pinned(&lab, &lab.config().to_toml(), None, &dir).unwrap();
+    let mut c = lab.config();
+    config(&mut c);
+    let d = lab::start_ipmpd_pinned(&lab, &c.to_toml(), None, &dir).unwrap();
     let names = lab.members();
     wait_for(&d, "every member active", Duration::from_secs(10), || {
         common::members(&d).is_ok_and(|ms| {
@@ -275,7 +283,7 @@ fn a_deleted_ipmp_interface_is_created_again() {
     if !lab::require_root("a_deleted_ipmp_interface_is_created_again") {
         return;
     }
-    let s = Setup::start(SPEC, |_| {}).unwrap();
+    let s = Setup::start(SPEC, config).unwrap();
     let (d, host) = (&s.daemon, s.lab.host());
     let old = host.link("ipmp0").unwrap().ifindex;
     assert!(default_route_via_router(host));
@@ -345,7 +353,11 @@ fn detached_member_programs_are_attached_again() {
     if !lab::require_root("detached_member_programs_are_attached_again") {
         return;
     }
-    let s = Setup::start(SPEC, |c| c.group_mut().xdp_mode = Some("generic".into())).unwrap();
+    let s = Setup::start(SPEC, |c| {
+        config(c);
+        c.group_mut().xdp_mode = Some("generic".into());
+    })
+    .unwrap();
     let (d, host, dir) = (&s.daemon, s.lab.host(), s.lab.pin_dir());
     // The member inbound traffic for the data address enters through.
     let m = common::bindings(d).unwrap()[DATA_V4].clone();
@@ -390,10 +402,21 @@ fn detached_member_programs_are_attached_again() {
         "{}",
         d.log()
     );
+    // Inbound through m is handed to ipmp0 by the program again (without it, the member's own
+    // stack took the frames: the address is local, so pings were answered all the same).
+    let maps = s.maps().unwrap();
+    let slot = maps
+        .member(host.link(&m).unwrap().ifindex)
+        .unwrap()
+        .stats_slot;
+    let rx0 = maps.packets(slot, ipmp_common::Reason::RxToIpmp).unwrap();
     assert!(
         s.lab.peer(0).ping(DATA_V4, 100, PING_EVERY).unwrap().lost() <= 2,
         "inbound through {m} resumed"
     );
+    let rx = maps.packets(slot, ipmp_common::Reason::RxToIpmp).unwrap() - rx0;
+    println!("after the repair: {rx} of 100 echo requests handed from {m} to ipmp0 by tc_ingress");
+    assert!(rx >= 98, "{rx}");
 
     // XDP: `ip link set dev m xdp off` is refused while a bpf_link holds the hook (the kernel
     // protects link attachments); detaching the link is the way from outside.
