@@ -603,6 +603,7 @@ impl Daemon {
             })
             .collect();
         for event in netlink::events::differences(&known, &self.nl.links().await?) {
+            tracing::debug!(?event, "found by re-reading the links");
             Box::pin(self.on_link(event)).await?;
         }
         let members: Vec<u32> = self
