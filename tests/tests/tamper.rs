@@ -96,8 +96,21 @@ fn count(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
 }
 
-/// Prints one scenario's figures.
-fn figures(scenario: &str, stats: lab::PingStats, repair: Duration, cpu: f64) {
+/// Pings the data address from `peer` for `secs` while `tamper` runs (it returns the time to
+/// repair), then prints the scenario's figures: pings lost, the gap they make, the time to
+/// repair and ipmpd's CPU time meanwhile. Returns the ping summary.
+fn measured(
+    d: &Daemon,
+    peer: &Netns,
+    scenario: &str,
+    secs: u64,
+    tamper: impl FnOnce() -> anyhow::Result<Duration>,
+) -> anyhow::Result<lab::PingStats> {
+    let pid = d.pid().context("ipmpd is not running")?;
+    let cpu0 = cpu_seconds(pid)?;
+    let (stats, repair) = ping_while(peer, DATA_V4, Duration::from_secs(secs), PING_EVERY, tamper)?;
+    let repair = repair?;
+    let cpu = cpu_seconds(pid)? - cpu0;
     println!(
         "{scenario}: pings lost {}/{} ({:.0} ms without traffic at one ping per {} ms), repaired in {} ms, ipmpd CPU {:.2} s",
         stats.lost(),
@@ -107,6 +120,7 @@ fn figures(scenario: &str, stats: lab::PingStats, repair: Duration, cpu: f64) {
         repair.as_millis(),
         cpu
     );
+    Ok(stats)
 }
 
 #[test]
@@ -119,29 +133,19 @@ fn removed_pins_are_put_back_and_traffic_never_stops() {
     let before = pins(&dir);
     let ids = link_ids(&dir);
     assert!(before.len() > 8, "maps and links pinned: {before:?}");
-    let cpu0 = cpu_seconds(d.pid().unwrap()).unwrap();
-    let (stats, repair) = ping_while(
-        s.lab.peer(0),
-        DATA_V4,
-        Duration::from_secs(3),
-        PING_EVERY,
-        || {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let path = e.unwrap().path();
-                if path.is_dir() {
-                    std::fs::remove_dir_all(&path).unwrap();
-                } else {
-                    std::fs::remove_file(&path).unwrap();
-                }
+    let stats = measured(d, s.lab.peer(0), "pins removed", 3, || {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
             }
-            assert!(pins(&dir).is_empty());
-            wait_for(d, "every pin back", REPAIR_BOUND, || pins(&dir) == before)
-        },
-    )
+        }
+        assert!(pins(&dir).is_empty());
+        wait_for(d, "every pin back", REPAIR_BOUND, || pins(&dir) == before)
+    })
     .unwrap();
-    let repair = repair.unwrap();
-    let cpu = cpu_seconds(d.pid().unwrap()).unwrap() - cpu0;
-    figures("pins removed", stats, repair, cpu);
     // The same links, pinned again: nothing was detached or attached anew.
     assert_eq!(link_ids(&dir), ids);
     assert_eq!(
@@ -150,6 +154,8 @@ fn removed_pins_are_put_back_and_traffic_never_stops() {
         "{}",
         d.log()
     );
+    // And nothing else was taken for tampering (routes, addresses, attachments).
+    assert_eq!(count(&d.log(), "(by hand?)"), 1, "{}", d.log());
     // ipmpd held the links: the programs never left. 2 lost pings of slack for a loaded host.
     assert!(stats.transmitted > 300, "{stats:?}");
     assert!(stats.lost() <= 2, "{stats:?}");
@@ -233,34 +239,28 @@ fn an_unmounted_bpffs_is_reported_and_pinned_again_once_back() {
     .unwrap();
     let before = pins(&dir);
     assert!(before.len() > 8, "{before:?}");
-    let cpu0 = cpu_seconds(d.pid().unwrap()).unwrap();
-    let (stats, (detected, repinned)) = ping_while(
+    let stats = measured(
+        &d,
         lab.peer(0),
-        DATA_V4,
-        Duration::from_secs(4),
-        PING_EVERY,
+        "bpffs unmounted and mounted again",
+        4,
         || {
             fs.umount().unwrap();
             let detected = wait_for(&d, "the unmount reported", REPAIR_BOUND, || {
                 d.log().contains("cannot pin")
-            })
-            .unwrap();
+            })?;
+            println!(
+                "bpffs unmounted: reported after {} ms",
+                detected.as_millis()
+            );
             thread::sleep(Duration::from_millis(500));
             fs.remount().unwrap();
-            let repinned = wait_for(&d, "every pin back on the new bpffs", REPAIR_BOUND, || {
+            wait_for(&d, "every pin back on the new bpffs", REPAIR_BOUND, || {
                 pins(&dir) == before
             })
-            .unwrap();
-            (detected, repinned)
         },
     )
     .unwrap();
-    let cpu = cpu_seconds(d.pid().unwrap()).unwrap() - cpu0;
-    println!(
-        "bpffs unmounted: reported after {} ms",
-        detected.as_millis()
-    );
-    figures("bpffs unmounted and mounted again", stats, repinned, cpu);
     let log = d.log();
     assert_eq!(count(&log, "cannot pin"), 1, "reported once:\n{log}");
     assert_eq!(count(&log, "bpf filesystem is back: re-pinned"), 1, "{log}");
@@ -287,34 +287,24 @@ fn a_deleted_ipmp_interface_is_created_again() {
     let (d, host) = (&s.daemon, s.lab.host());
     let old = host.link("ipmp0").unwrap().ifindex;
     assert!(default_route_via_router(host));
-    let cpu0 = cpu_seconds(d.pid().unwrap()).unwrap();
-    let (stats, repair) = ping_while(
-        s.lab.peer(0),
-        DATA_V4,
-        Duration::from_secs(4),
-        PING_EVERY,
-        || {
-            host.ip("link del ipmp0").unwrap();
-            wait_for(
-                d,
-                "ipmp0 back with its address, route and program",
-                REPAIR_BOUND,
-                || {
-                    host.link("ipmp0").is_ok_and(|l| l.ifindex != old && l.up)
-                        && host
-                            .addrs("ipmp0")
-                            .is_ok_and(|a| a.iter().any(|a| a.starts_with(DATA_V4)))
-                        && default_route_via_router(host)
-                        && common::tcx_programs(host, "ipmp0")
-                            .is_ok_and(|(_, egress)| !egress.is_empty())
-                },
-            )
-        },
-    )
+    let stats = measured(d, s.lab.peer(0), "IPMP interface deleted", 4, || {
+        host.ip("link del ipmp0").unwrap();
+        wait_for(
+            d,
+            "ipmp0 back with its address, route and program",
+            REPAIR_BOUND,
+            || {
+                host.link("ipmp0").is_ok_and(|l| l.ifindex != old && l.up)
+                    && host
+                        .addrs("ipmp0")
+                        .is_ok_and(|a| a.iter().any(|a| a.starts_with(DATA_V4)))
+                    && default_route_via_router(host)
+                    && common::tcx_programs(host, "ipmp0")
+                        .is_ok_and(|(_, egress)| !egress.is_empty())
+            },
+        )
+    })
     .unwrap();
-    let repair = repair.unwrap();
-    let cpu = cpu_seconds(d.pid().unwrap()).unwrap() - cpu0;
-    figures("IPMP interface deleted", stats, repair, cpu);
     let log = d.log();
     assert_eq!(
         count(&log, "IPMP interface ipmp0 created again"),
@@ -338,6 +328,20 @@ fn a_deleted_ipmp_interface_is_created_again() {
     assert!(
         stats.lost() * PING_EVERY.as_millis() as u64 <= 5000,
         "{stats:?}"
+    );
+}
+
+/// `bpftool link detach pinned <pin>`: detaches a link from outside ipmpd.
+fn detach_pinned(pin: &Path) {
+    let st = Command::new("bpftool")
+        .args(["link", "detach", "pinned"])
+        .arg(pin)
+        .status()
+        .expect("run bpftool");
+    assert!(
+        st.success(),
+        "bpftool link detach pinned {}: {st}",
+        pin.display()
     );
 }
 
@@ -365,36 +369,15 @@ fn detached_member_programs_are_attached_again() {
     let (ingress, _) = common::tcx_programs(host, &m).unwrap();
     assert!(!ingress.is_empty());
     assert!(xdp_prog(host, &m).is_some(), "generic XDP on {m}");
-    let cpu0 = cpu_seconds(d.pid().unwrap()).unwrap();
-
     // TCX ingress: its link detached from outside through its pin.
-    let (stats, repair) = ping_while(
-        s.lab.peer(0),
-        DATA_V4,
-        Duration::from_secs(3),
-        PING_EVERY,
-        || {
-            let p = pin("tc_ingress");
-            Command::new("bpftool")
-                .args(["link", "detach", "pinned"])
-                .arg(&p)
-                .status()
-                .map(|st| assert!(st.success(), "bpftool link detach pinned {}", p.display()))
-                .unwrap();
-            wait_for(d, "tc_ingress attached again", REPAIR_BOUND, || {
-                common::tcx_programs(host, &m).is_ok_and(|(i, _)| i == ingress)
-            })
-        },
-    )
+    let scenario = format!("TCX ingress detached from {m}");
+    measured(d, s.lab.peer(0), &scenario, 3, || {
+        detach_pinned(&pin("tc_ingress"));
+        wait_for(d, "tc_ingress attached again", REPAIR_BOUND, || {
+            common::tcx_programs(host, &m).is_ok_and(|(i, _)| i == ingress)
+        })
+    })
     .unwrap();
-    let repair = repair.unwrap();
-    let cpu = cpu_seconds(d.pid().unwrap()).unwrap() - cpu0;
-    figures(
-        &format!("TCX ingress detached from {m}"),
-        stats,
-        repair,
-        cpu,
-    );
     assert!(
         d.log().contains(&format!(
             "tc_ingress detached from {m} (by hand?): attached again"
@@ -428,34 +411,18 @@ fn detached_member_programs_are_attached_again() {
         off.status,
         String::from_utf8_lossy(&off.stderr).trim()
     );
-    let cpu0 = cpu_seconds(d.pid().unwrap()).unwrap();
     let before = xdp_prog(host, &m);
-    let (stats, repair) = ping_while(
-        s.lab.peer(0),
-        DATA_V4,
-        Duration::from_secs(3),
-        PING_EVERY,
-        || {
-            if off.status.success() {
-                // An older kernel let it go: ipmpd must repair that too.
-            } else {
-                let p = pin("xdp");
-                let st = Command::new("bpftool")
-                    .args(["link", "detach", "pinned"])
-                    .arg(&p)
-                    .status()
-                    .unwrap();
-                assert!(st.success(), "bpftool link detach pinned {}", p.display());
-            }
-            wait_for(d, "XDP attached again", REPAIR_BOUND, || {
-                xdp_prog(host, &m).is_some() && d.log().contains(&format!("xdp detached from {m}"))
-            })
-        },
-    )
+    let scenario = format!("XDP detached from {m}");
+    measured(d, s.lab.peer(0), &scenario, 3, || {
+        // An older kernel may let `ip` detach it: ipmpd must repair that too.
+        if !off.status.success() {
+            detach_pinned(&pin("xdp"));
+        }
+        wait_for(d, "XDP attached again", REPAIR_BOUND, || {
+            xdp_prog(host, &m).is_some() && d.log().contains(&format!("xdp detached from {m}"))
+        })
+    })
     .unwrap();
-    let repair = repair.unwrap();
-    let cpu = cpu_seconds(d.pid().unwrap()).unwrap() - cpu0;
-    figures(&format!("XDP detached from {m}"), stats, repair, cpu);
     assert_eq!(
         xdp_prog(host, &m),
         before,

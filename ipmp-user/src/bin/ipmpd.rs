@@ -26,7 +26,8 @@ struct Cli {
     #[arg(long)]
     check: bool,
     /// Remove everything ipmpd set up (IPMP interfaces of the config, pinned programs, links
-    /// and maps) and exit. Forwarding through the groups stops.
+    /// and maps) and exit. Forwarding through the groups stops. Stop ipmpd first: a running
+    /// ipmpd puts back what it finds removed.
     #[arg(long)]
     cleanup: bool,
 }

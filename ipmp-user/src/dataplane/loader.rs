@@ -523,7 +523,7 @@ pub fn cleanup(pin_dir: &Path) -> io::Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     Err(io::Error::other(format!(
-        "the kernel still holds ipmp's links after {CLEANUP_DETACH_WAIT:?}: something else holds a reference to them (bpftool link show)"
+        "the kernel still holds ipmp's links after {CLEANUP_DETACH_WAIT:?}: a running ipmpd holds them (and pins them again; stop it first) or something else does (bpftool link show)"
     )))
 }
 
