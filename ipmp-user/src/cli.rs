@@ -1,4 +1,10 @@
-//! What the command-line tools (ipmpstat, ipmpadm) share.
+//! The command lines of the tools (ipmpd, ipmpstat, ipmpadm) as clap definitions, so that the
+//! binaries parse with them and [`pages`] renders man pages and shell completions from them.
+
+pub mod ipmpadm;
+pub mod ipmpd;
+pub mod ipmpstat;
+pub mod pages;
 
 /// clap's message without the "error: " prefix and the usage that follows the blank line, so
 /// that a usage error is one line like every other error of the tools.

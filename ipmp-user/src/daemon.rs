@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use self::{
     desired::desired_group,
     error::Result,
-    notices::{count_notice, log_notice},
+    notices::{Cause, count_notice, log_notice},
     setup::{GroupSetup, attach_member, link_state, member_routes, preflight, probe_config, prune},
 };
 pub use self::{
@@ -26,6 +26,7 @@ use crate::{
     group::{Carrier, Event, Notice},
     metrics::{Events, MetricsServer},
     netlink::{self, Link, Netlink, events::LinkEvent, sysctl},
+    notify::{self, Notifier},
     probe_io::{ProbeReply, ReplyBody, ring::ProbeRing},
 };
 
@@ -120,6 +121,7 @@ impl Daemon {
             ring,
             ring_failed: false,
             probe_lines: tokio::sync::broadcast::channel(PROBE_STREAM_BACKLOG).0,
+            notify: Notifier::from_env(),
             events: Events::default(),
             metrics: None,
             pins_lost: false,
@@ -223,6 +225,7 @@ impl Daemon {
 
     /// Feeds an event to one group and carries out what changed.
     async fn handle(&mut self, gi: usize, event: Event, now: Instant) -> Result<()> {
+        let cause = Cause::of(&self.groups[gi], &event);
         let notices = match self.groups[gi].fsm.handle(event, now) {
             Ok(n) => n,
             Err(e) => {
@@ -230,10 +233,10 @@ impl Daemon {
                 return Ok(());
             }
         };
-        self.after(gi, notices).await
+        self.after(gi, notices, &cause).await
     }
 
-    async fn after(&mut self, gi: usize, notices: Vec<Notice>) -> Result<()> {
+    async fn after(&mut self, gi: usize, notices: Vec<Notice>, cause: &Cause) -> Result<()> {
         if notices.is_empty() {
             return Ok(());
         }
@@ -248,7 +251,7 @@ impl Daemon {
         {
             let g = &self.groups[gi];
             for n in &notices {
-                log_notice(g, n);
+                log_notice(g, n, cause);
                 count_notice(&self.events, g, n);
                 if let Notice::AddressRebound {
                     address,
@@ -264,7 +267,13 @@ impl Daemon {
         for (m, addrs) in rebound {
             self.announce(gi, m, addrs);
         }
+        self.notify.status(&self.status_line());
         self.sync_carrier(gi).await
+    }
+
+    /// systemd's STATUS= line: every group's state and what is not ok.
+    fn status_line(&self) -> String {
+        notify::status_line(self.groups.iter().map(|g| &g.fsm))
     }
 
     async fn on_link(&mut self, event: LinkEvent) -> Result<()> {
@@ -698,6 +707,7 @@ impl Daemon {
         } else {
             Event::Online { member: mi }
         };
+        let cause = Cause::of(&self.groups[gi], &event);
         let notices = match self.groups[gi].fsm.handle(event, Instant::now()) {
             Ok(n) => n,
             Err(e) => {
@@ -706,7 +716,7 @@ impl Daemon {
                 };
             }
         };
-        if let Err(e) = self.after(gi, notices).await {
+        if let Err(e) = self.after(gi, notices, &cause).await {
             return Response::Error {
                 message: format!("{interface}: {e}"),
             };
@@ -758,6 +768,9 @@ impl Daemon {
             "ipmpd ready in {} ms",
             self.started.elapsed().as_millis()
         );
+        // Programs attached, maps written, addresses and routes placed: systemd may go on.
+        self.notify.ready(&self.status_line());
+        let mut watchdog = self.notify.watchdog_timer();
         tokio::pin!(signal);
         let mut guard = tokio::time::interval(SYSCTL_GUARD_INTERVAL);
         let mut integrity = tokio::time::interval(integrity::INTEGRITY_INTERVAL);
@@ -831,9 +844,15 @@ impl Daemon {
                 },
                 _ = guard.tick() => self.guard_sysctls(),
                 _ = integrity.tick() => self.check_integrity().await,
+                // Fed here, so a loop stuck in a handler stops feeding it.
+                () = notify::watchdog_tick(&mut watchdog) => self.notify.watchdog(),
                 exit = &mut signal => break exit,
             }
         };
+        match exit {
+            Exit::Reload => self.notify.reloading(),
+            Exit::Stopped => self.notify.stopping(),
+        }
         // Dropping the server (inside the aborted task) removes its socket file.
         control_task.abort();
         let _ = control_task.await;

@@ -4,7 +4,8 @@
 //! probing algorithm), [`stat`].
 //! Actors, each owning one resource: [`netlink`], [`dataplane`], [`probe_io`] (the probe
 //! sockets and the reply ring), [`announce`], [`control`].
-//! [`daemon`] wires them together; [`cli`] is what the tools share.
+//! [`daemon`] wires them together; [`notify`] tells systemd how it is; [`cli`] holds the
+//! tools' command lines and renders their man pages and completions.
 
 pub mod announce;
 pub mod buckets;
@@ -17,5 +18,6 @@ pub mod group;
 pub mod metrics;
 pub mod mpathd;
 pub mod netlink;
+pub mod notify;
 pub mod probe_io;
 pub mod stat;

@@ -18,6 +18,7 @@ pub const BROADCAST: Mac = [0xff; 6];
 pub const NEXTHDR_HOP: u8 = 0;
 pub const NEXTHDR_ROUTING: u8 = 43;
 pub const NEXTHDR_FRAGMENT: u8 = 44;
+pub const NEXTHDR_AUTH: u8 = 51;
 pub const NEXTHDR_DEST: u8 = 60;
 pub const NEXTHDR_NONE: u8 = 59;
 

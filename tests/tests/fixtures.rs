@@ -18,13 +18,12 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr},
 };
 
-use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use anyhow::{Result, anyhow, bail, ensure};
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{SchedClassifier, Xdp},
 };
-use ipmp::dataplane::EBPF_OBJECT;
 use ipmp_common::{
     AddrInfo, AddrKey, Counter, FAMILY_V4, FAMILY_V6, FlowKey, GROUP_F_NO_ECHO,
     GROUP_F_PROBE_RING_ONLY, GroupInfo, MAP_CONFIG, MAP_PROBES, MAP_TARGETS, MAP_TESTADDRS,
@@ -46,17 +45,16 @@ use ipmp_tests::packets::{
     ipv6_router_alert, mld_query, multicast_mac, multicast_mac_v4, nd_ll_option,
     neighbour_advertisement, neighbour_solicitation, pad60, probe_payload, tcp, udp,
 };
+use ipmp_tests::prog_lab::{
+    BOUND, COOKIE, DATA1_4, DATA1_6, DATA4, DATA6, FAR4, FAR6, IPMP0_MAC, IPMP1_MAC, Lab,
+    MEMBER_MAC, PEER_MAC, PEER4, PEER6, PROBE_ID, TARGET_MAC, TARGET4, TARGET6, TEST4, TEST6,
+    in_fresh_netns, load_object, load_program,
+};
 use ipmp_tests::testrun::{ProgKind, test_run};
-use nix::sched::CloneFlags;
 
 // --- verdicts -------------------------------------------------------------------------------
 
-const TC_ACT_OK: u32 = 0;
-const TC_ACT_SHOT: u32 = 2;
-const TC_ACT_REDIRECT: u32 = 7;
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
+use ipmp_tests::model::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_TX};
 
 // --- the lab --------------------------------------------------------------------------------
 
@@ -71,59 +69,8 @@ enum Dev {
     M(usize),
 }
 
-const MEMBERS: usize = 5;
-const IPMP0_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x00];
-const IPMP1_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x01];
-const MEMBER_MAC: [Mac; MEMBERS] = [
-    [0x02, 0, 0, 0, 0, 0x10],
-    [0x02, 0, 0, 0, 0, 0x11],
-    [0x02, 0, 0, 0, 0, 0x12],
-    [0x02, 0, 0, 0, 0, 0x13],
-    [0x02, 0, 0, 0, 0, 0x14],
-];
-/// A host on the group's link (the gateway).
-const PEER_MAC: Mac = [0x02, 0, 0, 0, 0x02, 0x01];
-const PEER4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const PEER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x99);
-
-/// Data addresses of ipmp0: `.10`/`::10` bound to m0, `.11`/`::11` to m1, `.12`/`::12` to no
-/// member.
-const DATA4: [Ipv4Addr; 3] = [
-    Ipv4Addr::new(198, 51, 100, 10),
-    Ipv4Addr::new(198, 51, 100, 11),
-    Ipv4Addr::new(198, 51, 100, 12),
-];
-const DATA6: [Ipv6Addr; 3] = [
-    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10),
-    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x11),
-    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x12),
-];
-/// Which member each data address is bound to (`None`: no active member).
-const BOUND: [Option<usize>; 3] = [Some(0), Some(1), None];
-/// Data addresses of ipmp1, bound to m3.
-const DATA1_4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 130);
-const DATA1_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0x10);
-/// Test addresses (member ARP sender override): m0, m1; m2 has none (probe form).
-const TEST4: [Ipv4Addr; 2] = [
-    Ipv4Addr::new(198, 51, 100, 20),
-    Ipv4Addr::new(198, 51, 100, 21),
-];
-/// IPv6 test address of m0 (link-local, as ipmpd configures them by default).
-const TEST6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x20);
-/// A probe target on the link: m0 probes it with ARP/NDP (no test address needed), m1 with
-/// ICMP only.
-const TARGET_MAC: Mac = [0x02, 0, 0, 0, 0x02, 0x02];
-const TARGET4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
-const TARGET6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
 /// m0's link-local address (source of its neighbour solicitations).
 const M0_LL6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x10);
-/// The daemon's probe identity in `IPMP_CONFIG`.
-const PROBE_ID: u16 = 0x1d1d;
-const COOKIE: u64 = 0x0123_4567_89ab_cdef;
-/// Off-link destinations (behind the gateway).
-const FAR4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
-const FAR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 7);
-
 const SEED: u32 = 0x5eed_1234;
 const N_BUCKETS: u32 = 16;
 /// Member (index) of each bucket in ipmp0's active half.
@@ -173,96 +120,14 @@ enum Tweak {
     NoIpmpPeer,
 }
 
-/// Real devices in the current thread's network namespace.
-struct Lab {
-    ipmp0: u32,
-    ipmp1: u32,
-    /// The veth peers of ipmp0 and ipmp1.
-    ipmp0_peer: u32,
-    ipmp1_peer: u32,
-    members: [u32; MEMBERS],
-}
-
-impl Lab {
-    fn create(routes: bool, forwarding: bool) -> Result<Self> {
-        let mut batch = String::new();
-        let mut link = |name: &str, mac: Mac| {
-            batch.push_str(&format!(
-                "link add {name} address {} type veth peer name {name}p\n",
-                mac_str(mac)
-            ));
-        };
-        link("ipmp0", IPMP0_MAC);
-        link("ipmp1", IPMP1_MAC);
-        for (i, mac) in MEMBER_MAC.iter().enumerate() {
-            link(&format!("m{i}"), *mac);
-        }
-        batch.push_str("link set ipmp0 arp off\nlink set ipmp1 arp off\n");
-        let mut names = vec!["ipmp0".to_owned(), "ipmp1".to_owned()];
-        names.extend((0..MEMBERS).map(|i| format!("m{i}")));
-        for name in &names {
-            batch.push_str(&format!("link set {name}p up\nlink set {name} up\n"));
-        }
-        batch.push_str("addr add 198.51.100.10/24 dev ipmp0\n");
-        batch.push_str("addr add 2001:db8:1::10/64 dev ipmp0 nodad\n");
-        batch.push_str("addr add 2001:db8:3::10/64 dev ipmp1 nodad\n");
-        if routes {
-            batch.push_str("route add default via 198.51.100.1 dev ipmp0\n");
-            batch.push_str("route add ::/0 via 2001:db8:1::1 dev ipmp0\n");
-        }
-        ipmp_tests::lab::ip_batch(&batch)?;
-        if forwarding {
-            // bpf_fib_lookup refuses to look up routes for an interface without forwarding.
-            ipmp_tests::lab::sysctl_here(&[
-                "net.ipv4.conf.ipmp0.forwarding=1",
-                "net.ipv6.conf.ipmp0.forwarding=1",
-                "net.ipv4.conf.ipmp1.forwarding=1",
-                "net.ipv6.conf.ipmp1.forwarding=1",
-            ])?;
-        }
-        let index = |name: &str| -> Result<u32> {
-            nix::net::if_::if_nametoindex(name).with_context(|| format!("ifindex of {name}"))
-        };
-        let mut members = [0; MEMBERS];
-        for (i, m) in members.iter_mut().enumerate() {
-            *m = index(&format!("m{i}"))?;
-        }
-        Ok(Self {
-            ipmp0: index("ipmp0")?,
-            ipmp1: index("ipmp1")?,
-            ipmp0_peer: index("ipmp0p")?,
-            ipmp1_peer: index("ipmp1p")?,
-            members,
-        })
-    }
-
-    fn ifindex(&self, dev: Dev) -> u32 {
-        match dev {
-            Dev::Ipmp0 => self.ipmp0,
-            Dev::Ipmp1 => self.ipmp1,
-            Dev::M(i) => self.members[i],
+impl Dev {
+    fn ifindex(self, lab: &Lab) -> u32 {
+        match self {
+            Dev::Ipmp0 => lab.ipmp0,
+            Dev::Ipmp1 => lab.ipmp1,
+            Dev::M(i) => lab.members[i],
         }
     }
-}
-
-fn mac_str(mac: Mac) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Runs `f` on a new thread that first moves into a fresh network namespace; the namespace
-/// (and every device in it) goes away with the thread.
-fn in_fresh_netns<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
-            f()
-        })
-        .join()
-        .map_err(|_| anyhow!("the fixture thread panicked"))?
-    })
 }
 
 // --- loading and running --------------------------------------------------------------------
@@ -284,6 +149,13 @@ impl Prog {
             Prog::TcMember => PROG_TC_MEMBER,
         }
     }
+
+    fn kind(self) -> ProgKind {
+        match self {
+            Prog::TcEgress | Prog::TcIngress | Prog::TcMember => ProgKind::Tc,
+            Prog::XdpMember => ProgKind::Xdp,
+        }
+    }
 }
 
 /// A lab with the object loaded and its maps filled in.
@@ -299,32 +171,21 @@ struct Run {
 
 impl Session {
     fn new(tweaks: &[Tweak], progs: &[Prog]) -> Result<Self> {
-        ensure!(
-            !EBPF_OBJECT.is_empty(),
-            "the eBPF object is an empty stub (built with AYA_BUILD_SKIP=1): build ipmp-user \
-             without it"
-        );
         let lab = Lab::create(
             !tweaks.contains(&Tweak::NoRoutes),
             !tweaks.contains(&Tweak::NoForwarding),
         )?;
-        let mut ebpf = EbpfLoader::new()
-            .load(EBPF_OBJECT)
-            .context("load the eBPF object")?;
+        let mut ebpf = load_object()?;
         fill_maps(&mut ebpf, &lab, tweaks)?;
         for prog in progs {
-            load_program(&mut ebpf, *prog)?;
+            load_program(&mut ebpf, prog.name(), prog.kind())?;
         }
         Ok(Self { lab, ebpf })
     }
 
     fn run(&mut self, prog: Prog, on: Dev, input: &[u8]) -> Result<Run> {
-        let kind = match prog {
-            Prog::TcEgress | Prog::TcIngress | Prog::TcMember => ProgKind::Tc,
-            Prog::XdpMember => ProgKind::Xdp,
-        };
-        let ifindex = self.lab.ifindex(on);
-        let r = test_run(&mut self.ebpf, prog.name(), kind, ifindex, input, 1)?;
+        let ifindex = on.ifindex(&self.lab);
+        let r = test_run(&mut self.ebpf, prog.name(), prog.kind(), ifindex, input, 1)?;
         Ok(Run {
             verdict: r.verdict,
             output: r.output,
@@ -376,24 +237,6 @@ impl Session {
     }
 }
 
-fn load_program(ebpf: &mut Ebpf, prog: Prog) -> Result<()> {
-    let program = ebpf
-        .program_mut(prog.name())
-        .ok_or_else(|| anyhow!("no program {}", prog.name()))?;
-    let loaded = match prog {
-        Prog::TcEgress | Prog::TcIngress | Prog::TcMember => {
-            let p: &mut SchedClassifier = program.try_into()?;
-            p.load()
-        }
-        Prog::XdpMember => {
-            let p: &mut Xdp = program.try_into()?;
-            p.load()
-        }
-    };
-    // The verifier log is in the Debug form of the error.
-    loaded.map_err(|e| anyhow!("load {}: {e:?}", prog.name()))
-}
-
 fn fill_maps(ebpf: &mut Ebpf, lab: &Lab, tweaks: &[Tweak]) -> Result<()> {
     let m = |i: usize| lab.members[i];
     let has = |t: Tweak| tweaks.contains(&t);
@@ -421,7 +264,7 @@ fn fill_maps(ebpf: &mut Ebpf, lab: &Lab, tweaks: &[Tweak]) -> Result<()> {
     for t in tweaks {
         match t {
             Tweak::NoCast => group0.cast_ifindex = 0,
-            Tweak::CastTo(dev) => group0.cast_ifindex = lab.ifindex(*dev),
+            Tweak::CastTo(dev) => group0.cast_ifindex = dev.ifindex(lab),
             _ => {}
         }
     }
@@ -506,7 +349,7 @@ fn fill_maps(ebpf: &mut Ebpf, lab: &Lab, tweaks: &[Tweak]) -> Result<()> {
             for t in tweaks {
                 match t {
                     Tweak::EmptyBuckets => value = 0,
-                    Tweak::BucketsTo(dev) => value = lab.ifindex(*dev),
+                    Tweak::BucketsTo(dev) => value = dev.ifindex(lab),
                     _ => {}
                 }
             }
@@ -714,7 +557,7 @@ impl Fixture {
                 .events
                 .iter()
                 .map(|e| ProbeEvent {
-                    ifindex: session.lab.ifindex(Dev::M(e.ifindex as usize)),
+                    ifindex: Dev::M(e.ifindex as usize).ifindex(&session.lab),
                     ..*e
                 })
                 .collect();

@@ -701,3 +701,71 @@ fn rp_filter_is_left_as_found() {
     d.stop().unwrap();
     assert_eq!(read(), before, "after ipmpd stopped");
 }
+
+/// The members' routing rules of one family in the host namespace (`ip rule` lines other
+/// than the kernel's own local, main and default).
+fn member_rules(ns: &Netns, family: &str) -> Vec<String> {
+    ns.run(&["ip", family, "rule", "show"])
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            !["lookup local", "lookup main", "lookup default"]
+                .iter()
+                .any(|t| l.ends_with(t))
+        })
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn ipv4_rules_only_for_members_with_an_ipv4_address() {
+    if !require_root("ipv4_rules_only_for_members_with_an_ipv4_address") {
+        return;
+    }
+    let (lab, d) = start(Host {
+        rp_filter: 1,
+        test_addresses: false,
+        xdp_mode: None,
+    });
+    let h = lab.host();
+    // Without IPv4 addresses on the members, IPv4 keeps no rule at all, so the host's IPv4
+    // route lookups stay on the kernel's merged local+main table; IPv6 has its oif rules.
+    assert!(
+        member_rules(h, "-4").is_empty(),
+        "{:?}",
+        member_rules(h, "-4")
+    );
+    let v6 = member_rules(h, "-6");
+    for m in MEMBERS {
+        assert!(
+            v6.iter().any(|r| r.contains(&format!("oif {m} "))),
+            "{m}: {v6:?}"
+        );
+    }
+    // An operator puts an IPv4 address on m0: ipmpd follows with its rules, and the address
+    // answers through m0 under strict rp_filter.
+    h.ip("addr add 198.51.100.41/24 dev m0 noprefixroute")
+        .unwrap();
+    assert!(
+        wait_until(WAIT, POLL, || {
+            let v4 = member_rules(h, "-4");
+            v4.iter().any(|r| r.contains("from 198.51.100.41 "))
+                && v4.iter().any(|r| r.contains("oif m0 "))
+                && v4.len() == 2
+        }),
+        "{:?}\n{}",
+        member_rules(h, "-4"),
+        d.log()
+    );
+    ping_ok(lab.peer(0), "198.51.100.41", 3);
+    ping_ok(lab.peer(0), DATA_V4, 3);
+    // And takes it away again: the IPv4 rules go with it.
+    h.ip("addr del 198.51.100.41/24 dev m0").unwrap();
+    assert!(
+        wait_until(WAIT, POLL, || member_rules(h, "-4").is_empty()),
+        "{:?}\n{}",
+        member_rules(h, "-4"),
+        d.log()
+    );
+    ping_ok(lab.peer(0), DATA_V4, 3);
+}

@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 const BINS: [&str; 5] = ["ipmpd", "ipmpstat", "ipmpadm", "labtool", "ipmp-bench"];
 
 /// The workspace root (xtask lives one level below it).
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
@@ -54,23 +54,7 @@ pub fn run(quick: bool, only: &[String], out: Option<PathBuf>) -> anyhow::Result
     }
     crate::setup::run()?;
     let root = workspace_root();
-    let started = Instant::now();
-    println!("xtask: release build of {}", BINS.join(", "));
-    let mut build = crate::test::cargo();
-    build.args(["build", "--release", "-p", "ipmp-user", "-p", "ipmp-tests"]);
-    for bin in BINS {
-        build.args(["--bin", bin]);
-    }
-    let st = build.status().context("cannot run cargo build")?;
-    if !st.success() {
-        bail!("cargo build --release failed ({st})");
-    }
-    println!(
-        "xtask: build ok in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-
-    let bin_dir = crate::test::target_dir()?.join("release");
+    let bin_dir = crate::test::release_build(&["ipmp-user", "ipmp-tests"], &BINS)?;
     let out = out.unwrap_or_else(|| root.join("docs"));
     let runner = bin_dir.join("ipmp-bench");
     let started = Instant::now();

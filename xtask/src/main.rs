@@ -1,8 +1,12 @@
-//! Project tasks: `cargo xtask setup | test | demo | bench | cycles`.
+//! Project tasks: `cargo xtask setup | test | demo | bench | fuzz | cycles | man | deb`.
 
 mod bench;
 mod cycles;
+mod deb;
 mod demo;
+mod dist;
+mod fuzz;
+mod man;
 mod setup;
 mod test;
 
@@ -41,8 +45,30 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: Option<std::path::PathBuf>,
     },
+    /// The long data-plane fuzz run (as root): generated packets through every eBPF program,
+    /// each compared with the userspace model; fails on any disagreement.
+    Fuzz {
+        /// Packets per program.
+        #[arg(long, default_value_t = fuzz::DEFAULT_PACKETS)]
+        packets: u64,
+        /// Seed of the packet generators (decimal or 0x…); default: a new one, printed.
+        #[arg(long, value_parser = fuzz::parse_seed)]
+        seed: Option<u64>,
+    },
     /// Import cycles between the source files of each crate (there must be none).
     Cycles,
+    /// Regenerate the man pages (dist/man) and shell completions (dist/completions) from the
+    /// tools' command-line definitions and config/ipmpd.toml.
+    Man,
+    /// Build the Debian package `ipmp` (release build unless --bin-dir) and print its path.
+    Deb {
+        /// Package the binaries found here instead of building them in release mode.
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<std::path::PathBuf>,
+        /// Where the package goes (default: target/deb).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +77,9 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test { args } => test::run(&args),
         Cmd::Demo => demo::run(),
         Cmd::Bench { quick, only, out } => bench::run(quick, &only, out),
+        Cmd::Fuzz { packets, seed } => fuzz::run(packets, seed),
         Cmd::Cycles => cycles::run(),
+        Cmd::Man => man::run(),
+        Cmd::Deb { bin_dir, out } => deb::run(bin_dir, out).map(drop),
     }
 }

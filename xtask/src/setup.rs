@@ -22,9 +22,11 @@ const PACKAGES: &[&str] = &[
     "ethtool",
     "iperf3",
     "curl",       // scrapes ipmpd's metrics endpoint in the tests
-    "util-linux", // nsenter
+    "util-linux", // nsenter; setpriv and unshare for the service test
     "procps",     // sysctl
+    "systemd",    // systemd-analyze: the service tests check dist/ipmpd.service
     "gcc",
+    "binutils", // strip, objdump (cargo xtask deb)
     "libc6-dev",
     "libzstd-dev",
     "zlib1g-dev",
@@ -40,7 +42,7 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
+pub(crate) fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()

@@ -57,6 +57,29 @@ pub(crate) fn build(extra: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A release build of `bins` from `packages`; returns the directory that holds them.
+pub(crate) fn release_build(packages: &[&str], bins: &[&str]) -> anyhow::Result<PathBuf> {
+    let started = Instant::now();
+    println!("xtask: release build of {}", bins.join(", "));
+    let mut cmd = cargo();
+    cmd.args(["build", "--release"]);
+    for package in packages {
+        cmd.args(["-p", package]);
+    }
+    for bin in bins {
+        cmd.args(["--bin", bin]);
+    }
+    let st = cmd.status().context("cannot run cargo build")?;
+    if !st.success() {
+        bail!("cargo build --release failed ({st})");
+    }
+    println!(
+        "xtask: build ok in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(target_dir()?.join("release"))
+}
+
 /// Counts from cargo test's `test result:` lines.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Counts {

@@ -1,44 +1,29 @@
 //! ipmpd: the IPMP daemon. Runs in the foreground and logs through tracing (RUST_LOG).
 
-use std::{os::unix::process::CommandExt as _, path::PathBuf};
+use std::{io::IsTerminal as _, os::unix::process::CommandExt as _};
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::Parser as _;
 use ipmp::{
-    config::{self, Config},
+    cli::ipmpd::Cli,
+    config::Config,
     daemon::{Daemon, Exit, Options},
     dataplane,
 };
-use ipmp_common::PIN_DIR;
-
-/// IP network multipathing daemon: keeps a group's data addresses reachable when a member NIC
-/// fails and spreads outbound flows over the healthy members (eBPF data plane).
-#[derive(Parser, Debug)]
-#[command(version)]
-struct Cli {
-    /// Configuration file (TOML; see config/ipmpd.toml in the source for every key).
-    #[arg(long, short, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// bpffs directory for the pinned maps and program links.
-    #[arg(long, default_value = PIN_DIR)]
-    pin_dir: PathBuf,
-    /// Check the configuration and exit.
-    #[arg(long)]
-    check: bool,
-    /// Remove everything ipmpd set up (IPMP interfaces of the config, pinned programs, links
-    /// and maps) and exit. Forwarding through the groups stops. Stop ipmpd first: a running
-    /// ipmpd puts back what it finds removed.
-    #[arg(long)]
-    cleanup: bool,
-}
 
 fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    // Under systemd the journal adds the time itself.
+    if ipmp::notify::stderr_is_journal() {
+        fmt.without_time().init();
+    } else {
+        fmt.init();
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -68,7 +53,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config_path: cli.config.clone(),
         };
         let (daemon, control) = Daemon::start(config, &opts).await?;
-        anyhow::Ok(daemon.run(control, &cli.config, signals()).await?)
+        // Handlers in place before READY=1 is sent: a SIGTERM right after it stops cleanly.
+        let signal = signals();
+        anyhow::Ok(daemon.run(control, &cli.config, signal).await?)
     })?;
     drop(rt);
     if exit == Exit::Reload {
@@ -83,21 +70,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM and SIGINT stop ipmpd; SIGHUP reloads it.
-async fn signals() -> Exit {
+/// SIGTERM and SIGINT stop ipmpd; SIGHUP reloads it. The handlers are installed by this call
+/// (inside the runtime), not when the future is first polled.
+fn signals() -> impl Future<Output = Exit> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop ipmpd with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => { tracing::info!("SIGTERM"); Exit::Stopped }
-        _ = int.recv() => { tracing::info!("SIGINT"); Exit::Stopped }
-        _ = hup.recv() => { tracing::info!("SIGHUP: reloading"); Exit::Reload }
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop ipmpd with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM"); Exit::Stopped }
+            _ = int.recv() => { tracing::info!("SIGINT"); Exit::Stopped }
+            _ = hup.recv() => { tracing::info!("SIGHUP: reloading"); Exit::Reload }
+        }
     }
 }
 

@@ -733,3 +733,74 @@ fn bad_metrics_values_name_the_key() {
     assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
     assert!(e.to_string().contains("port"), "{e}");
 }
+
+/// The field names serde accepts for `T` (a struct deriving Deserialize), taken from the
+/// derive's own list so that a new key is seen without a list of ours to update.
+fn accepted_keys<'de, T: Deserialize<'de>>() -> Vec<&'static str> {
+    use serde::de::{self, Error as _, Visitor};
+
+    struct Grab(Vec<&'static str>);
+    impl<'de> de::Deserializer<'de> for &mut Grab {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(Self::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.extend(fields);
+            Err(Self::Error::custom("fields taken"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut grab = Grab(Vec::new());
+    let _ = T::deserialize(&mut grab);
+    grab.0
+}
+
+#[test]
+fn shipped_example_documents_every_accepted_key() {
+    // ipmpd.toml(5) is generated from this file, so a key described here is in the man page.
+    let text = include_str!("../../../config/ipmpd.toml");
+    let mut keys = Vec::new();
+    keys.extend(accepted_keys::<RawConfig>());
+    keys.extend(accepted_keys::<RawGroup>());
+    keys.extend(accepted_keys::<raw::RawMember>());
+    keys.extend(accepted_keys::<raw::RawAnnounce>());
+    keys.extend(accepted_keys::<raw::RawRoute>());
+    keys.extend(accepted_keys::<RawMetrics>());
+    assert!(
+        keys.contains(&"link_layer_probes") && keys.contains(&"interval_ms"),
+        "{keys:?}"
+    );
+    keys.extend([MPATHD_FDT, MPATHD_FAILBACK, raw::MPATHD_TRACK]);
+    let set = |key: &str| {
+        text.lines().any(|line| {
+            // Tables (metrics, possibly commented out) and arrays of tables (group, member) by
+            // their header.
+            let line = line.trim();
+            let header = line.trim_start_matches(['#', ' ']);
+            (header.starts_with('[')
+                && header.trim_matches(['[', ']']).rsplit('.').next() == Some(key))
+                || line.match_indices(&format!("{key} = ")).any(|(at, _)| {
+                    !line[..at]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+        })
+    };
+    let missing: Vec<&str> = keys.into_iter().filter(|k| !set(k)).collect();
+    assert!(
+        missing.is_empty(),
+        "config/ipmpd.toml shows no `KEY = value` (or `[KEY]`, `[[KEY]]`) for {missing:?}: document them there \
+         (ipmpd.toml(5) is generated from it by `cargo xtask man`)"
+    );
+}

@@ -1,7 +1,12 @@
-//! How the group state machine's notices read in the log.
+//! How the group state machine's notices read in the log: one line per change, with the
+//! fields `group`, `member`, `from`, `to` and `reason` (what set it off) beside the human text,
+//! so that `journalctl -u ipmpd` reads well and `journalctl -o json` can be filtered.
 
 use super::state::GroupRt;
-use crate::{group::Notice, metrics::Events};
+use crate::{
+    group::{Event, GroupState, Notice},
+    metrics::Events,
+};
 
 /// Counts a member's failure or repair for the metrics.
 pub(super) fn count_notice(events: &Events, g: &GroupRt, n: &Notice) {
@@ -13,11 +18,68 @@ pub(super) fn count_notice(events: &Events, g: &GroupRt, n: &Notice) {
     }
 }
 
-/// Logs notice `n` of group `g` at its level.
-pub(super) fn log_notice(g: &GroupRt, n: &Notice) {
+/// What set a batch of notices off: their `reason`, and the group's state before it.
+pub(super) struct Cause {
+    reason: String,
+    group_before: GroupState,
+}
+
+impl Cause {
+    /// `event`, about to be handled by group `g`.
+    pub(super) fn of(g: &GroupRt, event: &Event) -> Self {
+        let name = |m: usize| g.members.get(m).map_or("?", |m| m.name.as_str());
+        let names = |set: crate::group::MemberSet| set.iter().map(name).collect::<Vec<_>>();
+        let reason = match *event {
+            Event::Link { member, up: true } => format!("link up on {}", name(member)),
+            Event::Link { member, up: false } => format!("link down on {}", name(member)),
+            Event::Probe { failed, repaired } => {
+                let mut parts = Vec::new();
+                if !failed.is_empty() {
+                    parts.push(format!("probes lost on {}", names(failed).join(", ")));
+                }
+                if !repaired.is_empty() {
+                    parts.push(format!("probes answered on {}", names(repaired).join(", ")));
+                }
+                parts.join("; ")
+            }
+            Event::Offline { member } => format!("offline requested for {}", name(member)),
+            Event::Online { member } => format!("online requested for {}", name(member)),
+            Event::Tick => "flap hold-down ended".into(),
+        };
+        Self {
+            reason,
+            group_before: g.fsm.state(),
+        }
+    }
+}
+
+/// Logs notice `n` of group `g`, caused by `cause`, at its level.
+pub(super) fn log_notice(g: &GroupRt, n: &Notice, cause: &Cause) {
     let name = |m: &usize| g.members.get(*m).map_or("?", |m| m.name.as_str());
     let group = g.cfg.name.as_str();
+    let reason = cause.reason.as_str();
+    let text = describe(g, n);
+    // (member, from, to) of a member's change; the group's own change below.
+    let member_change = match *n {
+        Notice::MemberFailed { member, .. } => Some((member, "ok", "failed")),
+        Notice::MemberRepaired { member } => Some((member, "failed", "ok")),
+        Notice::RepairWithheld { member, .. } => Some((member, "failed", "failed")),
+        Notice::MemberActivated { member } => Some((member, "inactive", "active")),
+        Notice::MemberDeactivated { member } => Some((member, "active", "inactive")),
+        Notice::MemberOffline { member } => Some((member, "online", "offline")),
+        Notice::MemberOnline { member } => Some((member, "offline", "online")),
+        _ => None,
+    };
+    if let Some((member, from, to)) = member_change {
+        let member = name(&member);
+        tracing::info!(%group, %member, %from, %to, ?reason, "{text}");
+        return;
+    }
     match n {
+        Notice::GroupFailed | Notice::GroupRepaired => {
+            let (from, to) = (cause.group_before.to_string(), g.fsm.state().to_string());
+            tracing::info!(%group, %from, %to, ?reason, "{text}");
+        }
         Notice::AddressRebound { address, from, to } => {
             let addr = g
                 .cfg
@@ -27,12 +89,20 @@ pub(super) fn log_notice(g: &GroupRt, n: &Notice) {
                 .unwrap_or_default();
             tracing::info!(
                 %group, %addr,
-                from = from.as_ref().map_or("none", name),
-                to = to.as_ref().map_or("none", name),
+                from = %from.as_ref().map_or("none", name),
+                to = %to.as_ref().map_or("none", name),
+                ?reason,
                 "data address rebound"
             );
         }
-        other => tracing::info!(%group, "{}", describe(g, other)),
+        Notice::CastChanged { from, to } => tracing::info!(
+            %group,
+            from = %from.as_ref().map_or("none", name),
+            to = %to.as_ref().map_or("none", name),
+            ?reason,
+            "{text}"
+        ),
+        _ => tracing::info!(%group, ?reason, "{text}"),
     }
 }
 

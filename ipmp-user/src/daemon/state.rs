@@ -61,6 +61,8 @@ pub struct Daemon {
     pub(super) ring_failed: bool,
     /// Completed probes for `ipmpstat -p` subscribers.
     pub(super) probe_lines: tokio::sync::broadcast::Sender<control::ProbeLine>,
+    /// systemd notifications (READY=1, STATUS=, the watchdog); silent outside systemd.
+    pub(super) notify: crate::notify::Notifier,
     /// Failures, repairs and probe RTTs, for the metrics endpoint.
     pub(super) events: crate::metrics::Events,
     /// The metrics listener, bound at start (taken by `run`); `None` without `[metrics]`.

@@ -118,6 +118,15 @@ pub enum DataplaneError {
         found: (u32, u32, u32),
         expected: (u32, u32, u32),
     },
+    #[error(
+        "map {map}: writing {count} elements in one batch failed: {source} (BPF_MAP_UPDATE_BATCH needs kernel 5.6 or later)"
+    )]
+    Batch {
+        map: &'static str,
+        count: usize,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("group slot {0} is out of range")]
     Slot(u32),
 }

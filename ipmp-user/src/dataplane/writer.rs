@@ -3,21 +3,22 @@
 //! applies a desired state as a delta in an order that readers can never trip over:
 //!
 //! 1. members that become active are marked active first (new bucket entries then validate);
-//! 2. a changed bucket table goes into the inactive half, then one replacement of the group's
-//!    `GroupInfo` flips `active_half` (the hash map is `BPF_F_NO_PREALLOC`, so a program still
-//!    holding the old value finishes on the old, untouched half);
+//! 2. a changed bucket table goes into the inactive half (its changed buckets in one
+//!    `BPF_MAP_UPDATE_BATCH` call), then one replacement of the group's `GroupInfo` flips
+//!    `active_half` (the hash map is `BPF_F_NO_PREALLOC`, so a program still holding the old
+//!    value finishes on the old, untouched half);
 //! 3. address bindings, test addresses and probe targets;
 //! 4. members that stop being active, stale entries last.
 //!
 //! A reader would only see a half-written half if it held the old `GroupInfo` across two whole
-//! table rewrites — each many syscalls long, while a TC program runs well under a microsecond
-//! inside one RCU read-side section.
+//! table rewrites — each at least two syscalls long, while a TC program runs well under a
+//! microsecond inside one RCU read-side section.
 
-use std::{collections::HashMap, hash::Hash};
+use std::{collections::HashMap, hash::Hash, os::fd::AsFd as _};
 
 use aya::{
     Ebpf, Pod,
-    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap as BpfHashMap, IterableMap as _, MapData, PerCpuArray},
 };
 use ipmp_common::{
     AddrInfo, AddrKey, Counter, GROUP_F_FAILED, GROUP_F_NO_ECHO, GROUP_F_PROBE_RING_ONLY,
@@ -235,13 +236,18 @@ impl MapWriter {
                     }
                 }
             }
-            for (b, want) in writes {
-                let idx = bucket_index(slot, half, b).ok_or(DataplaneError::Slot(slot))?;
-                self.buckets
-                    .set(idx, want, 0)
-                    .map_err(map_err(MAP_BUCKETS))?;
-                self.writes += 1;
-            }
+            let keys = writes
+                .iter()
+                .map(|&(b, _)| bucket_index(slot, half, b).ok_or(DataplaneError::Slot(slot)))
+                .collect::<Result<Vec<u32>>>()?;
+            let values: Vec<u32> = writes.iter().map(|&(_, want)| want).collect();
+            let fd = self.buckets.map().fd().as_fd();
+            super::batch::update(fd, &keys, &values).map_err(|source| DataplaneError::Batch {
+                map: MAP_BUCKETS,
+                count: keys.len(),
+                source,
+            })?;
+            self.writes += keys.len() as u64;
         }
         let (cast_ifindex, cast_mac) = g.cast.unwrap_or((0, [0; 6]));
         let info = GroupInfo {

@@ -1,5 +1,5 @@
 //! Helpers shared by the scenario tests: atomic, badinput, bpftool, daemon, disruption,
-//! failover, inbound, offlink, probe, receive and spread use them. Import with
+//! failover, inbound, metrics, offlink, probe, receive, service and spread use them. Import with
 //! `pub mod common;` — `pub` keeps rustc from calling the helpers a test file does not use dead
 //! code. This API is meant to stay small and stable: add, do not change.
 //!

@@ -6,37 +6,10 @@ mod online;
 mod reload;
 mod status;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, error::ErrorKind};
-use ipmp::control::DEFAULT_SOCKET;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "ipmpadm",
-    version,
-    about = "Administer ipmpd: offline/online members, reload, status",
-    after_help = "offline, online and reload need root. Exit status: 0 on success, 1 on error."
-)]
-struct Cli {
-    /// ipmpd's control socket
-    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Summarize groups, members, buckets and data addresses
-    Status(status::Args),
-    /// Take a member out of service; its traffic moves to the other members (if_mpadm -d)
-    Offline(offline::Args),
-    /// Put an offlined member back in service (if_mpadm -r)
-    Online(online::Args),
-    /// Make ipmpd reread its configuration
-    Reload,
-}
+use clap::{Parser as _, error::ErrorKind};
+use ipmp::cli::ipmpadm::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -71,6 +44,10 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use ipmp::control::DEFAULT_SOCKET;
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {

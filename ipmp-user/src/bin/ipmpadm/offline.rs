@@ -2,13 +2,10 @@
 
 use std::path::Path;
 
-use ipmp::control::{self, Request};
-
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// The member interface, e.g. m0
-    pub interface: String,
-}
+use ipmp::{
+    cli::ipmpadm::MemberArgs as Args,
+    control::{self, Request},
+};
 
 pub fn run(socket: &Path, args: &Args) -> anyhow::Result<()> {
     let request = Request::Offline {

@@ -4,16 +4,10 @@ use std::{fmt::Write as _, path::Path};
 
 use anyhow::Context as _;
 use ipmp::{
+    cli::ipmpadm::StatusArgs as Args,
     control::{self, GroupStatus, Snapshot},
     stat,
 };
-
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Print ipmpd's full snapshot as JSON
-    #[arg(long)]
-    pub json: bool,
-}
 
 pub fn run(socket: &Path, args: &Args) -> anyhow::Result<()> {
     let snapshot = control::status_blocking(socket)?;

@@ -10,6 +10,6 @@ pub fn run(cli: &Cli) -> anyhow::Result<String> {
     if cli.json {
         return Ok(stat::addr::json(&snapshot)?);
     }
-    let names = cli.names(&stat::addresses_to_name(Mode::Address, &snapshot));
+    let names = crate::cli::names(cli, &stat::addresses_to_name(Mode::Address, &snapshot));
     Ok(selection.render(&stat::addr::rows(&snapshot, &names)))
 }

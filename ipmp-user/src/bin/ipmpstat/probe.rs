@@ -32,7 +32,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<String> {
             if let Some(t) = &line.target
                 && looked_up.insert(t.clone())
             {
-                names.extend(cli.names(std::slice::from_ref(t)));
+                names.extend(crate::cli::names(cli, std::slice::from_ref(t)));
             }
             let rendered = selection.render(&[stat::probe::row(&line, start, &names)]);
             // The header only once, before the first probe.

@@ -11,7 +11,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<String> {
     if cli.json {
         return Ok(stat::target::json(&snapshot)?);
     }
-    let names = cli.names(&stat::addresses_to_name(Mode::Target, &snapshot));
+    let names = crate::cli::names(cli, &stat::addresses_to_name(Mode::Target, &snapshot));
     let rows = stat::target::rows(&snapshot);
     Ok(selection.render(&stat::target::format_rows(&rows, &names)))
 }
