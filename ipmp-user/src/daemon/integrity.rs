@@ -156,9 +156,10 @@ impl Daemon {
             None => self.check_routes(gi).await?,
         }
         let name = self.groups[gi].cfg.name.clone();
+        let ifindex = self.groups[gi].ifindex;
         if !self
             .dataplane
-            .detached(&name, &["tc_egress"], None)
+            .detached(&name, ifindex, &["tc_egress"], None)?
             .is_empty()
         {
             self.dataplane.forget(&name, "tc_egress");
@@ -171,9 +172,12 @@ impl Daemon {
             let Some(link) = links.iter().find(|l| l.ifindex == m.ifindex) else {
                 continue;
             };
-            let gone = self
-                .dataplane
-                .detached(&m.name, member_kinds(m.xdp_mode), link.xdp_prog);
+            let gone = self.dataplane.detached(
+                &m.name,
+                link.ifindex,
+                member_kinds(m.xdp_mode),
+                link.xdp_prog,
+            )?;
             if gone.is_empty() {
                 continue;
             }

@@ -20,6 +20,7 @@ use aya::{
 use ipmp_common::{ALL_MAPS, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_TC_MEMBER, PROG_XDP_MEMBER};
 
 use super::{
+    query,
     state::{DataplaneError, DesiredGroup, EBPF_OBJECT},
     writer::MapWriter,
 };
@@ -333,31 +334,40 @@ impl Dataplane {
         Ok(done)
     }
 
-    /// The links of `ifname` among `kinds` whose program is not attached to it any more
-    /// (detached by hand: `bpftool link detach`, `bpftool net detach`). TCX is asked through
-    /// the kernel's query; XDP through `xdp_prog`, the program id netlink reports on the link.
+    /// The links of `ifname` (`ifindex`) among `kinds` whose program is not attached to it any
+    /// more (detached by hand: `bpftool link detach`, `bpftool net detach`). TCX is asked through
+    /// `BPF_PROG_QUERY`; XDP through `xdp_prog`, the program id netlink reports on the link. A
+    /// query that fails is an error, never taken for a detached program.
     pub fn detached(
         &self,
         ifname: &str,
+        ifindex: u32,
         kinds: &[&'static str],
         xdp_prog: Option<u32>,
-    ) -> Vec<&'static str> {
+    ) -> Result<Vec<&'static str>> {
         let id = |name| self.prog_ids.get(name).copied();
-        let tcx = |name, hook| {
-            SchedClassifier::query_tcx(ifname, hook)
-                .is_ok_and(|(_, progs)| progs.iter().any(|p| Some(p.id()) == id(name)))
+        let tcx = |name, hook| -> Result<bool> {
+            let ids =
+                query::tcx_prog_ids(ifindex, hook).map_err(|source| DataplaneError::Query {
+                    interface: ifname.to_owned(),
+                    source,
+                })?;
+            Ok(!ids.iter().any(|p| Some(*p) == id(name)))
         };
-        kinds
-            .iter()
-            .copied()
-            .filter(|what| match *what {
+        let mut gone = Vec::new();
+        for what in kinds.iter().copied() {
+            let detached = match what {
                 "xdp" => xdp_prog.is_none() || xdp_prog != id(PROG_XDP_MEMBER),
-                "tc_egress" => !tcx(PROG_TC_EGRESS, TcAttachType::Egress),
-                "tc_ingress" => !tcx(PROG_TC_INGRESS, TcAttachType::Ingress),
-                "tc_member" => !tcx(PROG_TC_MEMBER, TcAttachType::Egress),
+                "tc_egress" => tcx(PROG_TC_EGRESS, query::BPF_TCX_EGRESS)?,
+                "tc_ingress" => tcx(PROG_TC_INGRESS, query::BPF_TCX_INGRESS)?,
+                "tc_member" => tcx(PROG_TC_MEMBER, query::BPF_TCX_EGRESS)?,
                 _ => false,
-            })
-            .collect()
+            };
+            if detached {
+                gone.push(what);
+            }
+        }
+        Ok(gone)
     }
 
     /// Writes the desired state of every group as a delta; see [`MapWriter::apply`].
