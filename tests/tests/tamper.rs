@@ -431,3 +431,89 @@ fn detached_member_programs_are_attached_again() {
     assert!(s.lab.peer(0).ping(DATA_V4, 100, PING_EVERY).unwrap().lost() <= 2);
     assert_eq!(d.ipmpstat(&["-gP", "-o", "state"]).unwrap().trim(), "ok");
 }
+
+/// The unit's `CapabilityBoundingSet=` as a setpriv list: `-all,+bpf,+perfmon,...`.
+fn unit_capabilities() -> String {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/ipmpd.service");
+    let text = std::fs::read_to_string(&unit).expect("read dist/ipmpd.service");
+    let caps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("CapabilityBoundingSet= in the unit");
+    caps.split_whitespace()
+        .fold(String::from("-all"), |list, cap| {
+            format!("{list},+{}", cap.trim_start_matches("CAP_").to_lowercase())
+        })
+}
+
+#[test]
+fn under_the_units_capabilities_the_check_repairs_and_touches_nothing_intact() {
+    if !lab::require_root(
+        "under_the_units_capabilities_the_check_repairs_and_touches_nothing_intact",
+    ) {
+        return;
+    }
+    let lab = Lab::new(SPEC).unwrap();
+    // ipmpd run as the unit runs it (only its capabilities, no new privileges): a bin dir whose
+    // ipmpd execs the real one under setpriv; ipmpstat and ipmpadm are the real ones.
+    let bin = lab.work_dir().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let real = |name: &str| lab::bin_path(name);
+    std::fs::write(
+        bin.join("ipmpd"),
+        format!(
+            "#!/bin/sh\nexec setpriv --bounding-set {} --no-new-privs -- {} \"$@\"\n",
+            unit_capabilities(),
+            real("ipmpd").display()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(bin.join("ipmpd")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(bin.join("ipmpd"), perms).unwrap();
+    for tool in ["ipmpstat", "ipmpadm"] {
+        std::os::unix::fs::symlink(real(tool), bin.join(tool)).unwrap();
+    }
+    let mut c = lab.config();
+    config(&mut c);
+    let d = lab::start_ipmpd_with(&lab, &c.to_toml(), Some(&bin)).unwrap();
+    let caps = std::fs::read_to_string(format!("/proc/{}/status", d.pid().unwrap())).unwrap();
+    println!(
+        "ipmpd runs with {}",
+        caps.lines()
+            .find(|l| l.starts_with("CapBnd"))
+            .unwrap_or("?")
+    );
+    let names = lab.members();
+    wait_for(&d, "every member active", Duration::from_secs(10), || {
+        common::members(&d).is_ok_and(|ms| {
+            names
+                .iter()
+                .all(|n| ms.iter().any(|m| &m.name == n && m.active))
+        })
+    })
+    .unwrap();
+    let dir = lab.pin_dir();
+    let ids = link_ids(&dir);
+    // Three checks on an intact data plane: nothing repaired, nothing attached anew.
+    thread::sleep(Duration::from_secs(3));
+    let log = d.log();
+    assert_eq!(count(&log, "(by hand?)"), 0, "{log}");
+    assert_eq!(count(&log, "repair failed"), 0, "{log}");
+    assert_eq!(link_ids(&dir), ids);
+    // And a repair still works with these capabilities.
+    let stats = measured(
+        &d,
+        lab.peer(0),
+        "pins removed, unit's capabilities",
+        3,
+        || {
+            std::fs::remove_dir_all(dir.join("links")).unwrap();
+            wait_for(&d, "every link pin back", REPAIR_BOUND, || {
+                link_ids(&dir) == ids
+            })
+        },
+    )
+    .unwrap();
+    assert!(stats.lost() <= 2, "{stats:?}");
+}
