@@ -29,6 +29,23 @@ fn config(c: &mut lab::IpmpdConfig) {
     c.group_mut().xdp_echo = Some(false);
 }
 
+/// Starts ipmpd on `lab` with [`config`], binaries from `bin` (default: the build's) and pins
+/// under `pin_dir`, and waits until every member is active.
+fn start(lab: &Lab, bin: Option<&Path>, pin_dir: &Path) -> anyhow::Result<Daemon> {
+    let mut c = lab.config();
+    config(&mut c);
+    let d = lab::start_ipmpd_pinned(lab, &c.to_toml(), bin, pin_dir)?;
+    let names = lab.members();
+    wait_for(&d, "every member active", Duration::from_secs(10), || {
+        common::members(&d).is_ok_and(|ms| {
+            names
+                .iter()
+                .all(|n| ms.iter().any(|m| &m.name == n && m.active))
+        })
+    })?;
+    Ok(d)
+}
+
 /// Ping interval of the traffic check.
 const PING_EVERY: Duration = Duration::from_millis(5);
 /// How long a repair may take (the check runs every second).
@@ -225,18 +242,7 @@ fn an_unmounted_bpffs_is_reported_and_pinned_again_once_back() {
     let fs = OwnBpffs::mount().unwrap();
     let lab = Lab::new(SPEC).unwrap();
     let dir = fs.at.join("ipmp");
-    let mut c = lab.config();
-    config(&mut c);
-    let d = lab::start_ipmpd_pinned(&lab, &c.to_toml(), None, &dir).unwrap();
-    let names = lab.members();
-    wait_for(&d, "every member active", Duration::from_secs(10), || {
-        common::members(&d).is_ok_and(|ms| {
-            names
-                .iter()
-                .all(|n| ms.iter().any(|m| &m.name == n && m.active))
-        })
-    })
-    .unwrap();
+    let d = start(&lab, None, &dir).unwrap();
     let before = pins(&dir);
     assert!(before.len() > 8, "{before:?}");
     let stats = measured(
@@ -474,9 +480,7 @@ fn under_the_units_capabilities_the_check_repairs_and_touches_nothing_intact() {
     for tool in ["ipmpstat", "ipmpadm"] {
         std::os::unix::fs::symlink(real(tool), bin.join(tool)).unwrap();
     }
-    let mut c = lab.config();
-    config(&mut c);
-    let d = lab::start_ipmpd_with(&lab, &c.to_toml(), Some(&bin)).unwrap();
+    let d = start(&lab, Some(&bin), &lab.pin_dir()).unwrap();
     let caps = std::fs::read_to_string(format!("/proc/{}/status", d.pid().unwrap())).unwrap();
     println!(
         "ipmpd runs with {}",
@@ -484,15 +488,6 @@ fn under_the_units_capabilities_the_check_repairs_and_touches_nothing_intact() {
             .find(|l| l.starts_with("CapBnd"))
             .unwrap_or("?")
     );
-    let names = lab.members();
-    wait_for(&d, "every member active", Duration::from_secs(10), || {
-        common::members(&d).is_ok_and(|ms| {
-            names
-                .iter()
-                .all(|n| ms.iter().any(|m| &m.name == n && m.active))
-        })
-    })
-    .unwrap();
     let dir = lab.pin_dir();
     let ids = link_ids(&dir);
     // Three checks on an intact data plane: nothing repaired, nothing attached anew.
