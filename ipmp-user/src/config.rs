@@ -169,6 +169,14 @@ impl Config {
                 DEFAULT_LINK_FLAP_WINDOW.as_millis()
             ));
         }
+        let netlink_rcvbuf = raw.netlink_rcvbuf_bytes.unwrap_or(DEFAULT_NETLINK_RCVBUF);
+        if !NETLINK_RCVBUF_RANGE.contains(&netlink_rcvbuf) {
+            problems.push(format!(
+                "netlink_rcvbuf_bytes = {netlink_rcvbuf} is out of range: use {}..={} (default {DEFAULT_NETLINK_RCVBUF})",
+                NETLINK_RCVBUF_RANGE.start(),
+                NETLINK_RCVBUF_RANGE.end()
+            ));
+        }
 
         let metrics = raw.metrics.and_then(|m| metrics_config(m, &mut problems));
         let groups: Vec<GroupConfig> = raw.group.into_iter().map(GroupConfig::from_raw).collect();
@@ -178,6 +186,7 @@ impl Config {
             control_socket,
             link_flap_max_ups: raw.link_flap_max_ups.unwrap_or(DEFAULT_LINK_FLAP_MAX_UPS),
             link_flap_window,
+            netlink_rcvbuf,
             metrics,
             groups,
         };

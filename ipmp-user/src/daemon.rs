@@ -30,6 +30,9 @@ use crate::{
     probe_io::{ProbeReply, ReplyBody, ring::ProbeRing},
 };
 
+/// Lost netlink events are logged at most this often (they come in bursts).
+const OVERRUN_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How often the IPMP interfaces' sysctls are checked (see [`Daemon::guard_sysctls`]).
 const SYSCTL_GUARD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -121,6 +124,8 @@ impl Daemon {
             notify: Notifier::from_env(),
             events: Events::default(),
             metrics: None,
+            pins_lost: false,
+            overrun_logged: None,
         };
         daemon.sync_dataplane()?;
         for gi in 0..daemon.groups.len() {
@@ -289,11 +294,22 @@ impl Daemon {
                 return Ok(());
             }
             LinkEvent::Overrun => {
-                tracing::warn!(
-                    "netlink events were lost (receive buffer overflow): re-reading links"
-                );
+                let now = Instant::now();
+                // Once per storm: a burst overflows the buffer again and again.
+                if self
+                    .overrun_logged
+                    .is_none_or(|t| now.duration_since(t) > OVERRUN_LOG_INTERVAL)
+                {
+                    tracing::warn!(
+                        "netlink events were lost (the {} byte receive buffer overflowed, see netlink_rcvbuf_bytes): re-reading links, addresses and routes",
+                        self.config.netlink_rcvbuf
+                    );
+                    self.overrun_logged = Some(now);
+                }
                 Box::pin(self.resync()).await?;
-                return self.follow_routes().await;
+                self.follow_routes().await?;
+                Box::pin(self.check_integrity()).await;
+                return Ok(());
             }
         };
         let found = self.groups.iter().enumerate().find_map(|(gi, g)| {
@@ -582,10 +598,31 @@ impl Daemon {
         }
     }
 
-    /// Reads every link and neighbour again and feeds what changed to the groups.
+    /// Reads every link, address and neighbour again and feeds what changed to the groups.
     async fn resync(&mut self) -> Result<()> {
-        for link in self.nl.links().await? {
-            Box::pin(self.on_link(LinkEvent::Changed(link))).await?;
+        let known: Vec<netlink::events::Known> = self
+            .groups
+            .iter()
+            .flat_map(|g| &g.members)
+            .map(|m| netlink::events::Known {
+                ifindex: m.ifindex,
+                name: m.name.clone(),
+                up: m.link == Carrier::Up,
+                mac: m.mac,
+                mtu: m.mtu,
+            })
+            .collect();
+        for event in netlink::events::differences(&known, &self.nl.links().await?) {
+            tracing::debug!(?event, "found by re-reading the links");
+            Box::pin(self.on_link(event)).await?;
+        }
+        let members: Vec<u32> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.members.iter().map(|m| m.ifindex))
+            .collect();
+        for ifindex in members {
+            self.member_addresses_changed(ifindex).await?;
         }
         for n in self.nl.reachable_neighbours().await? {
             self.on_neighbour(n).await;
@@ -713,7 +750,7 @@ impl Daemon {
         signal: impl Future<Output = Exit>,
     ) -> Result<Exit> {
         let (link_tx, mut link_rx) = mpsc::channel(256);
-        netlink::events::spawn_monitor(link_tx)?;
+        netlink::events::spawn_monitor(link_tx, self.config.netlink_rcvbuf as usize)?;
         // Link states and routes may have changed between start and subscribing: re-read once.
         self.resync().await?;
         self.follow_routes().await?;
@@ -737,6 +774,7 @@ impl Daemon {
         let mut watchdog = self.notify.watchdog_timer();
         tokio::pin!(signal);
         let mut guard = tokio::time::interval(SYSCTL_GUARD_INTERVAL);
+        let mut integrity = tokio::time::interval(integrity::INTEGRITY_INTERVAL);
         let exit = loop {
             let deadline = self.next_deadline();
             let sleep = async {
@@ -747,8 +785,12 @@ impl Daemon {
             };
             tokio::select! {
                 Some(event) = link_rx.recv() => {
+                    let tampered = self.tampered(&event);
                     if let Err(e) = self.on_link(event).await {
                         tracing::error!("handling a link event failed: {e}");
+                    }
+                    if tampered {
+                        self.check_integrity().await;
                     }
                 }
                 Some(call) = control_rx.recv() => {
@@ -802,6 +844,7 @@ impl Daemon {
                     }
                 },
                 _ = guard.tick() => self.guard_sysctls(),
+                _ = integrity.tick() => self.check_integrity().await,
                 // Fed here, so a loop stuck in a handler stops feeding it.
                 () = notify::watchdog_tick(&mut watchdog) => self.notify.watchdog(),
                 exit = &mut signal => break exit,
@@ -904,6 +947,7 @@ fn check_reload(config_path: &Path) -> (Response, bool) {
 
 mod desired;
 mod error;
+mod integrity;
 mod notices;
 mod setup;
 mod snapshot;

@@ -1245,6 +1245,7 @@ pub fn default_config(spec: LabSpec, work_dir: &Path) -> IpmpdConfig {
         control_socket: work_dir.join("ipmpd.sock").to_string_lossy().into_owned(),
         link_flap_max_ups: None,
         link_flap_window_ms: None,
+        netlink_rcvbuf_bytes: None,
         metrics: None,
         group: vec![GroupConfig {
             name: "ipmp0".into(),
@@ -1304,6 +1305,8 @@ pub struct IpmpdConfig {
     pub link_flap_max_ups: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_flap_window_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netlink_rcvbuf_bytes: Option<u32>,
     /// `[metrics]`; `None` leaves the endpoint off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsConfig>,
@@ -1412,6 +1415,17 @@ pub fn start_ipmpd_with(
     config_toml: &str,
     bin_dir: Option<&Path>,
 ) -> anyhow::Result<Daemon> {
+    start_ipmpd_pinned(lab, config_toml, bin_dir, &lab.pin_dir())
+}
+
+/// Like [`start_ipmpd_with`], with `--pin-dir <pin_dir>` instead of the lab's (a bpffs the
+/// test mounted itself, say).
+pub fn start_ipmpd_pinned(
+    lab: &Lab,
+    config_toml: &str,
+    bin_dir: Option<&Path>,
+    pin_dir: &Path,
+) -> anyhow::Result<Daemon> {
     let table: toml::Table = config_toml
         .parse()
         .context("the ipmpd config is not valid TOML")?;
@@ -1446,7 +1460,7 @@ pub fn start_ipmpd_with(
     let (ipmpd_s, config_s, pins_s) = (
         ipmpd.to_string_lossy().into_owned(),
         config.to_string_lossy().into_owned(),
-        lab.pin_dir().to_string_lossy().into_owned(),
+        pin_dir.to_string_lossy().into_owned(),
     );
     let child = lab
         .host()

@@ -27,6 +27,10 @@ pub const DEFAULT_LINK_FLAP_MAX_UPS: u32 = 2;
 pub const DEFAULT_LINK_FLAP_WINDOW: Duration = Duration::from_secs(60);
 /// Longest link flap window (an hour; longer is surely a unit mistake).
 pub const MAX_LINK_FLAP_WINDOW: Duration = Duration::from_secs(3600);
+/// Default receive buffer of the netlink event socket: room for a burst of thousands of events.
+pub const DEFAULT_NETLINK_RCVBUF: u32 = 4 << 20;
+/// Accepted range of `netlink_rcvbuf_bytes` (the kernel rounds tiny values up to its minimum).
+pub const NETLINK_RCVBUF_RANGE: std::ops::RangeInclusive<u32> = 1024..=(1 << 30);
 /// Default size of a group's bucket table.
 pub const DEFAULT_BUCKETS: u32 = 1024;
 /// Default number of gratuitous ARPs / unsolicited NAs sent after an address moves.
@@ -138,6 +142,8 @@ pub struct Config {
     pub control_socket: PathBuf,
     pub link_flap_max_ups: u32,
     pub link_flap_window: Duration,
+    /// Receive buffer of the netlink event socket, in bytes (`netlink_rcvbuf_bytes`).
+    pub netlink_rcvbuf: u32,
     /// The Prometheus endpoint; `None` (no `[metrics]` section): off.
     pub metrics: Option<MetricsConfig>,
     pub groups: Vec<GroupConfig>,

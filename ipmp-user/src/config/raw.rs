@@ -15,6 +15,7 @@ pub(super) struct RawConfig {
     pub(super) control_socket: Option<PathBuf>,
     pub(super) link_flap_max_ups: Option<u32>,
     pub(super) link_flap_window_ms: Option<u64>,
+    pub(super) netlink_rcvbuf_bytes: Option<u32>,
     pub(super) metrics: Option<RawMetrics>,
     #[serde(default)]
     pub(super) group: Vec<RawGroup>,

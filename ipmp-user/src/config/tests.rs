@@ -75,6 +75,7 @@ fn shipped_example_parses_to_documented_values() {
         control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
         link_flap_max_ups: DEFAULT_LINK_FLAP_MAX_UPS,
         link_flap_window: DEFAULT_LINK_FLAP_WINDOW,
+        netlink_rcvbuf: DEFAULT_NETLINK_RCVBUF,
         metrics: None,
         groups: vec![GroupConfig {
             name: "ipmp0".into(),
@@ -445,6 +446,11 @@ fn daemon_wide_ranges() {
         "",
         "",
     ));
+    one_problem(
+        &doc("netlink_rcvbuf_bytes = 100", "", ""),
+        &["netlink_rcvbuf_bytes = 100"],
+    );
+    ok(&doc("netlink_rcvbuf_bytes = 4096", "", ""));
     one_problem(
         &doc("control_socket = \"ipmpd.sock\"", "", ""),
         &["control_socket", "absolute"],

@@ -67,6 +67,10 @@ pub struct Daemon {
     pub(super) events: crate::metrics::Events,
     /// The metrics listener, bound at start (taken by `run`); `None` without `[metrics]`.
     pub(super) metrics: Option<crate::metrics::MetricsServer>,
+    /// The pin directory had no bpffs at the last integrity check (logged once).
+    pub(super) pins_lost: bool,
+    /// When lost netlink events were last logged.
+    pub(super) overrun_logged: Option<Instant>,
 }
 
 /// Command-line choices that are not in the config file.

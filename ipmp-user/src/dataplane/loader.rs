@@ -3,12 +3,14 @@
 //! in place with `bpf_link_update`, maps are reused, so forwarding never stops).
 
 use std::{
+    collections::HashMap,
     fs, io,
     path::{Path, PathBuf},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
+    maps::MapData,
     programs::{
         LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -18,6 +20,7 @@ use aya::{
 use ipmp_common::{ALL_MAPS, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_TC_MEMBER, PROG_XDP_MEMBER};
 
 use super::{
+    query,
     state::{DataplaneError, DesiredGroup, EBPF_OBJECT},
     writer::MapWriter,
 };
@@ -86,6 +89,14 @@ pub struct Dataplane {
     ebpf: Ebpf,
     pin_dir: PathBuf,
     writer: MapWriter,
+    /// Every link ipmpd made or adopted, held open by (interface, program kind): an attachment
+    /// outlives its pin (removed by hand, bpffs unmounted) while ipmpd runs, and the pin is put
+    /// back from it ([`Dataplane::repin`]).
+    links: HashMap<(String, String), FdLink>,
+    /// Every map, held open to be pinned again.
+    maps: Vec<(&'static str, MapData)>,
+    /// Program ids by program name, to find them among an interface's attachments.
+    prog_ids: HashMap<&'static str, u32>,
 }
 
 impl Dataplane {
@@ -133,11 +144,36 @@ impl Dataplane {
             name: PROG_XDP_MEMBER,
             source,
         })?;
+        let mut prog_ids = HashMap::new();
+        for name in [
+            PROG_TC_EGRESS,
+            PROG_TC_MEMBER,
+            PROG_TC_INGRESS,
+            PROG_XDP_MEMBER,
+        ] {
+            let info = ebpf
+                .program(name)
+                .ok_or(DataplaneError::Missing(name))?
+                .info()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+            prog_ids.insert(name, info.id());
+        }
+        let maps = paths
+            .iter()
+            .map(|(name, path)| {
+                MapData::from_pin(path)
+                    .map(|m| (*name, m))
+                    .map_err(|source| DataplaneError::Map { map: name, source })
+            })
+            .collect::<Result<_>>()?;
         let writer = MapWriter::new(&mut ebpf)?;
         Ok(Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
             writer,
+            links: HashMap::new(),
+            maps,
+            prog_ids,
         })
     }
 
@@ -182,15 +218,11 @@ impl Dataplane {
                 )
                 .map_err(attach_err)?;
                 let link = prog.take_link(id).map_err(attach_err)?;
-                pin_link(link.try_into(), &pin)?;
+                self.hold(ifname, "xdp", pin_link(link.try_into(), &pin)?);
             }
             // A previous ipmpd (or configuration) may have left XDP attached: unpinning the
             // link detaches it.
-            None => {
-                if pin.exists() {
-                    let _ = fs::remove_file(&pin);
-                }
-            }
+            None => self.forget(ifname, "xdp"),
         }
         self.attach_tc(PROG_TC_INGRESS, ifname, "tc_ingress", TcAttachType::Ingress)?;
         self.attach_tc(PROG_TC_MEMBER, ifname, "tc_member", TcAttachType::Egress)
@@ -230,17 +262,112 @@ impl Dataplane {
         )
         .map_err(attach_err)?;
         let link = prog.take_link(id).map_err(attach_err)?;
-        pin_link(link.try_into(), &pin)
+        let link = pin_link(link.try_into(), &pin)?;
+        self.hold(ifname, what, link);
+        Ok(())
+    }
+
+    fn hold(&mut self, ifname: &str, what: &str, link: FdLink) {
+        self.links
+            .insert((ifname.to_owned(), what.to_owned()), link);
+    }
+
+    /// Lets go of one link of an interface: its pin removed and its held descriptor closed, so
+    /// the program is detached (a link already detached by hand is just dropped).
+    pub fn forget(&mut self, ifname: &str, what: &str) {
+        self.links.remove(&(ifname.to_owned(), what.to_owned()));
+        let pin = self.link_pin(ifname, what);
+        if pin.exists() {
+            let _ = fs::remove_file(&pin);
+        }
     }
 
     /// Removes the pinned links of an interface (detaching the programs).
-    pub fn detach(&self, ifname: &str) {
+    pub fn detach(&mut self, ifname: &str) {
         for what in LINK_KINDS {
-            let pin = self.link_pin(ifname, what);
-            if pin.exists() {
-                let _ = fs::remove_file(&pin);
+            self.forget(ifname, what);
+        }
+    }
+
+    /// Puts back every missing pin (removed by hand, or a bpffs mounted afresh) from the maps
+    /// and links ipmpd holds, and returns their names; empty when all were there. Fails when
+    /// the pin directory's parent is no bpffs (unmounted): nothing is pinned then.
+    pub fn repin(&mut self) -> Result<Vec<String>> {
+        check_bpffs(&self.pin_dir)?;
+        for dir in [self.pin_dir.clone(), self.pin_dir.join("links")] {
+            fs::create_dir_all(&dir).map_err(|source| DataplaneError::PinDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let mut done = Vec::new();
+        for (name, map) in &self.maps {
+            let path = self.pin_dir.join(name);
+            if !path.exists() {
+                map.pin(&path).map_err(|e| DataplaneError::Pin {
+                    path: path.clone(),
+                    message: error_chain(&e),
+                })?;
+                done.push((*name).to_owned());
             }
         }
+        let missing: Vec<(String, String)> = self
+            .links
+            .keys()
+            .filter(|(ifname, what)| !self.link_pin(ifname, what).exists())
+            .cloned()
+            .collect();
+        for key in missing {
+            let pin = self.link_pin(&key.0, &key.1);
+            let Some(link) = self.links.remove(&key) else {
+                continue;
+            };
+            // On failure the link goes with its last descriptor: the attachment check then
+            // finds the program missing and attaches it again.
+            let pinned = link.pin(&pin).map_err(|e| DataplaneError::Pin {
+                path: pin.clone(),
+                message: error_chain(&e),
+            })?;
+            done.push(format!("{}@{}", key.1, key.0));
+            self.links.insert(key, FdLink::from(pinned));
+        }
+        Ok(done)
+    }
+
+    /// The links of `ifname` (`ifindex`) among `kinds` whose program is not attached to it any
+    /// more (detached by hand: `bpftool link detach`, `bpftool net detach`). TCX is asked through
+    /// `BPF_PROG_QUERY`; XDP through `xdp_prog`, the program id netlink reports on the link. A
+    /// query that fails is an error, never taken for a detached program.
+    pub fn detached(
+        &self,
+        ifname: &str,
+        ifindex: u32,
+        kinds: &[&'static str],
+        xdp_prog: Option<u32>,
+    ) -> Result<Vec<&'static str>> {
+        let id = |name| self.prog_ids.get(name).copied();
+        let tcx = |name, hook| -> Result<bool> {
+            let ids =
+                query::tcx_prog_ids(ifindex, hook).map_err(|source| DataplaneError::Query {
+                    interface: ifname.to_owned(),
+                    source,
+                })?;
+            Ok(!ids.iter().any(|p| Some(*p) == id(name)))
+        };
+        let mut gone = Vec::new();
+        for what in kinds.iter().copied() {
+            let detached = match what {
+                "xdp" => xdp_prog.is_none() || xdp_prog != id(PROG_XDP_MEMBER),
+                "tc_egress" => tcx(PROG_TC_EGRESS, query::BPF_TCX_EGRESS)?,
+                "tc_ingress" => tcx(PROG_TC_INGRESS, query::BPF_TCX_INGRESS)?,
+                "tc_member" => tcx(PROG_TC_MEMBER, query::BPF_TCX_EGRESS)?,
+                _ => false,
+            };
+            if detached {
+                gone.push(what);
+            }
+        }
+        Ok(gone)
     }
 
     /// Writes the desired state of every group as a delta; see [`MapWriter::apply`].
@@ -360,19 +487,25 @@ fn adopt(pin: &Path) -> Option<FdLink> {
     fd.info().ok().map(|_| fd)
 }
 
-fn pin_link<E: std::fmt::Display>(link: std::result::Result<FdLink, E>, pin: &Path) -> Result<()> {
+/// Pins `link` at `pin` unless it is pinned there already (an adopted link updated in place);
+/// returns it, to be held.
+fn pin_link<E: std::fmt::Display>(
+    link: std::result::Result<FdLink, E>,
+    pin: &Path,
+) -> Result<FdLink> {
     let link = link.map_err(|e| DataplaneError::Pin {
         path: pin.to_path_buf(),
         message: format!("{e}"),
     })?;
     if pin.exists() {
-        // Already pinned at this path (an adopted link updated in place).
-        return Ok(());
+        return Ok(link);
     }
-    link.pin(pin).map(|_| ()).map_err(|e| DataplaneError::Pin {
-        path: pin.to_path_buf(),
-        message: error_chain(&e),
-    })
+    link.pin(pin)
+        .map(FdLink::from)
+        .map_err(|e| DataplaneError::Pin {
+            path: pin.to_path_buf(),
+            message: error_chain(&e),
+        })
 }
 
 /// Removes every pin under `pin_dir` (detaching all programs), then the directory.
@@ -400,7 +533,7 @@ pub fn cleanup(pin_dir: &Path) -> io::Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     Err(io::Error::other(format!(
-        "the kernel still holds ipmp's links after {CLEANUP_DETACH_WAIT:?}: something else holds a reference to them (bpftool link show)"
+        "the kernel still holds ipmp's links after {CLEANUP_DETACH_WAIT:?}: a running ipmpd holds them (and pins them again; stop it first) or something else does (bpftool link show)"
     )))
 }
 

@@ -3,6 +3,7 @@
 
 mod batch;
 pub mod loader;
+mod query;
 mod state;
 pub mod writer;
 

@@ -127,6 +127,14 @@ pub enum DataplaneError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot tell which TCX programs {interface} holds (BPF_PROG_QUERY: {source}); ipmpd needs CAP_NET_ADMIN"
+    )]
+    Query {
+        interface: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("group slot {0} is out of range")]
     Slot(u32),
 }

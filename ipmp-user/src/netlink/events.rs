@@ -40,6 +40,40 @@ pub enum LinkEvent {
     Overrun,
 }
 
+/// A link as the daemon last saw it, for [`differences`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Known {
+    pub ifindex: u32,
+    pub name: String,
+    /// Administratively up with carrier.
+    pub up: bool,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+}
+
+/// After lost events: what a fresh dump of the links says that the daemon's view does not, as
+/// the lost events would have said it. A link whose state, MAC or MTU differs is `Changed`; one
+/// whose ifindex is gone but whose name is back (re-created) is `Changed` with the new link;
+/// one gone altogether is `Removed`. Links the daemon does not know are left out. Pure.
+pub fn differences(known: &[Known], dump: &[Link]) -> Vec<LinkEvent> {
+    known
+        .iter()
+        .filter_map(|k| match dump.iter().find(|l| l.ifindex == k.ifindex) {
+            Some(l) => {
+                let same = (l.admin_up && l.carrier) == k.up && l.mac == k.mac && l.mtu == k.mtu;
+                (!same).then(|| LinkEvent::Changed(l.clone()))
+            }
+            None => Some(match dump.iter().find(|l| l.name == k.name) {
+                Some(l) => LinkEvent::Changed(l.clone()),
+                None => LinkEvent::Removed {
+                    ifindex: k.ifindex,
+                    name: k.name.clone(),
+                },
+            }),
+        })
+        .collect()
+}
+
 /// The output interface of a route with a gateway; `None` for every other route.
 fn route_changed(m: &netlink_packet_route::route::RouteMessage) -> Option<LinkEvent> {
     use netlink_packet_route::route::RouteAttribute;
@@ -132,14 +166,11 @@ impl Netlink {
     }
 }
 
-/// Receive buffer of the monitor's socket (the kernel caps it at net.core.rmem_max unless
-/// the caller has CAP_NET_ADMIN, which ipmpd has).
-const MONITOR_RCVBUF: usize = 4 << 20;
-
 /// Subscribes to link and neighbour events and forwards them to `tx` until the receiver is dropped.
-/// Subscribe before reading the initial link state so no change falls in between.
-pub fn spawn_monitor(tx: mpsc::Sender<LinkEvent>) -> Result<(), NetlinkError> {
-    let mut sub = Subscription::open()?;
+/// Subscribe before reading the initial link state so no change falls in between. `rcvbuf` is
+/// the socket's receive buffer in bytes (`netlink_rcvbuf_bytes`).
+pub fn spawn_monitor(tx: mpsc::Sender<LinkEvent>, rcvbuf: usize) -> Result<(), NetlinkError> {
+    let mut sub = Subscription::open(rcvbuf)?;
     tokio::spawn(async move {
         while let Some((message, _)) = sub.messages.next().await {
             let event = match message.payload {
@@ -147,7 +178,7 @@ pub fn spawn_monitor(tx: mpsc::Sender<LinkEvent>) -> Result<(), NetlinkError> {
                 NetlinkPayload::Overrun(_) => {
                     // Start afresh on a new socket first, then have the daemon re-read the
                     // state: whatever changes after that is seen on the new socket.
-                    match Subscription::open() {
+                    match Subscription::open(rcvbuf) {
                         Ok(fresh) => sub = fresh,
                         Err(e) => tracing::error!("cannot resubscribe to link events: {e}"),
                     }
@@ -177,7 +208,7 @@ struct Subscription {
 }
 
 impl Subscription {
-    fn open() -> Result<Self, NetlinkError> {
+    fn open(rcvbuf: usize) -> Result<Self, NetlinkError> {
         let (mut conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
             MulticastGroup::Link,
             MulticastGroup::Neigh,
@@ -188,9 +219,15 @@ impl Subscription {
         ])
         .map_err(NetlinkError::Connect)?;
         // Room for bursts (many links or neighbours changing at once); an overrun is still
-        // handled by the caller.
-        if let Err(e) = conn.socket_mut().socket_mut().set_rx_buf_sz(MONITOR_RCVBUF) {
-            tracing::warn!("cannot enlarge the netlink receive buffer: {e}");
+        // handled by the caller. FORCE passes net.core.rmem_max (ipmpd has CAP_NET_ADMIN).
+        let size = i32::try_from(rcvbuf).unwrap_or(i32::MAX) / 2;
+        let socket = conn.socket_mut().socket_mut();
+        if let Err(e) = nix::sys::socket::setsockopt(
+            &*socket,
+            nix::sys::socket::sockopt::RcvBufForce,
+            &(size as usize),
+        ) {
+            tracing::warn!("cannot set the netlink receive buffer to {rcvbuf} bytes: {e}");
         }
         Ok(Self {
             messages,
@@ -310,6 +347,67 @@ mod tests {
         assert_eq!(
             decode(&RouteNetlinkMessage::NewRule(Default::default())),
             None
+        );
+    }
+
+    fn known(ifindex: u32, name: &str, up: bool) -> Known {
+        Known {
+            ifindex,
+            name: name.into(),
+            up,
+            mac: [2, 0, 0, 0, 0, 1],
+            mtu: 1500,
+        }
+    }
+
+    fn dumped(ifindex: u32, name: &str, flags: LinkFlags) -> Link {
+        Link::from_message(&msg(ifindex, name, flags)).expect("a link")
+    }
+
+    #[test]
+    fn a_dump_that_matches_has_no_differences() {
+        let up = LinkFlags::Up | LinkFlags::LowerUp;
+        let dump = [
+            dumped(3, "m0", up),
+            dumped(4, "m1", LinkFlags::Up),
+            dumped(9, "other", up),
+        ];
+        let view = [known(3, "m0", true), known(4, "m1", false)];
+        assert_eq!(differences(&view, &dump), []);
+    }
+
+    #[test]
+    fn lost_changes_come_back_as_events() {
+        let up = LinkFlags::Up | LinkFlags::LowerUp;
+        // m0 lost its carrier, m1 got it back, m2 was deleted, m3 re-created (new ifindex),
+        // m4 changed its MTU.
+        let mut m4 = dumped(7, "m4", up);
+        m4.mtu = 9000;
+        let dump = [
+            dumped(3, "m0", LinkFlags::Up),
+            dumped(4, "m1", up),
+            dumped(20, "m3", up),
+            m4.clone(),
+        ];
+        let view = [
+            known(3, "m0", true),
+            known(4, "m1", false),
+            known(5, "m2", true),
+            known(6, "m3", true),
+            known(7, "m4", true),
+        ];
+        assert_eq!(
+            differences(&view, &dump),
+            [
+                LinkEvent::Changed(dump[0].clone()),
+                LinkEvent::Changed(dump[1].clone()),
+                LinkEvent::Removed {
+                    ifindex: 5,
+                    name: "m2".into()
+                },
+                LinkEvent::Changed(dump[2].clone()),
+                LinkEvent::Changed(m4),
+            ]
         );
     }
 

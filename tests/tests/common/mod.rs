@@ -15,6 +15,8 @@
 //! - [`in_netns`]: runs a closure on a thread inside a lab namespace (real sockets there), e.g.
 //!   [`send_udp_flows`] from a data address; [`tcx_programs`] on an interface there.
 //! - [`probe_stream`], [`wait_answered_probes`]: the `ipmpstat -p` stream.
+//! - [`ping_while`]: pings in the background while a closure runs (loss across a disruption);
+//!   [`cpu_seconds`]: a process's CPU time so far.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -509,4 +511,48 @@ pub fn member_flags(d: &Daemon) -> BTreeMap<String, String> {
         .into_iter()
         .map(|m| (m.name, m.flags))
         .collect()
+}
+
+/// Pings `dst` from `ns` every `interval` for `duration` on a thread, runs `f` once the pings
+/// have started, and returns the ping summary with `f`'s result.
+pub fn ping_while<T>(
+    ns: &Netns,
+    dst: &str,
+    duration: Duration,
+    interval: Duration,
+    f: impl FnOnce() -> T,
+) -> anyhow::Result<(lab::PingStats, T)> {
+    let count =
+        u32::try_from(duration.as_millis() / interval.as_millis().max(1)).unwrap_or(u32::MAX);
+    let (ns, dst) = (ns.clone(), dst.to_owned());
+    let pinger = thread::spawn(move || ns.ping(&dst, count, interval));
+    thread::sleep(Duration::from_millis(300));
+    let out = f();
+    let stats = pinger
+        .join()
+        .map_err(|_| anyhow!("the ping thread panicked"))??;
+    Ok((stats, out))
+}
+
+/// CPU time (user + system) process `pid` has used so far, in seconds, from /proc.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces): state is the first, utime the
+    // 12th, stime the 13th.
+    let rest = stat
+        .rsplit_once(") ")
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow!("odd /proc/{pid}/stat: {stat}"))?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        f.get(i)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow!("no field {i} in /proc/{pid}/stat"))
+    };
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    Ok((ticks(11)? + ticks(12)?) as f64 / hz)
 }
