@@ -23,7 +23,7 @@ _ipmpd() {
 
     case "${cmd}" in
         ipmpd)
-            opts="-c -h -V --config --pin-dir --check --cleanup --help --version"
+            opts="-c -h -V --config --pin-dir --proc-sys-net --check --cleanup --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -38,6 +38,10 @@ _ipmpd() {
                     return 0
                     ;;
                 --pin-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proc-sys-net)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

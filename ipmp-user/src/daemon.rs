@@ -91,9 +91,11 @@ impl Daemon {
         prune(&config, &opts.pin_dir, &nl).await;
         let announcer = Announcer::spawn()?;
         let (probe_tx, probe_rx) = mpsc::channel(1024);
+        let sysctl = sysctl::Sysctls::new(&opts.proc_sys_net);
         let mut setup = GroupSetup {
             config: &config,
             nl: &nl,
+            sysctl: &sysctl,
             links: nl.links().await?,
             dataplane: &mut dataplane,
             probe_tx: &probe_tx,
@@ -112,6 +114,7 @@ impl Daemon {
         let mut daemon = Self {
             config,
             nl,
+            sysctl,
             dataplane,
             announcer,
             groups,
@@ -501,7 +504,7 @@ impl Daemon {
             return Ok(());
         }
         tracing::info!(member = %link.name, ifindex = link.ifindex, "member is back with a new ifindex: preparing it again");
-        sysctl::prepare_member(&link.name)?;
+        self.sysctl.prepare_member(&link.name)?;
         self.nl.set_allmulticast(link.ifindex).await?;
         self.dataplane.detach(&link.name);
         let mode = attach_member(&mut self.dataplane, self.groups[gi].cfg.xdp_mode, link)?;
@@ -874,10 +877,13 @@ impl Daemon {
     /// value is checked here and put back.
     fn guard_sysctls(&self) {
         for g in &self.groups {
-            let ok = sysctl::read("ipv4", &g.cfg.name, "forwarding").is_ok_and(|v| v == "1");
+            let ok = self
+                .sysctl
+                .read("ipv4", &g.cfg.name, "forwarding")
+                .is_ok_and(|v| v == "1");
             if !ok {
                 tracing::warn!(group = %g.cfg.name, "forwarding on the IPMP interface was turned off (ip_forward written?): setting it back, bpf_fib_lookup needs it");
-                if let Err(e) = sysctl::prepare_ipmp(&g.cfg.name) {
+                if let Err(e) = self.sysctl.prepare_ipmp(&g.cfg.name) {
                     tracing::error!(group = %g.cfg.name, "{e}");
                 }
             }

@@ -1426,6 +1426,20 @@ pub fn start_ipmpd_pinned(
     bin_dir: Option<&Path>,
     pin_dir: &Path,
 ) -> anyhow::Result<Daemon> {
+    start_ipmpd_wrapped(lab, config_toml, bin_dir, pin_dir, &[], &[])
+}
+
+/// Like [`start_ipmpd_pinned`], with ipmpd started as the last arguments of `wrapper` (a
+/// command that sets up its environment and execs them: a mount namespace, setpriv) and with
+/// `extra` after its own arguments.
+pub fn start_ipmpd_wrapped(
+    lab: &Lab,
+    config_toml: &str,
+    bin_dir: Option<&Path>,
+    pin_dir: &Path,
+    wrapper: &[&str],
+    extra: &[&str],
+) -> anyhow::Result<Daemon> {
     let table: toml::Table = config_toml
         .parse()
         .context("the ipmpd config is not valid TOML")?;
@@ -1462,9 +1476,18 @@ pub fn start_ipmpd_pinned(
         config.to_string_lossy().into_owned(),
         pin_dir.to_string_lossy().into_owned(),
     );
+    let mut argv: Vec<&str> = wrapper.to_vec();
+    argv.extend([
+        ipmpd_s.as_str(),
+        "--config",
+        &config_s,
+        "--pin-dir",
+        &pins_s,
+    ]);
+    argv.extend(extra);
     let child = lab
         .host()
-        .command(&[&ipmpd_s, "--config", &config_s, "--pin-dir", &pins_s])
+        .command(&argv)
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
         .stdout(out)

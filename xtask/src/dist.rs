@@ -181,6 +181,22 @@ mod tests {
         assert!(parsed["group"].as_array().is_some_and(|g| !g.is_empty()));
         let run = mount("/run/ipmp");
         assert_eq!(run["hostPath"]["path"].as_str(), Some("/run/ipmp"));
+        // The container's /proc/sys is read-only: ipmpd writes the node's network sysctls
+        // through a writable mount of them, named on its command line.
+        let at = command
+            .iter()
+            .position(|a| *a == "--proc-sys-net")
+            .and_then(|i| command.get(i + 1))
+            .unwrap_or_else(|| panic!("no --proc-sys-net DIR in {command:?}"));
+        let sysctls = mount(at);
+        assert_eq!(sysctls["hostPath"]["path"].as_str(), Some("/proc/sys/net"));
+        assert!(
+            mounts
+                .iter()
+                .all(|m| m["mountPath"].as_str() != Some(at)
+                    || m["readOnly"].as_bool() != Some(true)),
+            "{at} is mounted read-only"
+        );
         for m in mounts {
             volume(m["name"].as_str().unwrap());
         }

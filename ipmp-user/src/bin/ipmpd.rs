@@ -50,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let exit = rt.block_on(async {
         let opts = Options {
             pin_dir: cli.pin_dir.clone(),
+            proc_sys_net: cli.proc_sys_net.clone(),
             config_path: cli.config.clone(),
         };
         let (daemon, control) = Daemon::start(config, &opts).await?;

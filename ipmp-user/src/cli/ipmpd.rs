@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use ipmp_common::PIN_DIR;
 
-use crate::config;
+use crate::{config, netlink::sysctl::PROC_SYS_NET};
 
 /// IP network multipathing daemon: keeps a group's data addresses reachable when a member NIC
 /// fails and spreads outbound flows over the healthy members (eBPF data plane).
@@ -26,6 +26,11 @@ pub struct Cli {
     /// bpffs directory for the pinned maps and program links.
     #[arg(long, default_value = PIN_DIR)]
     pub pin_dir: PathBuf,
+    /// Where the network sysctls are (the members' arp_ignore, arp_announce, accept_ra; the
+    /// IPMP interface's forwarding). In a container whose /proc/sys is read-only, mount the
+    /// host's /proc/sys/net writable elsewhere and name it here.
+    #[arg(long, value_name = "DIR", default_value = PROC_SYS_NET)]
+    pub proc_sys_net: PathBuf,
     /// Check the configuration and exit.
     #[arg(long)]
     pub check: bool,

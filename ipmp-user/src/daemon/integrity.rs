@@ -14,7 +14,7 @@ use super::{
 use crate::{
     config::Prefix,
     dataplane::XdpAttachMode,
-    netlink::{self, Address, Link, events::LinkEvent, sysctl},
+    netlink::{self, Address, Link, events::LinkEvent},
 };
 
 /// How often the integrity check runs: cheap (one link, address and route dump, a few TCX
@@ -220,13 +220,15 @@ impl Daemon {
             .min()
             .unwrap_or(1500);
         let link = self.nl.create_ipmp_interface(&name, &peer, mtu).await?;
+        // The peer stays quiet: no IPv6 link-local, no multicast reports.
+        self.sysctl.set_ipv6_disabled(&peer, true).ok();
         let peer_ifindex = self
             .nl
             .link_by_name(&peer)
             .await?
             .map(|l| l.ifindex)
             .ok_or_else(|| netlink::NetlinkError::NoSuchInterface(peer.clone()))?;
-        sysctl::prepare_ipmp(&name)?;
+        self.sysctl.prepare_ipmp(&name)?;
         self.dataplane.attach_ipmp(&name)?;
         {
             let g = &mut self.groups[gi];

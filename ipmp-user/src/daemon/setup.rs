@@ -16,7 +16,7 @@ use crate::{
     config::{Config, GroupConfig},
     dataplane::{self, Dataplane, XdpAttachMode},
     group::{Carrier, Group, GroupSpec},
-    netlink::{self, Link, Netlink, NetlinkError, sysctl},
+    netlink::{self, Link, Netlink, NetlinkError, sysctl::Sysctls},
     probe_io::{GroupProbing, MemberNic, ProbeReply, ring::ProbeRing},
 };
 
@@ -173,6 +173,7 @@ pub(super) fn adoptable(link: &Link, pin_dir: &Path) -> bool {
 pub(super) struct GroupSetup<'a> {
     pub(super) config: &'a Config,
     pub(super) nl: &'a Netlink,
+    pub(super) sysctl: &'a Sysctls,
     pub(super) links: Vec<Link>,
     pub(super) dataplane: &'a mut Dataplane,
     pub(super) probe_tx: &'a mpsc::Sender<ProbeReply>,
@@ -193,7 +194,7 @@ impl GroupSetup<'_> {
         let members = self.member_links(cfg)?;
         let mtu = members.iter().map(|(l, _)| l.mtu).min().unwrap_or(1500);
         let (ipmp, peer_ifindex) = self.ipmp_interface(cfg, mtu, created).await?;
-        sysctl::prepare_ipmp(&cfg.name)?;
+        self.sysctl.prepare_ipmp(&cfg.name)?;
         self.dataplane.attach_ipmp(&cfg.name)?;
         let mut rts = Vec::new();
         for (link, mcfg) in &members {
@@ -276,6 +277,8 @@ impl GroupSetup<'_> {
             None => {
                 let link = self.nl.create_ipmp_interface(&cfg.name, &peer, mtu).await?;
                 created.push(link.ifindex);
+                // The peer stays quiet: no IPv6 link-local, no multicast reports.
+                self.sysctl.set_ipv6_disabled(&peer, true).ok();
                 link
             }
         };
@@ -300,7 +303,7 @@ impl GroupSetup<'_> {
         link: &Link,
         mcfg: &crate::config::MemberConfig,
     ) -> Result<MemberRt> {
-        sysctl::prepare_member(&link.name)?;
+        self.sysctl.prepare_member(&link.name)?;
         self.nl.set_allmulticast(link.ifindex).await?;
         if !link.admin_up {
             self.nl.set_up(link.ifindex, true).await?;

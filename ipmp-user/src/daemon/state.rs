@@ -47,6 +47,7 @@ pub(super) struct GroupRt {
 pub struct Daemon {
     pub(super) config: Config,
     pub(super) nl: Netlink,
+    pub(super) sysctl: crate::netlink::sysctl::Sysctls,
     pub(super) dataplane: Dataplane,
     pub(super) announcer: Announcer,
     pub(super) groups: Vec<GroupRt>,
@@ -77,6 +78,8 @@ pub struct Daemon {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub pin_dir: PathBuf,
+    /// The network sysctls' directory (`--proc-sys-net`).
+    pub proc_sys_net: PathBuf,
     /// Where the configuration came from (reread on reload).
     pub config_path: PathBuf,
 }

@@ -178,8 +178,6 @@ impl Netlink {
             .link_by_name(peer)
             .await?
             .ok_or_else(|| NetlinkError::NoSuchInterface(peer.to_string()))?;
-        // The peer stays quiet: no IPv6 link-local, no multicast reports.
-        sysctl::set_ipv6_disabled(peer, true).ok();
         self.set_mtu(peer_link.ifindex, mtu).await?;
         self.set_up(peer_link.ifindex, true).await?;
         Ok(link)
