@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod group;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod mpathd;
 pub mod netlink;

@@ -195,7 +195,7 @@ fn made_up_scrape() -> Exposition {
     let events = ipmp::metrics::Events::default();
     events.failed("ipmp0", "m1");
     events.rtt("ipmp0", "m0", Duration::from_micros(700));
-    let text = ipmp::metrics::encode(snapshot, events.counts());
+    let text = ipmp::metrics::encode(snapshot, events.counts(), 3);
     openmetrics::parse(&text).unwrap_or_else(|e| panic!("{e:#}\n{text}"))
 }
 
@@ -212,6 +212,7 @@ fn the_encoder_output_parses_strictly() {
         Some(1.0)
     );
     assert_eq!(state(&e, "ipmp_group_state", &[], "degraded"), 1.0);
+    assert_eq!(e.value("ipmp_log_lines_dropped_total", &[]), Some(3.0));
 }
 
 /// The README's Metrics table names every exported series, and only those.

@@ -1,5 +1,5 @@
 //! Worst days: ipmpd killed with SIGKILL under traffic, a member's link flapping 1000 times in
-//! 10 s, and hostile control clients. Each ends with the group healthy and ipmpd alive, and
+//! 10 s, hostile control clients, and a log nobody reads. Each ends with the group healthy and ipmpd alive, and
 //! prints its figures (loss, time to repair, CPU, control latency) on stderr.
 
 pub mod common;
@@ -767,26 +767,178 @@ fn worst_day_hostile_control_clients() {
         }
         assert!(failures.is_empty(), "the watcher was refused: {failures:?}");
         assert!(raw.len() >= 50, "only {} status samples", raw.len());
-        // The bound of 100 ms holds for the flood and for 99 % of the rest. A loaded test box
-        // stalls ipmpd (neither running nor runnable) for ~100 ms now and then without any
-        // attack, as the second before the attacks shows on such a box; an attack that held
-        // ipmpd up (a slow client blocking others, the daemon waiting on a client) would
-        // show in many rounds or for seconds.
+        // ipmpd's answer (the faster of two requests at once, so that this process's own
+        // scheduling does not count) within 100 ms throughout: before, during and after the
+        // flood, the slow client, the big request and the invalid ones. Its log is written
+        // by a thread of its own, so a burst of debug lines cannot hold the loop up.
         let flood_max = flood_max.unwrap_or_default();
         assert!(
             flood_max < Duration::from_millis(100),
             "a status request took {flood_max:?} during the flood (bound 100 ms)"
         );
-        let p99 = raw[raw.len() * 99 / 100];
-        assert!(
-            p99 < Duration::from_millis(100),
-            "99 % of status requests took up to {p99:?} under attack (bound 100 ms)"
-        );
         let worst = raw.last().copied().unwrap_or_default();
         assert!(
-            worst < Duration::from_secs(1),
-            "a status request took {worst:?} under attack"
+            worst < Duration::from_millis(100),
+            "a status request took {worst:?} under attack (bound 100 ms); 99 % within {:?}",
+            raw[raw.len() * 99 / 100]
         );
     });
     assert_group_ok(&s.daemon);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A log nobody reads
+
+/// `sh -ec STDERR_FIFO stderr FIFO ARGV...`: ipmpd's stdout and stderr go into FIFO, which
+/// ipmpd itself holds open for reading (fd 3) and nobody reads — a journal that stalled, a
+/// supervisor that never drains its pipe. Once 64 KiB are queued every write(2) blocks.
+const STDERR_FIFO: &str = r#"
+fifo=$1; shift
+mkfifo "$fifo"
+exec 3<>"$fifo"
+exec >"$fifo" 2>&1
+exec "$@"
+"#;
+
+/// Bytes queued in the pipe behind `fifo` (FIONREAD), read without draining it.
+fn queued_bytes(fifo: &Path) -> usize {
+    use std::os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _};
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(fifo)
+        .expect("open the fifo");
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    usize::try_from(n).unwrap_or_default()
+}
+
+#[test]
+fn worst_day_a_log_nobody_reads() {
+    if !require_root("worst_day_a_log_nobody_reads") {
+        return;
+    }
+    const LISTEN: &str = "127.0.0.1:9474";
+    let lab = Lab::new(spec(2)).expect("lab");
+    let mut config = lab.config();
+    config.metrics = Some(ipmp_tests::lab::MetricsConfig {
+        listen: LISTEN.into(),
+    });
+    let fifo = lab.work_dir().join("stderr.fifo");
+    let fifo_s = fifo.to_string_lossy().into_owned();
+    let d = ipmp_tests::lab::start_ipmpd_wrapped(
+        &lab,
+        &config.to_toml(),
+        None,
+        &lab.pin_dir(),
+        &["sh", "-ec", STDERR_FIFO, "stderr", &fifo_s],
+        &[],
+    )
+    .expect("ipmpd with its stderr into a fifo");
+    let pid = d.pid().expect("ipmpd pid");
+    let ready = || common::members(&d).is_ok_and(|ms| ms.len() == 2 && ms.iter().all(|m| m.active));
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, ready),
+        "members not active"
+    );
+
+    // Status requests (each logs a line at debug) from 4 clients at once until the pipe is
+    // full — from then on a blocking log would stop ipmpd — and on until the writer's queue
+    // is full too and lines are dropped.
+    let url = format!("http://{LISTEN}/metrics");
+    let dropped = || {
+        let scrape = lab
+            .host()
+            .run(&["curl", "-sS", "--max-time", "5", &url])
+            .expect("scrape");
+        ipmp_tests::openmetrics::parse(&scrape)
+            .expect("the scrape parses")
+            .value("ipmp_log_lines_dropped_total", &[])
+            .unwrap_or_else(|| panic!("no ipmp_log_lines_dropped_total in\n{scrape}"))
+    };
+    let started = Instant::now();
+    let mut requests = 0u64;
+    let mut full_after = None;
+    while started.elapsed() < Duration::from_secs(60) {
+        thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..250 {
+                        raw_status(d.socket()).expect("status while the log backs up");
+                    }
+                });
+            }
+        });
+        requests += 1000;
+        if full_after.is_none() && queued_bytes(&fifo) >= 60 << 10 {
+            full_after = Some((requests, started.elapsed()));
+        }
+        if full_after.is_some() && dropped() > 0.0 {
+            break;
+        }
+    }
+    let filled_in = started.elapsed();
+    let full = queued_bytes(&fifo);
+    // ipmpd still answers, fails m0 over and repairs it.
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        answers.push(raw_status(d.socket()).expect("status with a full stderr"));
+        thread::sleep(POLL);
+    }
+    answers.sort_unstable();
+    let worst = answers.last().copied().unwrap_or_default();
+    let m0_failed = || common::member(&d, "m0").state == "failed";
+    let m0_ok = || {
+        let m = common::member(&d, "m0");
+        m.state == "ok" && m.active
+    };
+    lab.switch()
+        .run(&["ip", "link", "set", &Lab::port(0), "down"])
+        .expect("port down");
+    let down = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), POLL, m0_failed),
+        "m0 not failed with stderr blocked"
+    );
+    let failed_in = down.elapsed();
+    let ping = lab
+        .peer(0)
+        .ping(DATA_V4, 5, Duration::from_millis(50))
+        .expect("ping");
+    lab.switch()
+        .run(&["ip", "link", "set", &Lab::port(0), "up"])
+        .expect("port up");
+    assert!(
+        wait_until(Duration::from_secs(10), POLL, m0_ok),
+        "m0 not repaired with stderr blocked"
+    );
+    let dropped = dropped();
+    let (full_requests, full_in) = full_after.unwrap_or_default();
+    eprintln!(
+        "a log nobody reads: stderr pipe full ({full} bytes queued) after {full_requests} \
+         status requests ({:.1} s), log lines dropped after {requests} ({:.1} s); then: status \
+         answers median {:.1} ms, max {:.1} ms; m0 failed {:.0} ms after its port went down, \
+         ping to the data address lost {} of {}; {dropped:.0} log lines dropped",
+        full_in.as_secs_f64(),
+        filled_in.as_secs_f64(),
+        answers[answers.len() / 2].as_secs_f64() * 1000.0,
+        worst.as_secs_f64() * 1000.0,
+        failed_in.as_secs_f64() * 1000.0,
+        ping.lost(),
+        ping.transmitted,
+    );
+    assert!(
+        full >= 60 << 10,
+        "the pipe never filled: {full} bytes queued"
+    );
+    assert!(alive(pid), "ipmpd died");
+    assert!(worst < Duration::from_secs(1), "status took {worst:?}");
+    assert_eq!(ping.lost(), 0, "{ping:?}");
+    assert!(
+        dropped > 0.0,
+        "no line was dropped: was the writer queue ever full?"
+    );
 }

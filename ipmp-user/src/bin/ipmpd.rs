@@ -1,6 +1,6 @@
 //! ipmpd: the IPMP daemon. Runs in the foreground and logs through tracing (RUST_LOG).
 
-use std::{io::IsTerminal as _, os::unix::process::CommandExt as _};
+use std::os::unix::process::CommandExt as _;
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -10,22 +10,12 @@ use ipmp::{
     daemon::{Daemon, Exit, Options},
     dataplane,
 };
+use tracing_appender::non_blocking::WorkerGuard;
 
 fn main() -> std::process::ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    // Under systemd the journal adds the time itself.
-    if ipmp::notify::stderr_is_journal() {
-        fmt.without_time().init();
-    } else {
-        fmt.init();
-    }
+    let log = ipmp::logging::init();
     let cli = Cli::parse();
-    match run(cli) {
+    match run(cli, log) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ipmpd: {e:#}");
@@ -34,7 +24,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// `log` is dropped on return (before main reports an error) and before a re-exec, so queued
+/// lines are written out first.
+fn run(cli: Cli, log: WorkerGuard) -> anyhow::Result<()> {
     let config = Config::load(&cli.config)?;
     if cli.check {
         println!("{}: ok", cli.config.display());
@@ -63,6 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // Like in.mpathd on SIGHUP: start again with the same arguments; the new process
         // adopts the pinned programs, links and maps, so forwarding never stops.
         let exe = std::env::current_exe().context("cannot find ipmpd's own executable")?;
+        drop(log);
         let err = std::process::Command::new(&exe)
             .args(std::env::args_os().skip(1))
             .exec();

@@ -88,11 +88,15 @@ const SNAPSHOT_COUNTERS: [SnapshotCounter; 8] = [
     ),
 ];
 
-/// The exposition of `snapshot` and `events`, ending with `# EOF`. Members without events
-/// read as 0, so every counter exists from the first scrape.
-pub fn encode(snapshot: Snapshot, events: EventCounts) -> String {
+/// The exposition of `snapshot`, `events` and the daemon's own `log_lines_dropped`, ending with
+/// `# EOF`. Members without events read as 0, so every counter exists from the first scrape.
+pub fn encode(snapshot: Snapshot, events: EventCounts, log_lines_dropped: u64) -> String {
     let mut registry = Registry::with_prefix("ipmp");
-    registry.register_collector(Box::new(Scrape { snapshot, events }));
+    registry.register_collector(Box::new(Scrape {
+        snapshot,
+        events,
+        log_lines_dropped,
+    }));
     let mut out = String::new();
     // Writing into a String cannot fail; the collector itself returns no other error.
     if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
@@ -106,6 +110,7 @@ pub fn encode(snapshot: Snapshot, events: EventCounts) -> String {
 struct Scrape {
     snapshot: Snapshot,
     events: EventCounts,
+    log_lines_dropped: u64,
 }
 
 /// Labels in order; values escaped as the text format wants (`\\`, `\"`, `\n`).
@@ -329,6 +334,15 @@ impl Collector for Scrape {
                 let n = g.members.iter().filter(|m| m.active).count();
                 gauge(&mut m, Labels(vec![("group", g.name.as_str())]), n as i64)?;
             }
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "log_lines_dropped",
+                "Log lines ipmpd dropped because stderr (the journal) did not keep up.",
+                None,
+                MetricType::Counter,
+            )?;
+            m.encode_counter::<NoLabelSet, _, u64>(&self.log_lines_dropped, None)?;
         }
         let mut m = enc.encode_descriptor(
             "dataplane_packets",

@@ -242,7 +242,11 @@ async fn scrape(calls: &mpsc::Sender<ControlCall>, events: &Events) -> Result<St
     .flatten()
     .ok_or(unavailable)?;
     match snapshot {
-        Response::Status(s) => Ok(super::encode::encode(s, events.counts())),
+        Response::Status(s) => Ok(super::encode::encode(
+            s,
+            events.counts(),
+            crate::logging::dropped_lines(),
+        )),
         _ => Err(unavailable),
     }
 }

@@ -40,7 +40,7 @@ fn scrape() -> String {
     events.repaired("ipmp0", "net1");
     events.rtt("ipmp0", "net0", Duration::from_micros(300));
     events.rtt("ipmp0", "net0", Duration::from_millis(3));
-    encode(s, events.counts())
+    encode(s, events.counts(), 7)
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn each_family_is_described_once_before_its_samples() {
     unique.sort_unstable();
     unique.dedup();
     assert_eq!(types.len(), unique.len(), "{types:?}");
-    assert_eq!(types.len(), 19, "{types:?}");
+    assert_eq!(types.len(), 20, "{types:?}");
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn label_values_are_escaped() {
             vec![member("a\\b\nc", true, MemberState::Ok)],
         )],
     };
-    let text = encode(snapshot, EventCounts::default());
+    let text = encode(snapshot, EventCounts::default(), 0);
     has(
         &text,
         r#"ipmp_member_active{group="g\"1",member="a\\b\nc"} 1"#,
