@@ -1,6 +1,6 @@
 //! Worst days: ipmpd killed with SIGKILL under traffic, a member's link flapping 1000 times in
-//! 10 s, hostile control clients, and a log nobody reads. Each ends with the group healthy and ipmpd alive, and
-//! prints its figures (loss, time to repair, CPU, control latency) on stderr.
+//! 10 s, hostile control clients, and a log nobody reads. Each ends with the group healthy and
+//! ipmpd alive, and prints its figures (loss, time to repair, CPU, control latency) on stderr.
 
 pub mod common;
 
