@@ -10,6 +10,8 @@
 //! 3. address bindings, test addresses and probe targets;
 //! 4. members that stop being active, stale entries last.
 //!
+//! A group's two halves are read from the kernel once, with one `BPF_MAP_LOOKUP_BATCH`.
+//!
 //! A reader would only see a half-written half if it held the old `GroupInfo` across two whole
 //! table rewrites — each at least two syscalls long, while a TC program runs well under a
 //! microsecond inside one RCU read-side section.
@@ -82,14 +84,21 @@ impl MapWriter {
     /// A half of a group's table as the kernel holds it (read once, then tracked).
     fn half(&mut self, ifindex: u32, slot: u32, half: u32) -> Result<&mut Vec<u32>> {
         if !self.halves.contains_key(&ifindex) {
-            let mut read = [Vec::new(), Vec::new()];
-            for (h, out) in read.iter_mut().enumerate() {
-                for b in 0..MAX_BUCKETS {
-                    let idx = bucket_index(slot, h as u32, b).ok_or(DataplaneError::Slot(slot))?;
-                    out.push(self.buckets.get(&idx, 0).map_err(map_err(MAP_BUCKETS))?);
+            // A group's two halves are adjacent in the map: one batch read takes both.
+            let start = bucket_index(slot, 0, 0).ok_or(DataplaneError::Slot(slot))?;
+            let end = bucket_index(slot, 1, MAX_BUCKETS - 1).ok_or(DataplaneError::Slot(slot))?;
+            let mut first = vec![0u32; (end - start + 1) as usize];
+            let fd = self.buckets.map().fd().as_fd();
+            super::batch::lookup_array(fd, start, &mut first).map_err(|source| {
+                DataplaneError::BatchRead {
+                    map: MAP_BUCKETS,
+                    start,
+                    count: first.len(),
+                    source,
                 }
-            }
-            self.halves.insert(ifindex, read);
+            })?;
+            let second = first.split_off(MAX_BUCKETS as usize);
+            self.halves.insert(ifindex, [first, second]);
         }
         let halves = self
             .halves
