@@ -92,8 +92,9 @@ pub const fn flow_hash(key: &FlowKey, seed: u32) -> u32 {
     h as u32
 }
 
-/// Bucket of a hash in a table of `n_buckets` (multiply-shift: no division, no bias worth
-/// measuring for n ≤ 4096). `n_buckets` must be > 0.
+/// Bucket of a hash in a table of `n_buckets` (multiply-shift: no division; each bucket gets
+/// ⌊2³²/n⌋ or ⌈2³²/n⌉ hash values, a bias of at most n/2³² ≤ 1/65 536 for n ≤ MAX_BUCKETS).
+/// `n_buckets` must be > 0.
 #[inline(always)]
 pub const fn bucket_of(hash: u32, n_buckets: u32) -> u32 {
     ((hash as u64 * n_buckets as u64) >> 32) as u32
@@ -162,7 +163,7 @@ mod tests {
 
     #[test]
     fn bucket_of_stays_in_range() {
-        for n in [1u32, 2, 3, 255, 256, 4096] {
+        for n in [1u32, 2, 3, 255, 256, 4096, 65_535, crate::MAX_BUCKETS] {
             for h in [0u32, 1, u32::MAX / 2, u32::MAX - 1, u32::MAX] {
                 assert!(bucket_of(h, n) < n);
             }

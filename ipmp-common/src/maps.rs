@@ -26,7 +26,7 @@ pub const MAX_GROUPS: u32 = 16;
 /// Most members over all groups.
 pub const MAX_MEMBERS: u32 = 64;
 /// Most buckets in one half of a group's bucket table.
-pub const MAX_BUCKETS: u32 = 4096;
+pub const MAX_BUCKETS: u32 = 65_536;
 /// Most data addresses over all groups.
 pub const MAX_ADDRS: u32 = 1024;
 /// Most test addresses: one IPv4 and one IPv6 per member.

@@ -12,7 +12,7 @@
 //! The same table balances data addresses over members in [`crate::group`] (the kernel's
 //! `ipmp_illgrp_min_ill` rule for binding addresses is this algorithm with one slot per address).
 
-use std::collections::BTreeMap;
+use std::{cmp::Reverse, collections::BinaryHeap};
 
 /// Owner (member id) per bucket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,24 +64,32 @@ impl BucketTable {
     ///
     /// 1. Buckets whose owner is not active (or that have none) go one by one, in bucket order,
     ///    to the active member with the fewest buckets (ties: lowest member id).
-    /// 2. While the busiest and the idlest member differ by more than one, the busiest (ties:
-    ///    lowest id) hands its highest-numbered bucket to the idlest (ties: lowest id).
+    /// 2. While the busiest and the idlest member differ by more than one, a bucket moves to
+    ///    the idlest (ties: lowest id): one coming home to it from a member at least two
+    ///    buckets busier (the lowest such member id), else the busiest's (ties: lowest id)
+    ///    highest-numbered bucket.
     ///
     /// Starting from a balanced table, step 1 alone keeps it balanced (water-filling), so a
     /// removal moves exactly the removed member's buckets; after an addition only step 2 runs,
     /// and every move goes to the newcomer.
+    ///
+    /// O(B log N) for step 1 and O(M·(N + log B)) for the M moves of step 2 (B buckets, N
+    /// active members): it runs on the failover path, with tables of up to 65 536 buckets.
     pub fn rebalance(&mut self, active: &[usize]) -> u32 {
         let before = self.slots.clone();
-        let mut owned: BTreeMap<usize, Vec<usize>> =
-            active.iter().map(|&m| (m, Vec::new())).collect();
-        if owned.is_empty() {
+        let mut ids = active.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
             self.slots.iter_mut().for_each(|s| *s = None);
             return count_changes(&before, &self.slots);
         }
+        // Each active member's buckets by index into `ids`: ascending, then appended orphans.
+        let mut lists: Vec<Vec<usize>> = vec![Vec::new(); ids.len()];
         let mut orphans = Vec::new();
         for (bucket, slot) in self.slots.iter().enumerate() {
-            match slot.and_then(|m| owned.get_mut(&m)) {
-                Some(list) => list.push(bucket),
+            match slot.and_then(|m| ids.binary_search(&m).ok()) {
+                Some(i) => lists[i].push(bucket),
                 None => {
                     if self.home[bucket].is_none() {
                         self.home[bucket] = *slot;
@@ -90,36 +98,21 @@ impl BucketTable {
                 }
             }
         }
+        // Index order is id order, so the heap's ties go to the lowest id.
+        let mut idle: BinaryHeap<Reverse<(usize, usize)>> = lists
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Reverse((l.len(), i)))
+            .collect();
         for bucket in orphans {
-            if let Some((&member, list)) = owned.iter_mut().min_by_key(|(m, l)| (l.len(), **m)) {
-                list.push(bucket);
-                self.slots[bucket] = Some(member);
+            if let Some(Reverse((len, i))) = idle.pop() {
+                lists[i].push(bucket);
+                self.slots[bucket] = Some(ids[i]);
+                idle.push(Reverse((len + 1, i)));
             }
         }
-        while let Some((busiest, idlest)) = unbalanced_pair(&owned) {
-            // A bucket coming home to the idlest member, from any member at least two buckets
-            // busier (so the move still narrows the spread); else the busiest member's highest.
-            let idle_len = owned.get(&idlest).map_or(0, Vec::len);
-            let homecoming = owned
-                .iter()
-                .filter(|(m, l)| **m != idlest && l.len() > idle_len + 1)
-                .flat_map(|(m, l)| l.iter().enumerate().map(move |(pos, b)| (*m, pos, *b)))
-                .find(|(_, _, b)| self.home[*b] == Some(idlest));
-            let moved = match homecoming {
-                Some((from, pos, _)) => owned.get_mut(&from).map(|l| l.swap_remove(pos)),
-                None => owned.get_mut(&busiest).and_then(|l| {
-                    // Each list is ascending except for appended orphans: take the highest.
-                    let (pos, _) = l.iter().enumerate().max_by_key(|(_, b)| **b)?;
-                    Some(l.swap_remove(pos))
-                }),
-            };
-            let Some(bucket) = moved else {
-                break;
-            };
-            if let Some(l) = owned.get_mut(&idlest) {
-                l.push(bucket);
-            }
-            self.slots[bucket] = Some(idlest);
+        if unbalanced_pair(&lists).is_some() {
+            Spread::new(&ids, &mut self.slots, &self.home, lists).run();
         }
         // A bucket is home once its owner is the one it remembers (or it never left).
         for (home, slot) in self.home.iter_mut().zip(&self.slots) {
@@ -143,15 +136,140 @@ impl BucketTable {
     }
 }
 
-/// The busiest and the idlest member (ties: lowest id each) when they differ by more than one.
-fn unbalanced_pair(owned: &BTreeMap<usize, Vec<usize>>) -> Option<(usize, usize)> {
-    // `min_by_key` keeps the first minimum and a BTreeMap iterates by id, so ties go to the
-    // lowest id; the maximum compares on (len, Reverse(id)) for the same effect.
-    let (&idlest, idle) = owned.iter().min_by_key(|(m, l)| (l.len(), **m))?;
-    let (&busiest, busy) = owned
+/// The busiest and the idlest member by index (ties: lowest each) when they differ by more
+/// than one.
+fn unbalanced_pair(lists: &[Vec<usize>]) -> Option<(usize, usize)> {
+    // `min_by_key` keeps the first minimum, so ties go to the lowest index; the maximum
+    // compares on (len, Reverse(index)) for the same effect.
+    let (idlest, idle) = lists
         .iter()
-        .max_by_key(|(m, l)| (l.len(), std::cmp::Reverse(**m)))?;
+        .enumerate()
+        .min_by_key(|(i, l)| (l.len(), *i))?;
+    let (busiest, busy) = lists
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, l)| (l.len(), Reverse(*i)))?;
     (busy.len() > idle.len() + 1).then_some((busiest, idlest))
+}
+
+/// Step 2 of [`BucketTable::rebalance`]. The member lists are kept exactly as a plain
+/// `Vec` per member would be (moves `swap_remove` from the giver and push onto the taker),
+/// so the choice of bucket is fixed by the rule; the heaps only find it without scanning:
+/// entries go stale when their bucket moves and are dropped when they surface.
+struct Spread<'a> {
+    ids: &'a [usize],
+    slots: &'a mut [Option<usize>],
+    /// The member each bucket remembers as home (a member id, as in the table).
+    home: &'a [Option<usize>],
+    lists: Vec<Vec<usize>>,
+    /// Position of each bucket in its owner's list.
+    pos: Vec<usize>,
+    /// Per member: its buckets, highest first (built when first needed: a repair takes only
+    /// homecoming buckets).
+    highest: Vec<Option<BinaryHeap<usize>>>,
+    /// Per owner, per home member (both indices into `ids`): positions in the owner's list of
+    /// the buckets whose home that member is, lowest first.
+    homing: Vec<Vec<(usize, BinaryHeap<Reverse<usize>>)>>,
+}
+
+impl<'a> Spread<'a> {
+    fn new(
+        ids: &'a [usize],
+        slots: &'a mut [Option<usize>],
+        home: &'a [Option<usize>],
+        lists: Vec<Vec<usize>>,
+    ) -> Self {
+        let mut spread = Spread {
+            ids,
+            slots,
+            home,
+            pos: vec![0; home.len()],
+            highest: vec![None; lists.len()],
+            homing: vec![Vec::new(); lists.len()],
+            lists: Vec::new(),
+        };
+        for (m, list) in lists.iter().enumerate() {
+            for (p, &bucket) in list.iter().enumerate() {
+                spread.placed(m, p, bucket);
+            }
+        }
+        spread.lists = lists;
+        spread
+    }
+
+    /// Index of the active member `bucket` remembers as home.
+    fn home_of(&self, bucket: usize) -> Option<usize> {
+        self.home[bucket].and_then(|h| self.ids.binary_search(&h).ok())
+    }
+
+    /// Records that `bucket` now sits at position `p` of member `m`'s list.
+    fn placed(&mut self, m: usize, p: usize, bucket: usize) {
+        self.pos[bucket] = p;
+        if let Some(h) = self.home_of(bucket).filter(|&h| h != m) {
+            let homing = &mut self.homing[m];
+            match homing.iter_mut().find(|(home, _)| *home == h) {
+                Some((_, heap)) => heap.push(Reverse(p)),
+                None => homing.push((h, BinaryHeap::from([Reverse(p)]))),
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        while let Some((busiest, idlest)) = unbalanced_pair(&self.lists) {
+            // A bucket coming home to the idlest member, from any member at least two buckets
+            // busier (so the move still narrows the spread); else the busiest member's highest.
+            let idle_len = self.lists[idlest].len();
+            let homecoming = (0..self.lists.len()).find_map(|m| {
+                (m != idlest && self.lists[m].len() > idle_len + 1)
+                    .then(|| self.first_homing(m, idlest).map(|p| (m, p)))
+                    .flatten()
+            });
+            let Some((from, p)) =
+                homecoming.or_else(|| self.highest(busiest).map(|p| (busiest, p)))
+            else {
+                break;
+            };
+            let bucket = self.lists[from].swap_remove(p);
+            if let Some(&last) = self.lists[from].get(p) {
+                self.placed(from, p, last);
+            }
+            let at = self.lists[idlest].len();
+            self.lists[idlest].push(bucket);
+            if let Some(heap) = &mut self.highest[idlest] {
+                heap.push(bucket);
+            }
+            self.placed(idlest, at, bucket);
+            self.slots[bucket] = Some(self.ids[idlest]);
+        }
+    }
+
+    /// Position of the first bucket in `m`'s list whose home is `h`.
+    fn first_homing(&mut self, m: usize, h: usize) -> Option<usize> {
+        let heap = self.homing[m]
+            .iter_mut()
+            .find_map(|(home, heap)| (*home == h).then_some(heap))?;
+        let want = Some(self.ids[h]);
+        while let Some(&Reverse(p)) = heap.peek() {
+            if self.lists[m].get(p).is_some_and(|&b| self.home[b] == want) {
+                return Some(p);
+            }
+            heap.pop();
+        }
+        None
+    }
+
+    /// Position of the highest-numbered bucket in `m`'s list.
+    fn highest(&mut self, m: usize) -> Option<usize> {
+        let heap = self.highest[m].get_or_insert_with(|| BinaryHeap::from(self.lists[m].clone()));
+        let owner = Some(self.ids[m]);
+        while let Some(&bucket) = heap.peek() {
+            if self.slots[bucket] == owner {
+                return Some(self.pos[bucket]);
+            }
+            heap.pop();
+        }
+        None
+    }
 }
 
 fn count_changes(before: &[Option<usize>], after: &[Option<usize>]) -> u32 {
@@ -332,6 +450,123 @@ mod tests {
         }
     }
 
+    /// The straightforward quadratic form of [`BucketTable::rebalance`] (each move scans every
+    /// list for a homecoming bucket), kept to check that the fast one decides the same.
+    fn reference_rebalance(t: &mut BucketTable, active: &[usize]) -> u32 {
+        use std::collections::BTreeMap;
+
+        let before = t.slots.clone();
+        let mut owned: BTreeMap<usize, Vec<usize>> =
+            active.iter().map(|&m| (m, Vec::new())).collect();
+        if owned.is_empty() {
+            t.slots.iter_mut().for_each(|s| *s = None);
+            return count_changes(&before, &t.slots);
+        }
+        let mut orphans = Vec::new();
+        for (bucket, slot) in t.slots.iter().enumerate() {
+            match slot.and_then(|m| owned.get_mut(&m)) {
+                Some(list) => list.push(bucket),
+                None => {
+                    if t.home[bucket].is_none() {
+                        t.home[bucket] = *slot;
+                    }
+                    orphans.push(bucket);
+                }
+            }
+        }
+        for bucket in orphans {
+            if let Some((&member, list)) = owned.iter_mut().min_by_key(|(m, l)| (l.len(), **m)) {
+                list.push(bucket);
+                t.slots[bucket] = Some(member);
+            }
+        }
+        loop {
+            let (&idlest, idle) = owned.iter().min_by_key(|(m, l)| (l.len(), **m)).unwrap();
+            let (&busiest, busy) = owned
+                .iter()
+                .max_by_key(|(m, l)| (l.len(), Reverse(**m)))
+                .unwrap();
+            if busy.len() <= idle.len() + 1 {
+                break;
+            }
+            let idle_len = idle.len();
+            let homecoming = owned
+                .iter()
+                .filter(|(m, l)| **m != idlest && l.len() > idle_len + 1)
+                .flat_map(|(m, l)| l.iter().enumerate().map(move |(pos, b)| (*m, pos, *b)))
+                .find(|(_, _, b)| t.home[*b] == Some(idlest));
+            let bucket = match homecoming {
+                Some((from, pos, _)) => owned.get_mut(&from).unwrap().swap_remove(pos),
+                None => {
+                    let l = owned.get_mut(&busiest).unwrap();
+                    let (pos, _) = l.iter().enumerate().max_by_key(|(_, b)| **b).unwrap();
+                    l.swap_remove(pos)
+                }
+            };
+            owned.get_mut(&idlest).unwrap().push(bucket);
+            t.slots[bucket] = Some(idlest);
+        }
+        for (home, slot) in t.home.iter_mut().zip(&t.slots) {
+            if home.is_some() && *home == *slot {
+                *home = None;
+            }
+        }
+        count_changes(&before, &t.slots)
+    }
+
+    /// 65 536 buckets over 8 members: failures move only the failed members' buckets, repairs
+    /// bring back exactly those, and every step stays balanced.
+    #[test]
+    fn large_table_fail_repair() {
+        let n = 65_536;
+        let all: Vec<usize> = (0..8).collect();
+        let without = |gone: &[usize]| -> Vec<usize> {
+            all.iter().copied().filter(|m| !gone.contains(m)).collect()
+        };
+        let mut t = BucketTable::new(n);
+        assert_eq!(t.rebalance(&all), n);
+        assert_balanced(&t, &all);
+        assert_eq!(loads(&t, &all), vec![n / 8; 8]);
+        let original = t.clone();
+        assert_eq!(t.rebalance(&all), 0, "same set moves nothing");
+        assert_eq!(t, original);
+
+        for gone in [vec![3], vec![2, 6]] {
+            let rest = without(&gone);
+            let its: u32 = gone.iter().map(|&m| t.load(m)).sum();
+            let before = t.clone();
+            assert_eq!(t.rebalance(&rest), its, "failure of {gone:?}");
+            assert_balanced(&t, &rest);
+            for (now, was) in t.slots().iter().zip(before.slots()) {
+                if !gone.contains(&was.unwrap()) {
+                    assert_eq!(now, was, "a bucket of a survivor moved");
+                }
+            }
+            assert_eq!(t.rebalance(&rest), 0);
+            // 65 536 divides by 8, so every bucket can go home: the table is the original.
+            assert_eq!(t.rebalance(&all), its, "repair of {gone:?}");
+            assert_balanced(&t, &all);
+            assert_eq!(t.slots(), original.slots(), "repair of {gone:?}");
+        }
+
+        // Adding a ninth member moves at most its share, all to it.
+        let mut grown = all.clone();
+        grown.push(8);
+        let moved = t.rebalance(&grown);
+        assert!(moved <= n.div_ceil(9) + 1);
+        assert_eq!(moved, t.load(8));
+        assert_balanced(&t, &grown);
+
+        let mut again = BucketTable::new(n);
+        again.rebalance(&all);
+        again.rebalance(&without(&[3]));
+        again.rebalance(&all);
+        again.rebalance(&without(&[2, 6]));
+        again.rebalance(&all);
+        again.rebalance(&grown);
+        assert_eq!(again, t, "deterministic");
+    }
+
     fn active_set() -> impl Strategy<Value = Vec<usize>> {
         proptest::collection::btree_set(0usize..12, 0..8).prop_map(|s| s.into_iter().collect())
     }
@@ -415,6 +650,35 @@ mod tests {
             // Everything that moved went to the newcomer.
             prop_assert_eq!(moved, t.load(new));
             assert_balanced(&t, &grown);
+        }
+
+        #[test]
+        fn same_moves_as_the_reference(n in 0u32..300, sets in proptest::collection::vec(active_set(), 1..8)) {
+            let mut fast = BucketTable::new(n);
+            let mut reference = BucketTable::new(n);
+            for a in &sets {
+                let moved = fast.rebalance(a);
+                prop_assert_eq!(moved, reference_rebalance(&mut reference, a));
+                prop_assert_eq!(&fast, &reference);
+            }
+        }
+
+        #[test]
+        fn same_moves_as_the_reference_member_by_member(n in 0u32..300, start in active_set(), toggles in proptest::collection::vec(0usize..12, 1..16)) {
+            // One member failing or coming back at a time, as a group sees it: homecoming
+            // buckets on every repair.
+            let mut fast = BucketTable::new(n);
+            let mut reference = BucketTable::new(n);
+            let mut set: BTreeSet<usize> = start.into_iter().collect();
+            for m in toggles {
+                let a: Vec<usize> = set.iter().copied().collect();
+                let moved = fast.rebalance(&a);
+                prop_assert_eq!(moved, reference_rebalance(&mut reference, &a));
+                prop_assert_eq!(&fast, &reference);
+                if !set.remove(&m) {
+                    set.insert(m);
+                }
+            }
         }
 
         #[test]

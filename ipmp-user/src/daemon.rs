@@ -134,6 +134,7 @@ impl Daemon {
         for gi in 0..daemon.groups.len() {
             daemon.bring_up(gi).await?;
         }
+        daemon.dataplane.settle()?;
         Ok(daemon)
     }
 
@@ -271,7 +272,11 @@ impl Daemon {
             self.announce(gi, m, addrs);
         }
         self.notify.status(&self.status_line());
-        self.sync_carrier(gi).await
+        self.sync_carrier(gi).await?;
+        // Off the failover's path: the half just left catches up with the one now read, so
+        // that the next change writes only its own buckets before its flip.
+        self.dataplane.settle()?;
+        Ok(())
     }
 
     /// systemd's STATUS= line: every group's state and what is not ok.

@@ -604,7 +604,7 @@ fn route_rules() {
 fn bucket_and_announce_ranges() {
     for (group, needle) in [
         ("buckets = 0", "buckets = 0"),
-        ("buckets = 4097", "1..=4096"),
+        ("buckets = 65537", "1..=65536"),
         ("announce = { count = 101 }", "announce.count = 101"),
         ("announce = { interval_ms = 0 }", "announce.interval_ms = 0"),
         ("announce = { interval_ms = 10001 }", "1..=10000"),
@@ -616,6 +616,7 @@ fn bucket_and_announce_ranges() {
         "buckets = 1\nannounce = { count = 100, interval_ms = 1 }",
         "",
     ));
+    ok(&doc("", "buckets = 65536", ""));
 }
 
 #[test]

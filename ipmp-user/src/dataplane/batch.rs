@@ -1,10 +1,13 @@
-//! `BPF_MAP_UPDATE_BATCH` (kernel 5.6): many elements of a map written with one `bpf()` call.
-//! aya 0.14 has no batch operations, so this is the raw syscall, for the bucket table: a
-//! failover rewrites a whole half in one call instead of one call per bucket.
+//! `BPF_MAP_UPDATE_BATCH` and `BPF_MAP_LOOKUP_BATCH` (kernel 5.6): many elements of a map
+//! written or read with one `bpf()` call. aya 0.14 has no batch operations, so this is the raw
+//! syscall, for the bucket table: a failover rewrites a whole half in one call instead of one
+//! call per bucket, and the writer's first look at a group reads both halves in one call.
 
 use std::os::fd::{AsRawFd as _, BorrowedFd};
 
-/// `enum bpf_cmd` value of `BPF_MAP_UPDATE_BATCH` (include/uapi/linux/bpf.h).
+/// `enum bpf_cmd` values of `BPF_MAP_LOOKUP_BATCH` and `BPF_MAP_UPDATE_BATCH`
+/// (include/uapi/linux/bpf.h).
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
 /// The `batch` member of `union bpf_attr`, as the kernel reads it for the batch commands.
@@ -14,7 +17,7 @@ struct BatchAttr {
     out_batch: u64,
     keys: u64,
     values: u64,
-    /// Elements to write; the kernel puts back how many it wrote.
+    /// Elements to write or read; the kernel puts back how many it did.
     count: u32,
     map_fd: u32,
     elem_flags: u64,
@@ -67,6 +70,71 @@ pub fn update<K: Copy, V: Copy>(
         return Err(std::io::Error::other(format!(
             "batch update wrote {} of {count} elements",
             attr.count
+        )));
+    }
+    Ok(())
+}
+
+/// Reads `values.len()` consecutive elements of the array map `map` (keys `u32`) from index
+/// `start` on, with one syscall. Fails with the kernel's error, or when the kernel returned
+/// fewer elements or other indices than asked for.
+pub fn lookup_array<V: Copy>(
+    map: BorrowedFd<'_>,
+    start: u32,
+    values: &mut [V],
+) -> std::io::Result<()> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let count = u32::try_from(values.len())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "batch too large"))?;
+    let mut keys = vec![0u32; values.len()];
+    // The batch token of an array map is the last index read (the kernel's
+    // generic_map_lookup_batch continues after it), so a read from `start` passes `start - 1`;
+    // from 0 it passes none. The returned keys are checked below all the same.
+    let mut token = start.wrapping_sub(1);
+    let mut out_token = 0u32;
+    let mut attr = BatchAttr {
+        in_batch: if start == 0 {
+            0
+        } else {
+            (&raw mut token) as u64
+        },
+        out_batch: (&raw mut out_token) as u64,
+        keys: keys.as_mut_ptr() as u64,
+        values: values.as_mut_ptr() as u64,
+        count,
+        map_fd: map.as_raw_fd() as u32,
+        elem_flags: 0,
+        flags: 0,
+    };
+    // SAFETY: `attr` is a valid `bpf_attr` prefix of the size passed; `keys` and `values` have
+    // room for `count` elements of the map's key and value size, and the tokens for one key,
+    // all alive for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_BATCH,
+            &raw mut attr,
+            size_of::<BatchAttr>(),
+        )
+    };
+    // ENOENT: the map ended before `count` elements, which the count check reports.
+    if rc < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ENOENT) {
+            return Err(err);
+        }
+    }
+    if attr.count != count {
+        return Err(std::io::Error::other(format!(
+            "batch lookup read {} of {count} elements",
+            attr.count
+        )));
+    }
+    if let Some((i, k)) = (start..).zip(&keys).find(|(want, got)| *want != **got) {
+        return Err(std::io::Error::other(format!(
+            "batch lookup from index {start} returned index {k} where {i} was expected"
         )));
     }
     Ok(())

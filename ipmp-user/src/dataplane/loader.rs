@@ -375,6 +375,11 @@ impl Dataplane {
         self.writer.apply(groups)
     }
 
+    /// Catches the inactive bucket halves up with the active ones; see [`MapWriter::settle`].
+    pub fn settle(&mut self) -> Result<u64> {
+        self.writer.settle()
+    }
+
     pub fn writer(&self) -> &MapWriter {
         &self.writer
     }

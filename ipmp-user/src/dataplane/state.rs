@@ -128,6 +128,16 @@ pub enum DataplaneError {
         source: std::io::Error,
     },
     #[error(
+        "map {map}: reading {count} elements from index {start} in one batch failed: {source} (BPF_MAP_LOOKUP_BATCH needs kernel 5.6 or later)"
+    )]
+    BatchRead {
+        map: &'static str,
+        start: u32,
+        count: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
         "cannot tell which TCX programs {interface} holds (BPF_PROG_QUERY: {source}); ipmpd needs CAP_NET_ADMIN"
     )]
     Query {

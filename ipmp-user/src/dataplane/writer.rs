@@ -10,9 +10,15 @@
 //! 3. address bindings, test addresses and probe targets;
 //! 4. members that stop being active, stale entries last.
 //!
-//! A reader would only see a half-written half if it held the old `GroupInfo` across two whole
-//! table rewrites — each at least two syscalls long, while a TC program runs well under a
-//! microsecond inside one RCU read-side section.
+//! Once the change is applied and announced, [`MapWriter::settle`] catches the half just left
+//! up with the active one, so that the next change writes only its own buckets before its flip.
+//! A group's two halves are read from the kernel once, with one `BPF_MAP_LOOKUP_BATCH`.
+//!
+//! A reader still on the old `GroupInfo` while the half it reads is caught up finds each
+//! bucket's owner of before or after the flip, as it could around the flip itself. It would
+//! only see an owner not yet flipped to if it held the old `GroupInfo` across the next
+//! change's rewrite too — syscalls later, while a TC program runs well under a microsecond
+//! inside one RCU read-side section.
 
 use std::{collections::HashMap, hash::Hash, os::fd::AsFd as _};
 
@@ -82,14 +88,21 @@ impl MapWriter {
     /// A half of a group's table as the kernel holds it (read once, then tracked).
     fn half(&mut self, ifindex: u32, slot: u32, half: u32) -> Result<&mut Vec<u32>> {
         if !self.halves.contains_key(&ifindex) {
-            let mut read = [Vec::new(), Vec::new()];
-            for (h, out) in read.iter_mut().enumerate() {
-                for b in 0..MAX_BUCKETS {
-                    let idx = bucket_index(slot, h as u32, b).ok_or(DataplaneError::Slot(slot))?;
-                    out.push(self.buckets.get(&idx, 0).map_err(map_err(MAP_BUCKETS))?);
+            // A group's two halves are adjacent in the map: one batch read takes both.
+            let start = bucket_index(slot, 0, 0).ok_or(DataplaneError::Slot(slot))?;
+            let end = bucket_index(slot, 1, MAX_BUCKETS - 1).ok_or(DataplaneError::Slot(slot))?;
+            let mut first = vec![0u32; (end - start + 1) as usize];
+            let fd = self.buckets.map().fd().as_fd();
+            super::batch::lookup_array(fd, start, &mut first).map_err(|source| {
+                DataplaneError::BatchRead {
+                    map: MAP_BUCKETS,
+                    start,
+                    count: first.len(),
+                    source,
                 }
-            }
-            self.halves.insert(ifindex, read);
+            })?;
+            let second = first.split_off(MAX_BUCKETS as usize);
+            self.halves.insert(ifindex, [first, second]);
         }
         let halves = self
             .halves
@@ -268,6 +281,54 @@ impl MapWriter {
             self.writes += 1;
         }
         Ok(())
+    }
+
+    /// Brings every group's inactive half up to its active one, with one
+    /// `BPF_MAP_UPDATE_BATCH` per group that differs; returns the number of buckets written.
+    /// Called after a change has been applied and announced, off the failover's path: the
+    /// next change then writes only the buckets it changes before its flip (a failure: the
+    /// failed member's share), not also those the change before it moved. Safe right after a
+    /// flip: a reader still on the old `GroupInfo` reads the half being caught up, and finds
+    /// each bucket's owner before or after the flip, as it could around the flip itself.
+    pub fn settle(&mut self) -> Result<u64> {
+        let ifindexes: Vec<u32> = self.halves.keys().copied().collect();
+        let mut written = 0;
+        for ifindex in ifindexes {
+            let Some(info) = self.group_info(ifindex) else {
+                continue;
+            };
+            let (slot, active, n) = (info.slot, info.active_half & 1, info.n_buckets as usize);
+            let inactive = active ^ 1;
+            let Some(halves) = self.halves.get_mut(&ifindex) else {
+                continue;
+            };
+            let [h0, h1] = halves;
+            let (from, to) = if active == 0 { (h0, h1) } else { (h1, h0) };
+            let mut keys = Vec::new();
+            let mut values = Vec::new();
+            for (b, (want, have)) in from.iter().zip(to.iter_mut()).take(n).enumerate() {
+                if *have != *want {
+                    keys.push(
+                        bucket_index(slot, inactive, b as u32).ok_or(DataplaneError::Slot(slot))?,
+                    );
+                    values.push(*want);
+                    *have = *want;
+                }
+            }
+            let fd = self.buckets.map().fd().as_fd();
+            super::batch::update(fd, &keys, &values).map_err(|source| {
+                // What was tracked as written was not: read the halves again next time.
+                self.halves.remove(&ifindex);
+                DataplaneError::Batch {
+                    map: MAP_BUCKETS,
+                    count: keys.len(),
+                    source,
+                }
+            })?;
+            self.writes += keys.len() as u64;
+            written += keys.len() as u64;
+        }
+        Ok(written)
     }
 
     /// Writes the daemon's probe identity (`IPMP_CONFIG`) if it changed.

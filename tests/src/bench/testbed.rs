@@ -66,8 +66,14 @@ pub struct Testbed {
 
 impl Testbed {
     /// Builds the devices in the calling thread's namespace, loads the object and writes the
-    /// group with every member active. Call from [`in_fresh_netns`].
+    /// group (of the default bucket count) with every member active. Call from
+    /// [`in_fresh_netns`].
     pub fn new(members: usize) -> anyhow::Result<Testbed> {
+        Self::with_buckets(members, DEFAULT_BUCKETS)
+    }
+
+    /// [`Testbed::new`] with a bucket table of `buckets` buckets.
+    pub fn with_buckets(members: usize, buckets: u32) -> anyhow::Result<Testbed> {
         ensure!(
             !EBPF_OBJECT.is_empty(),
             "the eBPF object is an empty stub (built with AYA_BUILD_SKIP=1): build ipmp-user without it"
@@ -114,7 +120,7 @@ impl Testbed {
             ipmp0,
             ipmp0_peer,
             members,
-            table: BucketTable::new(DEFAULT_BUCKETS),
+            table: BucketTable::new(buckets),
         };
         let all: Vec<usize> = (0..bed.members.len()).collect();
         bed.set_active(&all)?;

@@ -1,0 +1,92 @@
+//! The dataplane writer on real (unpinned) maps, at the largest bucket table: what it writes
+//! before each flip, the catch-up of the half just left (`MapWriter::settle`), and its first
+//! read of a group's halves (one `BPF_MAP_LOOKUP_BATCH`) at the first and the last group slot.
+//! The halves it reads back must be exactly what it wrote: a group forgotten and written again
+//! costs no bucket write. Needs root; under CI a missing privilege fails the test.
+
+use anyhow::{Result, ensure};
+use ipmp_common::{MAX_BUCKETS, MAX_GROUPS};
+use ipmp_tests::bench::testbed::{Testbed, in_fresh_netns};
+
+const MEMBERS: usize = 4;
+
+/// Map writes of one `apply` of `bed`'s table with `active` members on group slot `slot`.
+fn apply(bed: &mut Testbed, active: &[usize], slot: u32) -> Result<u64> {
+    let mut desired = bed.desired(active);
+    desired.slot = slot;
+    let before = bed.writer.writes;
+    bed.writer.apply(&[desired])?;
+    Ok(bed.writer.writes - before)
+}
+
+#[test]
+fn writer_flips_settles_and_reads_back_the_largest_table() -> Result<()> {
+    if !ipmp_tests::lab::require_root("writer_flips_settles_and_reads_back_the_largest_table") {
+        return Ok(());
+    }
+    in_fresh_netns(|| {
+        let n = u64::from(MAX_BUCKETS);
+        let share = n / MEMBERS as u64;
+        let all: Vec<usize> = (0..MEMBERS).collect();
+        let rest: Vec<usize> = (0..MEMBERS - 1).collect();
+        // Written on slot 0 with every member active: half 0 holds the table, half 1 nothing.
+        let mut bed = Testbed::with_buckets(MEMBERS, MAX_BUCKETS)?;
+        for slot in [0, MAX_GROUPS - 1] {
+            if slot != 0 {
+                // A moved group: its new slot's halves are read (zeros) and written whole.
+                bed.table.rebalance(&all);
+                let w = apply(&mut bed, &all, slot)?;
+                ensure!(w > n, "slot {slot}: {w} writes for a new table of {n}");
+            }
+            ensure!(
+                bed.writer.settle()? == n,
+                "slot {slot}: the empty half is caught up whole"
+            );
+            ensure!(bed.writer.settle()? == 0, "slot {slot}: a second catch-up");
+            ensure!(
+                apply(&mut bed, &all, slot)? == 0,
+                "slot {slot}: nothing changed"
+            );
+
+            // A failure of the last member (not the cast one: no address moves) writes its
+            // buckets, its flag and the flip; the catch-up writes its buckets once more.
+            bed.table.rebalance(&rest);
+            let w = apply(&mut bed, &rest, slot)?;
+            ensure!(
+                w == share + 2,
+                "slot {slot}: failure wrote {w}, want {}",
+                share + 2
+            );
+            ensure!(
+                bed.writer.settle()? == share,
+                "slot {slot}: catch-up after the failure"
+            );
+            bed.table.rebalance(&all);
+            let w = apply(&mut bed, &all, slot)?;
+            ensure!(
+                w == share + 2,
+                "slot {slot}: repair wrote {w}, want {}",
+                share + 2
+            );
+            ensure!(
+                bed.writer.settle()? == share,
+                "slot {slot}: catch-up after the repair"
+            );
+
+            // Forgotten (the group removed) and written again: both halves are read back from
+            // the kernel and already hold the table, so no bucket is written — only the group,
+            // its members and its addresses.
+            bed.writer.apply(&[])?;
+            let w = apply(&mut bed, &all, slot)?;
+            ensure!(
+                w < 16,
+                "slot {slot}: {w} writes after reading the halves back (buckets rewritten?)"
+            );
+            ensure!(
+                bed.writer.settle()? == 0,
+                "slot {slot}: halves read back differ"
+            );
+        }
+        Ok(())
+    })
+}
