@@ -15,6 +15,12 @@
 //! interquartile mean over the single runs. The XDP pass packet is timed both ways as a check of
 //! that method.
 //!
+//! **Scale.** The TC egress, TC ingress and XDP ARP cases again, on one object per
+//! configuration (data addresses × members × groups, see [`SCALES`]) over shared devices, plus
+//! a second object of the smallest one as a control, timed in turn in every trial. Each packet
+//! is aimed at the last-configured group, member and address, and the per-packet cost at the
+//! largest configuration is held to within 10 % of the smallest.
+//!
 //! **Live cost.** In a lab with ipmpd running, run-time statistics are switched on with
 //! BPF_ENABLE_STATS (held only while the returned fd is open; the `kernel.bpf_stats_enabled`
 //! sysctl is left alone), traffic flows, and `run_time_ns / run_cnt` of every attached program
@@ -36,13 +42,13 @@ use ipmp_common::{
 use super::{
     GoalRow, Opts, Plot, Section, Summary, svg,
     testbed::{
-        DATA4, DATA6, FAR4, FAR6, IPMP0_MAC, ONLINK4, ONLINK6, PEER_MAC, PEER4, PEER6, Testbed,
-        in_fresh_netns,
+        DATA4, DATA6, Devices, FAR4, FAR6, IPMP0_MAC, ONLINK4, ONLINK6, PEER_MAC, PEER4, PEER6,
+        Scale, Testbed, in_fresh_netns,
     },
 };
 use crate::testrun::ProgKind;
 use crate::{
-    lab::{DATA_V4, Lab, LabSpec, member_mac, peer_v4},
+    lab::{DATA_V4, LAB_HASH_SEED, Lab, LabSpec, member_mac, peer_v4},
     packets::{
         BROADCAST, Ipv4, Ipv6, Pseudo, arp_frame, icmp, neighbour_solicitation, pad60, tcp, udp,
     },
@@ -86,6 +92,9 @@ struct Case {
     /// The counter the run adds one to; `None`: the program counts nothing (XDP passes what
     /// it does not answer on to TC ingress, which counts it).
     reason: Option<Reason>,
+    /// Index of the member in the test bed: where TC ingress and XDP get the packet, and
+    /// for TC egress the member whose counter must count it (`None`: any member).
+    member: Option<usize>,
 }
 
 impl Case {
@@ -105,21 +114,33 @@ impl Case {
     }
 }
 
+/// Source port of the TC packets (the scale cases pick theirs).
+const SPORT: u16 = 40001;
+const DPORT: u16 = 443;
+
 /// Frames the stack hands to the NOARP IPMP interface carry its own MAC as destination.
 fn tc4(dst: std::net::Ipv4Addr, proto: u8) -> Vec<u8> {
+    tc4_from(SPORT, dst, proto)
+}
+
+fn tc4_from(sport: u16, dst: std::net::Ipv4Addr, proto: u8) -> Vec<u8> {
     let l4 = if proto == IPPROTO_TCP {
-        tcp(Pseudo::V4(DATA4, dst), 40001, 443, &[0x55; 64])
+        tcp(Pseudo::V4(DATA4, dst), sport, DPORT, &[0x55; 64])
     } else {
-        udp(Pseudo::V4(DATA4, dst), 40001, 443, &[0x55; 64])
+        udp(Pseudo::V4(DATA4, dst), sport, DPORT, &[0x55; 64])
     };
     Ipv4::new(DATA4, dst, proto).frame(IPMP0_MAC, IPMP0_MAC, &l4)
 }
 
 fn tc6(dst: std::net::Ipv6Addr, proto: u8) -> Vec<u8> {
+    tc6_from(SPORT, dst, proto)
+}
+
+fn tc6_from(sport: u16, dst: std::net::Ipv6Addr, proto: u8) -> Vec<u8> {
     let l4 = if proto == IPPROTO_TCP {
-        tcp(Pseudo::V6(DATA6, dst), 40001, 443, &[0x55; 64])
+        tcp(Pseudo::V6(DATA6, dst), sport, DPORT, &[0x55; 64])
     } else {
-        udp(Pseudo::V6(DATA6, dst), 40001, 443, &[0x55; 64])
+        udp(Pseudo::V6(DATA6, dst), sport, DPORT, &[0x55; 64])
     };
     Ipv6::new(DATA6, dst, proto).frame(IPMP0_MAC, IPMP0_MAC, &l4)
 }
@@ -145,6 +166,7 @@ fn cases() -> Vec<Case> {
         input,
         verdict: TC_ACT_REDIRECT,
         reason: Some(Reason::TxUnicast),
+        member: None,
     };
     vec![
         tc("TC IPv4 TCP on-link", tc4(ONLINK4, IPPROTO_TCP)),
@@ -165,6 +187,7 @@ fn cases() -> Vec<Case> {
             )),
             verdict: XDP_TX,
             reason: Some(Reason::ArpReply),
+            member: Some(0),
         },
         Case {
             name: "XDP NS → NA",
@@ -173,6 +196,7 @@ fn cases() -> Vec<Case> {
             input: neighbour_solicitation(PEER_MAC, PEER6, DATA6, true, &[]),
             verdict: XDP_TX,
             reason: Some(Reason::NsReply),
+            member: Some(0),
         },
         Case {
             name: "XDP echo request → reply",
@@ -189,6 +213,7 @@ fn cases() -> Vec<Case> {
             },
             verdict: XDP_TX,
             reason: Some(Reason::EchoReply),
+            member: Some(0),
         },
         Case {
             name: "TC ingress: UDP to a data address, to the IPMP interface",
@@ -198,6 +223,7 @@ fn cases() -> Vec<Case> {
             input: udp_in(m0, DATA4),
             verdict: TC_ACT_REDIRECT,
             reason: Some(Reason::RxToIpmp),
+            member: Some(0),
         },
         Case {
             name: "TC ingress pass (UDP to another address)",
@@ -206,6 +232,7 @@ fn cases() -> Vec<Case> {
             input: udp_in(m0, OTHER4),
             verdict: TC_ACT_OK,
             reason: Some(Reason::RxPass),
+            member: Some(0),
         },
         Case {
             name: "XDP pass (UDP to a data address)",
@@ -214,6 +241,7 @@ fn cases() -> Vec<Case> {
             input: udp_in(m0, DATA4),
             verdict: XDP_PASS,
             reason: None,
+            member: Some(0),
         },
     ]
 }
@@ -291,27 +319,27 @@ struct Plan {
     singles: usize,
 }
 
-fn measure_case(
-    bed: &mut Testbed,
-    c: &Case,
-    method: Method,
-    plan: &Plan,
-) -> anyhow::Result<CaseResult> {
-    let ifindex = match c.kind {
+/// The device a case's packet is run on.
+fn device(bed: &Testbed, c: &Case) -> u32 {
+    match c.kind {
         Kind::Tc => bed.ipmp0,
-        Kind::TcIngress | Kind::Xdp => bed.members[0],
-    };
-    let slot = match c.kind {
-        Kind::Tc => {
-            // The member the flow's bucket names: its counter gets the packet.
-            0..bed.members.len() as u32
-        }
-        Kind::TcIngress | Kind::Xdp => 0..1,
+        Kind::TcIngress | Kind::Xdp => bed.members[c.member.unwrap_or(0)],
+    }
+}
+
+/// The path check: one run, its verdict, output and counted reason (and for TC the
+/// reference program's).
+fn check_case(bed: &mut Testbed, c: &Case, method: Method) -> anyhow::Result<()> {
+    let ifindex = device(bed, c);
+    let slots: Vec<u32> = match c.member {
+        Some(m) => vec![bed.slot(m)],
+        // The member the flow's bucket names: its counter gets the packet.
+        None => (0..bed.members.len()).map(|m| bed.slot(m)).collect(),
     };
     // Packets counted for the case's reason, or for any reason when it has none.
     let counted = |bed: &Testbed| -> anyhow::Result<u64> {
         let mut n = 0;
-        for s in slot.clone() {
+        for &s in &slots {
             for (reason, counter) in bed.writer.counters(s)? {
                 if c.reason.is_none_or(|r| r == reason) {
                     n += counter.packets;
@@ -320,7 +348,6 @@ fn measure_case(
         }
         Ok(n)
     };
-    // The path check: verdict, output, counted reason.
     let before = counted(bed)?;
     let once = test_run(&mut bed.ebpf, c.prog(), c.kind, ifindex, &c.input, 1)?;
     ensure!(
@@ -333,9 +360,10 @@ fn measure_case(
     let want = before + u64::from(c.reason.is_some());
     ensure!(
         counted(bed)? == want,
-        "{}: the run was not counted as {:?}",
+        "{}: the run was not counted as {:?} (member {:?})",
         c.name,
-        c.reason
+        c.reason,
+        c.member
     );
     match c.method {
         Method::Repeat => ensure!(
@@ -362,69 +390,98 @@ fn measure_case(
             c.name
         );
     }
+    Ok(())
+}
+
+/// One trial of a checked case, added to `r`; `fibref`: also time the TC reference program.
+fn time_case(
+    bed: &mut Testbed,
+    c: &Case,
+    method: Method,
+    plan: &Plan,
+    fibref: bool,
+    r: &mut CaseResult,
+) -> anyhow::Result<()> {
+    let ifindex = device(bed, c);
+    if fibref && c.kind == Kind::Tc {
+        r.fibref.push(
+            test_run(
+                &mut bed.ebpf,
+                PROG_TC_FIBREF,
+                c.kind,
+                ifindex,
+                &c.input,
+                plan.repeat,
+            )?
+            .ns,
+        );
+    }
+    let noop_repeat = test_run(
+        &mut bed.ebpf,
+        c.noop(),
+        c.kind,
+        ifindex,
+        &c.input,
+        plan.repeat,
+    )?
+    .ns;
+    let prog = match method {
+        Method::Repeat => {
+            test_run(
+                &mut bed.ebpf,
+                c.prog(),
+                c.kind,
+                ifindex,
+                &c.input,
+                plan.repeat,
+            )?
+            .ns
+        }
+        Method::Single => {
+            let mut p = Vec::with_capacity(plan.singles);
+            let mut n = Vec::with_capacity(plan.singles);
+            for _ in 0..plan.singles {
+                p.push(test_run(&mut bed.ebpf, c.prog(), c.kind, ifindex, &c.input, 1)?.ns);
+                n.push(test_run(&mut bed.ebpf, c.noop(), c.kind, ifindex, &c.input, 1)?.ns);
+            }
+            interquartile_mean(&mut p) - interquartile_mean(&mut n) + noop_repeat
+        }
+    };
+    r.prog.push(prog);
+    r.noop.push(noop_repeat);
+    r.ratio.push(prog / noop_repeat.max(0.1));
+    Ok(())
+}
+
+fn measure_case(
+    bed: &mut Testbed,
+    c: &Case,
+    method: Method,
+    plan: &Plan,
+) -> anyhow::Result<CaseResult> {
+    check_case(bed, c, method)?;
     let mut r = CaseResult::default();
     for _ in 0..plan.trials {
-        if c.kind == Kind::Tc {
-            r.fibref.push(
-                test_run(
-                    &mut bed.ebpf,
-                    PROG_TC_FIBREF,
-                    c.kind,
-                    ifindex,
-                    &c.input,
-                    plan.repeat,
-                )?
-                .ns,
-            );
-        }
-        let noop_repeat = test_run(
-            &mut bed.ebpf,
-            c.noop(),
-            c.kind,
-            ifindex,
-            &c.input,
-            plan.repeat,
-        )?
-        .ns;
-        let prog = match method {
-            Method::Repeat => {
-                test_run(
-                    &mut bed.ebpf,
-                    c.prog(),
-                    c.kind,
-                    ifindex,
-                    &c.input,
-                    plan.repeat,
-                )?
-                .ns
-            }
-            Method::Single => {
-                let mut p = Vec::with_capacity(plan.singles);
-                let mut n = Vec::with_capacity(plan.singles);
-                for _ in 0..plan.singles {
-                    p.push(test_run(&mut bed.ebpf, c.prog(), c.kind, ifindex, &c.input, 1)?.ns);
-                    n.push(test_run(&mut bed.ebpf, c.noop(), c.kind, ifindex, &c.input, 1)?.ns);
-                }
-                interquartile_mean(&mut p) - interquartile_mean(&mut n) + noop_repeat
-            }
-        };
-        r.prog.push(prog);
-        r.noop.push(noop_repeat);
-        r.ratio.push(prog / noop_repeat.max(0.1));
+        time_case(bed, c, method, plan, true, &mut r)?;
     }
     Ok(r)
+}
+
+/// Loads the programs the cases run.
+fn load_all(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    load(ebpf, PROG_TC_EGRESS, Kind::Tc)?;
+    load(ebpf, PROG_TC_NOOP, Kind::Tc)?;
+    load(ebpf, PROG_TC_FIBREF, Kind::Tc)?;
+    load(ebpf, PROG_TC_INGRESS, Kind::TcIngress)?;
+    load(ebpf, PROG_XDP_MEMBER, Kind::Xdp)?;
+    load(ebpf, PROG_XDP_NOOP, Kind::Xdp)
 }
 
 /// Test runs of every case; `(name, method label, result)` in table order.
 fn measure_test_runs(plan: &Plan) -> anyhow::Result<Vec<(String, &'static str, CaseResult)>> {
     in_fresh_netns(|| {
         let mut bed = Testbed::new(4)?;
-        load(&mut bed.ebpf, PROG_TC_EGRESS, Kind::Tc)?;
-        load(&mut bed.ebpf, PROG_TC_NOOP, Kind::Tc)?;
-        load(&mut bed.ebpf, PROG_TC_FIBREF, Kind::Tc)?;
-        load(&mut bed.ebpf, PROG_TC_INGRESS, Kind::TcIngress)?;
-        load(&mut bed.ebpf, PROG_XDP_MEMBER, Kind::Xdp)?;
-        load(&mut bed.ebpf, PROG_XDP_NOOP, Kind::Xdp)?;
+        load_all(&mut bed.ebpf)?;
         let mut out = Vec::new();
         for c in cases() {
             let label = match c.method {
@@ -445,6 +502,341 @@ fn measure_test_runs(plan: &Plan) -> anyhow::Result<Vec<(String, &'static str, C
         }
         Ok(out)
     })
+}
+
+// --- scale ------------------------------------------------------------------------------------
+
+/// The configurations of the Scale subsection: the smallest, each axis grown alone, and all
+/// axes at their largest (16 members in the measured group; the other groups get what is left
+/// of `MAX_MEMBERS`).
+const SCALES: [Scale; 7] = [
+    Scale {
+        addresses: 1,
+        members: 2,
+        groups: 1,
+    },
+    Scale {
+        addresses: 16,
+        members: 2,
+        groups: 1,
+    },
+    Scale {
+        addresses: 256,
+        members: 2,
+        groups: 1,
+    },
+    Scale {
+        addresses: 1,
+        members: 8,
+        groups: 1,
+    },
+    Scale {
+        addresses: 1,
+        members: 16,
+        groups: 1,
+    },
+    Scale {
+        addresses: 1,
+        members: 2,
+        groups: 8,
+    },
+    Scale {
+        addresses: 256,
+        members: 16,
+        groups: 8,
+    },
+];
+
+/// Names of the scale cases, in [`scale_cases`] order.
+const SCALE_CASES: [&str; 4] = [
+    "TC IPv4 TCP on-link",
+    "TC IPv6 UDP on-link",
+    "TC ingress UDP → IPMP interface",
+    "XDP ARP request → reply",
+];
+
+/// The first source port from [`SPORT`] whose flow the bed's bucket table gives `member`.
+fn sport_to(
+    bed: &Testbed,
+    member: usize,
+    key: impl Fn(u16) -> ipmp_common::FlowKey,
+) -> anyhow::Result<u16> {
+    let n = u32::try_from(bed.table.len())?;
+    (SPORT..=u16::MAX)
+        .find(|&p| {
+            let bucket = ipmp_common::bucket_of(ipmp_common::flow_hash(&key(p), LAB_HASH_SEED), n);
+            bed.table.owner(bucket as usize) == Some(member)
+        })
+        .ok_or_else(|| anyhow!("no source port maps to member {member}"))
+}
+
+/// The scale cases of one bed, aimed at its last member: the TC flows hash to it, the
+/// inbound packets arrive on it, for the last data address (bound to it).
+fn scale_cases(bed: &Testbed) -> anyhow::Result<Vec<Case>> {
+    let last = bed.members.len() - 1;
+    let p4 = sport_to(bed, last, |p| {
+        ipmp_common::FlowKey::v4(DATA4.octets(), ONLINK4.octets(), IPPROTO_TCP, p, DPORT)
+    })?;
+    let p6 = sport_to(bed, last, |p| {
+        ipmp_common::FlowKey::v6(DATA6.octets(), ONLINK6.octets(), IPPROTO_UDP, p, DPORT)
+    })?;
+    let tc = |name, input| Case {
+        name,
+        kind: Kind::Tc,
+        method: Method::Repeat,
+        input,
+        verdict: TC_ACT_REDIRECT,
+        reason: Some(Reason::TxUnicast),
+        member: Some(last),
+    };
+    Ok(vec![
+        tc(SCALE_CASES[0], tc4_from(p4, ONLINK4, IPPROTO_TCP)),
+        tc(SCALE_CASES[1], tc6_from(p6, ONLINK6, IPPROTO_UDP)),
+        Case {
+            name: SCALE_CASES[2],
+            kind: Kind::TcIngress,
+            method: Method::Single,
+            input: udp_in(bed.mac(last), DATA4),
+            verdict: TC_ACT_REDIRECT,
+            reason: Some(Reason::RxToIpmp),
+            member: Some(last),
+        },
+        Case {
+            name: SCALE_CASES[3],
+            kind: Kind::Xdp,
+            method: Method::Single,
+            input: pad60(arp_frame(
+                BROADCAST,
+                ARPOP_REQUEST,
+                PEER_MAC,
+                PEER4,
+                [0; 6],
+                DATA4,
+            )),
+            verdict: XDP_TX,
+            reason: Some(Reason::ArpReply),
+            member: Some(last),
+        },
+    ])
+}
+
+/// Per configuration of [`SCALES`], then the control (a second object with the smallest
+/// configuration): the results of the [`SCALE_CASES`].
+type ScaleResults = Vec<(Scale, Vec<CaseResult>)>;
+
+/// Every configuration on its own object (own maps) over the same devices, all loaded at
+/// once, and a second object with the smallest configuration as a control: what two objects
+/// of the same configuration differ by. Each trial times every case of every object, the
+/// objects' order rotating from trial to trial.
+fn measure_scale(plan: &Plan) -> anyhow::Result<ScaleResults> {
+    in_fresh_netns(|| {
+        let groups = SCALES.iter().map(|s| s.groups).max().unwrap_or(1);
+        let members = SCALES.iter().map(Scale::total_members).max().unwrap_or(1);
+        let dev = Devices::new(groups - 1, members)?;
+        let configs: Vec<Scale> = SCALES.iter().chain(&SCALES[..1]).copied().collect();
+        let mut beds = Vec::new();
+        for &scale in &configs {
+            let mut bed = Testbed::scaled(&dev, scale)?;
+            load_all(&mut bed.ebpf)?;
+            let cases = scale_cases(&bed)?;
+            for c in &cases {
+                check_case(&mut bed, c, c.method)?;
+            }
+            let results = vec![CaseResult::default(); cases.len()];
+            beds.push((bed, cases, results));
+        }
+        let n = beds.len();
+        for t in 0..plan.trials {
+            for i in 0..n {
+                let (bed, cases, results) = &mut beds[(t + i) % n];
+                for (c, r) in cases.iter().zip(results.iter_mut()) {
+                    time_case(bed, c, c.method, plan, false, r)?;
+                }
+            }
+        }
+        Ok(configs
+            .into_iter()
+            .zip(beds)
+            .map(|(s, (_, _, r))| (s, r))
+            .collect())
+    })
+}
+
+/// Median of `b` over median of `a` for case `i`, and the same trial's ratios.
+fn scale_ratio(a: &[CaseResult], b: &[CaseResult], i: usize) -> Option<(f64, f64, f64, Vec<f64>)> {
+    let (x, y) = (a.get(i)?, b.get(i)?);
+    let (sa, sb) = (Summary::of(&x.prog)?, Summary::of(&y.prog)?);
+    let paired = x
+        .prog
+        .iter()
+        .zip(&y.prog)
+        .map(|(p, q)| q / p.max(0.1))
+        .collect();
+    Some((sa.median, sb.median, sb.median / sa.median.max(0.1), paired))
+}
+
+/// The Scale subsection's markdown and one goal row per case.
+fn scale_report(res: &anyhow::Result<ScaleResults>, plan: &Plan) -> (String, Vec<GoalRow>) {
+    let mut md = String::new();
+    let _ = writeln!(md, "### Scale\n");
+    let goal_name = |case: &str| {
+        format!("{case}: per-packet cost at the largest configuration within 10 % of the smallest")
+    };
+    let not_measured = |why: String| -> Vec<GoalRow> {
+        SCALE_CASES
+            .iter()
+            .map(|c| GoalRow {
+                goal: goal_name(c),
+                figure: "—".into(),
+                met: None,
+                why: why.clone(),
+            })
+            .collect()
+    };
+    let res = match res {
+        Ok(r) if r.len() == SCALES.len() + 1 => r,
+        Ok(_) => return (md, not_measured("no figures".into())),
+        Err(e) => {
+            let e = format!("{e:#}").replace('\n', " ");
+            let _ = writeln!(md, "**Not measured:** {e}\n");
+            return (md, not_measured("not measured".into()));
+        }
+    };
+    let _ = writeln!(
+        md,
+        "The same test runs at growing configurations, written by ipmpd's writer: the number \
+         of data addresses (each an IPv4 and an IPv6 one, spread over the groups and their \
+         members), of members in the measured group, and of groups (every group with \
+         {} buckets; beside the measured one on the IPMP interface that has the addresses and \
+         routes, the others on interfaces of their own, with as many members as the measured \
+         group, fewer where that would pass the {} members the maps hold). Each packet is aimed \
+         at the last-configured entry: the measured group is written last (the highest group \
+         slot), the TC flows' source ports are chosen so they hash to the group's last member, \
+         and the inbound packets arrive on that member for the last data address, bound to it; \
+         the first run of each checks that member's counter. Every configuration has its own \
+         object and maps, all loaded at once over the same devices, with a second object of the \
+         smallest configuration as a control (what two loads of the same configuration differ \
+         by); each trial times every object in turn (the order rotating), {} trials; *TC* cells \
+         are runs of {} repeats, the others {} single runs per trial (as above). ns per packet, \
+         min / median / max.\n",
+        ipmp::config::DEFAULT_BUCKETS,
+        ipmp_common::MAX_MEMBERS,
+        plan.trials,
+        plan.repeat,
+        plan.singles
+    );
+    let _ = write!(
+        md,
+        "| data addresses | members | groups | map entries: groups / members / addresses |"
+    );
+    for c in SCALE_CASES {
+        let _ = write!(md, " {c} |");
+    }
+    let _ = writeln!(
+        md,
+        "\n|---|---|---|---|{}",
+        "---|".repeat(SCALE_CASES.len())
+    );
+    for (k, (s, r)) in res.iter().enumerate() {
+        let again = if k == SCALES.len() {
+            " (control: second object)"
+        } else {
+            ""
+        };
+        let _ = write!(
+            md,
+            "| {} | {} | {}{again} | {} / {} / {} |",
+            s.addresses,
+            s.members,
+            s.groups,
+            s.groups,
+            s.total_members(),
+            2 * s.addresses
+        );
+        for c in r {
+            let cell = Summary::of(&c.prog).map_or_else(|| "—".to_string(), |p| p.fmt(1, ""));
+            let _ = write!(md, " {cell} |");
+        }
+        md.push('\n');
+    }
+    let small = &res[0];
+    let large = &res[SCALES.len() - 1];
+    let control = &res[SCALES.len()];
+    let mut goals = Vec::new();
+    let mut large_row = "| largest ÷ smallest (medians) | | | |".to_string();
+    let mut control_row = "| control ÷ smallest (medians) | | | |".to_string();
+    for (i, name) in SCALE_CASES.iter().enumerate() {
+        let ctl = scale_ratio(&small.1, &control.1, i);
+        let _ = write!(
+            control_row,
+            " {} |",
+            ctl.as_ref()
+                .map_or_else(|| "—".to_string(), |c| format!("{:.3}", c.2))
+        );
+        let Some((a, b, ratio, paired)) = scale_ratio(&small.1, &large.1, i) else {
+            large_row.push_str(" — |");
+            continue;
+        };
+        let _ = write!(large_row, " {ratio:.3} |");
+        let spread = Summary::of(&paired).map_or_else(String::new, |p| {
+            format!("; per trial {:.2}–{:.2}", p.min, p.max)
+        });
+        let met = (ratio - 1.0).abs() <= 0.10;
+        goals.push(GoalRow {
+            goal: goal_name(name),
+            figure: format!(
+                "{b:.1} ns at {} addresses / {} members / {} groups vs {a:.1} ns at {} / {} / {} \
+                 ({:+.1} %{spread})",
+                large.0.addresses,
+                large.0.members,
+                large.0.groups,
+                small.0.addresses,
+                small.0.members,
+                small.0.groups,
+                (ratio - 1.0) * 100.0
+            ),
+            met: Some(met),
+            why: if met {
+                String::new()
+            } else {
+                scale_why(ratio, &paired, ctl.map(|c| c.2))
+            },
+        });
+    }
+    let _ = writeln!(md, "{large_row}\n{control_row}\n");
+    (md, goals)
+}
+
+/// Why a scale goal is missed, from the figures: the side-by-side trials and the control.
+fn scale_why(ratio: f64, paired: &[f64], control: Option<f64>) -> String {
+    let within = paired.iter().filter(|r| (**r - 1.0).abs() <= 0.10).count();
+    let control = control.map_or_else(String::new, |c| {
+        format!(
+            "; a second object of the smallest configuration reads {:+.0} % from the first",
+            (c - 1.0) * 100.0
+        )
+    });
+    let head = format!(
+        "the largest configuration reads {:+.0} %; {within} of {} side-by-side trials were \
+         within 10 %{control}",
+        (ratio - 1.0) * 100.0,
+        paired.len()
+    );
+    if ratio < 1.0 {
+        format!(
+            "{head}. More entries cannot make a lookup cheaper: this is the spread between \
+             loads and runs on this machine, not the configuration"
+        )
+    } else if within > 0 {
+        format!("{head}: the difference is within the run-to-run spread on this machine")
+    } else {
+        format!(
+            "{head}. The lookups are hash-map lookups (group and member by ifindex, address by \
+             key) and an array index, whose work does not depend on the entry count; what \
+             grows is the memory the maps take, so the likely cause is cache misses (not \
+             verified here)"
+        )
+    }
 }
 
 // --- live cost --------------------------------------------------------------------------------
@@ -653,6 +1045,14 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
         singles: opts.pick(100_000, 20_000),
     };
     let results = measure_test_runs(&plan)?;
+    let scale_plan = Plan {
+        trials: opts.pick(11, 3),
+        repeat: opts.pick(500_000, 100_000),
+        singles: opts.pick(30_000, 5_000),
+    };
+    let scale_started = std::time::Instant::now();
+    let scale = measure_scale(&scale_plan);
+    let scale_secs = scale_started.elapsed().as_secs_f64();
     let live = measure_live(opts);
     let rows = rows(&results);
 
@@ -696,6 +1096,10 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
          fills in the MACs later), so its repeats are exact; the TC ingress hand-over rewrites \
          the destination MAC and is timed in single runs.\n"
     );
+
+    let (scale_md, scale_goals) = scale_report(&scale, &scale_plan);
+    md.push_str(&scale_md);
+    let _ = writeln!(md, "*The scale runs took {scale_secs:.0} s.*\n");
 
     let _ = writeln!(md, "### Live cost under load\n");
     match &live {
@@ -795,10 +1199,13 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
                 &rows.bars,
             ),
         }],
-        goals: vec![
+        goals: [
             goal("TC egress program", rows.tc_worst, tc_why),
             goal("XDP responder", rows.xdp_worst, xdp_why),
-        ],
+        ]
+        .into_iter()
+        .chain(scale_goals)
+        .collect(),
     })
 }
 
