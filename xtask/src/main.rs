@@ -38,7 +38,7 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
         /// Run only these sections (repeatable): prog-cost, throughput, failover, flows,
-        /// balance, control.
+        /// balance, control, aggregate.
         #[arg(long, value_name = "NAME")]
         only: Vec<String>,
         /// Where the report goes (default: docs/ in the workspace).

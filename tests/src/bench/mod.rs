@@ -4,6 +4,7 @@
 //! returns a [`Section`]; the report writer joins them. Benchmarks never fail for being slow: a
 //! missed goal is reported with its reason.
 
+pub mod aggregate;
 pub mod failover;
 pub mod throughput;
 

@@ -44,7 +44,7 @@ const NH_GROUP_ID: u32 = 100;
 
 /// What carries the host's traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Path {
+pub(crate) enum Path {
     Plain,
     Ipmp(usize),
     /// ipmp with the member program attached as generic XDP as well (`xdp_mode = "generic"`).
@@ -53,7 +53,7 @@ enum Path {
 }
 
 impl Path {
-    fn label(self) -> String {
+    pub(crate) fn label(self) -> String {
         match self {
             Path::Plain => "plain veth".to_owned(),
             Path::Ipmp(n) => format!("ipmp {n} members"),
@@ -62,7 +62,7 @@ impl Path {
         }
     }
 
-    fn members(self) -> usize {
+    pub(crate) fn members(self) -> usize {
         match self {
             Path::Plain => 1,
             Path::Ipmp(n) | Path::IpmpXdp(n) | Path::Nexthop(n) => n,
@@ -91,15 +91,15 @@ fn runs_on(w: Workload, p: Path) -> bool {
 
 /// One iperf3 run's traffic shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Workload {
-    udp: bool,
-    flows: u16,
+pub(crate) struct Workload {
+    pub(crate) udp: bool,
+    pub(crate) flows: u16,
     /// From the peer to the host's data address (`iperf3 -R`).
-    inbound: bool,
+    pub(crate) inbound: bool,
 }
 
 impl Workload {
-    const fn new(udp: bool, flows: u16, inbound: bool) -> Workload {
+    pub(crate) const fn new(udp: bool, flows: u16, inbound: bool) -> Workload {
         Workload {
             udp,
             flows,
@@ -107,7 +107,7 @@ impl Workload {
         }
     }
 
-    fn label(self) -> String {
+    pub(crate) fn label(self) -> String {
         let proto = if self.udp { "UDP" } else { "TCP" };
         let s = if self.flows == 1 { "" } else { "s" };
         let dir = if self.inbound { "inbound " } else { "" };
@@ -203,6 +203,14 @@ pub fn parse_iperf(json: &serde_json::Value) -> anyhow::Result<Received> {
     Ok(Received { bytes, seconds })
 }
 
+/// CPU the iperf3 client and server processes used (`end.cpu_utilization_percent`, user and
+/// system time over the run, each in percent of one core), summed, in cores. Unlike /proc/stat,
+/// it leaves out what else runs on the machine.
+pub fn parse_iperf_cpu(json: &serde_json::Value) -> Option<f64> {
+    let c = &json["end"]["cpu_utilization_percent"];
+    Some((c["host_total"].as_f64()? + c["remote_total"].as_f64()?) / 100.0)
+}
+
 /// One trial's figures.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Trial {
@@ -231,7 +239,7 @@ pub fn members_used(tx_bytes: &[u64]) -> usize {
 }
 
 /// One lab set up for one [`Path`], with an iperf3 server on its peer.
-struct Bed {
+pub(crate) struct Bed {
     path: Path,
     server: Child,
     daemon: Option<Daemon>,
@@ -304,7 +312,7 @@ pub(crate) fn wait_active(daemon: &Daemon, n: usize, timeout: Duration) -> anyho
 }
 
 impl Bed {
-    fn new(path: Path) -> anyhow::Result<Bed> {
+    pub(crate) fn new(path: Path) -> anyhow::Result<Bed> {
         let lab = Lab::new(SPEC)?;
         let daemon = host_setup(&lab, path).with_context(|| format!("set up {}", path.label()))?;
         let peer = lab.peer(0);
@@ -339,6 +347,10 @@ impl Bed {
         Ok(bed)
     }
 
+    pub(crate) fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
     /// Bytes each member sent (`inbound`: received).
     fn member_bytes(&self, inbound: bool) -> anyhow::Result<Vec<u64>> {
         (0..self.path.members())
@@ -355,7 +367,9 @@ impl Bed {
         Ok(if inbound { s.tx_packets } else { s.rx_packets })
     }
 
-    fn trial(&self, w: Workload, secs: u32) -> anyhow::Result<Trial> {
+    /// One iperf3 run of `w` for `secs` seconds, with the counters around it; retried when
+    /// iperf3 reports no result.
+    pub(crate) fn measure(&self, w: Workload, secs: u32) -> anyhow::Result<Measured> {
         let host = self.lab.host();
         let (target, secs_s, flows) = (lab::peer_v4(0), secs.to_string(), w.flows.to_string());
         let limit = (secs + 20).to_string();
@@ -401,49 +415,157 @@ impl Bed {
             let text = String::from_utf8_lossy(&out.stdout);
             let got = serde_json::from_str::<serde_json::Value>(&text)
                 .map_err(|e| anyhow!("iperf3 printed no JSON ({e}): {}", text.trim()))
-                .and_then(|j| parse_iperf(&j));
-            let got = match got {
-                Ok(g) => g,
+                .and_then(|j| Ok((parse_iperf(&j)?, parse_iperf_cpu(&j))));
+            match got {
+                Ok((received, iperf_cores)) => {
+                    return Ok(Measured {
+                        received,
+                        iperf_cores,
+                        busy_cores: cpu0.busy_cores(&cpu1),
+                        member_bytes: tx1
+                            .iter()
+                            .zip(&tx0)
+                            .map(|(a, b)| a.saturating_sub(*b))
+                            .collect(),
+                        peer_packets: rx1.saturating_sub(rx0),
+                    });
+                }
                 Err(e) => {
                     last_err = Some(e);
                     thread::sleep(Duration::from_millis(500));
-                    continue;
                 }
-            };
-            let gbit = got.bytes as f64 * 8.0 / 1e9;
-            let busy_core_s = cpu0.busy_cores(&cpu1) * got.seconds;
-            let sent: Vec<u64> = tx1
-                .iter()
-                .zip(&tx0)
-                .map(|(a, b)| a.saturating_sub(*b))
-                .collect();
-            return Ok(Trial {
-                gbps: gbit / got.seconds,
-                pps: rx1.saturating_sub(rx0) as f64 / got.seconds,
-                cpu_ms_per_gbit: if gbit > 0.0 {
-                    busy_core_s * 1000.0 / gbit
-                } else {
-                    f64::NAN
-                },
-                members_used: members_used(&sent),
-            });
+            }
         }
         Err(last_err.unwrap_or_else(|| anyhow!("iperf3 never ran")))
     }
+
+    fn trial(&self, w: Workload, secs: u32) -> anyhow::Result<Trial> {
+        let m = self.measure(w, secs)?;
+        let got = m.received;
+        let gbit = got.bytes as f64 * 8.0 / 1e9;
+        let busy_core_s = m.busy_cores * got.seconds;
+        Ok(Trial {
+            gbps: gbit / got.seconds,
+            pps: m.peer_packets as f64 / got.seconds,
+            cpu_ms_per_gbit: if gbit > 0.0 {
+                busy_core_s * 1000.0 / gbit
+            } else {
+                f64::NAN
+            },
+            members_used: members_used(&m.member_bytes),
+        })
+    }
 }
 
-/// All trials of one (workload, path) cell.
-#[derive(Debug, Clone, Default)]
-struct Cell {
-    trials: Vec<Trial>,
-    errors: Vec<String>,
+/// One iperf3 run and the counters read around it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Measured {
+    pub(crate) received: Received,
+    /// CPU of the iperf3 sender plus receiver processes, in cores (when iperf3 reports it).
+    pub(crate) iperf_cores: Option<f64>,
+    /// Cores of the whole machine kept busy on average during the run.
+    pub(crate) busy_cores: f64,
+    /// Bytes each member sent (inbound: received) during the run, m0 first.
+    pub(crate) member_bytes: Vec<u64>,
+    /// Frames of the measured direction on the peer's eth0 during the run.
+    pub(crate) peer_packets: u64,
 }
 
-impl Cell {
-    fn summary(&self, f: impl Fn(&Trial) -> f64) -> Option<Summary> {
-        Summary::of(&self.trials.iter().map(f).collect::<Vec<_>>())
+/// All trials of one (workload, setup) cell: `T` is a trial's figures.
+#[derive(Debug, Clone)]
+pub(crate) struct Cell<T> {
+    pub(crate) trials: Vec<T>,
+    pub(crate) errors: Vec<String>,
+}
+
+impl<T> Default for Cell<T> {
+    fn default() -> Self {
+        Cell {
+            trials: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+impl<T> Cell<T> {
+    /// Keeps a trial, or its error.
+    pub(crate) fn record(&mut self, r: anyhow::Result<T>) {
+        match r {
+            Ok(t) => self.trials.push(t),
+            Err(e) => self.errors.push(format!("{e:#}")),
+        }
     }
 
+    pub(crate) fn summary(&self, f: impl Fn(&T) -> f64) -> Option<Summary> {
+        Summary::of(&self.trials.iter().map(f).collect::<Vec<_>>())
+    }
+}
+
+/// Sets up a [`Bed`] per path (then `prepare`s it) and runs `trials` rounds of every workload
+/// on every bed, interleaved so that background load hits all setups alike; `trial` returns
+/// `None` for a pair that does not run. Returns cells[workload][path] and the setup time (s).
+pub(crate) fn interleaved<T>(
+    paths: &[Path],
+    prepare: impl Fn(&Bed) -> anyhow::Result<()>,
+    workloads: &[Workload],
+    trials: usize,
+    trial: impl Fn(&Bed, Workload) -> Option<anyhow::Result<T>>,
+) -> anyhow::Result<(Vec<Vec<Cell<T>>>, f64)> {
+    let started = Instant::now();
+    let beds = paths
+        .iter()
+        .map(|p| {
+            let bed = Bed::new(*p)?;
+            prepare(&bed)?;
+            Ok(bed)
+        })
+        .collect::<anyhow::Result<Vec<Bed>>>()?;
+    let setup_s = started.elapsed().as_secs_f64();
+    let mut cells: Vec<Vec<Cell<T>>> = workloads
+        .iter()
+        .map(|_| paths.iter().map(|_| Cell::default()).collect())
+        .collect();
+    for _ in 0..trials {
+        for (wi, w) in workloads.iter().enumerate() {
+            for (pi, bed) in beds.iter().enumerate() {
+                if let Some(r) = trial(bed, *w) {
+                    cells[wi][pi].record(r);
+                }
+            }
+        }
+    }
+    drop(beds);
+    ensure_some_trial(&cells)?;
+    Ok((cells, setup_s))
+}
+
+/// "N trial(s) failed; the first: …" for a row of cells with errors.
+pub(crate) fn failures_note<T>(row: &[Cell<T>]) -> Option<String> {
+    let errors: Vec<&String> = row.iter().flat_map(|c| &c.errors).collect();
+    let e = errors.first()?;
+    Some(format!(
+        "{} trial(s) failed; the first: `{}`",
+        errors.len(),
+        e.replace('`', "'")
+    ))
+}
+
+/// Fails with the first error when no trial of any cell succeeded.
+fn ensure_some_trial<T>(cells: &[Vec<Cell<T>>]) -> anyhow::Result<()> {
+    if cells.iter().flatten().all(|c| c.trials.is_empty()) {
+        let first = cells
+            .iter()
+            .flatten()
+            .flat_map(|c| c.errors.first())
+            .next()
+            .cloned()
+            .unwrap_or_default();
+        bail!("no iperf3 trial succeeded: {first}");
+    }
+    Ok(())
+}
+
+impl Cell<Trial> {
     fn median_gbps(&self) -> Option<f64> {
         self.summary(|t| t.gbps).map(|s| s.median)
     }
@@ -455,43 +577,19 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
     let trials = opts.pick(3, 1);
     let secs: u32 = opts.pick(2, 1);
     let started = Instant::now();
-    let beds = PATHS
-        .iter()
-        .map(|p| Bed::new(*p))
-        .collect::<anyhow::Result<Vec<Bed>>>()?;
-    let setup_s = started.elapsed().as_secs_f64();
-    // cells[w][p]
-    let mut cells = vec![vec![Cell::default(); PATHS.len()]; WORKLOADS.len()];
-    for _ in 0..trials {
-        for (wi, w) in WORKLOADS.iter().enumerate() {
-            for (pi, bed) in beds.iter().enumerate() {
-                if !runs_on(*w, bed.path) {
-                    continue;
-                }
-                match bed.trial(*w, secs) {
-                    Ok(t) => cells[wi][pi].trials.push(t),
-                    Err(e) => cells[wi][pi].errors.push(format!("{e:#}")),
-                }
-            }
-        }
-    }
-    drop(beds);
-    if cells.iter().flatten().all(|c| c.trials.is_empty()) {
-        let first = cells
-            .iter()
-            .flatten()
-            .flat_map(|c| c.errors.first())
-            .next()
-            .cloned()
-            .unwrap_or_default();
-        bail!("no iperf3 trial succeeded: {first}");
-    }
+    let (cells, setup_s) = interleaved(
+        &PATHS,
+        |_| Ok(()),
+        &WORKLOADS,
+        trials,
+        |bed, w| runs_on(w, bed.path).then(|| bed.trial(w, secs)),
+    )?;
     Ok(section(&cells, trials, secs, setup_s, started.elapsed()))
 }
 
 /// The lowest nexthop / plain ratio of a workload's row when every nexthop group beats the
 /// plain path by more than 10 % (several veth pairs outrun one), else `None`.
-fn plain_not_ceiling(row: &[Cell]) -> Option<f64> {
+fn plain_not_ceiling(row: &[Cell<Trial>]) -> Option<f64> {
     let plain = &row[path_index(Path::Plain)];
     let ratios: Vec<f64> = [2, 4]
         .iter()
@@ -502,7 +600,7 @@ fn plain_not_ceiling(row: &[Cell]) -> Option<f64> {
 }
 
 /// Median ratio `a / b` of two cells, if both were measured.
-fn ratio(a: &Cell, b: &Cell) -> Option<f64> {
+fn ratio(a: &Cell<Trial>, b: &Cell<Trial>) -> Option<f64> {
     match (a.median_gbps(), b.median_gbps()) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
@@ -516,7 +614,7 @@ fn path_index(p: Path) -> usize {
 /// The lowest of the ratios ipmp N / `base(N)` over every workload and N: (ratio, workload
 /// index, N).
 fn worst_ratio(
-    cells: &[Vec<Cell>],
+    cells: &[Vec<Cell<Trial>>],
     inbound: bool,
     base: impl Fn(usize) -> Path,
 ) -> Option<(f64, usize, usize)> {
@@ -541,7 +639,13 @@ fn fmt_ratio(r: Option<f64>) -> String {
     r.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"))
 }
 
-fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Duration) -> Section {
+fn section(
+    cells: &[Vec<Cell<Trial>>],
+    trials: usize,
+    secs: u32,
+    setup_s: f64,
+    took: Duration,
+) -> Section {
     use std::fmt::Write as _;
     let mut md = String::new();
     let _ = writeln!(
@@ -619,14 +723,8 @@ fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Du
                  that counts."
             );
         }
-        let errors: Vec<&String> = cells[wi].iter().flat_map(|c| &c.errors).collect();
-        if let Some(e) = errors.first() {
-            let _ = writeln!(
-                md,
-                "\n{} trial(s) failed; the first: `{}`",
-                errors.len(),
-                e.replace('`', "'")
-            );
+        if let Some(note) = failures_note(&cells[wi]) {
+            let _ = writeln!(md, "\n{note}");
         }
     }
     let _ = writeln!(
@@ -637,7 +735,7 @@ fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Du
          ![throughput](throughput.svg)\n\n![CPU per Gbit](throughput-cpu.svg)"
     );
 
-    let groups = |f: &dyn Fn(&Cell) -> Option<f64>| -> Vec<(String, Vec<(String, f64)>)> {
+    let groups = |f: &dyn Fn(&Cell<Trial>) -> Option<f64>| -> Vec<(String, Vec<(String, f64)>)> {
         WORKLOADS
             .iter()
             .enumerate()
@@ -678,7 +776,7 @@ fn section(cells: &[Vec<Cell>], trials: usize, secs: u32, setup_s: f64, took: Du
     }
 }
 
-fn goals(cells: &[Vec<Cell>]) -> Vec<GoalRow> {
+fn goals(cells: &[Vec<Cell<Trial>>]) -> Vec<GoalRow> {
     // Why a ratio is low, from the cell where it is lowest.
     let cpu_note = |wi: usize, n: usize, base: Path, inbound: bool| {
         let med = |p: Path| {
@@ -831,6 +929,12 @@ mod tests {
         assert!(parse_iperf(&err).unwrap_err().to_string().contains("busy"));
         let empty: serde_json::Value = serde_json::from_str(r#"{"end":{}}"#).unwrap();
         assert!(parse_iperf(&empty).is_err());
+        assert_eq!(parse_iperf_cpu(&empty), None);
+        let cpu: serde_json::Value = serde_json::from_str(
+            r#"{"end":{"cpu_utilization_percent":{"host_total":30.5,"remote_total":19.5}}}"#,
+        )
+        .unwrap();
+        assert_eq!(parse_iperf_cpu(&cpu), Some(0.5));
     }
 
     #[test]
@@ -843,7 +947,7 @@ mod tests {
         assert_eq!(members_used(&[0, 0]), 0);
     }
 
-    fn cell_or_none(gbps: f64) -> Cell {
+    fn cell_or_none(gbps: f64) -> Cell<Trial> {
         if gbps.is_nan() {
             Cell::default()
         } else {
@@ -851,7 +955,7 @@ mod tests {
         }
     }
 
-    fn cell(gbps: &[f64]) -> Cell {
+    fn cell(gbps: &[f64]) -> Cell<Trial> {
         Cell {
             trials: gbps
                 .iter()

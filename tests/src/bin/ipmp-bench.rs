@@ -24,7 +24,8 @@ struct Entry {
     run: fn(&Opts) -> anyhow::Result<Section>,
 }
 
-/// The report's order: program cost, throughput, failover, flows, balance, control plane.
+/// The report's order: program cost, throughput, failover, flows, balance, control plane,
+/// aggregate bandwidth.
 const SECTIONS: &[Entry] = &[
     Entry {
         name: "prog-cost",
@@ -55,6 +56,11 @@ const SECTIONS: &[Entry] = &[
         name: "control",
         title: "6. Control plane",
         run: bench::control::run,
+    },
+    Entry {
+        name: "aggregate",
+        title: "7. Aggregate bandwidth",
+        run: bench::aggregate::run,
     },
 ];
 
