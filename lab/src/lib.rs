@@ -1549,6 +1549,27 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Everything ipmpd logged before this call. ipmpd writes its log from a thread of its
+    /// own, so a line may reach the file a moment after the change it reports (a STATUS= line,
+    /// an `ipmpstat` answer). A status request is logged at debug (the lab's level) behind
+    /// every earlier line; once its line is in the file, so are they. When ipmpd does not
+    /// answer, the file as it is.
+    pub fn log_synced(&self) -> String {
+        const MARK: &str = "control request";
+        let before = self.log().matches(MARK).count();
+        if self.ipmpstat(&["-g"]).is_err() {
+            return self.log();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if log.matches(MARK).count() > before || Instant::now() >= deadline {
+                return log;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn tool(&self, tool: &str, args: &[&str]) -> anyhow::Result<String> {
         let path = self
             .bin_dir

@@ -193,7 +193,7 @@ fn thousand_fail_repair_cycles_drop_nothing_for_lack_of_a_member() {
         "ipmpstat -i after the last repair:\n{text}"
     );
 
-    let log = setup.daemon.log();
+    let log = setup.daemon.log_synced();
     let count = |what: &str| {
         (0..MEMBERS)
             .map(|i| log.matches(&format!("m{i} {what}")).count())

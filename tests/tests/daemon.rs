@@ -148,7 +148,10 @@ fn restart_keeps_forwarding_and_adopts_the_pins() {
         before,
         "the IPMP interface was recreated instead of adopted"
     );
-    assert!(d.log().contains("adopting the existing IPMP interface"));
+    assert!(
+        d.log_synced()
+            .contains("adopting the existing IPMP interface")
+    );
     assert_eq!(group_state(&d), "ok");
 }
 

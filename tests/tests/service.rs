@@ -387,6 +387,10 @@ fn ipmpd_under_a_notify_socket_with_the_units_capabilities() {
         "seen {:?}",
         notify.seen
     );
+    // The log is written by a thread of ipmpd's own: the line may follow the STATUS= by a
+    // moment.
+    let logged = || d.log().lines().any(|l| l.ends_with(M0_FAILED));
+    let _ = lab::wait_until(Duration::from_secs(2), Duration::from_millis(10), logged);
     let log = d.log();
     assert!(
         log.lines().any(|l| l.ends_with(M0_FAILED)),

@@ -165,14 +165,14 @@ fn removed_pins_are_put_back_and_traffic_never_stops() {
     .unwrap();
     // The same links, pinned again: nothing was detached or attached anew.
     assert_eq!(link_ids(&dir), ids);
+    let log = d.log_synced();
     assert_eq!(
-        count(&d.log(), "pins were removed (by hand?): re-pinned"),
+        count(&log, "pins were removed (by hand?): re-pinned"),
         1,
-        "{}",
-        d.log()
+        "{log}"
     );
     // And nothing else was taken for tampering (routes, addresses, attachments).
-    assert_eq!(count(&d.log(), "(by hand?)"), 1, "{}", d.log());
+    assert_eq!(count(&log, "(by hand?)"), 1, "{log}");
     // ipmpd held the links: the programs never left. 2 lost pings of slack for a loaded host.
     assert!(stats.transmitted > 300, "{stats:?}");
     assert!(stats.lost() <= 2, "{stats:?}");
@@ -267,7 +267,7 @@ fn an_unmounted_bpffs_is_reported_and_pinned_again_once_back() {
         },
     )
     .unwrap();
-    let log = d.log();
+    let log = d.log_synced();
     assert_eq!(count(&log, "cannot pin"), 1, "reported once:\n{log}");
     assert_eq!(count(&log, "bpf filesystem is back: re-pinned"), 1, "{log}");
     assert!(stats.transmitted > 400, "{stats:?}");
@@ -311,7 +311,7 @@ fn a_deleted_ipmp_interface_is_created_again() {
         )
     })
     .unwrap();
-    let log = d.log();
+    let log = d.log_synced();
     assert_eq!(
         count(&log, "IPMP interface ipmp0 created again"),
         1,
@@ -384,12 +384,12 @@ fn detached_member_programs_are_attached_again() {
         })
     })
     .unwrap();
+    let log = d.log_synced();
     assert!(
-        d.log().contains(&format!(
+        log.contains(&format!(
             "tc_ingress detached from {m} (by hand?): attached again"
         )),
-        "{}",
-        d.log()
+        "{log}"
     );
     // Inbound through m is handed to ipmp0 by the program again (without it, the member's own
     // stack took the frames: the address is local, so pings were answered all the same).
@@ -492,7 +492,7 @@ fn under_the_units_capabilities_the_check_repairs_and_touches_nothing_intact() {
     let ids = link_ids(&dir);
     // Three checks on an intact data plane: nothing repaired, nothing attached anew.
     thread::sleep(Duration::from_secs(3));
-    let log = d.log();
+    let log = d.log_synced();
     assert_eq!(count(&log, "(by hand?)"), 0, "{log}");
     assert_eq!(count(&log, "repair failed"), 0, "{log}");
     assert_eq!(link_ids(&dir), ids);

@@ -62,7 +62,7 @@ fn alive(pid: u32) -> bool {
 /// ipmpd's log lines at INFO and above (what an operator reads) from byte `from` on, without
 /// colour codes.
 fn operator_lines(d: &Daemon, from: usize) -> Vec<String> {
-    d.log()
+    d.log_synced()
         .get(from..)
         .unwrap_or_default()
         .lines()
@@ -275,7 +275,10 @@ fn worst_day_kill_9_under_traffic() {
     assert_eq!(r.duplicates, 0);
     assert_eq!(r.tcp_error, None, "the TCP flow broke");
     assert_eq!(r.tcp_received, r.tcp_sent, "TCP bytes lost");
-    assert!(d.log().contains("adopting the existing IPMP interface"));
+    assert!(
+        d.log_synced()
+            .contains("adopting the existing IPMP interface")
+    );
 
     // Phase 2: the member carrying the UDP flow loses its link while ipmpd is dead; restarted,
     // ipmpd finds it down and fails it over.
