@@ -66,13 +66,11 @@ fn container() -> Container {
         .position(|a| a == "--proc-sys-net")
         .map(|i| args[i + 1].clone())
         .expect("the manifest's ipmpd has --proc-sys-net");
-    let mut caps = String::from("-all");
-    for cap in strs(&c["securityContext"]["capabilities"]["add"]) {
-        caps.push_str(&format!(
-            ",+{}",
-            cap.trim_start_matches("CAP_").to_lowercase()
-        ));
-    }
+    let caps = common::setpriv_caps(
+        strs(&c["securityContext"]["capabilities"]["add"])
+            .iter()
+            .map(String::as_str),
+    );
     Container {
         args,
         caps,
@@ -110,19 +108,8 @@ fn start(lab: &Lab, c: &Container, sysctl_dir: Option<&str>) -> anyhow::Result<l
         .join(c.sysctl_dir.trim_start_matches('/'))
         .to_string_lossy()
         .into_owned();
-    let wrapper = [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "sh",
-        "-ec",
-        CONTAINER,
-        "container",
-        &c.caps,
-        &bind,
-    ];
+    let mut wrapper = common::PRIVATE_MOUNTS.to_vec();
+    wrapper.extend(["sh", "-ec", CONTAINER, "container", &c.caps, &bind]);
     let extra = lab_args(c, sysctl_dir.map(|_| bind.as_str()));
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     start_ipmpd_wrapped(

@@ -123,7 +123,6 @@ fn the_unit_is_sandboxed_to_an_exposure_of_at_most_3() {
 fn unit_capabilities() -> (String, u64) {
     let caps = unit_values("CapabilityBoundingSet");
     assert_eq!(caps.len(), 1, "one CapabilityBoundingSet= line: {caps:?}");
-    let mut list = String::from("-all");
     let mut mask = 0u64;
     for cap in caps[0].split_whitespace() {
         let bit = match cap {
@@ -135,10 +134,8 @@ fn unit_capabilities() -> (String, u64) {
             other => panic!("the test does not know {other}: add its bit"),
         };
         mask |= 1 << bit;
-        let name = cap.trim_start_matches("CAP_").to_lowercase();
-        list.push_str(&format!(",+{name}"));
     }
-    (list, mask)
+    (common::setpriv_caps(caps[0].split_whitespace()), mask)
 }
 
 /// `sh -ec SANDBOX sandbox CAPS IPMPD ARGS...`, in a new mount namespace: the unit's
@@ -275,25 +272,22 @@ fn ipmpd_under_a_notify_socket_with_the_units_capabilities() {
     // Root with only the unit's capabilities and NoNewPrivileges, as systemd runs it, in a
     // mount namespace with the unit's view of the kernel's tunables: /proc/sys and /sys
     // read-only (ProtectKernelTunables=) except /proc/sys/net and bpffs (ReadWritePaths=).
+    let mut argv = common::PRIVATE_MOUNTS.to_vec();
+    argv.extend([
+        "sh",
+        "-ec",
+        SANDBOX,
+        "sandbox",
+        &caps,
+        &ipmpd,
+        "--config",
+        &config_s,
+        "--pin-dir",
+        &pins,
+    ]);
     let child = lab
         .host()
-        .command(&[
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-ec",
-            SANDBOX,
-            "sandbox",
-            &caps,
-            &ipmpd,
-            "--config",
-            &config_s,
-            "--pin-dir",
-            &pins,
-        ])
+        .command(&argv)
         .env("NOTIFY_SOCKET", &notify_path)
         .env("WATCHDOG_USEC", "400000")
         .env("RUST_LOG", "debug")

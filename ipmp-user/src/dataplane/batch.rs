@@ -24,6 +24,28 @@ struct BatchAttr {
     flags: u64,
 }
 
+/// One `bpf(cmd, attr)` call of a batch command.
+///
+/// # Safety
+/// The pointers in `attr` (keys, values, batch tokens) must be valid for `attr.count`
+/// elements of the map's key and value size for the duration of the call.
+unsafe fn bpf_batch(cmd: libc::c_long, attr: &mut BatchAttr) -> std::io::Result<()> {
+    // SAFETY: `attr` is a valid `bpf_attr` prefix of the size passed; the caller vouches for
+    // the memory it points to.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr),
+            size_of::<BatchAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Writes `values[i]` at `keys[i]` of the array or hash map `map` with one syscall. Fails
 /// with the kernel's error; on a partial write the elements before the failing one stay
 /// written (the callers write an inactive half, which no reader sees until a later flip).
@@ -53,19 +75,9 @@ pub fn update<K: Copy, V: Copy>(
         elem_flags: 0,
         flags: 0,
     };
-    // SAFETY: `attr` is a valid `bpf_attr` prefix of the size passed; `keys` and `values`
-    // point to `count` elements of the map's key and value size, alive for the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_UPDATE_BATCH,
-            &raw mut attr,
-            size_of::<BatchAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    // SAFETY: `keys` and `values` point to `count` elements of the map's key and value size,
+    // alive for the call.
+    unsafe { bpf_batch(BPF_MAP_UPDATE_BATCH, &mut attr) }?;
     if attr.count != count {
         return Err(std::io::Error::other(format!(
             "batch update wrote {} of {count} elements",
@@ -108,23 +120,12 @@ pub fn lookup_array<V: Copy>(
         elem_flags: 0,
         flags: 0,
     };
-    // SAFETY: `attr` is a valid `bpf_attr` prefix of the size passed; `keys` and `values` have
-    // room for `count` elements of the map's key and value size, and the tokens for one key,
-    // all alive for the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_LOOKUP_BATCH,
-            &raw mut attr,
-            size_of::<BatchAttr>(),
-        )
-    };
-    // ENOENT: the map ended before `count` elements, which the count check reports.
-    if rc < 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::ENOENT) {
-            return Err(err);
-        }
+    // SAFETY: `keys` and `values` have room for `count` elements of the map's key and value
+    // size, and the tokens for one key, all alive for the call.
+    match unsafe { bpf_batch(BPF_MAP_LOOKUP_BATCH, &mut attr) } {
+        // ENOENT: the map ended before `count` elements, which the count check reports.
+        Err(err) if err.raw_os_error() != Some(libc::ENOENT) => return Err(err),
+        _ => {}
     }
     if attr.count != count {
         return Err(std::io::Error::other(format!(

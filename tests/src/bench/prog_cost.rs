@@ -173,22 +173,7 @@ fn cases() -> Vec<Case> {
         tc("TC IPv6 UDP on-link", tc6(ONLINK6, IPPROTO_UDP)),
         tc("TC IPv4 TCP off-link", tc4(FAR4, IPPROTO_TCP)),
         tc("TC IPv6 UDP off-link", tc6(FAR6, IPPROTO_UDP)),
-        Case {
-            name: "XDP ARP request → reply",
-            kind: Kind::Xdp,
-            method: Method::Single,
-            input: pad60(arp_frame(
-                BROADCAST,
-                ARPOP_REQUEST,
-                PEER_MAC,
-                PEER4,
-                [0; 6],
-                DATA4,
-            )),
-            verdict: XDP_TX,
-            reason: Some(Reason::ArpReply),
-            member: Some(0),
-        },
+        arp_case("XDP ARP request → reply", 0),
         Case {
             name: "XDP NS → NA",
             kind: Kind::Xdp,
@@ -301,6 +286,26 @@ pub fn interquartile_mean(v: &mut [f64]) -> f64 {
     let (lo, hi) = (v.len() / 4, v.len() - v.len() / 4);
     let mid = &v[lo..hi.max(lo + 1)];
     mid.iter().sum::<f64>() / mid.len() as f64
+}
+
+/// A peer's ARP request for the data address, which `member`'s XDP program answers.
+fn arp_case(name: &'static str, member: usize) -> Case {
+    Case {
+        name,
+        kind: Kind::Xdp,
+        method: Method::Single,
+        input: pad60(arp_frame(
+            BROADCAST,
+            ARPOP_REQUEST,
+            PEER_MAC,
+            PEER4,
+            [0; 6],
+            DATA4,
+        )),
+        verdict: XDP_TX,
+        reason: Some(Reason::ArpReply),
+        member: Some(member),
+    }
 }
 
 /// Per case: (prog ns/packet, no-op ns/packet, ratio) per trial.
@@ -601,22 +606,7 @@ fn scale_cases(bed: &Testbed) -> anyhow::Result<Vec<Case>> {
             reason: Some(Reason::RxToIpmp),
             member: Some(last),
         },
-        Case {
-            name: SCALE_CASES[3],
-            kind: Kind::Xdp,
-            method: Method::Single,
-            input: pad60(arp_frame(
-                BROADCAST,
-                ARPOP_REQUEST,
-                PEER_MAC,
-                PEER4,
-                [0; 6],
-                DATA4,
-            )),
-            verdict: XDP_TX,
-            reason: Some(Reason::ArpReply),
-            member: Some(last),
-        },
+        arp_case(SCALE_CASES[3], last),
     ])
 }
 

@@ -17,6 +17,8 @@
 //! - [`probe_stream`], [`wait_answered_probes`]: the `ipmpstat -p` stream.
 //! - [`ping_while`]: pings in the background while a closure runs (loss across a disruption);
 //!   [`cpu_seconds`]: a process's CPU time so far.
+//! - [`PRIVATE_MOUNTS`], [`setpriv_caps`]: run a wrapper in a mount namespace of its own with
+//!   only given capabilities (the unit's and the DaemonSet's views of the system).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -555,4 +557,18 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
         .flatten()
         .unwrap_or(100) as f64;
     Ok((ticks(11)? + ticks(12)?) as f64 / hz)
+}
+
+/// The argv prefix that runs the rest in a new mount namespace whose mounts do not propagate
+/// back: a sandbox may remount /proc/sys and bind directories without touching the host.
+pub const PRIVATE_MOUNTS: [&str; 5] = ["unshare", "--mount", "--propagation", "private", "--"];
+
+/// `CAP_*` names as a setpriv bounding-set list that keeps only them (`-all,+bpf,...`).
+pub fn setpriv_caps<'a>(caps: impl IntoIterator<Item = &'a str>) -> String {
+    let mut list = String::from("-all");
+    for cap in caps {
+        list.push_str(",+");
+        list.push_str(&cap.trim_start_matches("CAP_").to_lowercase());
+    }
+    list
 }
