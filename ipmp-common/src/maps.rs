@@ -14,6 +14,8 @@ pub const MAP_TESTADDRS: &str = "IPMP_TESTADDRS";
 pub const MAP_TARGETS: &str = "IPMP_TARGETS";
 pub const MAP_CONFIG: &str = "IPMP_CONFIG";
 pub const MAP_PROBES: &str = "IPMP_PROBES";
+pub const MAP_ROUTES: &str = "IPMP_ROUTES";
+pub const MAP_ROUTE_GEN: &str = "IPMP_ROUTE_GEN";
 
 /// Program names (the Rust function names in ipmp-ebpf).
 pub const PROG_TC_EGRESS: &str = "ipmp_tc_egress";
@@ -36,6 +38,8 @@ pub const MAX_TESTADDRS: u32 = MAX_MEMBERS * 2;
 pub const MAX_TARGETS: u32 = 1024;
 /// Size of the `IPMP_PROBES` ring buffer in bytes (a power-of-two multiple of the page size).
 pub const PROBE_RING_BYTES: u32 = 256 * 1024;
+/// Flows whose next hop `IPMP_ROUTES` remembers (least recently used ones make room).
+pub const MAX_ROUTES: u32 = 32_768;
 /// Entries of `IPMP_BUCKETS`: every group has two halves of `MAX_BUCKETS`.
 pub const BUCKET_ENTRIES: u32 = MAX_GROUPS * 2 * MAX_BUCKETS;
 
@@ -71,7 +75,7 @@ impl MapShape {
 
 /// Every map ipmpd pins, with its shape: one list, so load, adopt, cleanup and the shape check
 /// stay in step (a ring buffer has no key or value size; its entries are its bytes).
-pub const MAP_SHAPES: [MapShape; 9] = [
+pub const MAP_SHAPES: [MapShape; 11] = [
     MapShape::of::<u32, GroupInfo>(MAP_GROUPS, MAX_GROUPS),
     MapShape::of::<u32, MemberInfo>(MAP_MEMBERS, MAX_MEMBERS),
     MapShape::of::<u32, u32>(MAP_BUCKETS, BUCKET_ENTRIES),
@@ -80,6 +84,8 @@ pub const MAP_SHAPES: [MapShape; 9] = [
     MapShape::of::<AddrKey, TestAddrInfo>(MAP_TESTADDRS, MAX_TESTADDRS),
     MapShape::of::<TargetKey, TargetInfo>(MAP_TARGETS, MAX_TARGETS),
     MapShape::of::<u32, ProbeConfig>(MAP_CONFIG, 1),
+    MapShape::of::<RouteKey, RouteEntry>(MAP_ROUTES, MAX_ROUTES),
+    MapShape::of::<u32, u64>(MAP_ROUTE_GEN, 1),
     MapShape {
         name: MAP_PROBES,
         key_size: 0,
@@ -111,6 +117,8 @@ const _: () = {
     assert!(size_of::<TargetKey>() == 24);
     assert!(size_of::<TargetInfo>() == 4);
     assert!(size_of::<ProbeConfig>() == 24);
+    assert!(size_of::<RouteKey>() == 48);
+    assert!(size_of::<RouteEntry>() == 32);
     assert!(size_of::<ProbeEvent>() == 3 * 8 + 6 * 4 + 16 + 16 + 8);
     // Ring buffer records are 8-byte aligned.
     assert!(size_of::<ProbeEvent>().is_multiple_of(8));
@@ -383,6 +391,8 @@ mod pod {
     unsafe impl aya::Pod for super::TargetInfo {}
     unsafe impl aya::Pod for super::ProbeConfig {}
     unsafe impl aya::Pod for super::ProbeEvent {}
+    unsafe impl aya::Pod for super::RouteKey {}
+    unsafe impl aya::Pod for super::RouteEntry {}
 }
 
 #[cfg(test)]
@@ -449,4 +459,63 @@ mod tests {
         );
         assert!(stats_index(STATS_SLOT_UNKNOWN, crate::Reason::LAST) < STATS_ENTRIES);
     }
+}
+
+/// `IPMP_ROUTES` key: everything `bpf_fib_lookup` is given for a flow leaving an IPMP
+/// interface, so that a remembered answer is the answer the lookup would give while the
+/// routes and rules stay as they were. Every byte is a field (no padding to leave unset).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RouteKey {
+    /// As in `FlowKey`.
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    /// The IPMP interface the flow leaves through.
+    pub ifindex: u32,
+    pub proto: u8,
+    pub ip_version: u8,
+    /// IPv4 TOS byte (0 for IPv6).
+    pub tos: u8,
+    pub _pad: u8,
+    /// IPv6 version, traffic class and flow label word (0 for IPv4).
+    pub flowinfo: u32,
+}
+
+/// `__sk_buff.cb[0]` of a frame `ipmp_tc_egress` sends through a member; `cb[1]` and `cb[2]`
+/// hold the MAC it expects the frame to leave with ([`sent_mark`]). `ipmp_tc_member` passes
+/// such a frame without looking anything up: it was chosen and counted already. The
+/// control block survives from the IPMP interface's TC egress to the member's (nothing on the
+/// way — `bpf_redirect_neigh`, the neighbour output, `__dev_queue_xmit` — writes its data
+/// part); a frame whose MAC no longer matches (one released from the neighbour queue with the
+/// IPMP interface's MACs) gets the full check.
+pub const SENT_MARK: u32 = 0x1b3d_5e7a;
+
+/// The `cb[0..3]` words marking a frame sent through the member with MAC `mac`.
+#[inline(always)]
+pub const fn sent_mark(mac: [u8; 6]) -> [u32; 3] {
+    [
+        SENT_MARK,
+        u32::from_ne_bytes([mac[0], mac[1], mac[2], mac[3]]),
+        u32::from_ne_bytes([mac[4], mac[5], 0, 0]),
+    ]
+}
+
+/// `IPMP_ROUTE_GEN[0]` bit: the programs look every next hop up and remember none (ipmpd is
+/// not running, or is starting). The other bits keep counting, so that a generation is never
+/// used twice and an entry of a past one can never become valid again.
+pub const ROUTE_GEN_OFF: u64 = 1 << 63;
+
+/// `IPMP_ROUTES` value: a flow's next hop as `bpf_fib_lookup` gave it, valid while
+/// `IPMP_ROUTE_GEN[0]` still holds `generation`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub generation: u64,
+    /// `FAMILY_V4` or `FAMILY_V6` (an IPv4 route may have an IPv6 gateway).
+    pub family: u32,
+    pub _pad: u32,
+    /// The next hop: IPv4 in `nexthop[0]` (network byte order), IPv6 in all four words.
+    pub nexthop: [u32; 4],
 }

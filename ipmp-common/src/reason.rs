@@ -69,7 +69,8 @@ reasons! {
     NotMember = 16, "not-member", false;
     /// Member TC egress: an ARP request's sender was a data address bound elsewhere; rewritten.
     ArpSrcRewrite = 17, "arp-src-rewrite", false;
-    /// Member TC egress: anything else, passed.
+    /// Member TC egress: anything else the member sends, passed (what the IPMP interface sent
+    /// through it was counted there, as tx-unicast or tx-cast, and is not counted again).
     MemberTxPass = 18, "member-tx-pass", false;
     /// TC egress: dropped, a helper failed (the skb could not be made writable).
     TxError = 19, "tx-error", true;

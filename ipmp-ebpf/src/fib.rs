@@ -2,6 +2,13 @@
 //! (`bpf_fib_lookup`), for `bpf_redirect_neigh`. Used by the TC egress programs (the IPMP
 //! interface's and the members') and by the benchmark's reference program, which does only
 //! this.
+//!
+//! The IPMP interface's program remembers each flow's answer in `IPMP_ROUTES`
+//! ([`cached_next_hop`]): the lookup walks the policy rules and the FIB on every packet and
+//! is most of the program's cost, while its answer changes only with the routes and rules.
+//! An entry keeps the generation of `IPMP_ROUTE_GEN` it was looked up under; ipmpd advances
+//! the generation on every route and rule change it is told of, which retires every entry at
+//! once. The key is everything the lookup is given, so a hit is the lookup's own answer.
 
 use core::mem::{MaybeUninit, size_of};
 
@@ -15,9 +22,12 @@ use aya_ebpf::{
     helpers::generated::bpf_fib_lookup,
     programs::TcContext,
 };
-use ipmp_common::{FAMILY_V4, FAMILY_V6, Reason};
+use ipmp_common::{FAMILY_V4, FAMILY_V6, ROUTE_GEN_OFF, Reason, RouteEntry, RouteKey};
 
-use crate::{maps::zero, parse::Flow};
+use crate::{
+    maps::{IPMP_ROUTE_GEN, IPMP_ROUTES, zero},
+    parse::Flow,
+};
 
 /// IPv6 link-local unicast (fe80::/10): the kernel's FIB lookup refuses these
 /// (`rt6_need_strict`), and they are on-link by definition.
@@ -25,6 +35,61 @@ use crate::{maps::zero, parse::Flow};
 const fn is_v6_link_local(first_word: u32) -> bool {
     let b = first_word.to_ne_bytes();
     b[0] == 0xfe && b[1] & 0xc0 == 0x80
+}
+
+/// [`next_hop`], answered from `IPMP_ROUTES` when the flow's entry is of the current
+/// generation, and remembered there when it is not.
+#[inline(always)]
+pub fn cached_next_hop(
+    ctx: &TcContext,
+    ifindex: u32,
+    flow: &Flow,
+    nh: &mut RedirNeigh,
+) -> Result<(), Reason> {
+    let generation = IPMP_ROUTE_GEN.get(0).copied().unwrap_or(ROUTE_GEN_OFF);
+    if generation & ROUTE_GEN_OFF != 0 {
+        return next_hop(ctx, ifindex, flow, nh);
+    }
+    let f = &flow.key;
+    let mut key = MaybeUninit::<RouteKey>::uninit();
+    let key = zero(&mut key);
+    key.src = f.src;
+    key.dst = f.dst;
+    key.sport = f.sport;
+    key.dport = f.dport;
+    key.ifindex = ifindex;
+    key.proto = f.proto;
+    key.ip_version = f.ip_version;
+    key.tos = flow.tos;
+    key.flowinfo = flow.flowinfo;
+    // SAFETY: copied at once; an LRU entry replaced or evicted meanwhile is freed after RCU.
+    if let Some(entry) = unsafe { IPMP_ROUTES.get(&*key) }
+        && entry.generation == generation
+    {
+        let entry = *entry;
+        nh.nh_family = entry.family;
+        if entry.family == FAMILY_V6 {
+            nh.__bindgen_anon_1.ipv6_nh = entry.nexthop;
+        } else {
+            nh.__bindgen_anon_1.ipv4_nh = entry.nexthop[0];
+        }
+        return Ok(());
+    }
+    next_hop(ctx, ifindex, flow, nh)?;
+    let mut entry = MaybeUninit::<RouteEntry>::uninit();
+    let entry = zero(&mut entry);
+    entry.generation = generation;
+    entry.family = nh.nh_family;
+    // SAFETY: `next_hop` wrote the member of the union that `nh_family` names.
+    entry.nexthop = if nh.nh_family == FAMILY_V6 {
+        unsafe { nh.__bindgen_anon_1.ipv6_nh }
+    } else {
+        [unsafe { nh.__bindgen_anon_1.ipv4_nh }, 0, 0, 0]
+    };
+    // A full map evicts its least recently used entry; a failed insert only means the next
+    // packet looks up again.
+    let _ = IPMP_ROUTES.insert(&*key, &*entry, 0);
+    Ok(())
 }
 
 /// Next hop of the flow into `nh`, as the routes on the IPMP interface say: the gateway for

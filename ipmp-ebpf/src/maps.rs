@@ -2,13 +2,13 @@
 //! names are constants in ipmp-common (`MAP_*`).
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, PerCpuArray, RingBuf},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use ipmp_common::{
     AddrInfo, AddrKey, BUCKET_ENTRIES, Counter, GroupInfo, MAX_ADDRS, MAX_GROUPS, MAX_MEMBERS,
-    MAX_TARGETS, MAX_TESTADDRS, MemberInfo, PROBE_RING_BYTES, ProbeConfig, ProbeEvent,
-    STATS_ENTRIES, TargetInfo, TargetKey, TestAddrInfo,
+    MAX_ROUTES, MAX_TARGETS, MAX_TESTADDRS, MemberInfo, PROBE_RING_BYTES, ProbeConfig, ProbeEvent,
+    RouteEntry, RouteKey, STATS_ENTRIES, TargetInfo, TargetKey, TestAddrInfo,
 };
 
 /// `BPF_F_NO_PREALLOC`: a replaced hash value is freed after an RCU grace period, so a reader
@@ -55,6 +55,17 @@ pub static IPMP_CONFIG: Array<ProbeConfig, 1> = Array::new();
 /// Probe replies timestamped at XDP, read by the prober.
 #[btf_map]
 pub static IPMP_PROBES: RingBuf<ProbeEvent, { PROBE_RING_BYTES as usize }> = RingBuf::new();
+
+/// Next hops of flows leaving the IPMP interfaces, as `bpf_fib_lookup` gave them (`fib`).
+#[btf_map]
+pub static IPMP_ROUTES: LruHashMap<RouteKey, RouteEntry, { MAX_ROUTES as usize }> =
+    LruHashMap::new();
+
+/// The generation `IPMP_ROUTES` entries must carry to be used (one entry, index 0). ipmpd
+/// advances it on every route and rule change it is told of; `ROUTE_GEN_OFF` (no daemon
+/// following the routes) turns the remembering off.
+#[btf_map]
+pub static IPMP_ROUTE_GEN: Array<u64, 1> = Array::new();
 
 /// Counts one packet of `len` bytes for `slot` and `reason`.
 #[inline(always)]

@@ -1,8 +1,8 @@
 //! TCX egress on an IPMP interface: spreads flows over the group's active members.
 //!
-//! Unicast: flow hash → bucket → member, next hop from `bpf_fib_lookup` on the IPMP interface,
-//! then `bpf_redirect_neigh(member, next hop)`. Broadcast and multicast leave through the cast
-//! member with its MAC as the source.
+//! Unicast: flow hash → bucket → member, next hop from `bpf_fib_lookup` on the IPMP interface
+//! (remembered per flow, see `fib`), then `bpf_redirect_neigh(member, next hop)`. Broadcast
+//! and multicast leave through the cast member with its MAC as the source.
 
 use core::mem::{MaybeUninit, size_of};
 
@@ -13,12 +13,14 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use ipmp_common::{
-    GroupInfo, MEMBER_F_ACTIVE, Reason, STATS_SLOT_UNKNOWN, bucket_index, bucket_of, flow_hash,
+    GroupInfo, MEMBER_F_ACTIVE, MemberInfo, Reason, STATS_SLOT_UNKNOWN, bucket_index, bucket_of,
+    flow_hash,
     packet::{ETH_ALEN, ETH_DST, ETH_HLEN, ETH_PROTO, ETH_SRC},
+    sent_mark,
 };
 
 use crate::{
-    fib::next_hop,
+    fib::cached_next_hop,
     maps::{Exit, IPMP_BUCKETS, IPMP_GROUPS, IPMP_MEMBERS, Verdict, zero},
     parse::{Flow, FlowError, be16, is_group_mac, skb_bytes, tc_flow},
 };
@@ -60,14 +62,19 @@ fn try_tc_egress(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
     if flow.key.ip_version == 4 && flow.key.dst[0] == u32::MAX {
         return cast(ctx, &group, true);
     }
-    let (member_ifindex, member_slot) = pick_member(ifindex, &group, &flow)?;
+    let (member_ifindex, member) = pick_member(ifindex, &group, &flow)?;
     let mut nh = MaybeUninit::<RedirNeigh>::uninit();
     let nh = zero(&mut nh);
-    next_hop(ctx, ifindex, &flow, nh).map_err(|reason| Exit::new(slot, reason))?;
+    cached_next_hop(ctx, ifindex, &flow, nh).map_err(|reason| Exit::new(slot, reason))?;
+    mark_sent(ctx, member.mac);
     // SAFETY: `nh` is a valid bpf_redir_neigh on the stack; the size matches it.
     let action =
         unsafe { bpf_redirect_neigh(member_ifindex, nh, size_of::<RedirNeigh>() as i32, 0) };
-    Ok(Verdict::new(action as i32, member_slot, Reason::TxUnicast))
+    Ok(Verdict::new(
+        action as i32,
+        member.stats_slot,
+        Reason::TxUnicast,
+    ))
 }
 
 /// Broadcast/multicast: out of the cast member, with its MAC as the source (and the
@@ -92,15 +99,30 @@ fn cast(ctx: &TcContext, group: &GroupInfo, broadcast: bool) -> Result<Verdict<i
         ctx.store(ETH_SRC, &group.cast_mac, 0)
     };
     stored.map_err(|_| Exit::new(slot, Reason::TxError))?;
+    mark_sent(ctx, group.cast_mac);
     // SAFETY: plain helper call.
     let action = unsafe { bpf_redirect(cast, 0) };
     Ok(Verdict::new(action as i32, member_slot, Reason::TxCast))
 }
 
-/// The member that carries this flow: flow hash → bucket → ifindex, which must be an active
-/// member of this group. Returns its ifindex and counter slot.
+/// Marks the frame as chosen and counted here, for `ipmp_tc_member` on the member whose MAC
+/// it will leave with (`ipmp_common::SENT_MARK`).
 #[inline(always)]
-fn pick_member(ifindex: u32, group: &GroupInfo, flow: &Flow) -> Result<(u32, u32), Exit> {
+fn mark_sent(ctx: &TcContext, mac: [u8; ETH_ALEN]) {
+    let mark = sent_mark(mac);
+    // SAFETY: the context pointer is valid for the program's run; TC programs may write cb.
+    unsafe {
+        let cb = &raw mut (*ctx.skb.skb).cb;
+        (*cb)[0] = mark[0];
+        (*cb)[1] = mark[1];
+        (*cb)[2] = mark[2];
+    }
+}
+
+/// The member that carries this flow: flow hash → bucket → ifindex, which must be an active
+/// member of this group. Returns its ifindex and entry.
+#[inline(always)]
+fn pick_member(ifindex: u32, group: &GroupInfo, flow: &Flow) -> Result<(u32, MemberInfo), Exit> {
     let slot = group.stats_slot;
     let n = group.n_buckets;
     if n == 0 {
@@ -124,5 +146,5 @@ fn pick_member(ifindex: u32, group: &GroupInfo, flow: &Flow) -> Result<(u32, u32
     if member.group_ifindex != ifindex || member.flags & MEMBER_F_ACTIVE == 0 {
         return Err(Exit::new(slot, Reason::TxBadEntry));
     }
-    Ok((member_ifindex, member.stats_slot))
+    Ok((member_ifindex, member))
 }

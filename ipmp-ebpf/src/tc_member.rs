@@ -1,6 +1,8 @@
 //! TCX egress on every member: keeps the ARP requests a member's kernel sends from naming a
 //! data address bound to another member as their sender, and repairs frames the kernel
-//! releases from a member's neighbour queue with the IPMP interface's MACs.
+//! releases from a member's neighbour queue with the IPMP interface's MACs. Frames the IPMP
+//! interface's program sent here and counted (`SENT_MARK` in the control block, the MAC it
+//! named) pass at once: neither concerns them.
 //!
 //! When a member resolves a next hop, the kernel picks the ARP sender address with
 //! `inet_select_addr()`, which for a member without an address of its own takes one from
@@ -17,15 +19,17 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use ipmp_common::{
-    MemberInfo, Reason, STATS_SLOT_UNKNOWN,
+    MemberInfo, Reason, SENT_MARK, STATS_SLOT_UNKNOWN,
     packet::{
         ARP_LEN, ARPHRD_ETHER, ARPOP_REQUEST, ETH_ALEN, ETH_DST, ETH_HLEN, ETH_P_ARP, ETH_P_IP,
         ETH_P_IPV6, ETH_PROTO, ETH_SRC,
     },
+    sent_mark,
 };
 
 use crate::{
     fib::next_hop,
+    frame::{Frame as _, Tc, take},
     maps::{Exit, IPMP_ADDRS, IPMP_MEMBERS, Verdict, addr_key_v4, zero},
     parse::{be16, is_group_mac, skb_bytes, tc_flow},
 };
@@ -35,6 +39,9 @@ const ARP_SPA: usize = ETH_HLEN + 14;
 
 #[classifier]
 pub fn ipmp_tc_member(ctx: TcContext) -> i32 {
+    if sent_by_group(&ctx) {
+        return TC_ACT_OK as i32;
+    }
     let len = ctx.len();
     match try_tc_member(&ctx) {
         Ok(verdict) => verdict.finish(len),
@@ -47,6 +54,25 @@ pub fn ipmp_tc_member(ctx: TcContext) -> i32 {
             Verdict::new(action as i32, exit.slot, exit.reason).finish(len)
         }
     }
+}
+
+/// Unicast or multicast IP that `ipmp_tc_egress` sent through this member and counted, still
+/// with the source MAC it marked the frame with (frames released from the neighbour queue
+/// have the IPMP interface's instead).
+#[inline(always)]
+fn sent_by_group(ctx: &TcContext) -> bool {
+    // SAFETY: the context pointer is valid for the program's run.
+    let cb = unsafe { (*ctx.skb.skb).cb };
+    if cb[0] != SENT_MARK {
+        return false;
+    }
+    let frame = Tc(ctx);
+    let Some(eth) = frame.peek::<ETH_HLEN>(0) else {
+        return false;
+    };
+    let ethertype = be16([eth[ETH_PROTO], eth[ETH_PROTO + 1]]);
+    let src = sent_mark(take::<ETH_ALEN, ETH_HLEN>(eth, ETH_SRC));
+    (ethertype == ETH_P_IP || ethertype == ETH_P_IPV6) && src[1] == cb[1] && src[2] == cb[2]
 }
 
 #[inline(always)]

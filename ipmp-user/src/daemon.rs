@@ -88,6 +88,9 @@ impl Daemon {
         created: &mut Vec<u32>,
     ) -> Result<Self> {
         let mut dataplane = Dataplane::open(&opts.pin_dir)?;
+        // Next hops remembered before (by a daemon that died, or under routes changed while
+        // none ran) are not used until `run` follows the routes again.
+        dataplane.writer_mut().stop_route_cache()?;
         prune(&config, &opts.pin_dir, &nl).await;
         let announcer = Announcer::spawn()?;
         let (probe_tx, probe_rx) = mpsc::channel(1024);
@@ -279,6 +282,18 @@ impl Daemon {
         Ok(())
     }
 
+    /// A route or rule changed (or may have): the next hops the programs remember are retired.
+    /// On failure they would stay in use, so remembering is turned off instead.
+    fn routes_changed(&mut self) {
+        let writer = self.dataplane.writer_mut();
+        if let Err(e) = writer.advance_route_generation() {
+            tracing::error!("cannot retire remembered next hops: {e}; looking every one up");
+            if let Err(e) = writer.stop_route_cache() {
+                tracing::error!("cannot turn off remembering next hops either: {e}");
+            }
+        }
+    }
+
     /// systemd's STATUS= line: every group's state and what is not ok.
     fn status_line(&self) -> String {
         notify::status_line(self.groups.iter().map(|g| &g.fsm))
@@ -295,8 +310,11 @@ impl Daemon {
             LinkEvent::AddressChanged { ifindex } => {
                 return self.member_addresses_changed(*ifindex).await;
             }
-            LinkEvent::RouteChanged { oif } => {
-                if self.groups.iter().any(|g| g.ifindex == *oif) {
+            LinkEvent::RouteChanged { gateway_oif } => {
+                self.routes_changed();
+                if let Some(oif) = gateway_oif
+                    && self.groups.iter().any(|g| g.ifindex == *oif)
+                {
                     return self.follow_routes().await;
                 }
                 return Ok(());
@@ -314,6 +332,7 @@ impl Daemon {
                     );
                     self.overrun_logged = Some(now);
                 }
+                self.routes_changed();
                 Box::pin(self.resync()).await?;
                 self.follow_routes().await?;
                 Box::pin(self.check_integrity()).await;
@@ -762,6 +781,8 @@ impl Daemon {
         // Link states and routes may have changed between start and subscribing: re-read once.
         self.resync().await?;
         self.follow_routes().await?;
+        // Subscribed to route and rule changes: the programs may remember next hops now.
+        self.routes_changed();
         let (control_tx, mut control_rx) = mpsc::channel::<ControlCall>(64);
         let mut probe_rx = self.probe_rx.take().unwrap_or_else(|| mpsc::channel(1).1);
         let mut ring = self.ring.take();
@@ -861,6 +882,10 @@ impl Daemon {
         match exit {
             Exit::Reload => self.notify.reloading(),
             Exit::Stopped => self.notify.stopping(),
+        }
+        // Forwarding continues without a daemon, so without anyone to retire next hops.
+        if let Err(e) = self.dataplane.writer_mut().stop_route_cache() {
+            tracing::error!("cannot turn off remembering next hops: {e}");
         }
         // Dropping the server (inside the aborted task) removes its socket file.
         control_task.abort();

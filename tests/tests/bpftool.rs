@@ -15,8 +15,8 @@ use std::{
 use common::{Setup, members};
 use ipmp_common::{
     ALL_MAPS, FAMILY_V4, FAMILY_V6, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG, MAP_GROUPS, MAP_MEMBERS,
-    MAP_PROBES, MAP_STATS, MAP_TARGETS, MAP_TESTADDRS, MEMBER_F_ACTIVE, PROBE_RING_BYTES,
-    STATS_ENTRIES, bucket_index,
+    MAP_PROBES, MAP_ROUTE_GEN, MAP_ROUTES, MAP_STATS, MAP_TARGETS, MAP_TESTADDRS, MEMBER_F_ACTIVE,
+    PROBE_RING_BYTES, ROUTE_GEN_OFF, STATS_ENTRIES, bucket_index,
 };
 use ipmp_tests::lab::{self, Lab, LabSpec};
 use serde_json::Value;
@@ -55,6 +55,19 @@ const TEST_ADDR_INFO: &[&str] = &["member_ifindex", "group_ifindex"];
 const TARGET_KEY: &[&str] = &["ifindex", "family", "addr"];
 const TARGET_INFO: &[&str] = &["flags"];
 const PROBE_CONFIG: &[&str] = &["cookie", "echo_id", "echo_id_mask", "flags", "_pad"];
+const ROUTE_KEY: &[&str] = &[
+    "src",
+    "dst",
+    "sport",
+    "dport",
+    "ifindex",
+    "proto",
+    "ip_version",
+    "tos",
+    "_pad",
+    "flowinfo",
+];
+const ROUTE_ENTRY: &[&str] = &["generation", "family", "_pad", "nexthop"];
 /// m1's test address in this test.
 const M1_TEST_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 21);
 
@@ -302,6 +315,44 @@ fn every_pinned_map_dumps_with_field_names() {
     assert_eq!(config.len(), 1, "{config:?}");
     assert_eq!(u64_of(&config[0]["key"]), 0);
     assert_fields(MAP_CONFIG, "value", &config[0]["value"], PROBE_CONFIG);
+
+    // IPMP_ROUTE_GEN: remembering is on while ipmpd runs.
+    let generation = dump(lab, MAP_ROUTE_GEN);
+    seen.insert(MAP_ROUTE_GEN);
+    assert_eq!(generation.len(), 1, "{generation:?}");
+    let generation = u64_of(&generation[0]["value"]);
+    assert!(
+        generation & ROUTE_GEN_OFF == 0 && generation > 0,
+        "{generation:#x}"
+    );
+
+    // IPMP_ROUTES: the pings' next hops: the router itself, and the router for the far host.
+    let routes = dump(lab, MAP_ROUTES);
+    seen.insert(MAP_ROUTES);
+    let router: Ipv4Addr = lab::ROUTER_V4.parse().unwrap();
+    let mut v4_next_hops = BTreeMap::new();
+    for e in &routes {
+        assert_fields(MAP_ROUTES, "key", &e["key"], ROUTE_KEY);
+        assert_fields(MAP_ROUTES, "value", &e["value"], ROUTE_ENTRY);
+        assert_eq!(u64_of(&e["key"]["ifindex"]), group_ifindex, "{e}");
+        assert!(u64_of(&e["value"]["generation"]) <= generation, "{e}");
+        let word = |v: &Value| u32::try_from(u64_of(&v[0])).unwrap().to_ne_bytes();
+        if u64_of(&e["key"]["ip_version"]) == 4 {
+            assert_eq!(u64_of(&e["value"]["family"]), u64::from(FAMILY_V4), "{e}");
+            v4_next_hops.insert(
+                Ipv4Addr::from(word(&e["key"]["dst"])),
+                Ipv4Addr::from(word(&e["value"]["nexthop"])),
+            );
+        }
+    }
+    for dst in [lab::ROUTER_V4, lab::FAR_V4] {
+        let dst: Ipv4Addr = dst.parse().unwrap();
+        assert_eq!(
+            v4_next_hops.get(&dst),
+            Some(&router),
+            "next hop remembered for {dst}: {routes:?}"
+        );
+    }
 
     // IPMP_PROBES: a ring buffer has no entries to dump; bpftool shows its type and size.
     let path = lab.pin_dir().join(MAP_PROBES);

@@ -207,3 +207,90 @@ fn far_host_is_reached_over_every_member_through_the_router_mac() {
         "no neighbour solicitation for the router {router_v6} after the host's neighbour flush"
     );
 }
+
+/// Packets the `counter` rule of `table` (inet, one rule) in `ns` has counted.
+fn nft_counted(ns: &lab::Netns, table: &str) -> u64 {
+    let out = ns
+        .run(&["nft", "list", "table", "inet", table])
+        .unwrap_or_else(|e| panic!("nft list table inet {table}: {e:#}"));
+    out.split_once(" counter packets ")
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in table {table}:\n{out}"))
+}
+
+/// The TC egress program remembers each flow's next hop (`IPMP_ROUTES`); ipmpd retires what
+/// it remembers on every route change. A flow already running follows a new, more specific
+/// route at once, and goes back when the route is deleted: echo requests to the far host go
+/// to the peer while a host route names it as gateway, and to the router before and after.
+#[test]
+fn a_running_flow_follows_a_changed_route() {
+    if !lab::require_root("a_running_flow_follows_a_changed_route") {
+        return;
+    }
+    let spec = LabSpec {
+        members: 2,
+        peers: 1,
+        router: true,
+    };
+    let s = Setup::start(spec, |_| {}).unwrap();
+    let host = s.lab.host();
+    let (peer, router) = (s.lab.peer(0), s.lab.router());
+    for ns in [peer, router] {
+        ns.run(&["nft", "add", "table", "inet", "seen"]).unwrap();
+        ns.run(&[
+            "nft",
+            "add chain inet seen pre { type filter hook prerouting priority 0; }",
+        ])
+        .unwrap();
+        let rule = format!("add rule inet seen pre ip daddr {} counter", lab::FAR_V4);
+        ns.run(&["nft", &rule]).unwrap();
+    }
+    let seen = || (nft_counted(peer, "seen"), nft_counted(router, "seen"));
+    // One flow (one echo id) all along, up to 100 requests a second.
+    let mut ping = host
+        .spawn(&["ping", "-n", "-q", "-i", "0.01", "-c", "400", lab::FAR_V4])
+        .unwrap();
+    let settle = Duration::from_millis(100);
+    let window = Duration::from_millis(1000);
+    std::thread::sleep(window);
+    let via_peer = format!(
+        "route add {}/32 via {} dev ipmp0",
+        lab::FAR_V4,
+        lab::peer_v4(0)
+    );
+    let start = seen();
+    host.ip(&via_peer).unwrap();
+    std::thread::sleep(settle);
+    let changed = seen();
+    std::thread::sleep(window);
+    let end = seen();
+    host.ip(&format!("route del {}/32", lab::FAR_V4)).unwrap();
+    std::thread::sleep(settle);
+    let deleted = seen();
+    std::thread::sleep(window);
+    let last = seen();
+    let _ = ping.kill();
+    let _ = ping.wait();
+    eprintln!(
+        "(peer, router) counted: before the change {start:?}, {settle:?} after it {changed:?}, \
+         {window:?} later {end:?}; {settle:?} after the delete {deleted:?}, {window:?} later {last:?}"
+    );
+    assert_eq!(start.0, 0, "the router is the next hop before the change");
+    assert!(start.1 >= 20, "the far host was pinged through the router");
+    assert!(
+        end.0 - changed.0 >= 20,
+        "echo requests did not go to the new next hop"
+    );
+    assert!(
+        end.1 - changed.1 <= 1,
+        "echo requests still went to the old next hop {settle:?} after the change"
+    );
+    assert!(
+        last.0 - deleted.0 <= 1,
+        "echo requests still went to the deleted route's gateway {settle:?} after the delete"
+    );
+    assert!(
+        last.1 - deleted.1 >= 20,
+        "echo requests did not go back to the router"
+    );
+}

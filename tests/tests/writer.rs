@@ -90,3 +90,34 @@ fn writer_flips_settles_and_reads_back_the_largest_table() -> Result<()> {
         Ok(())
     })
 }
+
+/// `IPMP_ROUTE_GEN`: every advance is a generation not used before, also across a stop (which
+/// only sets the off bit), so an entry remembered under an old generation never becomes valid
+/// again.
+#[test]
+fn route_generations_never_repeat() -> Result<()> {
+    if !ipmp_tests::lab::require_root("route_generations_never_repeat") {
+        return Ok(());
+    }
+    in_fresh_netns(|| {
+        use ipmp_common::ROUTE_GEN_OFF;
+        let mut bed = Testbed::new(2)?;
+        let w = &mut bed.writer;
+        let first = w.advance_route_generation()?;
+        let second = w.advance_route_generation()?;
+        ensure!(second == first + 1, "{first} then {second}");
+        ensure!(w.route_generation()? == second, "advance not written");
+        w.stop_route_cache()?;
+        ensure!(
+            w.route_generation()? == second | ROUTE_GEN_OFF,
+            "stop: {:#x}",
+            w.route_generation()?
+        );
+        let third = w.advance_route_generation()?;
+        ensure!(
+            third == second + 1 && third & ROUTE_GEN_OFF == 0,
+            "after a stop: {third:#x}"
+        );
+        Ok(())
+    })
+}

@@ -28,9 +28,10 @@ use aya::{
 };
 use ipmp_common::{
     AddrInfo, AddrKey, Counter, GROUP_F_FAILED, GROUP_F_NO_ECHO, GROUP_F_PROBE_RING_ONLY,
-    GroupInfo, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG, MAP_GROUPS, MAP_MEMBERS, MAP_STATS, MAP_TARGETS,
-    MAP_TESTADDRS, MAX_BUCKETS, MEMBER_F_ACTIVE, MEMBER_F_CAST, MEMBER_F_XDP, MemberInfo,
-    ProbeConfig, Reason, TargetInfo, TargetKey, TestAddrInfo, bucket_index, stats_index,
+    GroupInfo, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG, MAP_GROUPS, MAP_MEMBERS, MAP_ROUTE_GEN,
+    MAP_STATS, MAP_TARGETS, MAP_TESTADDRS, MAX_BUCKETS, MEMBER_F_ACTIVE, MEMBER_F_CAST,
+    MEMBER_F_XDP, MemberInfo, ProbeConfig, ROUTE_GEN_OFF, Reason, TargetInfo, TargetKey,
+    TestAddrInfo, bucket_index, stats_index,
 };
 
 use super::state::{DataplaneError, DesiredGroup, DesiredMember};
@@ -51,6 +52,7 @@ pub struct MapWriter {
     testaddrs: BpfHashMap<MapData, AddrKey, TestAddrInfo>,
     targets: BpfHashMap<MapData, TargetKey, TargetInfo>,
     config: Array<MapData, ProbeConfig>,
+    route_gen: Array<MapData, u64>,
     /// Bucket halves as written, per group ifindex.
     halves: HashMap<u32, [Vec<u32>; 2]>,
     /// Number of map writes so far (for logs and benchmarks).
@@ -76,6 +78,7 @@ impl MapWriter {
             testaddrs: take(ebpf, MAP_TESTADDRS)?,
             targets: take(ebpf, MAP_TARGETS)?,
             config: take(ebpf, MAP_CONFIG)?,
+            route_gen: take(ebpf, MAP_ROUTE_GEN)?,
             halves: HashMap::new(),
             writes: 0,
         })
@@ -343,6 +346,35 @@ impl MapWriter {
     /// The probe identity XDP currently checks replies against.
     pub fn probe_config(&self) -> Result<ProbeConfig> {
         self.config.get(&0, 0).map_err(map_err(MAP_CONFIG))
+    }
+
+    /// `IPMP_ROUTE_GEN[0]`: the generation remembered next hops must carry, with
+    /// `ROUTE_GEN_OFF` set while nothing follows the routes.
+    pub fn route_generation(&self) -> Result<u64> {
+        self.route_gen.get(&0, 0).map_err(map_err(MAP_ROUTE_GEN))
+    }
+
+    /// Retires every remembered next hop: the routes or rules changed (or may have, while no
+    /// daemon watched). Also turns remembering on.
+    pub fn advance_route_generation(&mut self) -> Result<u64> {
+        let next = ((self.route_generation()? & !ROUTE_GEN_OFF) + 1) & !ROUTE_GEN_OFF;
+        self.set_route_generation(next)?;
+        Ok(next)
+    }
+
+    /// Turns remembering next hops off: the programs look every one up until
+    /// [`Self::advance_route_generation`]. For while no daemon follows the routes.
+    pub fn stop_route_cache(&mut self) -> Result<()> {
+        let current = self.route_generation()?;
+        self.set_route_generation(current | ROUTE_GEN_OFF)
+    }
+
+    fn set_route_generation(&mut self, value: u64) -> Result<()> {
+        self.route_gen
+            .set(0, value, 0)
+            .map_err(map_err(MAP_ROUTE_GEN))?;
+        self.writes += 1;
+        Ok(())
     }
 
     /// Counters of one slot, summed over CPUs, per reason.

@@ -1,6 +1,7 @@
 //! The kernel-event stream: rtnetlink multicast for links (RTNLGRP_LINK), neighbours
-//! (RTNLGRP_NEIGH), routes (RTNLGRP_IPV4_ROUTE / RTNLGRP_IPV6_ROUTE) and addresses
-//! (RTNLGRP_IPV4_IFADDR / RTNLGRP_IPV6_IFADDR), no polling. Decoding is pure and unit-tested; [`spawn_monitor`] is the actor
+//! (RTNLGRP_NEIGH), routes (RTNLGRP_IPV4_ROUTE / RTNLGRP_IPV6_ROUTE), policy rules
+//! (RTNLGRP_IPV4_RULE / RTNLGRP_IPV6_RULE) and addresses (RTNLGRP_IPV4_IFADDR /
+//! RTNLGRP_IPV6_IFADDR), no polling. Decoding is pure and unit-tested; [`spawn_monitor`] is the actor
 //! that feeds the daemon.
 
 use futures::StreamExt as _;
@@ -32,9 +33,10 @@ pub enum LinkEvent {
     /// RTM_NEWADDR / RTM_DELADDR on interface `ifindex` (a member's routing rules follow its
     /// addresses).
     AddressChanged { ifindex: u32 },
-    /// RTM_NEWROUTE / RTM_DELROUTE of a route with a gateway through interface `oif` (router
-    /// targets follow them; other routes, however many, cost nothing).
-    RouteChanged { oif: u32 },
+    /// RTM_NEWROUTE / RTM_DELROUTE of any route, or RTM_NEWRULE / RTM_DELRULE: the next hops
+    /// the programs remember are retired. `gateway_oif`: the route has a gateway through that
+    /// interface (router targets follow those).
+    RouteChanged { gateway_oif: Option<u32> },
     /// The kernel dropped events (the socket's receive buffer overflowed, ENOBUFS): state must
     /// be read again, or a carrier change that fell in the gap is lost for good.
     Overrun,
@@ -74,8 +76,8 @@ pub fn differences(known: &[Known], dump: &[Link]) -> Vec<LinkEvent> {
         .collect()
 }
 
-/// The output interface of a route with a gateway; `None` for every other route.
-fn route_changed(m: &netlink_packet_route::route::RouteMessage) -> Option<LinkEvent> {
+/// A route change, with the output interface when the route has a gateway.
+fn route_changed(m: &netlink_packet_route::route::RouteMessage) -> LinkEvent {
     use netlink_packet_route::route::RouteAttribute;
     let gateway = m
         .attributes
@@ -84,8 +86,10 @@ fn route_changed(m: &netlink_packet_route::route::RouteMessage) -> Option<LinkEv
     let oif = m.attributes.iter().find_map(|a| match a {
         RouteAttribute::Oif(i) => Some(*i),
         _ => None,
-    })?;
-    gateway.then_some(LinkEvent::RouteChanged { oif })
+    });
+    LinkEvent::RouteChanged {
+        gateway_oif: oif.filter(|_| gateway),
+    }
 }
 
 /// A neighbour entry the kernel has just confirmed.
@@ -102,7 +106,12 @@ pub fn decode(msg: &RouteNetlinkMessage) -> Option<LinkEvent> {
         RouteNetlinkMessage::NewLink(m) => Link::from_message(m).map(LinkEvent::Changed),
         RouteNetlinkMessage::DelLink(m) => Some(removed(m)),
         RouteNetlinkMessage::NewNeighbour(m) => reachable_neighbour(m).map(LinkEvent::Neighbour),
-        RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m) => route_changed(m),
+        RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m) => {
+            Some(route_changed(m))
+        }
+        RouteNetlinkMessage::NewRule(_) | RouteNetlinkMessage::DelRule(_) => {
+            Some(LinkEvent::RouteChanged { gateway_oif: None })
+        }
         RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => {
             Some(LinkEvent::AddressChanged {
                 ifindex: m.header.index,
@@ -216,6 +225,8 @@ impl Subscription {
             MulticastGroup::Ipv6Route,
             MulticastGroup::Ipv4Ifaddr,
             MulticastGroup::Ipv6Ifaddr,
+            MulticastGroup::Ipv4Rule,
+            MulticastGroup::Ipv6Rule,
         ])
         .map_err(NetlinkError::Connect)?;
         // Room for bursts (many links or neighbours changing at once); an overrun is still
@@ -260,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn only_routes_with_a_gateway_are_events() {
+    fn every_route_and_rule_change_is_an_event() {
         use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
         let mut via = RouteMessage::default();
         via.attributes.push(RouteAttribute::Oif(7));
@@ -268,18 +279,19 @@ mod tests {
             .push(RouteAttribute::Gateway(RouteAddress::Inet(
                 "198.51.100.1".parse().unwrap(),
             )));
-        assert_eq!(
-            decode(&RouteNetlinkMessage::NewRoute(via.clone())),
-            Some(LinkEvent::RouteChanged { oif: 7 })
-        );
-        assert_eq!(
-            decode(&RouteNetlinkMessage::DelRoute(via)),
-            Some(LinkEvent::RouteChanged { oif: 7 })
-        );
-        // A connected route (no gateway) is not a router.
+        let gateway = Some(LinkEvent::RouteChanged {
+            gateway_oif: Some(7),
+        });
+        assert_eq!(decode(&RouteNetlinkMessage::NewRoute(via.clone())), gateway);
+        assert_eq!(decode(&RouteNetlinkMessage::DelRoute(via)), gateway);
+        // A connected route (no gateway) is not a router, but may change a next hop.
         let mut connected = RouteMessage::default();
         connected.attributes.push(RouteAttribute::Oif(7));
-        assert_eq!(decode(&RouteNetlinkMessage::NewRoute(connected)), None);
+        let other = Some(LinkEvent::RouteChanged { gateway_oif: None });
+        assert_eq!(decode(&RouteNetlinkMessage::NewRoute(connected)), other);
+        let rule = netlink_packet_route::rule::RuleMessage::default();
+        assert_eq!(decode(&RouteNetlinkMessage::NewRule(rule.clone())), other);
+        assert_eq!(decode(&RouteNetlinkMessage::DelRule(rule)), other);
     }
 
     #[test]
