@@ -357,7 +357,7 @@ mod tests {
             })
         );
         assert_eq!(
-            decode(&RouteNetlinkMessage::NewRule(Default::default())),
+            decode(&RouteNetlinkMessage::NewQueueDiscipline(Default::default())),
             None
         );
     }
