@@ -16,6 +16,7 @@ pub const MAP_CONFIG: &str = "IPMP_CONFIG";
 pub const MAP_PROBES: &str = "IPMP_PROBES";
 pub const MAP_ROUTES: &str = "IPMP_ROUTES";
 pub const MAP_ROUTE_GEN: &str = "IPMP_ROUTE_GEN";
+pub const MAP_NEIGHS: &str = "IPMP_NEIGHS";
 
 /// Program names (the Rust function names in ipmp-ebpf).
 pub const PROG_TC_EGRESS: &str = "ipmp_tc_egress";
@@ -40,6 +41,8 @@ pub const MAX_TARGETS: u32 = 1024;
 pub const PROBE_RING_BYTES: u32 = 256 * 1024;
 /// Flows whose next hop `IPMP_ROUTES` remembers (least recently used ones make room).
 pub const MAX_ROUTES: u32 = 32_768;
+/// Members' neighbours `IPMP_NEIGHS` holds.
+pub const MAX_NEIGHS: u32 = 4096;
 /// Entries of `IPMP_BUCKETS`: every group has two halves of `MAX_BUCKETS`.
 pub const BUCKET_ENTRIES: u32 = MAX_GROUPS * 2 * MAX_BUCKETS;
 
@@ -75,7 +78,7 @@ impl MapShape {
 
 /// Every map ipmpd pins, with its shape: one list, so load, adopt, cleanup and the shape check
 /// stay in step (a ring buffer has no key or value size; its entries are its bytes).
-pub const MAP_SHAPES: [MapShape; 11] = [
+pub const MAP_SHAPES: [MapShape; 12] = [
     MapShape::of::<u32, GroupInfo>(MAP_GROUPS, MAX_GROUPS),
     MapShape::of::<u32, MemberInfo>(MAP_MEMBERS, MAX_MEMBERS),
     MapShape::of::<u32, u32>(MAP_BUCKETS, BUCKET_ENTRIES),
@@ -86,6 +89,7 @@ pub const MAP_SHAPES: [MapShape; 11] = [
     MapShape::of::<u32, ProbeConfig>(MAP_CONFIG, 1),
     MapShape::of::<RouteKey, RouteEntry>(MAP_ROUTES, MAX_ROUTES),
     MapShape::of::<u32, u64>(MAP_ROUTE_GEN, 1),
+    MapShape::of::<NeighKey, NeighEntry>(MAP_NEIGHS, MAX_NEIGHS),
     MapShape {
         name: MAP_PROBES,
         key_size: 0,
@@ -119,6 +123,8 @@ const _: () = {
     assert!(size_of::<ProbeConfig>() == 24);
     assert!(size_of::<RouteKey>() == 48);
     assert!(size_of::<RouteEntry>() == 32);
+    assert!(size_of::<NeighKey>() == 24);
+    assert!(size_of::<NeighEntry>() == 8);
     assert!(size_of::<ProbeEvent>() == 3 * 8 + 6 * 4 + 16 + 16 + 8);
     // Ring buffer records are 8-byte aligned.
     assert!(size_of::<ProbeEvent>().is_multiple_of(8));
@@ -393,6 +399,8 @@ mod pod {
     unsafe impl aya::Pod for super::ProbeEvent {}
     unsafe impl aya::Pod for super::RouteKey {}
     unsafe impl aya::Pod for super::RouteEntry {}
+    unsafe impl aya::Pod for super::NeighKey {}
+    unsafe impl aya::Pod for super::NeighEntry {}
 }
 
 #[cfg(test)]
@@ -518,4 +526,48 @@ pub struct RouteEntry {
     pub _pad: u32,
     /// The next hop: IPv4 in `nexthop[0]` (network byte order), IPv6 in all four words.
     pub nexthop: [u32; 4],
+}
+
+/// `IPMP_NEIGHS` key: a next hop on a member.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NeighKey {
+    /// The member's ifindex.
+    pub ifindex: u32,
+    /// `FAMILY_V4` or `FAMILY_V6`.
+    pub family: u32,
+    /// As `RouteEntry::nexthop`.
+    pub addr: [u32; 4],
+}
+
+impl NeighKey {
+    /// The key of `ip` on member `ifindex`.
+    pub fn new(ifindex: u32, ip: core::net::IpAddr) -> Self {
+        let (family, addr) = match ip {
+            core::net::IpAddr::V4(v4) => (FAMILY_V4, [u32::from_ne_bytes(v4.octets()), 0, 0, 0]),
+            core::net::IpAddr::V6(v6) => {
+                let o = v6.octets();
+                let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+                (FAMILY_V6, [w(0), w(4), w(8), w(12)])
+            }
+        };
+        Self {
+            ifindex,
+            family,
+            addr,
+        }
+    }
+}
+
+/// `IPMP_NEIGHS` value: the MAC of a member's neighbour while the member's kernel holds it
+/// confirmed (REACHABLE, DELAY, PROBE, PERMANENT), so that `ipmp_tc_egress` can address a
+/// frame itself and skip `bpf_redirect_neigh`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NeighEntry {
+    pub mac: [u8; 6],
+    /// Set by the program when it sends through this entry; ipmpd clears it when it asks
+    /// the kernel to revalidate the neighbour, and drops entries that went unused.
+    pub used: u8,
+    pub _pad: u8,
 }

@@ -9,6 +9,11 @@
 //! An entry keeps the generation of `IPMP_ROUTE_GEN` it was looked up under; ipmpd advances
 //! the generation on every route and rule change it is told of, which retires every entry at
 //! once. The key is everything the lookup is given, so a hit is the lookup's own answer.
+//!
+//! While remembering is on, a next hop whose MAC ipmpd has copied from the member's confirmed
+//! neighbour entry (`IPMP_NEIGHS`, [`known_neighbour`]) is addressed by the program itself and
+//! sent with `bpf_redirect`; any other goes through `bpf_redirect_neigh` and the kernel's
+//! neighbour code (resolution, queueing of the first packets, revalidation).
 
 use core::mem::{MaybeUninit, size_of};
 
@@ -22,10 +27,10 @@ use aya_ebpf::{
     helpers::generated::bpf_fib_lookup,
     programs::TcContext,
 };
-use ipmp_common::{FAMILY_V4, FAMILY_V6, ROUTE_GEN_OFF, Reason, RouteEntry, RouteKey};
+use ipmp_common::{FAMILY_V4, FAMILY_V6, NeighKey, ROUTE_GEN_OFF, Reason, RouteEntry, RouteKey};
 
 use crate::{
-    maps::{IPMP_ROUTE_GEN, IPMP_ROUTES, zero},
+    maps::{IPMP_NEIGHS, IPMP_ROUTE_GEN, IPMP_ROUTES, zero},
     parse::Flow,
 };
 
@@ -38,17 +43,18 @@ const fn is_v6_link_local(first_word: u32) -> bool {
 }
 
 /// [`next_hop`], answered from `IPMP_ROUTES` when the flow's entry is of the current
-/// generation, and remembered there when it is not.
+/// generation, and remembered there when it is not. `Ok(true)`: remembering is on (ipmpd
+/// follows routes and neighbours, so `IPMP_NEIGHS` may be used too).
 #[inline(always)]
 pub fn cached_next_hop(
     ctx: &TcContext,
     ifindex: u32,
     flow: &Flow,
     nh: &mut RedirNeigh,
-) -> Result<(), Reason> {
+) -> Result<bool, Reason> {
     let generation = IPMP_ROUTE_GEN.get(0).copied().unwrap_or(ROUTE_GEN_OFF);
     if generation & ROUTE_GEN_OFF != 0 {
-        return next_hop(ctx, ifindex, flow, nh);
+        return next_hop(ctx, ifindex, flow, nh).map(|()| false);
     }
     let f = &flow.key;
     let mut key = MaybeUninit::<RouteKey>::uninit();
@@ -73,7 +79,7 @@ pub fn cached_next_hop(
         } else {
             nh.__bindgen_anon_1.ipv4_nh = entry.nexthop[0];
         }
-        return Ok(());
+        return Ok(true);
     }
     next_hop(ctx, ifindex, flow, nh)?;
     let mut entry = MaybeUninit::<RouteEntry>::uninit();
@@ -89,7 +95,31 @@ pub fn cached_next_hop(
     // A full map evicts its least recently used entry; a failed insert only means the next
     // packet looks up again.
     let _ = IPMP_ROUTES.insert(&*key, &*entry, 0);
-    Ok(())
+    Ok(true)
+}
+
+/// The MAC of next hop `nh` on member `ifindex`, when its kernel holds the neighbour
+/// confirmed (`IPMP_NEIGHS`); marks the entry used.
+#[inline(always)]
+pub fn known_neighbour(ifindex: u32, nh: &RedirNeigh) -> Option<[u8; 6]> {
+    let mut key = MaybeUninit::<NeighKey>::uninit();
+    let key = zero(&mut key);
+    key.ifindex = ifindex;
+    key.family = nh.nh_family;
+    // SAFETY: the member of the union that `nh_family` names was written.
+    key.addr = if nh.nh_family == FAMILY_V6 {
+        unsafe { nh.__bindgen_anon_1.ipv6_nh }
+    } else {
+        [unsafe { nh.__bindgen_anon_1.ipv4_nh }, 0, 0, 0]
+    };
+    let entry = IPMP_NEIGHS.get_ptr_mut(&*key)?;
+    // SAFETY: a map value, valid for the program's run (freed after RCU when replaced).
+    unsafe {
+        if (*entry).used == 0 {
+            (*entry).used = 1;
+        }
+        Some((*entry).mac)
+    }
 }
 
 /// Next hop of the flow into `nh`, as the routes on the IPMP interface say: the gateway for

@@ -7,8 +7,9 @@ use aya_ebpf::{
 };
 use ipmp_common::{
     AddrInfo, AddrKey, BUCKET_ENTRIES, Counter, GroupInfo, MAX_ADDRS, MAX_GROUPS, MAX_MEMBERS,
-    MAX_ROUTES, MAX_TARGETS, MAX_TESTADDRS, MemberInfo, PROBE_RING_BYTES, ProbeConfig, ProbeEvent,
-    RouteEntry, RouteKey, STATS_ENTRIES, TargetInfo, TargetKey, TestAddrInfo,
+    MAX_NEIGHS, MAX_ROUTES, MAX_TARGETS, MAX_TESTADDRS, MemberInfo, NeighEntry, NeighKey,
+    PROBE_RING_BYTES, ProbeConfig, ProbeEvent, RouteEntry, RouteKey, STATS_ENTRIES, TargetInfo,
+    TargetKey, TestAddrInfo,
 };
 
 /// `BPF_F_NO_PREALLOC`: a replaced hash value is freed after an RCU grace period, so a reader
@@ -66,6 +67,12 @@ pub static IPMP_ROUTES: LruHashMap<RouteKey, RouteEntry, { MAX_ROUTES as usize }
 /// following the routes) turns the remembering off.
 #[btf_map]
 pub static IPMP_ROUTE_GEN: Array<u64, 1> = Array::new();
+
+/// MACs of the members' confirmed neighbours, kept by ipmpd from neighbour events; used while
+/// remembering is on (`IPMP_ROUTE_GEN`).
+#[btf_map]
+pub static IPMP_NEIGHS: HashMap<NeighKey, NeighEntry, { MAX_NEIGHS as usize }, NO_PREALLOC> =
+    HashMap::new();
 
 /// Counts one packet of `len` bytes for `slot` and `reason`.
 #[inline(always)]

@@ -1,8 +1,10 @@
 //! TCX egress on an IPMP interface: spreads flows over the group's active members.
 //!
 //! Unicast: flow hash → bucket → member, next hop from `bpf_fib_lookup` on the IPMP interface
-//! (remembered per flow, see `fib`), then `bpf_redirect_neigh(member, next hop)`. Broadcast
-//! and multicast leave through the cast member with its MAC as the source.
+//! (remembered per flow, see `fib`), then the frame addressed to the next hop's MAC when the
+//! member's neighbour entry is confirmed (`bpf_redirect`), else `bpf_redirect_neigh(member,
+//! next hop)`. Broadcast and multicast leave through the cast member with its MAC as the
+//! source.
 
 use core::mem::{MaybeUninit, size_of};
 
@@ -20,7 +22,7 @@ use ipmp_common::{
 };
 
 use crate::{
-    fib::cached_next_hop,
+    fib::{cached_next_hop, known_neighbour},
     maps::{Exit, IPMP_BUCKETS, IPMP_GROUPS, IPMP_MEMBERS, Verdict, zero},
     parse::{Flow, FlowError, be16, is_group_mac, skb_bytes, tc_flow},
 };
@@ -65,8 +67,23 @@ fn try_tc_egress(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
     let (member_ifindex, member) = pick_member(ifindex, &group, &flow)?;
     let mut nh = MaybeUninit::<RedirNeigh>::uninit();
     let nh = zero(&mut nh);
-    cached_next_hop(ctx, ifindex, &flow, nh).map_err(|reason| Exit::new(slot, reason))?;
+    let remembering =
+        cached_next_hop(ctx, ifindex, &flow, nh).map_err(|reason| Exit::new(slot, reason))?;
     mark_sent(ctx, member.mac);
+    if remembering && let Some(mac) = known_neighbour(member_ifindex, nh) {
+        let mut macs = [0u8; 2 * ETH_ALEN];
+        macs[ETH_DST..ETH_DST + ETH_ALEN].copy_from_slice(&mac);
+        macs[ETH_SRC..ETH_SRC + ETH_ALEN].copy_from_slice(&member.mac);
+        ctx.store(ETH_DST, &macs, 0)
+            .map_err(|_| Exit::new(slot, Reason::TxError))?;
+        // SAFETY: plain helper call.
+        let action = unsafe { bpf_redirect(member_ifindex, 0) };
+        return Ok(Verdict::new(
+            action as i32,
+            member.stats_slot,
+            Reason::TxUnicast,
+        ));
+    }
     // SAFETY: `nh` is a valid bpf_redir_neigh on the stack; the size matches it.
     let action =
         unsafe { bpf_redirect_neigh(member_ifindex, nh, size_of::<RedirNeigh>() as i32, 0) };

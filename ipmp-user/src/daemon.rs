@@ -5,7 +5,7 @@
 
 use std::{collections::HashMap, net::IpAddr, path::Path, time::Instant};
 
-use ipmp_common::ProbeEvent;
+use ipmp_common::{NeighKey, ProbeEvent};
 use tokio::sync::mpsc;
 
 use self::{
@@ -304,7 +304,10 @@ impl Daemon {
             LinkEvent::Changed(link) => (link.ifindex, link_state(link)),
             LinkEvent::Removed { ifindex, .. } => (*ifindex, Carrier::Down),
             LinkEvent::Neighbour(n) => {
-                self.on_neighbour(*n).await;
+                self.follow_neighbour(n).await;
+                if let Some(reachable) = n.reachable() {
+                    self.on_neighbour(reachable).await;
+                }
                 return Ok(());
             }
             LinkEvent::AddressChanged { ifindex } => {
@@ -651,10 +654,60 @@ impl Daemon {
         for ifindex in members {
             self.member_addresses_changed(ifindex).await?;
         }
-        for n in self.nl.reachable_neighbours().await? {
+        let neighbours = self.nl.neighbours().await?;
+        let confirmed: HashMap<NeighKey, [u8; 6]> = neighbours
+            .iter()
+            .filter(|n| self.is_member(n.ifindex))
+            .filter_map(|n| Some((NeighKey::new(n.ifindex, n.ip), n.confirmed_mac()?)))
+            .collect();
+        self.dataplane.writer_mut().sync_neighbours(&confirmed)?;
+        for n in neighbours
+            .iter()
+            .filter_map(netlink::events::NeighbourChange::reachable)
+        {
             self.on_neighbour(n).await;
         }
         Ok(())
+    }
+
+    fn is_member(&self, ifindex: u32) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.members.iter().any(|m| m.ifindex == ifindex))
+    }
+
+    /// Keeps `IPMP_NEIGHS` in step with a member's neighbour entry: a confirmed MAC is
+    /// copied, a deleted or failed entry removed. A STALE entry the program has used since it
+    /// last went stale is kept and the kernel asked to revalidate it (as its own use of the
+    /// entry would have), so that a neighbour in use never falls back to the slow path and a
+    /// dead one still goes FAILED; an unused one is removed.
+    async fn follow_neighbour(&mut self, n: &netlink::events::NeighbourChange) {
+        if !self.is_member(n.ifindex) {
+            return;
+        }
+        let key = NeighKey::new(n.ifindex, n.ip);
+        let writer = self.dataplane.writer_mut();
+        let done = if let Some(mac) = n.confirmed_mac() {
+            writer.put_neighbour(key, mac)
+        } else if n.is_stale() {
+            match writer.stale_neighbour(key, n.mac) {
+                Ok(true) => {
+                    if let Err(e) = self.nl.touch_neighbour(n.ifindex, n.ip).await {
+                        tracing::debug!(ip = %n.ip, "cannot have a neighbour revalidated: {e}");
+                        self.dataplane.writer_mut().remove_neighbour(key)
+                    } else {
+                        Ok(())
+                    }
+                }
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            }
+        } else {
+            writer.remove_neighbour(key)
+        };
+        if let Err(e) = done {
+            tracing::error!(ip = %n.ip, "cannot update a member's neighbour in the data plane: {e}");
+        }
     }
 
     async fn on_tick(&mut self, now: Instant) -> Result<()> {

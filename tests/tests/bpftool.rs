@@ -15,8 +15,8 @@ use std::{
 use common::{Setup, members};
 use ipmp_common::{
     ALL_MAPS, FAMILY_V4, FAMILY_V6, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG, MAP_GROUPS, MAP_MEMBERS,
-    MAP_PROBES, MAP_ROUTE_GEN, MAP_ROUTES, MAP_STATS, MAP_TARGETS, MAP_TESTADDRS, MEMBER_F_ACTIVE,
-    PROBE_RING_BYTES, ROUTE_GEN_OFF, STATS_ENTRIES, bucket_index,
+    MAP_NEIGHS, MAP_PROBES, MAP_ROUTE_GEN, MAP_ROUTES, MAP_STATS, MAP_TARGETS, MAP_TESTADDRS,
+    MEMBER_F_ACTIVE, PROBE_RING_BYTES, ROUTE_GEN_OFF, STATS_ENTRIES, bucket_index,
 };
 use ipmp_tests::lab::{self, Lab, LabSpec};
 use serde_json::Value;
@@ -68,6 +68,8 @@ const ROUTE_KEY: &[&str] = &[
     "flowinfo",
 ];
 const ROUTE_ENTRY: &[&str] = &["generation", "family", "_pad", "nexthop"];
+const NEIGH_KEY: &[&str] = &["ifindex", "family", "addr"];
+const NEIGH_ENTRY: &[&str] = &["mac", "used", "_pad"];
 /// m1's test address in this test.
 const M1_TEST_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 21);
 
@@ -353,6 +355,33 @@ fn every_pinned_map_dumps_with_field_names() {
             "next hop remembered for {dst}: {routes:?}"
         );
     }
+
+    // IPMP_NEIGHS: the router, confirmed on members with its MAC, and the program sent
+    // through the entry of a member that carried the IPv4 pings.
+    let neighs = dump(lab, MAP_NEIGHS);
+    seen.insert(MAP_NEIGHS);
+    let member_ifindexes: BTreeSet<u64> = ifindex.values().copied().collect();
+    let mut router_entries = 0;
+    for e in &neighs {
+        assert_fields(MAP_NEIGHS, "key", &e["key"], NEIGH_KEY);
+        assert_fields(MAP_NEIGHS, "value", &e["value"], NEIGH_ENTRY);
+        assert!(
+            member_ifindexes.contains(&u64_of(&e["key"]["ifindex"])),
+            "a neighbour of no member: {e}"
+        );
+        let addr = u32::try_from(u64_of(&e["key"]["addr"][0]))
+            .unwrap()
+            .to_ne_bytes();
+        if u64_of(&e["key"]["family"]) == u64::from(FAMILY_V4) && Ipv4Addr::from(addr) == router {
+            assert_eq!(bytes(&e["value"]["mac"]), lab::ROUTER_MAC, "{e}");
+            // Members that only probed the router hold it unused.
+            router_entries += u64_of(&e["value"]["used"]);
+        }
+    }
+    assert!(
+        router_entries > 0,
+        "no member sent through its entry for the router: {neighs:?}"
+    );
 
     // IPMP_PROBES: a ring buffer has no entries to dump; bpftool shows its type and size.
     let path = lab.pin_dir().join(MAP_PROBES);

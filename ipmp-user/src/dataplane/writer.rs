@@ -28,10 +28,10 @@ use aya::{
 };
 use ipmp_common::{
     AddrInfo, AddrKey, Counter, GROUP_F_FAILED, GROUP_F_NO_ECHO, GROUP_F_PROBE_RING_ONLY,
-    GroupInfo, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG, MAP_GROUPS, MAP_MEMBERS, MAP_ROUTE_GEN,
-    MAP_STATS, MAP_TARGETS, MAP_TESTADDRS, MAX_BUCKETS, MEMBER_F_ACTIVE, MEMBER_F_CAST,
-    MEMBER_F_XDP, MemberInfo, ProbeConfig, ROUTE_GEN_OFF, Reason, TargetInfo, TargetKey,
-    TestAddrInfo, bucket_index, stats_index,
+    GroupInfo, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG, MAP_GROUPS, MAP_MEMBERS, MAP_NEIGHS,
+    MAP_ROUTE_GEN, MAP_STATS, MAP_TARGETS, MAP_TESTADDRS, MAX_BUCKETS, MEMBER_F_ACTIVE,
+    MEMBER_F_CAST, MEMBER_F_XDP, MemberInfo, NeighEntry, NeighKey, ProbeConfig, ROUTE_GEN_OFF,
+    Reason, TargetInfo, TargetKey, TestAddrInfo, bucket_index, stats_index,
 };
 
 use super::state::{DataplaneError, DesiredGroup, DesiredMember};
@@ -53,6 +53,7 @@ pub struct MapWriter {
     targets: BpfHashMap<MapData, TargetKey, TargetInfo>,
     config: Array<MapData, ProbeConfig>,
     route_gen: Array<MapData, u64>,
+    neighs: BpfHashMap<MapData, NeighKey, NeighEntry>,
     /// Bucket halves as written, per group ifindex.
     halves: HashMap<u32, [Vec<u32>; 2]>,
     /// Number of map writes so far (for logs and benchmarks).
@@ -79,6 +80,7 @@ impl MapWriter {
             targets: take(ebpf, MAP_TARGETS)?,
             config: take(ebpf, MAP_CONFIG)?,
             route_gen: take(ebpf, MAP_ROUTE_GEN)?,
+            neighs: take(ebpf, MAP_NEIGHS)?,
             halves: HashMap::new(),
             writes: 0,
         })
@@ -374,6 +376,71 @@ impl MapWriter {
             .set(0, value, 0)
             .map_err(map_err(MAP_ROUTE_GEN))?;
         self.writes += 1;
+        Ok(())
+    }
+
+    /// A member's confirmed neighbour: `ipmp_tc_egress` addresses frames to `mac` itself. An
+    /// unchanged entry is left as is (with its used mark).
+    pub fn put_neighbour(&mut self, key: NeighKey, mac: [u8; 6]) -> Result<()> {
+        if self.neighs.get(&key, 0).is_ok_and(|e| e.mac == mac) {
+            return Ok(());
+        }
+        let entry = NeighEntry {
+            mac,
+            used: 0,
+            _pad: 0,
+        };
+        self.neighs
+            .insert(key, entry, 0)
+            .map_err(map_err(MAP_NEIGHS))?;
+        self.writes += 1;
+        Ok(())
+    }
+
+    /// Frames to this neighbour go through the kernel's neighbour code again.
+    pub fn remove_neighbour(&mut self, key: NeighKey) -> Result<()> {
+        if self.neighs.get(&key, 0).is_ok() {
+            self.neighs.remove(&key).map_err(map_err(MAP_NEIGHS))?;
+            self.writes += 1;
+        }
+        Ok(())
+    }
+
+    /// A neighbour went STALE. If the program sent through its entry since the last time,
+    /// the entry stays (with `mac` when the kernel learnt a new one) with its used mark
+    /// cleared, and `true` says the kernel should revalidate the neighbour; otherwise the
+    /// entry is removed.
+    pub fn stale_neighbour(&mut self, key: NeighKey, mac: Option<[u8; 6]>) -> Result<bool> {
+        let Ok(entry) = self.neighs.get(&key, 0) else {
+            return Ok(false);
+        };
+        if entry.used == 0 {
+            self.remove_neighbour(key)?;
+            return Ok(false);
+        }
+        let entry = NeighEntry {
+            mac: mac.unwrap_or(entry.mac),
+            used: 0,
+            _pad: 0,
+        };
+        self.neighs
+            .insert(key, entry, 0)
+            .map_err(map_err(MAP_NEIGHS))?;
+        self.writes += 1;
+        Ok(true)
+    }
+
+    /// Makes `IPMP_NEIGHS` exactly `confirmed` (after reading every neighbour again).
+    pub fn sync_neighbours(&mut self, confirmed: &HashMap<NeighKey, [u8; 6]>) -> Result<()> {
+        let present: Vec<NeighKey> = self.neighs.keys().filter_map(|k| k.ok()).collect();
+        for key in present {
+            if !confirmed.contains_key(&key) {
+                self.remove_neighbour(key)?;
+            }
+        }
+        for (key, mac) in confirmed {
+            self.put_neighbour(*key, *mac)?;
+        }
         Ok(())
     }
 

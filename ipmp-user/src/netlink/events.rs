@@ -28,8 +28,8 @@ pub enum LinkEvent {
     Changed(Link),
     /// RTM_DELLINK.
     Removed { ifindex: u32, name: String },
-    /// RTM_NEWNEIGH for a confirmed (REACHABLE) IPv4/IPv6 neighbour with a MAC address.
-    Neighbour(Neighbour),
+    /// RTM_NEWNEIGH / RTM_DELNEIGH of an IPv4/IPv6 unicast neighbour.
+    Neighbour(NeighbourChange),
     /// RTM_NEWADDR / RTM_DELADDR on interface `ifindex` (a member's routing rules follow its
     /// addresses).
     AddressChanged { ifindex: u32 },
@@ -100,32 +100,46 @@ pub struct Neighbour {
     pub mac: [u8; 6],
 }
 
-/// Decodes one rtnetlink message; None for messages ipmpd does not follow.
-pub fn decode(msg: &RouteNetlinkMessage) -> Option<LinkEvent> {
-    match msg {
-        RouteNetlinkMessage::NewLink(m) => Link::from_message(m).map(LinkEvent::Changed),
-        RouteNetlinkMessage::DelLink(m) => Some(removed(m)),
-        RouteNetlinkMessage::NewNeighbour(m) => reachable_neighbour(m).map(LinkEvent::Neighbour),
-        RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m) => {
-            Some(route_changed(m))
-        }
-        RouteNetlinkMessage::NewRule(_) | RouteNetlinkMessage::DelRule(_) => {
-            Some(LinkEvent::RouteChanged { gateway_oif: None })
-        }
-        RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => {
-            Some(LinkEvent::AddressChanged {
-                ifindex: m.header.index,
-            })
-        }
-        _ => None,
+/// A neighbour entry as an event left it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeighbourChange {
+    pub ifindex: u32,
+    pub ip: IpAddr,
+    pub mac: Option<[u8; 6]>,
+    /// `None`: the entry was deleted.
+    pub state: Option<NeighbourState>,
+}
+
+impl NeighbourChange {
+    /// The entry as a confirmed neighbour to share with the other members (REACHABLE).
+    pub fn reachable(&self) -> Option<Neighbour> {
+        (self.state == Some(NeighbourState::Reachable)).then_some(Neighbour {
+            ifindex: self.ifindex,
+            ip: self.ip,
+            mac: self.mac?,
+        })
+    }
+
+    /// The MAC a frame to this neighbour may be sent to without the kernel's neighbour code:
+    /// the entry is confirmed (REACHABLE), being revalidated while still in use (DELAY,
+    /// PROBE: the kernel sends to the same MAC meanwhile) or static (PERMANENT).
+    pub fn confirmed_mac(&self) -> Option<[u8; 6]> {
+        use NeighbourState as S;
+        matches!(
+            self.state?,
+            S::Reachable | S::Delay | S::Probe | S::Permanent
+        )
+        .then_some(self.mac?)
+    }
+
+    /// STALE: the MAC is unconfirmed; the kernel revalidates it on its next use.
+    pub fn is_stale(&self) -> bool {
+        self.state == Some(NeighbourState::Stale)
     }
 }
 
-/// A REACHABLE entry with an IPv4/IPv6 unicast destination and a 6-byte MAC.
-pub fn reachable_neighbour(m: &NeighbourMessage) -> Option<Neighbour> {
-    if m.header.state != NeighbourState::Reachable {
-        return None;
-    }
+/// A neighbour message's entry; `None` for multicast, unspecified or non-IP destinations.
+pub fn neighbour_change(m: &NeighbourMessage, deleted: bool) -> Option<NeighbourChange> {
     let mut ip = None;
     let mut mac = None;
     for attr in &m.attributes {
@@ -145,11 +159,41 @@ pub fn reachable_neighbour(m: &NeighbourMessage) -> Option<Neighbour> {
         }
     }
     let ip = ip.filter(|ip| !ip.is_multicast() && !ip.is_unspecified())?;
-    Some(Neighbour {
+    Some(NeighbourChange {
         ifindex: m.header.ifindex,
         ip,
-        mac: mac?,
+        mac,
+        state: (!deleted).then_some(m.header.state),
     })
+}
+
+/// Decodes one rtnetlink message; None for messages ipmpd does not follow.
+pub fn decode(msg: &RouteNetlinkMessage) -> Option<LinkEvent> {
+    match msg {
+        RouteNetlinkMessage::NewLink(m) => Link::from_message(m).map(LinkEvent::Changed),
+        RouteNetlinkMessage::DelLink(m) => Some(removed(m)),
+        RouteNetlinkMessage::NewNeighbour(m) => {
+            neighbour_change(m, false).map(LinkEvent::Neighbour)
+        }
+        RouteNetlinkMessage::DelNeighbour(m) => neighbour_change(m, true).map(LinkEvent::Neighbour),
+        RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m) => {
+            Some(route_changed(m))
+        }
+        RouteNetlinkMessage::NewRule(_) | RouteNetlinkMessage::DelRule(_) => {
+            Some(LinkEvent::RouteChanged { gateway_oif: None })
+        }
+        RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => {
+            Some(LinkEvent::AddressChanged {
+                ifindex: m.header.index,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A REACHABLE entry with an IPv4/IPv6 unicast destination and a 6-byte MAC.
+pub fn reachable_neighbour(m: &NeighbourMessage) -> Option<Neighbour> {
+    neighbour_change(m, false)?.reachable()
 }
 
 fn removed(m: &LinkMessage) -> LinkEvent {
@@ -161,8 +205,8 @@ fn removed(m: &LinkMessage) -> LinkEvent {
 }
 
 impl Netlink {
-    /// Confirmed neighbours on every link (to seed the members' shared view at start).
-    pub async fn reachable_neighbours(&self) -> super::Result<Vec<Neighbour>> {
+    /// Every IPv4/IPv6 unicast neighbour entry on every link.
+    pub async fn neighbours(&self) -> super::Result<Vec<NeighbourChange>> {
         let msgs: Vec<NeighbourMessage> = self
             .handle
             .neighbours()
@@ -171,7 +215,23 @@ impl Netlink {
             .try_collect()
             .await
             .map_err(request("list neighbours"))?;
-        Ok(msgs.iter().filter_map(reachable_neighbour).collect())
+        Ok(msgs
+            .iter()
+            .filter_map(|m| neighbour_change(m, false))
+            .collect())
+    }
+
+    /// Has the kernel treat `ip` on `ifindex` as used (NTF_USE): a STALE entry goes to DELAY
+    /// and is revalidated with a unicast probe, as if a packet had gone out through it.
+    pub async fn touch_neighbour(&self, ifindex: u32, ip: IpAddr) -> super::Result<()> {
+        self.handle
+            .neighbours()
+            .add(ifindex, ip)
+            .state(NeighbourState::Stale)
+            .flags(netlink_packet_route::neighbour::NeighbourFlags::Use)
+            .execute()
+            .await
+            .map_err(request(format!("use neighbour {ip} on link {ifindex}")))
     }
 }
 
@@ -316,7 +376,7 @@ mod tests {
     }
 
     #[test]
-    fn only_reachable_unicast_neighbours_count() {
+    fn neighbour_states_decide_sharing_and_addressing() {
         let mut m = NeighbourMessage::default();
         m.header.ifindex = 4;
         m.header.state = NeighbourState::Reachable;
@@ -326,20 +386,46 @@ mod tests {
             )));
         m.attributes
             .push(NeighbourAttribute::LinkLayerAddress(vec![2, 0, 0, 0, 0, 9]));
+        let change =
+            |m: &NeighbourMessage| match decode(&RouteNetlinkMessage::NewNeighbour(m.clone())) {
+                Some(LinkEvent::Neighbour(c)) => c,
+                other => panic!("not a neighbour change: {other:?}"),
+            };
+        let reachable = change(&m);
         assert_eq!(
-            decode(&RouteNetlinkMessage::NewNeighbour(m.clone())),
-            Some(LinkEvent::Neighbour(Neighbour {
+            reachable.reachable(),
+            Some(Neighbour {
                 ifindex: 4,
                 ip: "198.51.100.1".parse().unwrap(),
                 mac: [2, 0, 0, 0, 0, 9]
-            }))
+            })
         );
+        assert_eq!(reachable.confirmed_mac(), Some([2, 0, 0, 0, 0, 9]));
         let mut stale = m.clone();
         stale.header.state = NeighbourState::Stale;
-        assert_eq!(decode(&RouteNetlinkMessage::NewNeighbour(stale)), None);
-        let mut incomplete = m;
+        let stale = change(&stale);
+        assert_eq!(stale.reachable(), None);
+        assert_eq!(stale.confirmed_mac(), None);
+        assert!(stale.is_stale());
+        for state in [NeighbourState::Delay, NeighbourState::Probe] {
+            let mut revalidating = m.clone();
+            revalidating.header.state = state;
+            let revalidating = change(&revalidating);
+            assert_eq!(revalidating.reachable(), None, "{state:?}");
+            assert!(revalidating.confirmed_mac().is_some(), "{state:?}");
+        }
+        let mut failed = m.clone();
+        failed.header.state = NeighbourState::Failed;
+        assert_eq!(change(&failed).confirmed_mac(), None);
+        let mut incomplete = m.clone();
         incomplete.attributes.pop();
-        assert_eq!(decode(&RouteNetlinkMessage::NewNeighbour(incomplete)), None);
+        assert_eq!(change(&incomplete).reachable(), None);
+        assert_eq!(change(&incomplete).confirmed_mac(), None);
+        let Some(LinkEvent::Neighbour(deleted)) = decode(&RouteNetlinkMessage::DelNeighbour(m))
+        else {
+            panic!("a deletion is a neighbour change");
+        };
+        assert_eq!((deleted.state, deleted.confirmed_mac()), (None, None));
     }
 
     #[test]
