@@ -491,9 +491,10 @@ pub struct RouteKey {
     pub flowinfo: u32,
 }
 
-/// `__sk_buff.cb[0]` of a frame `ipmp_tc_egress` sends through a member; `cb[1]` and `cb[2]`
-/// hold the MAC it expects the frame to leave with ([`sent_mark`]). `ipmp_tc_member` passes
-/// such a frame without looking anything up: it was chosen and counted already. The
+/// `__sk_buff.cb[0]` of a frame `ipmp_tc_egress` sends through a member (or `ipmp_tc_ingress`
+/// answers through it); `cb[1]` and `cb[2]` hold the MAC it expects the frame to leave with
+/// ([`sent_mark`]). `ipmp_tc_member` passes such an IP frame without looking anything up: it
+/// was decided and counted already. The
 /// control block survives from the IPMP interface's TC egress to the member's (nothing on the
 /// way — `bpf_redirect_neigh`, the neighbour output, `__dev_queue_xmit` — writes its data
 /// part); a frame whose MAC no longer matches (one released from the neighbour queue with the

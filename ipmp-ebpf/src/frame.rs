@@ -178,6 +178,20 @@ pub const HEADERS: u32 = (ipmp_common::packet::ICMP6
     + ipmp_common::PROBE_PAYLOAD_LEN) as u32;
 
 impl Tc<'_> {
+    /// Marks the frame as decided and counted by an ipmp program, for `ipmp_tc_member` on the
+    /// member it leaves through with source MAC `mac` (`ipmp_common::SENT_MARK`).
+    #[inline(always)]
+    pub fn mark_sent(&self, mac: [u8; ETH_ALEN]) {
+        let mark = ipmp_common::sent_mark(mac);
+        // SAFETY: the context pointer is valid for the program's run; TC programs may write cb.
+        unsafe {
+            let cb = &raw mut (*self.0.skb.skb).cb;
+            (*cb)[0] = mark[0];
+            (*cb)[1] = mark[1];
+            (*cb)[2] = mark[2];
+        }
+    }
+
     /// Makes the first [`HEADERS`] bytes (or the whole frame, when shorter) directly
     /// readable. Headers usually are in the linear part already; when they are not, they are
     /// pulled in once here, before any pointer into the frame is taken.

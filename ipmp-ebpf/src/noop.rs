@@ -20,7 +20,7 @@ use ipmp_common::packet::{ETH_HLEN, ETH_PROTO};
 use crate::{
     fib::next_hop,
     maps::zero,
-    parse::{be16, skb_bytes, tc_flow},
+    parse::{be16, head_bytes, tc_flow},
 };
 
 /// The TC no-op: lets every packet through untouched.
@@ -41,7 +41,7 @@ pub fn ipmp_xdp_noop(_ctx: XdpContext) -> u32 {
 pub fn ipmp_tc_fibref(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is valid for the program's run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let Some(eth) = skb_bytes::<ETH_HLEN>(&ctx, 0) else {
+    let Some(eth) = head_bytes::<ETH_HLEN>(&ctx, 0) else {
         return TC_ACT_SHOT as i32;
     };
     let Ok(flow) = tc_flow(&ctx, be16([eth[ETH_PROTO], eth[ETH_PROTO + 1]])) else {

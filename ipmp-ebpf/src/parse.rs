@@ -1,11 +1,15 @@
 //! Flow keys of the TC programs on the way out.
 //!
-//! Headers are copied to the stack with `bpf_skb_load_bytes`, which also works when they are
-//! not in the linear part of the skb and keeps variable offsets (IHL, IPv6 extension headers)
-//! away from the verifier's packet-pointer tracking. The member programs on the way in use
-//! [`crate::frame`].
+//! Headers at fixed offsets (Ethernet, the IP header, the ports behind an IPv4 header without
+//! options or an IPv6 header without extensions) are read directly from the packet when the
+//! linear part holds them, as it does for what the host's stack sends; anything else is copied
+//! to the stack with `bpf_skb_load_bytes`, which also works when headers are not in the linear
+//! part and keeps variable offsets (IHL, IPv6 extension headers) away from the verifier's
+//! packet-pointer tracking. The member programs on the way in use [`crate::frame`].
 
 use aya_ebpf::programs::TcContext;
+
+use crate::frame::Frame as _;
 use ipmp_common::{
     FlowKey,
     packet::{
@@ -22,6 +26,10 @@ const NEXTHDR_ROUTING: u8 = 43;
 const NEXTHDR_FRAGMENT: u8 = 44;
 const NEXTHDR_AUTH: u8 = 51;
 const NEXTHDR_DEST: u8 = 60;
+/// Where the ports are behind an IPv4 header without options and behind an IPv6 header
+/// without extension headers.
+const V4_L4: usize = ETH_HLEN + IPV4_HLEN;
+const V6_L4: usize = ETH_HLEN + IPV6_HLEN;
 /// Most extension headers walked before giving up on finding ports.
 const MAX_EXT_HEADERS: usize = 6;
 
@@ -35,6 +43,16 @@ pub const fn is_group_mac(first_byte: u8) -> bool {
 #[inline(always)]
 pub fn skb_bytes<const N: usize>(ctx: &TcContext, offset: usize) -> Option<[u8; N]> {
     ctx.load::<[u8; N]>(offset).ok()
+}
+
+/// [`skb_bytes`] for a constant `offset`: read directly when the linear part holds the bytes
+/// (no helper call), copied with the helper when it does not.
+#[inline(always)]
+pub fn head_bytes<const N: usize>(ctx: &TcContext, offset: usize) -> Option<[u8; N]> {
+    match crate::frame::Tc(ctx).peek::<N>(offset) {
+        Some(bytes) => Some(*bytes),
+        None => skb_bytes(ctx, offset),
+    }
 }
 
 #[inline(always)]
@@ -76,7 +94,7 @@ pub fn tc_flow(ctx: &TcContext, ethertype: u16) -> Result<Flow, FlowError> {
 
 #[inline(always)]
 fn tc_flow_v4(ctx: &TcContext) -> Result<Flow, FlowError> {
-    let ip: [u8; IPV4_HLEN] = skb_bytes(ctx, ETH_HLEN).ok_or(FlowError::Malformed)?;
+    let ip: [u8; IPV4_HLEN] = head_bytes(ctx, ETH_HLEN).ok_or(FlowError::Malformed)?;
     let ihl = usize::from(ip[0] & 0x0f) * 4;
     if ip[0] >> 4 != 4 || ihl < IPV4_HLEN {
         return Err(FlowError::Malformed);
@@ -106,7 +124,7 @@ fn tc_flow_v4(ctx: &TcContext) -> Result<Flow, FlowError> {
 
 #[inline(always)]
 fn tc_flow_v6(ctx: &TcContext) -> Result<Flow, FlowError> {
-    let ip: [u8; IPV6_HLEN] = skb_bytes(ctx, ETH_HLEN).ok_or(FlowError::Malformed)?;
+    let ip: [u8; IPV6_HLEN] = head_bytes(ctx, ETH_HLEN).ok_or(FlowError::Malformed)?;
     if ip[0] >> 4 != 6 {
         return Err(FlowError::Malformed);
     }
@@ -170,7 +188,13 @@ fn tc_flow_v6(ctx: &TcContext) -> Result<Flow, FlowError> {
 fn l4_ports(ctx: &TcContext, offset: usize, proto: u8, key: &mut FlowKey) -> Result<(), FlowError> {
     match proto {
         IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP => {
-            let p: [u8; 4] = skb_bytes(ctx, offset).ok_or(FlowError::Malformed)?;
+            // The usual offsets as constants, so that they can be read directly.
+            let p: [u8; 4] = match offset {
+                V4_L4 => head_bytes(ctx, V4_L4),
+                V6_L4 => head_bytes(ctx, V6_L4),
+                _ => skb_bytes(ctx, offset),
+            }
+            .ok_or(FlowError::Malformed)?;
             key.sport = u16::from_ne_bytes([p[0], p[1]]);
             key.dport = u16::from_ne_bytes([p[2], p[3]]);
         }

@@ -18,13 +18,13 @@ use ipmp_common::{
     GroupInfo, MEMBER_F_ACTIVE, MemberInfo, Reason, STATS_SLOT_UNKNOWN, bucket_index, bucket_of,
     flow_hash,
     packet::{ETH_ALEN, ETH_DST, ETH_HLEN, ETH_PROTO, ETH_SRC},
-    sent_mark,
 };
 
 use crate::{
     fib::{cached_next_hop, known_neighbour},
+    frame::Tc,
     maps::{Exit, IPMP_BUCKETS, IPMP_GROUPS, IPMP_MEMBERS, Verdict, zero},
-    parse::{Flow, FlowError, be16, is_group_mac, skb_bytes, tc_flow},
+    parse::{Flow, FlowError, be16, head_bytes, is_group_mac, tc_flow},
 };
 
 #[classifier]
@@ -46,7 +46,7 @@ fn try_tc_egress(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
         None => return Err(Exit::new(STATS_SLOT_UNKNOWN, Reason::TxNoGroup)),
     };
     let slot = group.stats_slot;
-    let eth: [u8; ETH_HLEN] = skb_bytes(ctx, 0).ok_or(Exit::new(slot, Reason::TxMalformed))?;
+    let eth: [u8; ETH_HLEN] = head_bytes(ctx, 0).ok_or(Exit::new(slot, Reason::TxMalformed))?;
     let ethertype = be16([eth[ETH_PROTO], eth[ETH_PROTO + 1]]);
     if ethertype != ipmp_common::packet::ETH_P_IP && ethertype != ipmp_common::packet::ETH_P_IPV6 {
         return Err(Exit::new(slot, Reason::TxNotIp));
@@ -69,7 +69,7 @@ fn try_tc_egress(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
     let nh = zero(&mut nh);
     let remembering =
         cached_next_hop(ctx, ifindex, &flow, nh).map_err(|reason| Exit::new(slot, reason))?;
-    mark_sent(ctx, member.mac);
+    Tc(ctx).mark_sent(member.mac);
     if remembering && let Some(mac) = known_neighbour(member_ifindex, nh) {
         let mut macs = [0u8; 2 * ETH_ALEN];
         macs[ETH_DST..ETH_DST + ETH_ALEN].copy_from_slice(&mac);
@@ -116,24 +116,10 @@ fn cast(ctx: &TcContext, group: &GroupInfo, broadcast: bool) -> Result<Verdict<i
         ctx.store(ETH_SRC, &group.cast_mac, 0)
     };
     stored.map_err(|_| Exit::new(slot, Reason::TxError))?;
-    mark_sent(ctx, group.cast_mac);
+    Tc(ctx).mark_sent(group.cast_mac);
     // SAFETY: plain helper call.
     let action = unsafe { bpf_redirect(cast, 0) };
     Ok(Verdict::new(action as i32, member_slot, Reason::TxCast))
-}
-
-/// Marks the frame as chosen and counted here, for `ipmp_tc_member` on the member whose MAC
-/// it will leave with (`ipmp_common::SENT_MARK`).
-#[inline(always)]
-fn mark_sent(ctx: &TcContext, mac: [u8; ETH_ALEN]) {
-    let mark = sent_mark(mac);
-    // SAFETY: the context pointer is valid for the program's run; TC programs may write cb.
-    unsafe {
-        let cb = &raw mut (*ctx.skb.skb).cb;
-        (*cb)[0] = mark[0];
-        (*cb)[1] = mark[1];
-        (*cb)[2] = mark[2];
-    }
 }
 
 /// The member that carries this flow: flow hash → bucket → ifindex, which must be an active

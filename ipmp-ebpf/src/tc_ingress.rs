@@ -64,8 +64,12 @@ fn apply(f: &Tc, me: &Member, verdict: Verdict<Action>) -> (i32, Verdict<Action>
     let code = match verdict.action {
         Action::Pass => pass,
         Action::Drop => TC_ACT_SHOT as i32,
-        // SAFETY: plain helper call.
-        Action::Tx => unsafe { bpf_redirect(me.ifindex, 0) as i32 },
+        Action::Tx => {
+            // An answer from the member's MAC, counted here: `ipmp_tc_member` lets it pass.
+            f.mark_sent(me.info.mac);
+            // SAFETY: plain helper call.
+            unsafe { bpf_redirect(me.ifindex, 0) as i32 }
+        }
         Action::ToIpmp => {
             let failed = Verdict::new(Action::Pass, me.slot(), Reason::PassError);
             if me.info.rx_ifindex == 0 {

@@ -56,9 +56,9 @@ pub fn ipmp_tc_member(ctx: TcContext) -> i32 {
     }
 }
 
-/// Unicast or multicast IP that `ipmp_tc_egress` sent through this member and counted, still
-/// with the source MAC it marked the frame with (frames released from the neighbour queue
-/// have the IPMP interface's instead).
+/// Unicast or multicast IP that `ipmp_tc_egress` sent (or `ipmp_tc_ingress` answered) through
+/// this member and counted, still with the source MAC it marked the frame with (frames
+/// released from the neighbour queue have the IPMP interface's instead).
 #[inline(always)]
 fn sent_by_group(ctx: &TcContext) -> bool {
     // SAFETY: the context pointer is valid for the program's run.

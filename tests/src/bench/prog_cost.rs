@@ -43,7 +43,7 @@ use super::{
     GoalRow, Opts, Plot, Section, Summary, svg,
     testbed::{
         DATA4, DATA6, Devices, FAR4, FAR6, IPMP0_MAC, ONLINK4, ONLINK6, PEER_MAC, PEER4, PEER6,
-        Scale, Testbed, in_fresh_netns,
+        Scale, Testbed, UNCONFIRMED4, in_fresh_netns,
     },
 };
 use crate::testrun::ProgKind;
@@ -173,6 +173,10 @@ fn cases() -> Vec<Case> {
         tc("TC IPv6 UDP on-link", tc6(ONLINK6, IPPROTO_UDP)),
         tc("TC IPv4 TCP off-link", tc4(FAR4, IPPROTO_TCP)),
         tc("TC IPv6 UDP off-link", tc6(FAR6, IPPROTO_UDP)),
+        tc(
+            "TC IPv4 TCP on-link, neighbour unconfirmed",
+            tc4(UNCONFIRMED4, IPPROTO_TCP),
+        ),
         arp_case("XDP ARP request → reply", 0),
         Case {
             name: "XDP NS → NA",
@@ -371,11 +375,17 @@ fn check_case(bed: &mut Testbed, c: &Case, method: Method) -> anyhow::Result<()>
         c.member
     );
     match c.method {
-        Method::Repeat => ensure!(
-            once.output == c.input,
-            "{}: the program changed the packet, so repeated runs would not time this path",
-            c.name
-        ),
+        // A rewrite that the next run repeats exactly (the TC program addressing a frame to
+        // a confirmed neighbour) keeps every repeat on the same path.
+        Method::Repeat if once.output != c.input => {
+            let again = test_run(&mut bed.ebpf, c.prog(), c.kind, ifindex, &once.output, 1)?;
+            ensure!(
+                again.verdict == once.verdict && again.output == once.output,
+                "{}: the program changed the packet differently on a second run, so repeated runs would not time this path",
+                c.name
+            );
+        }
+        Method::Repeat => {}
         Method::Single => ensure!(
             once.output != c.input,
             "{}: the program did not rewrite the packet",
@@ -954,21 +964,69 @@ fn udp_load(lab: &Lab, dur: &str) -> anyhow::Result<crate::lab::LabTool> {
 struct Rows {
     md: String,
     bars: Vec<(String, Vec<(String, f64)>)>,
-    /// Highest median ratio of the TC rows and of the XDP responder rows, with the row.
-    tc_worst: Option<(f64, String)>,
-    xdp_worst: Option<(f64, String)>,
+    /// Highest median ratio of the rows of each [`Budget`], with the row.
+    worst: [Option<(f64, String)>; Budget::ALL.len()],
     /// Median ns of the TC rows: (ipmp, helpers-only reference, no-op).
     tc_medians: Vec<(f64, f64, f64)>,
     /// Single-run method minus repeat on the XDP pass packet (median ns).
     single_bias: Option<f64>,
 }
 
+/// The per-packet goals: which rows each covers and the most it may cost against the no-op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Budget {
+    TcV4,
+    TcV6,
+    XdpPass,
+    Responder,
+}
+
+impl Budget {
+    const ALL: [Budget; 4] = [
+        Budget::TcV4,
+        Budget::TcV6,
+        Budget::XdpPass,
+        Budget::Responder,
+    ];
+
+    fn of(row: &str) -> Option<Budget> {
+        if row.starts_with("TC IPv4") {
+            Some(Budget::TcV4)
+        } else if row.starts_with("TC IPv6") {
+            Some(Budget::TcV6)
+        } else if row.starts_with("XDP pass") {
+            Some(Budget::XdpPass)
+        } else if row.starts_with("XDP") && row.contains('→') {
+            Some(Budget::Responder)
+        } else {
+            None
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Budget::TcV4 => "TC egress program, IPv4",
+            Budget::TcV6 => "TC egress program, IPv6",
+            Budget::XdpPass => "XDP pass path",
+            Budget::Responder => "ARP/NDP/echo responders",
+        }
+    }
+
+    fn max_ratio(self) -> f64 {
+        match self {
+            Budget::TcV4 => 3.0,
+            Budget::TcV6 => 4.0,
+            Budget::XdpPass => 2.0,
+            Budget::Responder => 6.0,
+        }
+    }
+}
+
 fn rows(results: &[(String, &'static str, CaseResult)]) -> Rows {
     let mut r = Rows {
         md: String::new(),
         bars: Vec::new(),
-        tc_worst: None,
-        xdp_worst: None,
+        worst: Default::default(),
         tc_medians: Vec::new(),
         single_bias: None,
     };
@@ -1012,17 +1070,13 @@ fn rows(results: &[(String, &'static str, CaseResult)]) -> Rows {
             r.bars
                 .push((name.replace(" (UDP to a data address)", ""), series));
         }
-        let worst = if name.starts_with("TC") && !name.starts_with("TC ingress") {
-            Some(&mut r.tc_worst)
-        } else if name.contains('→') {
-            Some(&mut r.xdp_worst)
-        } else {
-            None
-        };
-        if let Some(w) = worst
-            && w.as_ref().is_none_or(|(v, _)| q.median > *v)
+        if let Some(b) = Budget::of(name)
+            && !is_check
         {
-            *w = Some((q.median, name.clone()));
+            let w = &mut r.worst[b as usize];
+            if w.as_ref().is_none_or(|(v, _)| q.median > *v) {
+                *w = Some((q.median, name.clone()));
+            }
         }
     }
     r
@@ -1055,7 +1109,11 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
          {} buckets). A third program, `ipmp_tc_fibref`, does only what any TC program that \
          forwards to a next hop must: parse, `bpf_fib_lookup`, `bpf_redirect_neigh` — so the \
          rest of the TC figure is ipmp's own work (group, flow hash, bucket and member lookups, \
-         counters). The *TC ingress* rows are the inbound path on a member without XDP \
+         counters). The TC rows run as a flow runs once it is established: its next hop \
+         remembered (`IPMP_ROUTES`, filled by the first, checking run) and the next hop's MAC \
+         confirmed (`IPMP_NEIGHS`), so the program writes both MACs and uses `bpf_redirect`; \
+         the *neighbour unconfirmed* row is the path of a flow to a next hop whose MAC is not \
+         confirmed (`bpf_redirect_neigh`). The *TC ingress* rows are the inbound path on a member without XDP \
          (veth's default): the member's answers are checked first, then a datagram for a data \
          address gets the IPMP interface's MAC and is redirected to its veth peer; the *XDP \
          pass* row is the cost generic XDP would add in front of it. Each packet is run once \
@@ -1082,9 +1140,11 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
          includes). The *method check* row times the XDP pass packet, which stays valid, that \
          way too: a single run pays for caches and branch predictors that the previous repeat \
          would have warmed{bias}, so the responder figures are upper bounds by about that \
-         much. The TC egress program never rewrites a unicast packet (`bpf_redirect_neigh` \
-         fills in the MACs later), so its repeats are exact; the TC ingress hand-over rewrites \
-         the destination MAC and is timed in single runs.\n"
+         much. The TC egress program writes the same two MACs on every run of a packet (or \
+         none, when `bpf_redirect_neigh` fills them in later), so its repeats are exact \
+         (checked: a second run leaves the first run's output as it is); the TC ingress \
+         hand-over rewrites the destination MAC of a frame it then no longer matches and is \
+         timed in single runs.\n"
     );
 
     let (scale_md, scale_goals) = scale_report(&scale, &scale_plan);
@@ -1139,39 +1199,47 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
         }
     }
 
-    // Why the TC goal is missed, in figures: the helpers' share and ipmp's own share.
+    // Why a TC goal is missed, in figures: against the reference program, which looks the
+    // next hop up on every packet where ipmp remembers it.
     let tc_why = {
         let n = rows.tc_medians.len().max(1) as f64;
         let (p, f, z) = rows.tc_medians.iter().fold((0.0, 0.0, 0.0), |a, m| {
             (a.0 + m.0 / n, a.1 + m.1 / n, a.2 + m.2 / n)
         });
         format!(
-            "parsing, bpf_fib_lookup and bpf_redirect_neigh alone take {f:.0} ns ({:.1}× the \
-             no-op's {z:.0} ns) of ipmp's {p:.0} ns (means of the TC rows' medians); ipmp's own \
-             work is the other {:.0} ns",
+            "ipmp's {p:.0} ns (mean of the TC rows' medians) against {f:.0} ns for parsing, \
+             bpf_fib_lookup and bpf_redirect_neigh alone ({:.1}× the no-op's {z:.0} ns): with the \
+             next hop remembered and the neighbour's MAC written by the program, what is left \
+             is five map lookups (group, bucket, member, remembered next hop, neighbour; the \
+             hash lookups ~30–50 ns each), the flow hash, the 12-byte MAC store \
+            (bpf_skb_store_bytes) and the counter",
             f / z.max(0.1),
-            p - f
         )
     };
     let xdp_why = format!(
-        "the no-op does nothing at all ({}); even the pass path (one member lookup, dispatch, a \
-         per-CPU counter) is about 3× it, and a responder adds an address lookup, the rewrite \
-         and a checksum{}",
+        "the no-op does nothing at all ({}); the pass path is one member lookup, dispatch and a \
+         per-CPU counter, a responder adds an address lookup, the rewrite and a checksum{}",
         "a few ns of harness",
         rows.single_bias.map_or_else(String::new, |b| format!(
             "; single-run figures read ~{b:.0} ns high"
         ))
     );
-    let goal = |what: &str, worst: Option<(f64, String)>, why: String| -> GoalRow {
-        match worst {
+    let goal = |budget: Budget| -> GoalRow {
+        let max = budget.max_ratio();
+        let goal = format!("{} ≤ {max:.0}× the no-op per packet", budget.what());
+        match &rows.worst[budget as usize] {
             Some((ratio, name)) => GoalRow {
-                goal: format!("{what} ≤ 3× the no-op per packet"),
+                goal,
                 figure: format!("worst median {ratio:.2}× ({name})"),
-                met: Some(ratio <= 3.0),
-                why: if ratio <= 3.0 { String::new() } else { why },
+                met: Some(*ratio <= max),
+                why: match (*ratio <= max, budget) {
+                    (true, _) => String::new(),
+                    (false, Budget::TcV4 | Budget::TcV6) => tc_why.clone(),
+                    (false, _) => xdp_why.clone(),
+                },
             },
             None => GoalRow {
-                goal: format!("{what} ≤ 3× the no-op per packet"),
+                goal,
                 figure: "—".into(),
                 met: None,
                 why: "no figure".into(),
@@ -1189,13 +1257,11 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
                 &rows.bars,
             ),
         }],
-        goals: [
-            goal("TC egress program", rows.tc_worst, tc_why),
-            goal("XDP responder", rows.xdp_worst, xdp_why),
-        ]
-        .into_iter()
-        .chain(scale_goals)
-        .collect(),
+        goals: Budget::ALL
+            .into_iter()
+            .map(goal)
+            .chain(scale_goals)
+            .collect(),
     })
 }
 
@@ -1214,7 +1280,7 @@ mod tests {
     #[test]
     fn cases_name_their_paths() {
         let c = cases();
-        assert_eq!(c.iter().filter(|c| c.kind == Kind::Tc).count(), 4);
+        assert_eq!(c.iter().filter(|c| c.kind == Kind::Tc).count(), 5);
         assert_eq!(c.iter().filter(|c| c.kind == Kind::TcIngress).count(), 2);
         // The rewriting cases are the responders and the hand-over to the IPMP interface;
         // pass stays valid.

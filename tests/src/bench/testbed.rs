@@ -37,6 +37,18 @@ pub const ONLINK4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 77);
 pub const ONLINK6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x77);
 pub const FAR4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
 pub const FAR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 7);
+/// An on-link destination whose neighbour entry is not confirmed (not in `IPMP_NEIGHS`).
+pub const UNCONFIRMED4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 78);
+/// The MAC of every confirmed neighbour of the members (the on-link destinations and the
+/// gateways), as ipmpd would copy it into `IPMP_NEIGHS`.
+pub const NEIGH_MAC: Mac = [0x02, 0, 0, 0, 0x03, 0x01];
+/// Next hops the members hold confirmed: the on-link destinations and the default gateways.
+const CONFIRMED: [std::net::IpAddr; 4] = [
+    std::net::IpAddr::V4(ONLINK4),
+    std::net::IpAddr::V6(ONLINK6),
+    std::net::IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
+    std::net::IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1)),
+];
 
 /// Runs `f` on a new thread that first moves into a fresh network namespace; the namespace
 /// (and every device made in it) goes away with the thread. Child processes started from that
@@ -317,6 +329,12 @@ impl Testbed {
         };
         let all: Vec<usize> = (0..bed.members.len()).collect();
         bed.set_active(&all)?;
+        for &member in &bed.members {
+            for ip in CONFIRMED {
+                bed.writer
+                    .put_neighbour(ipmp_common::NeighKey::new(member, ip), NEIGH_MAC)?;
+            }
+        }
         Ok(bed)
     }
 
