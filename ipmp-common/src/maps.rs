@@ -40,7 +40,7 @@ pub const MAX_TARGETS: u32 = 1024;
 /// Size of the `IPMP_PROBES` ring buffer in bytes (a power-of-two multiple of the page size).
 pub const PROBE_RING_BYTES: u32 = 256 * 1024;
 /// Flows whose next hop `IPMP_ROUTES` remembers (least recently used ones make room).
-pub const MAX_ROUTES: u32 = 32_768;
+pub const MAX_ROUTES: u32 = 65_536;
 /// Members' neighbours `IPMP_NEIGHS` holds.
 pub const MAX_NEIGHS: u32 = 4096;
 /// Entries of `IPMP_BUCKETS`: every group has two halves of `MAX_BUCKETS`.

@@ -57,9 +57,13 @@ pub static IPMP_CONFIG: Array<ProbeConfig, 1> = Array::new();
 #[btf_map]
 pub static IPMP_PROBES: RingBuf<ProbeEvent, { PROBE_RING_BYTES as usize }> = RingBuf::new();
 
+/// `BPF_F_NO_COMMON_LRU`: each CPU keeps its own LRU list, so that a storm of new flows (the
+/// SYN-ACKs to a SYN flood's spoofed sources are each one) inserts without a shared lock.
+const NO_COMMON_LRU: usize = 2;
+
 /// Next hops of flows leaving the IPMP interfaces, as `bpf_fib_lookup` gave them (`fib`).
 #[btf_map]
-pub static IPMP_ROUTES: LruHashMap<RouteKey, RouteEntry, { MAX_ROUTES as usize }> =
+pub static IPMP_ROUTES: LruHashMap<RouteKey, RouteEntry, { MAX_ROUTES as usize }, NO_COMMON_LRU> =
     LruHashMap::new();
 
 /// The generation `IPMP_ROUTES` entries must carry to be used (one entry, index 0). ipmpd
