@@ -790,8 +790,8 @@ fn goals(cells: &[Vec<Cell<Trial>>]) -> Vec<GoalRow> {
              its veth pair)"
         } else {
             "an ipmp packet passes two egress paths (the IPMP interface's, where the TC \
-             program hashes it and does a FIB lookup, then the member's after \
-             bpf_redirect_neigh)"
+             program hashes it and addresses it to its remembered next hop, then the \
+             member's after bpf_redirect)"
         };
         format!(
             "veth has no line rate, so every path here is CPU-bound and per-packet cost \
