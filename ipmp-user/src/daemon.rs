@@ -132,6 +132,7 @@ impl Daemon {
             metrics: None,
             pins_lost: false,
             overrun_logged: None,
+            neighbours_full_logged: false,
         };
         daemon.sync_dataplane()?;
         for gi in 0..daemon.groups.len() {
@@ -660,7 +661,10 @@ impl Daemon {
             .filter(|n| self.is_member(n.ifindex))
             .filter_map(|n| Some((NeighKey::new(n.ifindex, n.ip), n.confirmed_mac()?)))
             .collect();
-        self.dataplane.writer_mut().sync_neighbours(&confirmed)?;
+        let left_out = self.dataplane.writer_mut().sync_neighbours(&confirmed)?;
+        if left_out > 0 {
+            self.neighbours_full(left_out);
+        }
         for n in neighbours
             .iter()
             .filter_map(netlink::events::NeighbourChange::reachable)
@@ -668,6 +672,18 @@ impl Daemon {
             self.on_neighbour(n).await;
         }
         Ok(())
+    }
+
+    /// `IPMP_NEIGHS` is full: said once per daemon, since it stays so on a large segment.
+    fn neighbours_full(&mut self, left_out: usize) {
+        if !self.neighbours_full_logged {
+            self.neighbours_full_logged = true;
+            tracing::warn!(
+                left_out,
+                max = ipmp_common::MAX_NEIGHS,
+                "the members' neighbour map is full: frames to the neighbours left out are resolved by the kernel (bpf_redirect_neigh), which costs more per packet"
+            );
+        }
     }
 
     fn is_member(&self, ifindex: u32) -> bool {
@@ -688,7 +704,14 @@ impl Daemon {
         let key = NeighKey::new(n.ifindex, n.ip);
         let writer = self.dataplane.writer_mut();
         let done = if let Some(mac) = n.confirmed_mac() {
-            writer.put_neighbour(key, mac)
+            match writer.put_neighbour(key, mac) {
+                Ok(true) => Ok(()),
+                Ok(false) => {
+                    self.neighbours_full(1);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
         } else if n.is_stale() {
             match writer.stale_neighbour(key, n.mac) {
                 Ok(true) => {

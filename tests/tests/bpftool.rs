@@ -358,6 +358,20 @@ fn every_pinned_map_dumps_with_field_names() {
 
     // IPMP_NEIGHS: the router, confirmed on members with its MAC, and the program sent
     // through the entry of a member that carried the IPv4 pings.
+    // The first packets to the router took the kernel's path while the member resolved it;
+    // once ipmpd has copied the confirmed entry, the program sends through it.
+    let used_router_entry = |lab: &Lab| {
+        dump(lab, MAP_NEIGHS).iter().any(|e| {
+            let addr = u32::try_from(u64_of(&e["key"]["addr"][0])).unwrap_or(0);
+            Ipv4Addr::from(addr.to_ne_bytes()) == router && u64_of(&e["value"]["used"]) > 0
+        })
+    };
+    lab::wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
+        let _ = lab
+            .host()
+            .ping(lab::ROUTER_V4, 2, Duration::from_millis(10));
+        used_router_entry(lab)
+    });
     let neighs = dump(lab, MAP_NEIGHS);
     seen.insert(MAP_NEIGHS);
     let member_ifindexes: BTreeSet<u64> = ifindex.values().copied().collect();

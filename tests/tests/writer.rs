@@ -121,3 +121,44 @@ fn route_generations_never_repeat() -> Result<()> {
         Ok(())
     })
 }
+
+/// `IPMP_NEIGHS` full: one more neighbour is left to the kernel's neighbour code (`Ok(false)`),
+/// not an error; a known neighbour's new MAC still fits, and a removal makes room.
+#[test]
+fn a_full_neighbour_map_leaves_the_rest_to_the_kernel() -> Result<()> {
+    if !ipmp_tests::lab::require_root("a_full_neighbour_map_leaves_the_rest_to_the_kernel") {
+        return Ok(());
+    }
+    in_fresh_netns(|| {
+        use ipmp_common::{MAX_NEIGHS, NeighKey};
+        use std::net::{IpAddr, Ipv4Addr};
+        let mut bed = Testbed::new(2)?;
+        let member = bed.members[0];
+        let w = &mut bed.writer;
+        // The test bed already holds a few neighbours of its own; fill the rest.
+        let key = |i: u32| NeighKey::new(member, IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)));
+        let mut stored = 0;
+        for i in 0..MAX_NEIGHS {
+            if w.put_neighbour(key(i), [2, 0, 0, 0, 0, 1])? {
+                stored += 1;
+            } else {
+                break;
+            }
+        }
+        ensure!(stored > 0 && stored < MAX_NEIGHS, "stored {stored}");
+        ensure!(
+            !w.put_neighbour(key(stored), [2, 0, 0, 0, 0, 1])?,
+            "a neighbour beyond the map's size was stored"
+        );
+        ensure!(
+            w.put_neighbour(key(0), [2, 0, 0, 0, 0, 2])?,
+            "a known neighbour's new MAC must fit"
+        );
+        w.remove_neighbour(key(0))?;
+        ensure!(
+            w.put_neighbour(key(stored), [2, 0, 0, 0, 0, 1])?,
+            "a removal made no room"
+        );
+        Ok(())
+    })
+}

@@ -72,6 +72,8 @@ pub struct Daemon {
     pub(super) pins_lost: bool,
     /// When lost netlink events were last logged.
     pub(super) overrun_logged: Option<Instant>,
+    /// `IPMP_NEIGHS` was found full (logged once).
+    pub(super) neighbours_full_logged: bool,
 }
 
 /// Command-line choices that are not in the config file.

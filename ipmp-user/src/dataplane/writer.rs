@@ -380,21 +380,30 @@ impl MapWriter {
     }
 
     /// A member's confirmed neighbour: `ipmp_tc_egress` addresses frames to `mac` itself. An
-    /// unchanged entry is left as is (with its used mark).
-    pub fn put_neighbour(&mut self, key: NeighKey, mac: [u8; 6]) -> Result<()> {
+    /// unchanged entry is left as is (with its used mark). `Ok(false)`: the map is full
+    /// (`MAX_NEIGHS`), so frames to this neighbour take `bpf_redirect_neigh`, as unconfirmed
+    /// ones do.
+    pub fn put_neighbour(&mut self, key: NeighKey, mac: [u8; 6]) -> Result<bool> {
         if self.neighs.get(&key, 0).is_ok_and(|e| e.mac == mac) {
-            return Ok(());
+            return Ok(true);
         }
         let entry = NeighEntry {
             mac,
             used: 0,
             _pad: 0,
         };
-        self.neighs
-            .insert(key, entry, 0)
-            .map_err(map_err(MAP_NEIGHS))?;
-        self.writes += 1;
-        Ok(())
+        match self.neighs.insert(key, entry, 0) {
+            Ok(()) => {
+                self.writes += 1;
+                Ok(true)
+            }
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::E2BIG) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(map_err(MAP_NEIGHS)(e)),
+        }
     }
 
     /// Frames to this neighbour go through the kernel's neighbour code again.
@@ -430,18 +439,22 @@ impl MapWriter {
         Ok(true)
     }
 
-    /// Makes `IPMP_NEIGHS` exactly `confirmed` (after reading every neighbour again).
-    pub fn sync_neighbours(&mut self, confirmed: &HashMap<NeighKey, [u8; 6]>) -> Result<()> {
+    /// Makes `IPMP_NEIGHS` exactly `confirmed` (after reading every neighbour again), as far
+    /// as it holds; returns how many did not fit.
+    pub fn sync_neighbours(&mut self, confirmed: &HashMap<NeighKey, [u8; 6]>) -> Result<usize> {
         let present: Vec<NeighKey> = self.neighs.keys().filter_map(|k| k.ok()).collect();
         for key in present {
             if !confirmed.contains_key(&key) {
                 self.remove_neighbour(key)?;
             }
         }
+        let mut left_out = 0;
         for (key, mac) in confirmed {
-            self.put_neighbour(*key, *mac)?;
+            if !self.put_neighbour(*key, *mac)? {
+                left_out += 1;
+            }
         }
-        Ok(())
+        Ok(left_out)
     }
 
     /// Counters of one slot, summed over CPUs, per reason.
