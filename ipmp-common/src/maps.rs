@@ -123,7 +123,6 @@ const _: () = {
     assert!(size_of::<ProbeConfig>() == 24);
     assert!(size_of::<RouteKey>() == 48);
     assert!(size_of::<RouteEntry>() == 32);
-    assert!(size_of::<NeighKey>() == 24);
     assert!(size_of::<NeighEntry>() == 8);
     assert!(size_of::<ProbeEvent>() == 3 * 8 + 6 * 4 + 16 + 16 + 8);
     // Ring buffer records are 8-byte aligned.
@@ -252,6 +251,15 @@ impl AddrKey {
     }
 }
 
+impl From<core::net::IpAddr> for AddrKey {
+    fn from(ip: core::net::IpAddr) -> Self {
+        match ip {
+            core::net::IpAddr::V4(v4) => Self::v4(v4.octets()),
+            core::net::IpAddr::V6(v6) => Self::v6(v6.octets()),
+        }
+    }
+}
+
 /// `IPMP_ADDRS` value: where a data address lives and which member answers ARP/NDP for it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -273,11 +281,12 @@ pub struct TestAddrInfo {
     pub group_ifindex: u32,
 }
 
-/// `IPMP_TARGETS` key: a probe target of one member.
+/// `IPMP_TARGETS` key: a probe target of one member; as [`NeighKey`], a next hop of one
+/// member.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TargetKey {
-    /// ifindex of the member that probes the target.
+    /// ifindex of the member that probes the target (or has the neighbour).
     pub ifindex: u32,
     /// `FAMILY_V4` or `FAMILY_V6`.
     pub family: u32,
@@ -399,7 +408,6 @@ mod pod {
     unsafe impl aya::Pod for super::ProbeEvent {}
     unsafe impl aya::Pod for super::RouteKey {}
     unsafe impl aya::Pod for super::RouteEntry {}
-    unsafe impl aya::Pod for super::NeighKey {}
     unsafe impl aya::Pod for super::NeighEntry {}
 }
 
@@ -494,11 +502,10 @@ pub struct RouteKey {
 /// `__sk_buff.cb[0]` of a frame `ipmp_tc_egress` sends through a member (or `ipmp_tc_ingress`
 /// answers through it); `cb[1]` and `cb[2]` hold the MAC it expects the frame to leave with
 /// ([`sent_mark`]). `ipmp_tc_member` passes such an IP frame without looking anything up: it
-/// was decided and counted already. The
-/// control block survives from the IPMP interface's TC egress to the member's (nothing on the
-/// way — `bpf_redirect_neigh`, the neighbour output, `__dev_queue_xmit` — writes its data
-/// part); a frame whose MAC no longer matches (one released from the neighbour queue with the
-/// IPMP interface's MACs) gets the full check.
+/// was decided and counted already. The control block survives from the IPMP interface's TC
+/// egress to the member's (nothing on the way — `bpf_redirect_neigh`, the neighbour output,
+/// `__dev_queue_xmit` — writes its data part); a frame whose MAC no longer matches (one
+/// released from the neighbour queue with the IPMP interface's MACs) gets the full check.
 pub const SENT_MARK: u32 = 0x1b3d_5e7a;
 
 /// The `cb[0..3]` words marking a frame sent through the member with MAC `mac`.
@@ -529,36 +536,8 @@ pub struct RouteEntry {
     pub nexthop: [u32; 4],
 }
 
-/// `IPMP_NEIGHS` key: a next hop on a member.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NeighKey {
-    /// The member's ifindex.
-    pub ifindex: u32,
-    /// `FAMILY_V4` or `FAMILY_V6`.
-    pub family: u32,
-    /// As `RouteEntry::nexthop`.
-    pub addr: [u32; 4],
-}
-
-impl NeighKey {
-    /// The key of `ip` on member `ifindex`.
-    pub fn new(ifindex: u32, ip: core::net::IpAddr) -> Self {
-        let (family, addr) = match ip {
-            core::net::IpAddr::V4(v4) => (FAMILY_V4, [u32::from_ne_bytes(v4.octets()), 0, 0, 0]),
-            core::net::IpAddr::V6(v6) => {
-                let o = v6.octets();
-                let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-                (FAMILY_V6, [w(0), w(4), w(8), w(12)])
-            }
-        };
-        Self {
-            ifindex,
-            family,
-            addr,
-        }
-    }
-}
+/// `IPMP_NEIGHS` key: a next hop on a member (its ifindex, the next hop's family and address).
+pub type NeighKey = TargetKey;
 
 /// `IPMP_NEIGHS` value: the MAC of a member's neighbour while the member's kernel holds it
 /// confirmed (REACHABLE, DELAY, PROBE, PERMANENT), so that `ipmp_tc_egress` can address a

@@ -86,12 +86,7 @@ pub fn cached_next_hop(
     let entry = zero(&mut entry);
     entry.generation = generation;
     entry.family = nh.nh_family;
-    // SAFETY: `next_hop` wrote the member of the union that `nh_family` names.
-    entry.nexthop = if nh.nh_family == FAMILY_V6 {
-        unsafe { nh.__bindgen_anon_1.ipv6_nh }
-    } else {
-        [unsafe { nh.__bindgen_anon_1.ipv4_nh }, 0, 0, 0]
-    };
+    entry.nexthop = nexthop_words(nh);
     // A full map evicts its least recently used entry; a failed insert only means the next
     // packet looks up again.
     let _ = IPMP_ROUTES.insert(&*key, &*entry, 0);
@@ -106,12 +101,9 @@ pub fn known_neighbour(ifindex: u32, nh: &RedirNeigh) -> Option<[u8; 6]> {
     let key = zero(&mut key);
     key.ifindex = ifindex;
     key.family = nh.nh_family;
-    // SAFETY: the member of the union that `nh_family` names was written.
-    key.addr = if nh.nh_family == FAMILY_V6 {
-        unsafe { nh.__bindgen_anon_1.ipv6_nh }
-    } else {
-        [unsafe { nh.__bindgen_anon_1.ipv4_nh }, 0, 0, 0]
-    };
+    for (i, word) in nexthop_words(nh).iter().enumerate() {
+        key.addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+    }
     let entry = IPMP_NEIGHS.get_ptr_mut(&*key)?;
     // SAFETY: a map value, valid for the program's run (freed after RCU when replaced).
     unsafe {
@@ -119,6 +111,19 @@ pub fn known_neighbour(ifindex: u32, nh: &RedirNeigh) -> Option<[u8; 6]> {
             (*entry).used = 1;
         }
         Some((*entry).mac)
+    }
+}
+
+/// The next hop's address as four words in network byte order (IPv4 in the first).
+#[inline(always)]
+fn nexthop_words(nh: &RedirNeigh) -> [u32; 4] {
+    // SAFETY: whoever filled `nh` wrote the member of the union that `nh_family` names.
+    unsafe {
+        if nh.nh_family == FAMILY_V6 {
+            nh.__bindgen_anon_1.ipv6_nh
+        } else {
+            [nh.__bindgen_anon_1.ipv4_nh, 0, 0, 0]
+        }
     }
 }
 

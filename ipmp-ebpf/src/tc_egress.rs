@@ -70,23 +70,18 @@ fn try_tc_egress(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
     let remembering =
         cached_next_hop(ctx, ifindex, &flow, nh).map_err(|reason| Exit::new(slot, reason))?;
     Tc(ctx).mark_sent(member.mac);
-    if remembering && let Some(mac) = known_neighbour(member_ifindex, nh) {
+    let action = if remembering && let Some(mac) = known_neighbour(member_ifindex, nh) {
         let mut macs = [0u8; 2 * ETH_ALEN];
         macs[ETH_DST..ETH_DST + ETH_ALEN].copy_from_slice(&mac);
         macs[ETH_SRC..ETH_SRC + ETH_ALEN].copy_from_slice(&member.mac);
         ctx.store(ETH_DST, &macs, 0)
             .map_err(|_| Exit::new(slot, Reason::TxError))?;
         // SAFETY: plain helper call.
-        let action = unsafe { bpf_redirect(member_ifindex, 0) };
-        return Ok(Verdict::new(
-            action as i32,
-            member.stats_slot,
-            Reason::TxUnicast,
-        ));
-    }
-    // SAFETY: `nh` is a valid bpf_redir_neigh on the stack; the size matches it.
-    let action =
-        unsafe { bpf_redirect_neigh(member_ifindex, nh, size_of::<RedirNeigh>() as i32, 0) };
+        unsafe { bpf_redirect(member_ifindex, 0) }
+    } else {
+        // SAFETY: `nh` is a valid bpf_redir_neigh on the stack; the size matches it.
+        unsafe { bpf_redirect_neigh(member_ifindex, nh, size_of::<RedirNeigh>() as i32, 0) }
+    };
     Ok(Verdict::new(
         action as i32,
         member.stats_slot,

@@ -343,13 +343,7 @@ impl Daemon {
                 return Ok(());
             }
         };
-        let found = self.groups.iter().enumerate().find_map(|(gi, g)| {
-            g.members
-                .iter()
-                .position(|m| m.ifindex == ifindex)
-                .map(|mi| (gi, mi))
-        });
-        let Some((gi, mi)) = found else {
+        let Some((gi, mi)) = self.member_at(ifindex) else {
             if let LinkEvent::Changed(link) = &event {
                 return self.member_reappeared(link).await;
             }
@@ -602,12 +596,7 @@ impl Daemon {
     /// and the kernel re-looks up the neighbour through the skb's route (the NOARP IPMP
     /// interface) when it releases the queue, sending it with the wrong destination MAC.
     async fn on_neighbour(&mut self, n: netlink::events::Neighbour) {
-        let Some((gi, mi)) = self.groups.iter().enumerate().find_map(|(gi, g)| {
-            g.members
-                .iter()
-                .position(|m| m.ifindex == n.ifindex)
-                .map(|mi| (gi, mi))
-        }) else {
+        let Some((gi, mi)) = self.member_at(n.ifindex) else {
             return;
         };
         if self.neighbours.get(&(gi, n.ip)) == Some(&n.mac) {
@@ -658,8 +647,8 @@ impl Daemon {
         let neighbours = self.nl.neighbours().await?;
         let confirmed: HashMap<NeighKey, [u8; 6]> = neighbours
             .iter()
-            .filter(|n| self.is_member(n.ifindex))
-            .filter_map(|n| Some((NeighKey::new(n.ifindex, n.ip), n.confirmed_mac()?)))
+            .filter(|n| self.member_at(n.ifindex).is_some())
+            .filter_map(|n| Some((NeighKey::new(n.ifindex, n.ip.into()), n.confirmed_mac()?)))
             .collect();
         let left_out = self.dataplane.writer_mut().sync_neighbours(&confirmed)?;
         if left_out > 0 {
@@ -686,10 +675,14 @@ impl Daemon {
         }
     }
 
-    fn is_member(&self, ifindex: u32) -> bool {
-        self.groups
-            .iter()
-            .any(|g| g.members.iter().any(|m| m.ifindex == ifindex))
+    /// Group and member index of member `ifindex`.
+    fn member_at(&self, ifindex: u32) -> Option<(usize, usize)> {
+        self.groups.iter().enumerate().find_map(|(gi, g)| {
+            g.members
+                .iter()
+                .position(|m| m.ifindex == ifindex)
+                .map(|mi| (gi, mi))
+        })
     }
 
     /// Keeps `IPMP_NEIGHS` in step with a member's neighbour entry: a confirmed MAC is
@@ -698,10 +691,10 @@ impl Daemon {
     /// entry would have), so that a neighbour in use never falls back to the slow path and a
     /// dead one still goes FAILED; an unused one is removed.
     async fn follow_neighbour(&mut self, n: &netlink::events::NeighbourChange) {
-        if !self.is_member(n.ifindex) {
+        if self.member_at(n.ifindex).is_none() {
             return;
         }
-        let key = NeighKey::new(n.ifindex, n.ip);
+        let key = NeighKey::new(n.ifindex, n.ip.into());
         let writer = self.dataplane.writer_mut();
         let done = if let Some(mac) = n.confirmed_mac() {
             match writer.put_neighbour(key, mac) {

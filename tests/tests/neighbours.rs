@@ -10,7 +10,7 @@ pub mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Setup;
+use common::{Setup, arrivals, count_arrivals};
 use ipmp_tests::lab::{self, LabSpec, Netns};
 
 const SPEC: LabSpec = LabSpec {
@@ -18,17 +18,6 @@ const SPEC: LabSpec = LabSpec {
     peers: 1,
     router: false,
 };
-
-/// Echo requests for the peer's address that reached the peer's stack (frames to a MAC the
-/// peer no longer has are dropped before).
-fn received(peer: &Netns) -> u64 {
-    let out = peer
-        .run(&["nft", "list", "table", "inet", "seen"])
-        .unwrap_or_else(|e| panic!("nft list table inet seen: {e:#}"));
-    out.split_once(" counter packets ")
-        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no counter:\n{out}"))
-}
 
 #[test]
 fn a_flow_follows_a_peer_whose_mac_changed_silently() {
@@ -47,17 +36,11 @@ fn a_flow_follows_a_peer_whose_mac_changed_silently() {
                 .unwrap();
         }
     }
-    peer.run(&["nft", "add", "table", "inet", "seen"]).unwrap();
-    peer.run(&[
-        "nft",
-        "add chain inet seen pre { type filter hook prerouting priority 0; }",
-    ])
-    .unwrap();
-    let rule = format!(
-        "add rule inet seen pre ip daddr {} icmp type echo-request counter",
-        lab::peer_v4(0)
-    );
-    peer.run(&["nft", &rule]).unwrap();
+    // Echo requests that reached the peer's stack (frames to a MAC the peer no longer has are
+    // dropped before).
+    let matches = format!("ip daddr {} icmp type echo-request", lab::peer_v4(0));
+    count_arrivals(peer, "seen", &matches).unwrap();
+    let received = |peer: &Netns| arrivals(peer, "seen").unwrap();
 
     let target = lab::peer_v4(0);
     let mut ping = host

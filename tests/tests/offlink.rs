@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use common::{PortCaptures, Setup, flows_by_member};
+use common::{PortCaptures, Setup, arrivals, count_arrivals, flows_by_member};
 use ipmp_tests::{
     lab::{self, LabSpec},
     pcap::{IPPROTO_TCP, L4, Record},
@@ -208,16 +208,6 @@ fn far_host_is_reached_over_every_member_through_the_router_mac() {
     );
 }
 
-/// Packets the `counter` rule of `table` (inet, one rule) in `ns` has counted.
-fn nft_counted(ns: &lab::Netns, table: &str) -> u64 {
-    let out = ns
-        .run(&["nft", "list", "table", "inet", table])
-        .unwrap_or_else(|e| panic!("nft list table inet {table}: {e:#}"));
-    out.split_once(" counter packets ")
-        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no counter in table {table}:\n{out}"))
-}
-
 /// The TC egress program remembers each flow's next hop (`IPMP_ROUTES`); ipmpd retires what
 /// it remembers on every route change. A flow already running follows a new, more specific
 /// route at once, and goes back when the route is deleted: echo requests to the far host go
@@ -236,23 +226,24 @@ fn a_running_flow_follows_a_changed_route() {
     let host = s.lab.host();
     let (peer, router) = (s.lab.peer(0), s.lab.router());
     for ns in [peer, router] {
-        ns.run(&["nft", "add", "table", "inet", "seen"]).unwrap();
-        ns.run(&[
-            "nft",
-            "add chain inet seen pre { type filter hook prerouting priority 0; }",
-        ])
-        .unwrap();
-        let rule = format!("add rule inet seen pre ip daddr {} counter", lab::FAR_V4);
-        ns.run(&["nft", &rule]).unwrap();
+        count_arrivals(ns, "seen", &format!("ip daddr {}", lab::FAR_V4)).unwrap();
     }
-    let seen = || (nft_counted(peer, "seen"), nft_counted(router, "seen"));
+    let seen = || {
+        (
+            arrivals(peer, "seen").unwrap(),
+            arrivals(router, "seen").unwrap(),
+        )
+    };
     // One flow (one echo id) all along, up to 100 requests a second.
     let mut ping = host
         .spawn(&["ping", "-n", "-q", "-i", "0.01", "-c", "400", lab::FAR_V4])
         .unwrap();
     let settle = Duration::from_millis(100);
     let window = Duration::from_millis(1000);
-    std::thread::sleep(window);
+    // Running through the router first.
+    lab::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        seen().1 >= 20
+    });
     let via_peer = format!(
         "route add {}/32 via {} dev ipmp0",
         lab::FAR_V4,

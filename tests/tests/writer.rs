@@ -136,7 +136,8 @@ fn a_full_neighbour_map_leaves_the_rest_to_the_kernel() -> Result<()> {
         let member = bed.members[0];
         let w = &mut bed.writer;
         // The test bed already holds a few neighbours of its own; fill the rest.
-        let key = |i: u32| NeighKey::new(member, IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)));
+        let key =
+            |i: u32| NeighKey::new(member, IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)).into());
         let mut stored = 0;
         for i in 0..MAX_NEIGHS {
             if w.put_neighbour(key(i), [2, 0, 0, 0, 0, 1])? {

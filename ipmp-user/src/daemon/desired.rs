@@ -52,7 +52,7 @@ pub(super) fn desired_group(g: &GroupRt, ring_ok: bool) -> DesiredGroup {
                     .members
                     .get(mi)
                     .and_then(|c| c.test_address)
-                    .map(|p| addr_key(p.addr))
+                    .map(|p| AddrKey::from(p.addr))
                     .into_iter()
                     .collect(),
                 targets: g
@@ -61,7 +61,7 @@ pub(super) fn desired_group(g: &GroupRt, ring_ok: bool) -> DesiredGroup {
                     .map(|p| p.neigh_targets(mi))
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|t| (addr_key(t), TARGET_F_NEIGH))
+                    .map(|t| (AddrKey::from(t), TARGET_F_NEIGH))
                     .collect(),
             }
         })
@@ -71,7 +71,12 @@ pub(super) fn desired_group(g: &GroupRt, ring_ok: bool) -> DesiredGroup {
         .data_addresses
         .iter()
         .enumerate()
-        .map(|(ai, p)| (addr_key(p.addr), g.fsm.binding(ai).map_or(0, ifindex_of)))
+        .map(|(ai, p)| {
+            (
+                AddrKey::from(p.addr),
+                g.fsm.binding(ai).map_or(0, ifindex_of),
+            )
+        })
         .collect();
     DesiredGroup {
         ifindex: g.ifindex,
@@ -96,12 +101,5 @@ pub(super) fn desired_group(g: &GroupRt, ring_ok: bool) -> DesiredGroup {
         // Echo replies reach the prober through the ring alone (with XDP's timestamp) while
         // the ring is read; a full ring passes them to the sockets all the same.
         probe_ring_only: ring_ok && g.probing.as_ref().is_some_and(GroupProbing::has_echo),
-    }
-}
-
-fn addr_key(addr: IpAddr) -> AddrKey {
-    match addr {
-        IpAddr::V4(v4) => AddrKey::v4(v4.octets()),
-        IpAddr::V6(v6) => AddrKey::v6(v6.octets()),
     }
 }

@@ -191,11 +191,6 @@ pub fn decode(msg: &RouteNetlinkMessage) -> Option<LinkEvent> {
     }
 }
 
-/// A REACHABLE entry with an IPv4/IPv6 unicast destination and a 6-byte MAC.
-pub fn reachable_neighbour(m: &NeighbourMessage) -> Option<Neighbour> {
-    neighbour_change(m, false)?.reachable()
-}
-
 fn removed(m: &LinkMessage) -> LinkEvent {
     let name = Link::from_message(m).map(|l| l.name).unwrap_or_default();
     LinkEvent::Removed {

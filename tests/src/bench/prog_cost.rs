@@ -157,17 +157,23 @@ fn udp_in(to: [u8; 6], dst: std::net::Ipv4Addr) -> Vec<u8> {
     )
 }
 
-fn cases() -> Vec<Case> {
-    let m0 = member_mac(0);
-    let tc = |name, input| Case {
+/// A unicast packet the TC egress program sends through `member` (`None`: whichever member
+/// its bucket names).
+fn tc_case(name: &'static str, input: Vec<u8>, member: Option<usize>) -> Case {
+    Case {
         name,
         kind: Kind::Tc,
         method: Method::Repeat,
         input,
         verdict: TC_ACT_REDIRECT,
         reason: Some(Reason::TxUnicast),
-        member: None,
-    };
+        member,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let m0 = member_mac(0);
+    let tc = |name, input| tc_case(name, input, None);
     vec![
         tc("TC IPv4 TCP on-link", tc4(ONLINK4, IPPROTO_TCP)),
         tc("TC IPv6 UDP on-link", tc6(ONLINK6, IPPROTO_UDP)),
@@ -595,15 +601,7 @@ fn scale_cases(bed: &Testbed) -> anyhow::Result<Vec<Case>> {
     let p6 = sport_to(bed, last, |p| {
         ipmp_common::FlowKey::v6(DATA6.octets(), ONLINK6.octets(), IPPROTO_UDP, p, DPORT)
     })?;
-    let tc = |name, input| Case {
-        name,
-        kind: Kind::Tc,
-        method: Method::Repeat,
-        input,
-        verdict: TC_ACT_REDIRECT,
-        reason: Some(Reason::TxUnicast),
-        member: Some(last),
-    };
+    let tc = |name, input| tc_case(name, input, Some(last));
     Ok(vec![
         tc(SCALE_CASES[0], tc4_from(p4, ONLINK4, IPPROTO_TCP)),
         tc(SCALE_CASES[1], tc6_from(p6, ONLINK6, IPPROTO_UDP)),

@@ -332,7 +332,7 @@ impl Testbed {
         for &member in &bed.members {
             for ip in CONFIRMED {
                 bed.writer
-                    .put_neighbour(ipmp_common::NeighKey::new(member, ip), NEIGH_MAC)?;
+                    .put_neighbour(ipmp_common::NeighKey::new(member, ip.into()), NEIGH_MAC)?;
             }
         }
         Ok(bed)

@@ -1,5 +1,5 @@
 //! Helpers shared by the scenario tests: atomic, badinput, bpftool, daemon, disruption,
-//! failover, inbound, metrics, offlink, probe, receive, service and spread use them. Import with
+//! failover, inbound, metrics, neighbours, offlink, probe, receive, service and spread use them. Import with
 //! `pub mod common;` — `pub` keeps rustc from calling the helpers a test file does not use dead
 //! code. This API is meant to stay small and stable: add, do not change.
 //!
@@ -19,6 +19,8 @@
 //!   [`cpu_seconds`]: a process's CPU time so far.
 //! - [`PRIVATE_MOUNTS`], [`setpriv_caps`]: run a wrapper in a mount namespace of its own with
 //!   only given capabilities (the unit's and the DaemonSet's views of the system).
+//! - [`count_arrivals`], [`arrivals`]: an nft prerouting counter in a namespace (what reached
+//!   a peer's stack).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -571,4 +573,27 @@ pub fn setpriv_caps<'a>(caps: impl IntoIterator<Item = &'a str>) -> String {
         list.push_str(&cap.trim_start_matches("CAP_").to_lowercase());
     }
     list
+}
+
+/// Counts, in table `inet TABLE` of `ns`, the packets that reach prerouting and match `matches`
+/// (nft syntax, e.g. `ip daddr 203.0.113.10`); [`arrivals`] reads the count.
+pub fn count_arrivals(ns: &Netns, table: &str, matches: &str) -> anyhow::Result<()> {
+    ns.run(&["nft", "add", "table", "inet", table])?;
+    ns.run(&[
+        "nft",
+        &format!("add chain inet {table} pre {{ type filter hook prerouting priority 0; }}"),
+    ])?;
+    ns.run(&[
+        "nft",
+        &format!("add rule inet {table} pre {matches} counter"),
+    ])?;
+    Ok(())
+}
+
+/// Packets [`count_arrivals`] counted in table `inet TABLE` of `ns`.
+pub fn arrivals(ns: &Netns, table: &str) -> anyhow::Result<u64> {
+    let out = ns.run(&["nft", "list", "table", "inet", table])?;
+    out.split_once(" counter packets ")
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow!("no counter in table inet {table}:\n{out}"))
 }
