@@ -88,7 +88,7 @@ pub const MAP_SHAPES: [MapShape; 12] = [
     MapShape::of::<TargetKey, TargetInfo>(MAP_TARGETS, MAX_TARGETS),
     MapShape::of::<u32, ProbeConfig>(MAP_CONFIG, 1),
     MapShape::of::<RouteKey, RouteEntry>(MAP_ROUTES, MAX_ROUTES),
-    MapShape::of::<u32, u64>(MAP_ROUTE_GEN, 1),
+    MapShape::of::<u32, u64>(MAP_ROUTE_GEN, ROUTE_GEN_ENTRIES),
     MapShape::of::<NeighKey, NeighEntry>(MAP_NEIGHS, MAX_NEIGHS),
     MapShape {
         name: MAP_PROBES,
@@ -122,7 +122,7 @@ const _: () = {
     assert!(size_of::<TargetInfo>() == 4);
     assert!(size_of::<ProbeConfig>() == 24);
     assert!(size_of::<RouteKey>() == 48);
-    assert!(size_of::<RouteEntry>() == 32);
+    assert!(size_of::<RouteEntry>() == 64);
     assert!(size_of::<NeighEntry>() == 8);
     assert!(size_of::<ProbeEvent>() == 3 * 8 + 6 * 4 + 16 + 16 + 8);
     // Ring buffer records are 8-byte aligned.
@@ -518,22 +518,50 @@ pub const fn sent_mark(mac: [u8; 6]) -> [u32; 3] {
     ]
 }
 
-/// `IPMP_ROUTE_GEN[0]` bit: the programs look every next hop up and remember none (ipmpd is
-/// not running, or is starting). The other bits keep counting, so that a generation is never
-/// used twice and an entry of a past one can never become valid again.
+/// `IPMP_ROUTE_GEN` index of the route generation: the generation `IPMP_ROUTES` entries must
+/// carry to be used. ipmpd advances it on every route and rule change it is told of and on
+/// every change of a group, member or bucket table (each can move a flow to another member).
+pub const ROUTE_GEN: u32 = 0;
+
+/// `IPMP_ROUTE_GEN` index of the neighbour epoch: ipmpd advances it after clearing the used
+/// marks of `IPMP_NEIGHS` entries, so that a remembered flow marks its neighbour used again
+/// with its next packet (once per epoch, not on every packet).
+pub const NEIGH_EPOCH: u32 = 1;
+
+/// Entries of `IPMP_ROUTE_GEN`.
+pub const ROUTE_GEN_ENTRIES: u32 = 2;
+
+/// `IPMP_ROUTE_GEN[ROUTE_GEN]` bit: the programs look every flow's path up and remember none
+/// (ipmpd is not running, or is starting). The other bits keep counting, so that a generation
+/// is never used twice and an entry of a past one can never become valid again.
 pub const ROUTE_GEN_OFF: u64 = 1 << 63;
 
-/// `IPMP_ROUTES` value: a flow's next hop as `bpf_fib_lookup` gave it, valid while
-/// `IPMP_ROUTE_GEN[0]` still holds `generation`.
+/// `RouteEntry::flags`: `macs` holds the next hop's confirmed MAC and the member's (the frame
+/// is addressed by the program and sent with `bpf_redirect`); without it the frame goes
+/// through `bpf_redirect_neigh` to `nexthop`.
+pub const ROUTE_F_NEIGH: u32 = 1;
+
+/// `IPMP_ROUTES` value: a flow's remembered path out of its IPMP interface — the member its
+/// bucket names, the next hop `bpf_fib_lookup` gave and, once confirmed, the next hop's MAC —
+/// valid while `IPMP_ROUTE_GEN[ROUTE_GEN]` still holds `generation`. One cache line.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RouteEntry {
     pub generation: u64,
-    /// `FAMILY_V4` or `FAMILY_V6` (an IPv4 route may have an IPv6 gateway).
-    pub family: u32,
-    pub _pad: u32,
+    /// `IPMP_ROUTE_GEN[NEIGH_EPOCH]` when the program last marked the neighbour used.
+    pub neigh_epoch: u64,
     /// The next hop: IPv4 in `nexthop[0]` (network byte order), IPv6 in all four words.
     pub nexthop: [u32; 4],
+    /// `FAMILY_V4` or `FAMILY_V6` (an IPv4 route may have an IPv6 gateway).
+    pub family: u32,
+    pub member_ifindex: u32,
+    /// The member's counter slot.
+    pub member_slot: u32,
+    /// `ROUTE_F_*`.
+    pub flags: u32,
+    /// Destination then source MAC, as the frame carries them (`ROUTE_F_NEIGH`).
+    pub macs: [u8; 12],
+    pub _pad: u32,
 }
 
 /// `IPMP_NEIGHS` key: a next hop on a member (its ifindex, the next hop's family and address).

@@ -23,6 +23,7 @@ mod maps;
 mod member;
 mod noop;
 mod parse;
+mod path;
 mod probe;
 mod tc_egress;
 mod tc_ingress;

@@ -8,8 +8,8 @@ use aya_ebpf::{
 use ipmp_common::{
     AddrInfo, AddrKey, BUCKET_ENTRIES, Counter, GroupInfo, MAX_ADDRS, MAX_GROUPS, MAX_MEMBERS,
     MAX_NEIGHS, MAX_ROUTES, MAX_TARGETS, MAX_TESTADDRS, MemberInfo, NeighEntry, NeighKey,
-    PROBE_RING_BYTES, ProbeConfig, ProbeEvent, RouteEntry, RouteKey, STATS_ENTRIES, TargetInfo,
-    TargetKey, TestAddrInfo,
+    PROBE_RING_BYTES, ProbeConfig, ProbeEvent, ROUTE_GEN_ENTRIES, RouteEntry, RouteKey,
+    STATS_ENTRIES, TargetInfo, TargetKey, TestAddrInfo,
 };
 
 /// `BPF_F_NO_PREALLOC`: a replaced hash value is freed after an RCU grace period, so a reader
@@ -61,16 +61,16 @@ pub static IPMP_PROBES: RingBuf<ProbeEvent, { PROBE_RING_BYTES as usize }> = Rin
 /// SYN-ACKs to a SYN flood's spoofed sources are each one) inserts without a shared lock.
 const NO_COMMON_LRU: usize = 2;
 
-/// Next hops of flows leaving the IPMP interfaces, as `bpf_fib_lookup` gave them (`fib`).
+/// Remembered paths of flows leaving the IPMP interfaces: member, next hop, MACs (`path`).
 #[btf_map]
 pub static IPMP_ROUTES: LruHashMap<RouteKey, RouteEntry, { MAX_ROUTES as usize }, NO_COMMON_LRU> =
     LruHashMap::new();
 
-/// The generation `IPMP_ROUTES` entries must carry to be used (one entry, index 0). ipmpd
-/// advances it on every route and rule change it is told of; `ROUTE_GEN_OFF` (no daemon
-/// following the routes) turns the remembering off.
+/// `ROUTE_GEN`: the generation `IPMP_ROUTES` entries must carry to be used; ipmpd advances it
+/// on every route and rule change it is told of and on every write that can move a flow, and
+/// `ROUTE_GEN_OFF` (no daemon following) turns the remembering off. `NEIGH_EPOCH`: see `path`.
 #[btf_map]
-pub static IPMP_ROUTE_GEN: Array<u64, 1> = Array::new();
+pub static IPMP_ROUTE_GEN: Array<u64, { ROUTE_GEN_ENTRIES as usize }> = Array::new();
 
 /// MACs of the members' confirmed neighbours, kept by ipmpd from neighbour events; used while
 /// remembering is on (`IPMP_ROUTE_GEN`).

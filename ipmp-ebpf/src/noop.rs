@@ -7,11 +7,8 @@
 //!   parse the packet, `bpf_fib_lookup`, `bpf_redirect_neigh` — with ipmp's own work (group,
 //!   flow hash, bucket and member lookups, counters) left out.
 
-use core::mem::{MaybeUninit, size_of};
-
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_redir_neigh as RedirNeigh, xdp_action::XDP_PASS},
-    helpers::generated::bpf_redirect_neigh,
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action::XDP_PASS},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
@@ -19,7 +16,6 @@ use ipmp_common::packet::{ETH_HLEN, ETH_PROTO};
 
 use crate::{
     fib::next_hop,
-    maps::zero,
     parse::{be16, head_bytes, tc_flow},
 };
 
@@ -47,11 +43,8 @@ pub fn ipmp_tc_fibref(ctx: TcContext) -> i32 {
     let Ok(flow) = tc_flow(&ctx, be16([eth[ETH_PROTO], eth[ETH_PROTO + 1]])) else {
         return TC_ACT_SHOT as i32;
     };
-    let mut nh = MaybeUninit::<RedirNeigh>::uninit();
-    let nh = zero(&mut nh);
-    if next_hop(&ctx, ifindex, &flow, nh).is_err() {
-        return TC_ACT_SHOT as i32;
+    match next_hop(&ctx, ifindex, &flow) {
+        Ok(next_hop) => next_hop.redirect_neigh(ifindex) as i32,
+        Err(_) => TC_ACT_SHOT as i32,
     }
-    // SAFETY: `nh` is a valid bpf_redir_neigh on the stack; the size matches it.
-    unsafe { bpf_redirect_neigh(ifindex, nh, size_of::<RedirNeigh>() as i32, 0) as i32 }
 }

@@ -1,30 +1,29 @@
 //! TCX egress on an IPMP interface: spreads flows over the group's active members.
 //!
-//! Unicast: flow hash → bucket → member, next hop from `bpf_fib_lookup` on the IPMP interface
-//! (remembered per flow, see `fib`), then the frame addressed to the next hop's MAC when the
-//! member's neighbour entry is confirmed (`bpf_redirect`), else `bpf_redirect_neigh(member,
-//! next hop)`. Broadcast and multicast leave through the cast member with its MAC as the
+//! Unicast: flow hash → bucket → member, next hop from `bpf_fib_lookup` on the IPMP interface,
+//! then the frame addressed to the next hop's MAC when the member's neighbour entry is
+//! confirmed (`bpf_redirect`), else `bpf_redirect_neigh(member, next hop)`. The whole path is
+//! remembered per flow (`path`): an established flow's packet takes it with one lookup. Broadcast and multicast leave through the cast member with its MAC as the
 //! source.
 
-use core::mem::{MaybeUninit, size_of};
+use core::mem::MaybeUninit;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_SHOT, bpf_redir_neigh as RedirNeigh},
-    helpers::generated::{bpf_redirect, bpf_redirect_neigh},
-    macros::classifier,
+    bindings::TC_ACT_SHOT, helpers::generated::bpf_redirect, macros::classifier,
     programs::TcContext,
 };
 use ipmp_common::{
-    GroupInfo, MEMBER_F_ACTIVE, MemberInfo, Reason, STATS_SLOT_UNKNOWN, bucket_index, bucket_of,
-    flow_hash,
+    GroupInfo, MEMBER_F_ACTIVE, MemberInfo, ROUTE_F_NEIGH, Reason, RouteEntry, RouteKey,
+    STATS_SLOT_UNKNOWN, bucket_index, bucket_of, flow_hash,
     packet::{ETH_ALEN, ETH_DST, ETH_HLEN, ETH_PROTO, ETH_SRC},
 };
 
 use crate::{
-    fib::{cached_next_hop, known_neighbour},
+    fib::{known_neighbour, next_hop},
     frame::Tc,
     maps::{Exit, IPMP_BUCKETS, IPMP_GROUPS, IPMP_MEMBERS, Verdict, zero},
     parse::{Flow, FlowError, be16, head_bytes, is_group_mac, tc_flow},
+    path,
 };
 
 #[classifier]
@@ -40,53 +39,117 @@ pub fn ipmp_tc_egress(ctx: TcContext) -> i32 {
 fn try_tc_egress(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
     // SAFETY: the context pointer is valid for the program's run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    // SAFETY: a copy is taken at once; a concurrent update replaces the element under RCU.
-    let group: GroupInfo = match unsafe { IPMP_GROUPS.get(ifindex) } {
-        Some(g) => *g,
-        None => return Err(Exit::new(STATS_SLOT_UNKNOWN, Reason::TxNoGroup)),
-    };
-    let slot = group.stats_slot;
-    let eth: [u8; ETH_HLEN] = head_bytes(ctx, 0).ok_or(Exit::new(slot, Reason::TxMalformed))?;
+    let eth: [u8; ETH_HLEN] =
+        head_bytes(ctx, 0).ok_or_else(|| group_exit(ifindex, Reason::TxMalformed))?;
     let ethertype = be16([eth[ETH_PROTO], eth[ETH_PROTO + 1]]);
     if ethertype != ipmp_common::packet::ETH_P_IP && ethertype != ipmp_common::packet::ETH_P_IPV6 {
-        return Err(Exit::new(slot, Reason::TxNotIp));
+        return Err(group_exit(ifindex, Reason::TxNotIp));
     }
     if is_group_mac(eth[ETH_DST]) {
-        return cast(ctx, &group, false);
+        return cast(ctx, &group(ifindex)?, false);
     }
     let flow = match tc_flow(ctx, ethertype) {
         Ok(flow) => flow,
-        Err(FlowError::NotIp) => return Err(Exit::new(slot, Reason::TxNotIp)),
-        Err(FlowError::Malformed) => return Err(Exit::new(slot, Reason::TxMalformed)),
+        Err(FlowError::NotIp) => return Err(group_exit(ifindex, Reason::TxNotIp)),
+        Err(FlowError::Malformed) => return Err(group_exit(ifindex, Reason::TxMalformed)),
     };
     // On a NOARP interface the kernel gives broadcasts the interface's own (unicast) MAC, and
     // the FIB would send 255.255.255.255 to the default gateway: send it as a broadcast.
     if flow.key.ip_version == 4 && flow.key.dst[0] == u32::MAX {
-        return cast(ctx, &group, true);
+        return cast(ctx, &group(ifindex)?, true);
     }
-    let (member_ifindex, member) = pick_member(ifindex, &group, &flow)?;
-    let mut nh = MaybeUninit::<RedirNeigh>::uninit();
-    let nh = zero(&mut nh);
-    let remembering =
-        cached_next_hop(ctx, ifindex, &flow, nh).map_err(|reason| Exit::new(slot, reason))?;
-    Tc(ctx).mark_sent(member.mac);
-    let action = if remembering && let Some(mac) = known_neighbour(member_ifindex, nh) {
-        let mut macs = [0u8; 2 * ETH_ALEN];
-        macs[ETH_DST..ETH_DST + ETH_ALEN].copy_from_slice(&mac);
-        macs[ETH_SRC..ETH_SRC + ETH_ALEN].copy_from_slice(&member.mac);
-        ctx.store(ETH_DST, &macs, 0)
+    let generation = path::generation();
+    let mut key = MaybeUninit::<RouteKey>::uninit();
+    let key = path::key(&mut key, ifindex, &flow);
+    // The one path entry built on the stack, by whichever way below needs one.
+    let mut fresh = MaybeUninit::<RouteEntry>::uninit();
+    let fresh = zero(&mut fresh);
+    if let Some(generation) = generation
+        && let Some(entry) = path::remembered(key, generation)
+    {
+        // SAFETY: a map value, valid for the program's run.
+        let route = unsafe { &mut *entry };
+        if route.flags & ROUTE_F_NEIGH == 0 {
+            let Some(mac) = known_neighbour(route.member_ifindex, &path::next_hop(route)) else {
+                return send(ctx, route, false);
+            };
+            // Confirmed since: remembered with its MAC from now on.
+            *fresh = *route;
+            path::confirm(fresh, mac);
+            path::remember(key, fresh);
+            return send(ctx, fresh, true);
+        }
+        // A confirmed neighbour is marked used once per neighbour epoch.
+        let epoch = path::neigh_epoch();
+        if route.neigh_epoch != epoch {
+            if known_neighbour(route.member_ifindex, &path::next_hop(route)).is_none() {
+                // Gone from IPMP_NEIGHS (ipmpd retires the paths through it right after):
+                // this frame goes through the kernel's neighbour code.
+                return send(ctx, route, false);
+            }
+            // Other CPUs can only store the same epoch.
+            route.neigh_epoch = epoch;
+        }
+        return send(ctx, route, true);
+    }
+    look_up(ctx, ifindex, &flow, fresh)?;
+    // Without a generation nothing follows routes, neighbours and tables: remember nothing.
+    let Some(generation) = generation else {
+        return send(ctx, fresh, false);
+    };
+    fresh.generation = generation;
+    if let Some(mac) = known_neighbour(fresh.member_ifindex, &path::next_hop(fresh)) {
+        path::confirm(fresh, mac);
+    }
+    path::remember(key, fresh);
+    send(ctx, fresh, fresh.flags & ROUTE_F_NEIGH != 0)
+}
+
+/// The flow's path the full way into `route` (zeroed): its group, bucket and member, and the
+/// FIB's next hop; of no generation, its neighbour unconfirmed.
+#[inline(always)]
+fn look_up(ctx: &TcContext, ifindex: u32, flow: &Flow, route: &mut RouteEntry) -> Result<(), Exit> {
+    let group = group(ifindex)?;
+    let (member_ifindex, member) = pick_member(ifindex, &group, flow)?;
+    let next_hop = next_hop(ctx, ifindex, flow).map_err(|r| Exit::new(group.stats_slot, r))?;
+    path::fill(route, member_ifindex, &member, &next_hop);
+    Ok(())
+}
+
+/// Sends the frame along `route`: addressed by the program and `bpf_redirect` when
+/// `confirmed`, else `bpf_redirect_neigh`.
+#[inline(always)]
+fn send(ctx: &TcContext, route: &RouteEntry, confirmed: bool) -> Result<Verdict<i32>, Exit> {
+    let slot = route.member_slot;
+    Tc(ctx).mark_sent(path::member_mac(route));
+    let action = if confirmed {
+        ctx.store(ETH_DST, &route.macs, 0)
             .map_err(|_| Exit::new(slot, Reason::TxError))?;
         // SAFETY: plain helper call.
-        unsafe { bpf_redirect(member_ifindex, 0) }
+        unsafe { bpf_redirect(route.member_ifindex, 0) }
     } else {
-        // SAFETY: `nh` is a valid bpf_redir_neigh on the stack; the size matches it.
-        unsafe { bpf_redirect_neigh(member_ifindex, nh, size_of::<RedirNeigh>() as i32, 0) }
+        path::next_hop(route).redirect_neigh(route.member_ifindex)
     };
-    Ok(Verdict::new(
-        action as i32,
-        member.stats_slot,
-        Reason::TxUnicast,
-    ))
+    Ok(Verdict::new(action as i32, slot, Reason::TxUnicast))
+}
+
+/// The group of IPMP interface `ifindex`.
+#[inline(always)]
+fn group(ifindex: u32) -> Result<GroupInfo, Exit> {
+    // SAFETY: a copy is taken at once; a concurrent update replaces the element under RCU.
+    match unsafe { IPMP_GROUPS.get(ifindex) } {
+        Some(g) => Ok(*g),
+        None => Err(Exit::new(STATS_SLOT_UNKNOWN, Reason::TxNoGroup)),
+    }
+}
+
+/// An error exit counted for the group of `ifindex` (or as having none).
+#[inline(always)]
+fn group_exit(ifindex: u32, reason: Reason) -> Exit {
+    match group(ifindex) {
+        Ok(g) => Exit::new(g.stats_slot, reason),
+        Err(exit) => exit,
+    }
 }
 
 /// Broadcast/multicast: out of the cast member, with its MAC as the source (and the

@@ -10,11 +10,8 @@
 //! address at this member's MAC (ARP flux). The sender becomes the member's `arp_src` instead
 //! (0.0.0.0 when it has none: an RFC 5227 probe, which updates no cache).
 
-use core::mem::{MaybeUninit, size_of};
-
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_redir_neigh as RedirNeigh},
-    helpers::generated::bpf_redirect_neigh,
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
     macros::classifier,
     programs::TcContext,
 };
@@ -30,7 +27,7 @@ use ipmp_common::{
 use crate::{
     fib::next_hop,
     frame::{Frame as _, Tc, take},
-    maps::{Exit, IPMP_ADDRS, IPMP_MEMBERS, Verdict, addr_key_v4, zero},
+    maps::{Exit, IPMP_ADDRS, IPMP_MEMBERS, Verdict, addr_key_v4},
     parse::{be16, is_group_mac, skb_bytes, tc_flow},
 };
 
@@ -142,12 +139,8 @@ fn requeued(
     let slot = member.stats_slot;
     let drop = Exit::new(slot, Reason::MemberRequeueDrop);
     let flow = tc_flow(ctx, ethertype).map_err(|_| drop)?;
-    let mut nh = MaybeUninit::<RedirNeigh>::uninit();
-    let nh = zero(&mut nh);
-    next_hop(ctx, member.group_ifindex, &flow, nh).map_err(|_| drop)?;
-    // SAFETY: `nh` is a valid bpf_redir_neigh on the stack; the size matches it.
-    let action =
-        unsafe { bpf_redirect_neigh(ifindex, nh, size_of::<RedirNeigh>() as i32, 0) } as i32;
+    let next_hop = next_hop(ctx, member.group_ifindex, &flow).map_err(|_| drop)?;
+    let action = next_hop.redirect_neigh(ifindex) as i32;
     if action == TC_ACT_SHOT as i32 {
         return Err(drop);
     }

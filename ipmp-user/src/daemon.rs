@@ -36,6 +36,11 @@ const OVERRUN_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs
 /// How often the IPMP interfaces' sysctls are checked (see [`Daemon::guard_sysctls`]).
 const SYSCTL_GUARD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How often the kernel is told which neighbours the data plane used: well within the
+/// default `delay_first_probe_time` (5 s), so a neighbour in use is found used when its
+/// confirmation expires and is revalidated, as one the kernel itself sends to would be.
+const NEIGHBOUR_USE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Why [`Daemon::run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -283,14 +288,14 @@ impl Daemon {
         Ok(())
     }
 
-    /// A route or rule changed (or may have): the next hops the programs remember are retired.
+    /// A route or rule changed (or may have): the paths the programs remember are retired.
     /// On failure they would stay in use, so remembering is turned off instead.
     fn routes_changed(&mut self) {
         let writer = self.dataplane.writer_mut();
         if let Err(e) = writer.advance_route_generation() {
-            tracing::error!("cannot retire remembered next hops: {e}; looking every one up");
+            tracing::error!("cannot retire remembered paths: {e}; looking every one up");
             if let Err(e) = writer.stop_route_cache() {
-                tracing::error!("cannot turn off remembering next hops either: {e}");
+                tracing::error!("cannot turn off remembering paths either: {e}");
             }
         }
     }
@@ -726,6 +731,31 @@ impl Daemon {
         }
     }
 
+    /// Tells the kernel which members' neighbours the program sent to since the last time
+    /// (NTF_USE, as a frame through the kernel's own path would have), so that a neighbour in
+    /// use is revalidated when its confirmation expires — the kernel moves an expired entry to
+    /// STALE without telling anyone, and frames the program addresses itself do not count as
+    /// use.
+    async fn report_neighbour_use(&mut self) {
+        let used = match self.dataplane.writer_mut().take_used_neighbours() {
+            Ok(used) => used,
+            Err(e) => {
+                tracing::error!("cannot read which neighbours the data plane used: {e}");
+                return;
+            }
+        };
+        for key in used {
+            let ip = if key.family == ipmp_common::FAMILY_V6 {
+                IpAddr::from(key.addr)
+            } else {
+                IpAddr::from([key.addr[0], key.addr[1], key.addr[2], key.addr[3]])
+            };
+            if let Err(e) = self.nl.touch_neighbour(key.ifindex, ip).await {
+                tracing::debug!(%ip, "cannot report a neighbour's use: {e}");
+            }
+        }
+    }
+
     async fn on_tick(&mut self, now: Instant) -> Result<()> {
         for gi in 0..self.groups.len() {
             let g = &mut self.groups[gi];
@@ -873,6 +903,7 @@ impl Daemon {
         tokio::pin!(signal);
         let mut guard = tokio::time::interval(SYSCTL_GUARD_INTERVAL);
         let mut integrity = tokio::time::interval(integrity::INTEGRITY_INTERVAL);
+        let mut neighbours_used = tokio::time::interval(NEIGHBOUR_USE_INTERVAL);
         let exit = loop {
             let deadline = self.next_deadline();
             let sleep = async {
@@ -943,6 +974,7 @@ impl Daemon {
                 },
                 _ = guard.tick() => self.guard_sysctls(),
                 _ = integrity.tick() => self.check_integrity().await,
+                _ = neighbours_used.tick() => self.report_neighbour_use().await,
                 // Fed here, so a loop stuck in a handler stops feeding it.
                 () = notify::watchdog_tick(&mut watchdog) => self.notify.watchdog(),
                 exit = &mut signal => break exit,

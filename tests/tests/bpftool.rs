@@ -16,7 +16,8 @@ use common::{Setup, members};
 use ipmp_common::{
     ALL_MAPS, FAMILY_V4, FAMILY_V6, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG, MAP_GROUPS, MAP_MEMBERS,
     MAP_NEIGHS, MAP_PROBES, MAP_ROUTE_GEN, MAP_ROUTES, MAP_STATS, MAP_TARGETS, MAP_TESTADDRS,
-    MEMBER_F_ACTIVE, PROBE_RING_BYTES, ROUTE_GEN_OFF, STATS_ENTRIES, bucket_index,
+    MEMBER_F_ACTIVE, NEIGH_EPOCH, PROBE_RING_BYTES, ROUTE_F_NEIGH, ROUTE_GEN, ROUTE_GEN_OFF,
+    STATS_ENTRIES, bucket_index,
 };
 use ipmp_tests::lab::{self, Lab, LabSpec};
 use serde_json::Value;
@@ -67,7 +68,17 @@ const ROUTE_KEY: &[&str] = &[
     "_pad",
     "flowinfo",
 ];
-const ROUTE_ENTRY: &[&str] = &["generation", "family", "_pad", "nexthop"];
+const ROUTE_ENTRY: &[&str] = &[
+    "generation",
+    "neigh_epoch",
+    "nexthop",
+    "family",
+    "member_ifindex",
+    "member_slot",
+    "flags",
+    "macs",
+    "_pad",
+];
 const NEIGH_KEY: &[&str] = &["ifindex", "family", "addr"];
 const NEIGH_ENTRY: &[&str] = &["mac", "used", "_pad"];
 /// m1's test address in this test.
@@ -318,26 +329,38 @@ fn every_pinned_map_dumps_with_field_names() {
     assert_eq!(u64_of(&config[0]["key"]), 0);
     assert_fields(MAP_CONFIG, "value", &config[0]["value"], PROBE_CONFIG);
 
-    // IPMP_ROUTE_GEN: remembering is on while ipmpd runs.
+    // IPMP_ROUTE_GEN: remembering is on while ipmpd runs; the neighbour epoch beside it.
     let generation = dump(lab, MAP_ROUTE_GEN);
     seen.insert(MAP_ROUTE_GEN);
-    assert_eq!(generation.len(), 1, "{generation:?}");
+    assert_eq!(generation.len(), 2, "{generation:?}");
+    assert_eq!(u64_of(&generation[0]["key"]), u64::from(ROUTE_GEN));
+    assert_eq!(u64_of(&generation[1]["key"]), u64::from(NEIGH_EPOCH));
     let generation = u64_of(&generation[0]["value"]);
     assert!(
         generation & ROUTE_GEN_OFF == 0 && generation > 0,
         "{generation:#x}"
     );
 
-    // IPMP_ROUTES: the pings' next hops: the router itself, and the router for the far host.
+    // IPMP_ROUTES: the pings' paths: next hop the router itself, and the router for the far
+    // host, through a member, addressed to the router's MAC once it is confirmed.
     let routes = dump(lab, MAP_ROUTES);
     seen.insert(MAP_ROUTES);
     let router: Ipv4Addr = lab::ROUTER_V4.parse().unwrap();
+    let member_ifindexes: BTreeSet<u64> = ifindex.values().copied().collect();
     let mut v4_next_hops = BTreeMap::new();
     for e in &routes {
         assert_fields(MAP_ROUTES, "key", &e["key"], ROUTE_KEY);
         assert_fields(MAP_ROUTES, "value", &e["value"], ROUTE_ENTRY);
         assert_eq!(u64_of(&e["key"]["ifindex"]), group_ifindex, "{e}");
         assert!(u64_of(&e["value"]["generation"]) <= generation, "{e}");
+        assert!(
+            member_ifindexes.contains(&u64_of(&e["value"]["member_ifindex"])),
+            "a path through no member: {e}"
+        );
+        let macs = bytes(&e["value"]["macs"]);
+        if u64_of(&e["value"]["flags"]) & u64::from(ROUTE_F_NEIGH) != 0 {
+            assert_eq!(macs[..6], lab::ROUTER_MAC, "{e}");
+        }
         let word = |v: &Value| u32::try_from(u64_of(&v[0])).unwrap().to_ne_bytes();
         if u64_of(&e["key"]["ip_version"]) == 4 {
             assert_eq!(u64_of(&e["value"]["family"]), u64::from(FAMILY_V4), "{e}");
@@ -373,7 +396,6 @@ fn every_pinned_map_dumps_with_field_names() {
     });
     let neighs = dump(lab, MAP_NEIGHS);
     seen.insert(MAP_NEIGHS);
-    let member_ifindexes: BTreeSet<u64> = ifindex.values().copied().collect();
     let mut router_entries = 0;
     for e in &neighs {
         assert_fields(MAP_NEIGHS, "key", &e["key"], NEIGH_KEY);

@@ -49,24 +49,26 @@ fn writer_flips_settles_and_reads_back_the_largest_table() -> Result<()> {
             );
 
             // A failure of the last member (not the cast one: no address moves) writes its
-            // buckets, its flag and the flip; the catch-up writes its buckets once more.
+            // buckets, the flip, its flag, and retires the remembered paths after the flip and
+            // after the flag; the catch-up writes its buckets once more.
             bed.table.rebalance(&rest);
             let w = apply(&mut bed, &rest, slot)?;
             ensure!(
-                w == share + 2,
+                w == share + 4,
                 "slot {slot}: failure wrote {w}, want {}",
-                share + 2
+                share + 4
             );
             ensure!(
                 bed.writer.settle()? == share,
                 "slot {slot}: catch-up after the failure"
             );
+            // A repair: the flag first, then the buckets and the flip, one retirement after.
             bed.table.rebalance(&all);
             let w = apply(&mut bed, &all, slot)?;
             ensure!(
-                w == share + 2,
+                w == share + 3,
                 "slot {slot}: repair wrote {w}, want {}",
-                share + 2
+                share + 3
             );
             ensure!(
                 bed.writer.settle()? == share,
@@ -118,6 +120,73 @@ fn route_generations_never_repeat() -> Result<()> {
             third == second + 1 && third & ROUTE_GEN_OFF == 0,
             "after a stop: {third:#x}"
         );
+        Ok(())
+    })
+}
+
+/// Remembered paths (`IPMP_ROUTES`) are retired by every write that can move a flow to another
+/// member (a member, a bucket table, a group) or change the MAC it is sent to (a neighbour's
+/// new MAC, or its entry gone), and by nothing else: a new neighbour does not retire them (an
+/// unconfirmed path looks it up itself), nor does an apply that changes nothing.
+#[test]
+fn paths_are_retired_by_what_can_move_a_flow() -> Result<()> {
+    if !ipmp_tests::lab::require_root("paths_are_retired_by_what_can_move_a_flow") {
+        return Ok(());
+    }
+    in_fresh_netns(|| {
+        use ipmp_common::{NeighKey, ROUTE_GEN_OFF};
+        use std::net::{IpAddr, Ipv4Addr};
+        let mut bed = Testbed::new(MEMBERS)?;
+        let all: Vec<usize> = (0..MEMBERS).collect();
+        let rest: Vec<usize> = (0..MEMBERS - 1).collect();
+        let generation =
+            |bed: &Testbed| -> Result<u64> { Ok(bed.writer.route_generation()? & !ROUTE_GEN_OFF) };
+        let mut last = generation(&bed)?;
+        let mut expect = |bed: &Testbed, retired: bool, what: &str| -> Result<()> {
+            let now = generation(bed)?;
+            ensure!(
+                (now > last) == retired,
+                "{what}: generation {last} -> {now}, want {}",
+                if retired { "advanced" } else { "unchanged" }
+            );
+            last = now;
+            Ok(())
+        };
+        apply(&mut bed, &all, 0)?;
+        expect(&bed, false, "an apply that changes nothing")?;
+        bed.table.rebalance(&rest);
+        apply(&mut bed, &rest, 0)?;
+        expect(&bed, true, "a member's failure")?;
+        bed.table.rebalance(&all);
+        apply(&mut bed, &all, 0)?;
+        expect(&bed, true, "its repair")?;
+        bed.writer.apply(&[])?;
+        expect(&bed, true, "the group removed")?;
+
+        let key = NeighKey::new(
+            bed.members[0],
+            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9)).into(),
+        );
+        let (mac, new_mac) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        bed.writer.put_neighbour(key, mac)?;
+        expect(&bed, false, "a new neighbour")?;
+        bed.writer.put_neighbour(key, mac)?;
+        expect(&bed, false, "the same neighbour again")?;
+        bed.writer.put_neighbour(key, new_mac)?;
+        expect(&bed, true, "a neighbour's new MAC")?;
+        let epoch = bed.writer.neigh_epoch()?;
+        ensure!(
+            !bed.writer.stale_neighbour(key, None)?,
+            "an unused stale neighbour was kept"
+        );
+        expect(&bed, true, "an unused stale neighbour dropped")?;
+        ensure!(
+            bed.writer.neigh_epoch()? == epoch,
+            "no used mark was cleared, yet a neighbour epoch began"
+        );
+        bed.writer.put_neighbour(key, mac)?;
+        bed.writer.remove_neighbour(key)?;
+        expect(&bed, true, "a neighbour removed")?;
         Ok(())
     })
 }

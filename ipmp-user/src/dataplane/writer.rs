@@ -30,8 +30,9 @@ use ipmp_common::{
     AddrInfo, AddrKey, Counter, GROUP_F_FAILED, GROUP_F_NO_ECHO, GROUP_F_PROBE_RING_ONLY,
     GroupInfo, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG, MAP_GROUPS, MAP_MEMBERS, MAP_NEIGHS,
     MAP_ROUTE_GEN, MAP_STATS, MAP_TARGETS, MAP_TESTADDRS, MAX_BUCKETS, MEMBER_F_ACTIVE,
-    MEMBER_F_CAST, MEMBER_F_XDP, MemberInfo, NeighEntry, NeighKey, ProbeConfig, ROUTE_GEN_OFF,
-    Reason, TargetInfo, TargetKey, TestAddrInfo, bucket_index, stats_index,
+    MEMBER_F_CAST, MEMBER_F_XDP, MemberInfo, NEIGH_EPOCH, NeighEntry, NeighKey, ProbeConfig,
+    ROUTE_GEN, ROUTE_GEN_OFF, Reason, TargetInfo, TargetKey, TestAddrInfo, bucket_index,
+    stats_index,
 };
 
 use super::state::{DataplaneError, DesiredGroup, DesiredMember};
@@ -56,6 +57,9 @@ pub struct MapWriter {
     neighs: BpfHashMap<MapData, NeighKey, NeighEntry>,
     /// Bucket halves as written, per group ifindex.
     halves: HashMap<u32, [Vec<u32>; 2]>,
+    /// A write since the last retirement may have moved flows to another member: the paths
+    /// the programs remember (`IPMP_ROUTES`) must be retired.
+    moved: bool,
     /// Number of map writes so far (for logs and benchmarks).
     pub writes: u64,
 }
@@ -82,6 +86,7 @@ impl MapWriter {
             route_gen: take(ebpf, MAP_ROUTE_GEN)?,
             neighs: take(ebpf, MAP_NEIGHS)?,
             halves: HashMap::new(),
+            moved: false,
             writes: 0,
         })
     }
@@ -144,12 +149,21 @@ impl MapWriter {
                 .insert(ifindex, info, 0)
                 .map_err(map_err(MAP_MEMBERS))?;
             self.writes += 1;
+            self.moved = true;
         }
         Ok(())
     }
 
     /// Writes `groups` (every group ipmpd manages) and removes entries of anything else.
+    /// Remembered paths are retired right after the flips (flows move then, as they would
+    /// without them) and again after the rest, whatever else fails.
     pub fn apply(&mut self, groups: &[DesiredGroup]) -> Result<()> {
+        let applied = self.apply_in_order(groups);
+        let retired = self.retire_moved_paths();
+        applied.and(retired)
+    }
+
+    fn apply_in_order(&mut self, groups: &[DesiredGroup]) -> Result<()> {
         // 1. activations and new members first.
         for g in groups {
             for m in g.members.iter().filter(|m| m.active) {
@@ -160,6 +174,7 @@ impl MapWriter {
         for g in groups {
             self.apply_group(g)?;
         }
+        self.retire_moved_paths()?;
         // 3. address bindings, test addresses, probe targets.
         let mut wanted_addrs: HashMap<AddrKey, AddrInfo> = HashMap::new();
         let mut wanted_tests: HashMap<AddrKey, TestAddrInfo> = HashMap::new();
@@ -210,6 +225,7 @@ impl MapWriter {
                 .remove(&ifindex)
                 .map_err(map_err(MAP_MEMBERS))?;
             self.writes += 1;
+            self.moved = true;
         }
         let stale: Vec<u32> = self
             .groups
@@ -221,6 +237,7 @@ impl MapWriter {
             self.groups.remove(&ifindex).map_err(map_err(MAP_GROUPS))?;
             self.halves.remove(&ifindex);
             self.writes += 1;
+            self.moved = true;
         }
         Ok(())
     }
@@ -284,6 +301,7 @@ impl MapWriter {
                 .insert(g.ifindex, info, 0)
                 .map_err(map_err(MAP_GROUPS))?;
             self.writes += 1;
+            self.moved = true;
         }
         Ok(())
     }
@@ -350,13 +368,15 @@ impl MapWriter {
         self.config.get(&0, 0).map_err(map_err(MAP_CONFIG))
     }
 
-    /// `IPMP_ROUTE_GEN[0]`: the generation remembered next hops must carry, with
+    /// `IPMP_ROUTE_GEN[ROUTE_GEN]`: the generation remembered paths must carry, with
     /// `ROUTE_GEN_OFF` set while nothing follows the routes.
     pub fn route_generation(&self) -> Result<u64> {
-        self.route_gen.get(&0, 0).map_err(map_err(MAP_ROUTE_GEN))
+        self.route_gen
+            .get(&ROUTE_GEN, 0)
+            .map_err(map_err(MAP_ROUTE_GEN))
     }
 
-    /// Retires every remembered next hop: the routes or rules changed (or may have, while no
+    /// Retires every remembered path: the routes or rules changed (or may have, while no
     /// daemon watched). Also turns remembering on.
     pub fn advance_route_generation(&mut self) -> Result<u64> {
         let next = ((self.route_generation()? & !ROUTE_GEN_OFF) + 1) & !ROUTE_GEN_OFF;
@@ -364,16 +384,57 @@ impl MapWriter {
         Ok(next)
     }
 
-    /// Turns remembering next hops off: the programs look every one up until
+    /// Turns remembering paths off: the programs look every one up until
     /// [`Self::advance_route_generation`]. For while no daemon follows the routes.
     pub fn stop_route_cache(&mut self) -> Result<()> {
         let current = self.route_generation()?;
         self.set_route_generation(current | ROUTE_GEN_OFF)
     }
 
+    /// Retires every remembered path, leaving remembering on or off as it is: a flow's member
+    /// or next hop's MAC may have changed. When that cannot be written, remembering is turned
+    /// off (a stale path must not stay in use) and the error returned.
+    pub fn retire_paths(&mut self) -> Result<()> {
+        let retired = self.route_generation().and_then(|current| {
+            let next =
+                (((current & !ROUTE_GEN_OFF) + 1) & !ROUTE_GEN_OFF) | (current & ROUTE_GEN_OFF);
+            self.set_route_generation(next)
+        });
+        if retired.is_err() {
+            let _ = self.stop_route_cache();
+        }
+        retired
+    }
+
+    /// [`Self::retire_paths`] if a write since the last one may have moved a flow.
+    fn retire_moved_paths(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.moved) {
+            self.retire_paths()?;
+        }
+        Ok(())
+    }
+
     fn set_route_generation(&mut self, value: u64) -> Result<()> {
         self.route_gen
-            .set(0, value, 0)
+            .set(ROUTE_GEN, value, 0)
+            .map_err(map_err(MAP_ROUTE_GEN))?;
+        self.writes += 1;
+        Ok(())
+    }
+
+    /// `IPMP_ROUTE_GEN[NEIGH_EPOCH]`.
+    pub fn neigh_epoch(&self) -> Result<u64> {
+        self.route_gen
+            .get(&NEIGH_EPOCH, 0)
+            .map_err(map_err(MAP_ROUTE_GEN))
+    }
+
+    /// Starts a neighbour epoch: remembered flows mark their neighbour used again (once) with
+    /// their next packet. After used marks were cleared.
+    fn advance_neigh_epoch(&mut self) -> Result<()> {
+        let next = self.neigh_epoch()?.wrapping_add(1);
+        self.route_gen
+            .set(NEIGH_EPOCH, next, 0)
             .map_err(map_err(MAP_ROUTE_GEN))?;
         self.writes += 1;
         Ok(())
@@ -384,7 +445,8 @@ impl MapWriter {
     /// (`MAX_NEIGHS`), so frames to this neighbour take `bpf_redirect_neigh`, as unconfirmed
     /// ones do.
     pub fn put_neighbour(&mut self, key: NeighKey, mac: [u8; 6]) -> Result<bool> {
-        if self.neighs.get(&key, 0).is_ok_and(|e| e.mac == mac) {
+        let known = self.neighs.get(&key, 0).ok();
+        if known.is_some_and(|e| e.mac == mac) {
             return Ok(true);
         }
         let entry = NeighEntry {
@@ -395,6 +457,10 @@ impl MapWriter {
         match self.neighs.insert(key, entry, 0) {
             Ok(()) => {
                 self.writes += 1;
+                if known.is_some() {
+                    // Paths remember the old MAC.
+                    self.retire_paths()?;
+                }
                 Ok(true)
             }
             Err(aya::maps::MapError::SyscallError(e))
@@ -406,11 +472,13 @@ impl MapWriter {
         }
     }
 
-    /// Frames to this neighbour go through the kernel's neighbour code again.
+    /// Frames to this neighbour go through the kernel's neighbour code again (the paths that
+    /// remember its MAC are retired).
     pub fn remove_neighbour(&mut self, key: NeighKey) -> Result<()> {
         if self.neighs.get(&key, 0).is_ok() {
             self.neighs.remove(&key).map_err(map_err(MAP_NEIGHS))?;
             self.writes += 1;
+            self.retire_paths()?;
         }
         Ok(())
     }
@@ -427,16 +495,47 @@ impl MapWriter {
             self.remove_neighbour(key)?;
             return Ok(false);
         }
-        let entry = NeighEntry {
+        let kept = NeighEntry {
             mac: mac.unwrap_or(entry.mac),
             used: 0,
             _pad: 0,
         };
         self.neighs
-            .insert(key, entry, 0)
+            .insert(key, kept, 0)
             .map_err(map_err(MAP_NEIGHS))?;
         self.writes += 1;
+        if kept.mac != entry.mac {
+            self.retire_paths()?;
+        }
+        // Remembered flows mark it used again with their next packet.
+        self.advance_neigh_epoch()?;
         Ok(true)
+    }
+
+    /// The neighbours the program marked used since the last call, their marks cleared; a new
+    /// neighbour epoch then begins (remembered flows mark theirs again with their next packet).
+    pub fn take_used_neighbours(&mut self) -> Result<Vec<NeighKey>> {
+        let used: Vec<(NeighKey, NeighEntry)> = self
+            .neighs
+            .iter()
+            .filter_map(|e| e.ok())
+            .filter(|(_, e)| e.used != 0)
+            .collect();
+        if used.is_empty() {
+            return Ok(Vec::new());
+        }
+        for (key, entry) in &used {
+            let cleared = NeighEntry { used: 0, ..*entry };
+            // BPF_EXIST (2): one removed meanwhile stays removed.
+            match self.neighs.insert(key, cleared, 2) {
+                Ok(()) => self.writes += 1,
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(map_err(MAP_NEIGHS)(e)),
+            }
+        }
+        self.advance_neigh_epoch()?;
+        Ok(used.into_iter().map(|(key, _)| key).collect())
     }
 
     /// Makes `IPMP_NEIGHS` exactly `confirmed` (after reading every neighbour again), as far

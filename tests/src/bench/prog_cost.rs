@@ -1106,12 +1106,11 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
          private namespace whose maps were written by ipmpd's own writer (4 active members, \
          {} buckets). A third program, `ipmp_tc_fibref`, does only what any TC program that \
          forwards to a next hop must: parse, `bpf_fib_lookup`, `bpf_redirect_neigh` — so the \
-         rest of the TC figure is ipmp's own work (group, flow hash, bucket and member lookups, \
-         counters). The TC rows run as a flow runs once it is established: its next hop \
-         remembered (`IPMP_ROUTES`, filled by the first, checking run) and the next hop's MAC \
-         confirmed (`IPMP_NEIGHS`), so the program writes both MACs and uses `bpf_redirect`; \
-         the *neighbour unconfirmed* row is the path of a flow to a next hop whose MAC is not \
-         confirmed (`bpf_redirect_neigh`). The *TC ingress* rows are the inbound path on a member without XDP \
+         rest of the TC figure is ipmp's own work. The TC rows run as a flow runs once it is \
+         established: its path (member, next hop, the next hop's confirmed MAC) remembered in \
+         `IPMP_ROUTES` by the first, checking run, so the program writes both MACs and uses \
+         `bpf_redirect`; the *neighbour unconfirmed* row is the path of a flow to a next hop \
+         whose MAC is not confirmed (`IPMP_NEIGHS` looked up, `bpf_redirect_neigh`). The *TC ingress* rows are the inbound path on a member without XDP \
          (veth's default): the member's answers are checked first, then a datagram for a data \
          address gets the IPMP interface's MAC and is redirected to its veth peer; the *XDP \
          pass* row is the cost generic XDP would add in front of it. Each packet is run once \
@@ -1207,10 +1206,11 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
         format!(
             "ipmp's {p:.0} ns (mean of the TC rows' medians) against {f:.0} ns for parsing, \
              bpf_fib_lookup and bpf_redirect_neigh alone ({:.1}× the no-op's {z:.0} ns): with the \
-             next hop remembered and the neighbour's MAC written by the program, what is left \
-             is five map lookups (group, bucket, member, remembered next hop, neighbour; the \
-             hash lookups ~30–50 ns each), the flow hash, the 12-byte MAC store \
-            (bpf_skb_store_bytes) and the counter",
+             flow's whole path remembered, what is left is the parse, one hash lookup of a \
+             48-byte key in the LRU map (IPMP_ROUTES; jhash over the key and the compare), the \
+             two array reads of the generation and neighbour epoch, the 12-byte MAC store \
+             (bpf_skb_store_bytes), the control-block mark, bpf_redirect and the counter; an \
+             unconfirmed neighbour adds its lookup (IPMP_NEIGHS) and bpf_redirect_neigh",
             f / z.max(0.1),
         )
     };

@@ -34,8 +34,9 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use ipmp_common::{
-    Counter, FlowKey, GroupInfo, MAP_BUCKETS, MAP_GROUPS, MAP_MEMBERS, MAP_STATS, MemberInfo,
-    Reason, STATS_SLOTS, bucket_index, bucket_of, flow_hash, stats_index,
+    AddrKey, Counter, FlowKey, GroupInfo, MAP_BUCKETS, MAP_GROUPS, MAP_MEMBERS, MAP_NEIGHS,
+    MAP_ROUTE_GEN, MAP_STATS, MemberInfo, NeighEntry, NeighKey, Reason, STATS_SLOTS, bucket_index,
+    bucket_of, flow_hash, stats_index,
 };
 use ipmp_tests::{
     lab::{self, Capture, Daemon, IpmpdConfig, Lab, LabSpec, Netns},
@@ -208,6 +209,8 @@ pub struct PinnedMaps {
     members: BpfHashMap<MapData, u32, MemberInfo>,
     buckets: Array<MapData, u32>,
     stats: PerCpuArray<MapData, Counter>,
+    route_gen: Array<MapData, u64>,
+    neighs: BpfHashMap<MapData, NeighKey, NeighEntry>,
 }
 
 fn open_map<T>(dir: &Path, name: &str) -> anyhow::Result<T>
@@ -247,14 +250,30 @@ impl Table {
 }
 
 impl PinnedMaps {
-    /// Opens IPMP_GROUPS, IPMP_MEMBERS, IPMP_BUCKETS and IPMP_STATS under `pin_dir`.
+    /// Opens IPMP_GROUPS, IPMP_MEMBERS, IPMP_BUCKETS, IPMP_STATS, IPMP_ROUTE_GEN and
+    /// IPMP_NEIGHS under `pin_dir`.
     pub fn open(pin_dir: &Path) -> anyhow::Result<PinnedMaps> {
         Ok(PinnedMaps {
             groups: open_map(pin_dir, MAP_GROUPS)?,
             members: open_map(pin_dir, MAP_MEMBERS)?,
             buckets: open_map(pin_dir, MAP_BUCKETS)?,
             stats: open_map(pin_dir, MAP_STATS)?,
+            route_gen: open_map(pin_dir, MAP_ROUTE_GEN)?,
+            neighs: open_map(pin_dir, MAP_NEIGHS)?,
         })
+    }
+
+    /// `IPMP_ROUTE_GEN[index]` (`ROUTE_GEN` or `NEIGH_EPOCH`).
+    pub fn route_gen(&self, index: u32) -> anyhow::Result<u64> {
+        self.route_gen
+            .get(&index, 0)
+            .with_context(|| format!("IPMP_ROUTE_GEN[{index}]"))
+    }
+
+    /// The `IPMP_NEIGHS` entry of IPv4 next hop `addr` on member `ifindex`, if ipmpd holds it.
+    pub fn neighbour_v4(&self, ifindex: u32, addr: Ipv4Addr) -> Option<NeighEntry> {
+        let key = NeighKey::new(ifindex, AddrKey::v4(addr.octets()));
+        self.neighs.get(&key, 0).ok()
     }
 
     /// The `IPMP_GROUPS` entry of the IPMP interface `group_ifindex`.
