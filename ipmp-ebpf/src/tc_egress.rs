@@ -63,7 +63,6 @@ fn try_tc_egress(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
     let key = path::key(&mut key, ifindex, &flow);
     // The one path entry built on the stack, by whichever way below needs one.
     let mut fresh = MaybeUninit::<RouteEntry>::uninit();
-    let fresh = zero(&mut fresh);
     if let Some(generation) = generation
         && let Some(entry) = path::remembered(key, generation)
     {
@@ -74,7 +73,7 @@ fn try_tc_egress(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
                 return send(ctx, route, false);
             };
             // Confirmed since: remembered with its MAC from now on.
-            *fresh = *route;
+            let fresh = fresh.write(*route);
             path::confirm(fresh, mac);
             path::remember(key, fresh);
             return send(ctx, fresh, true);
@@ -92,6 +91,8 @@ fn try_tc_egress(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
         }
         return send(ctx, route, true);
     }
+    // Zeroed only here: the remembered path above pays no stores for it.
+    let fresh = zero(&mut fresh);
     look_up(ctx, ifindex, &flow, fresh)?;
     // Without a generation nothing follows routes, neighbours and tables: remember nothing.
     let Some(generation) = generation else {
