@@ -3,8 +3,8 @@
 //! Unicast: flow hash → bucket → member, next hop from `bpf_fib_lookup` on the IPMP interface,
 //! then the frame addressed to the next hop's MAC when the member's neighbour entry is
 //! confirmed (`bpf_redirect`), else `bpf_redirect_neigh(member, next hop)`. The whole path is
-//! remembered per flow (`path`): an established flow's packet takes it with one lookup. Broadcast and multicast leave through the cast member with its MAC as the
-//! source.
+//! remembered per flow (`path`): an established flow's packet takes it with one lookup.
+//! Broadcast and multicast leave through the cast member with its MAC as the source.
 
 use core::mem::MaybeUninit;
 
