@@ -302,6 +302,16 @@ impl TargetKey {
             addr: addr.addr,
         }
     }
+
+    /// The target's (or next hop's) address.
+    pub fn ip(&self) -> core::net::IpAddr {
+        let a = self.addr;
+        if self.family == FAMILY_V6 {
+            core::net::IpAddr::from(a)
+        } else {
+            core::net::IpAddr::from([a[0], a[1], a[2], a[3]])
+        }
+    }
 }
 
 /// `TargetInfo::flags`: the member probes this target with ARP requests / neighbour
@@ -574,8 +584,9 @@ pub type NeighKey = TargetKey;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NeighEntry {
     pub mac: [u8; 6],
-    /// Set by the program when it sends through this entry; ipmpd clears it when it asks
-    /// the kernel to revalidate the neighbour, and drops entries that went unused.
+    /// Set by the program when it sends through this entry (once per neighbour epoch); ipmpd
+    /// reports marked entries to the kernel as used every second and clears the marks, and
+    /// drops an entry the kernel reports STALE that went unused.
     pub used: u8,
     pub _pad: u8,
 }

@@ -11,10 +11,11 @@
 //! every entry at once. The key is everything the FIB lookup is given (the flow hash reads a
 //! subset of it), so a hit is what the full path would decide.
 //!
-//! The kernel does not see the program's frames as use of a neighbour: ipmpd keeps a STALE
-//! neighbour in `IPMP_NEIGHS` only if the program marked it used since it last cleared the
-//! marks (`fib::known_neighbour`). A remembered flow marks it once per neighbour epoch
-//! (`IPMP_ROUTE_GEN[NEIGH_EPOCH]`, advanced by ipmpd after clearing marks), not per packet.
+//! The kernel does not see the program's frames as use of a neighbour: the program marks the
+//! `IPMP_NEIGHS` entry used (`fib::known_neighbour`), and every second ipmpd reports marked
+//! neighbours to the kernel as used, clears the marks and advances the neighbour epoch
+//! (`IPMP_ROUTE_GEN[NEIGH_EPOCH]`). A remembered flow marks its neighbour once per epoch, not
+//! per packet.
 
 use core::mem::MaybeUninit;
 

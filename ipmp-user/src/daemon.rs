@@ -691,10 +691,11 @@ impl Daemon {
     }
 
     /// Keeps `IPMP_NEIGHS` in step with a member's neighbour entry: a confirmed MAC is
-    /// copied, a deleted or failed entry removed. A STALE entry the program has used since it
-    /// last went stale is kept and the kernel asked to revalidate it (as its own use of the
-    /// entry would have), so that a neighbour in use never falls back to the slow path and a
-    /// dead one still goes FAILED; an unused one is removed.
+    /// copied, a deleted or failed entry removed. A STALE entry the kernel reports (expiry is
+    /// silent, see [`Self::report_neighbour_use`]; an ARP or NA that changed the entry is
+    /// not) is kept if the program used it since the marks were last cleared, and the kernel
+    /// asked to revalidate it, so that a neighbour in use never falls back to the slow path
+    /// and a dead one still goes FAILED; an unused one is removed.
     async fn follow_neighbour(&mut self, n: &netlink::events::NeighbourChange) {
         if self.member_at(n.ifindex).is_none() {
             return;
@@ -745,11 +746,7 @@ impl Daemon {
             }
         };
         for key in used {
-            let ip = if key.family == ipmp_common::FAMILY_V6 {
-                IpAddr::from(key.addr)
-            } else {
-                IpAddr::from([key.addr[0], key.addr[1], key.addr[2], key.addr[3]])
-            };
+            let ip = key.ip();
             if let Err(e) = self.nl.touch_neighbour(key.ifindex, ip).await {
                 tracing::debug!(%ip, "cannot report a neighbour's use: {e}");
             }

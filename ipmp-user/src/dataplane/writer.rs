@@ -379,7 +379,7 @@ impl MapWriter {
     /// Retires every remembered path: the routes or rules changed (or may have, while no
     /// daemon watched). Also turns remembering on.
     pub fn advance_route_generation(&mut self) -> Result<u64> {
-        let next = ((self.route_generation()? & !ROUTE_GEN_OFF) + 1) & !ROUTE_GEN_OFF;
+        let next = next_generation(self.route_generation()?);
         self.set_route_generation(next)?;
         Ok(next)
     }
@@ -396,9 +396,7 @@ impl MapWriter {
     /// off (a stale path must not stay in use) and the error returned.
     pub fn retire_paths(&mut self) -> Result<()> {
         let retired = self.route_generation().and_then(|current| {
-            let next =
-                (((current & !ROUTE_GEN_OFF) + 1) & !ROUTE_GEN_OFF) | (current & ROUTE_GEN_OFF);
-            self.set_route_generation(next)
+            self.set_route_generation(next_generation(current) | (current & ROUTE_GEN_OFF))
         });
         if retired.is_err() {
             let _ = self.stop_route_cache();
@@ -576,6 +574,12 @@ impl MapWriter {
 }
 
 /// `GroupInfo::flags` of a desired group.
+/// The route generation after `current`, without the off bit: the counter under the bit goes
+/// on, so no generation is used twice.
+const fn next_generation(current: u64) -> u64 {
+    ((current & !ROUTE_GEN_OFF) + 1) & !ROUTE_GEN_OFF
+}
+
 fn group_flags(g: &DesiredGroup) -> u32 {
     let mut flags = 0;
     if g.failed {
