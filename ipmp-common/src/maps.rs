@@ -157,12 +157,6 @@ pub const fn stats_index(slot: u32, reason: crate::reason::Reason) -> u32 {
 
 /// `GroupInfo::flags`: no member is usable (the IPMP interface's carrier is off).
 pub const GROUP_F_FAILED: u32 = 1;
-/// `GroupInfo::flags`: XDP does not answer echo requests for the group's data and test
-/// addresses (the kernel still does). Off by default, so a zeroed `flags` answers them.
-pub const GROUP_F_NO_ECHO: u32 = 2;
-/// `GroupInfo::flags`: probe replies that go into `IPMP_PROBES` are dropped after that instead
-/// of also reaching the stack (and the prober's raw socket).
-pub const GROUP_F_PROBE_RING_ONLY: u32 = 4;
 
 /// `IPMP_GROUPS` value, keyed by the IPMP interface's ifindex (`u32`). Replaced whole on every
 /// change (the map is `BPF_F_NO_PREALLOC`, so a reader keeps the old value until it is done).
@@ -195,6 +189,15 @@ pub const MEMBER_F_CAST: u32 = 2;
 /// `MemberInfo::flags`: `ipmp_xdp_member` runs on the member and gives its answers there;
 /// `ipmp_tc_ingress` only delivers what XDP passed on. Clear: TC ingress does both.
 pub const MEMBER_F_XDP: u32 = 4;
+/// `MemberInfo::flags`: the member does not answer echo requests for its group's data and
+/// test addresses (the kernel still does). Clear by default, so a zeroed `flags` answers them.
+/// A group-wide switch, kept in each member's entry so that the member programs, which have
+/// that entry already, need no group lookup for it.
+pub const MEMBER_F_NO_ECHO: u32 = 8;
+/// `MemberInfo::flags`: probe replies that go into `IPMP_PROBES` are dropped after that instead
+/// of also reaching the stack (and the prober's raw socket). Group-wide, like
+/// `MEMBER_F_NO_ECHO`.
+pub const MEMBER_F_PROBE_RING_ONLY: u32 = 16;
 
 /// `IPMP_MEMBERS` value, keyed by the member's ifindex (`u32`).
 #[repr(C)]

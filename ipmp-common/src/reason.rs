@@ -95,7 +95,7 @@ reasons! {
     /// Member ingress: reply to one of the daemon's probes (its echo id and cookie), timestamped into
     /// `IPMP_PROBES` and passed.
     ProbeReply = 26, "probe-reply", false;
-    /// Member ingress: such a reply, timestamped and then dropped (`GROUP_F_PROBE_RING_ONLY`).
+    /// Member ingress: such a reply, timestamped and then dropped (`MEMBER_F_PROBE_RING_ONLY`).
     ProbeRingOnly = 27, "probe-ring-only", true;
     /// Member ingress: an echo reply with the daemon's echo id and probe magic but a wrong cookie (or a
     /// payload sequence that does not mirror the ICMP sequence): forged or corrupted, dropped.

@@ -5,8 +5,10 @@
 //!
 //! Reads are bounds-checked copies to the stack. Writes go through [`Frame::store`]: at XDP
 //! a plain store into the frame; at TC `bpf_skb_store_bytes`, because a direct packet write
-//! makes the verifier prepend an unclone of every cloned skb to the program (and TCP's
-//! segments arrive cloned), where the helper makes only the written packets private.
+//! makes the verifier prepend an unclone of every cloned skb to the program, and received
+//! frames are cloned whole whenever a packet socket (tcpdump) listens: the helper copies
+//! only the frames it writes, not the many this program passes untouched. (`ipmp_tc_egress`
+//! writes every frame it sends and writes in place.)
 
 use aya_ebpf::{
     helpers::generated::{bpf_skb_change_tail, bpf_xdp_adjust_tail},

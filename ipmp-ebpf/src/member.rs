@@ -17,9 +17,10 @@ use ipmp_common::{
     packet::{
         ARP_LEN, ARP_OP, ARP_SHA, ARP_SPA, ARP_THA, ARP_TPA, ARPHRD_ETHER, ARPOP_REPLY,
         ARPOP_REQUEST, ETH_ALEN, ETH_DST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_PROTO,
-        ETH_SRC, ICMP6, IP4_DST, IP6_DST, IP6_HOPS, IP6_NEXT, IP6_PLEN, IP6_SRC, IPPROTO_ICMPV6,
-        IPV4_HLEN, IPV6_HLEN, L3, ND_MIN, ND_NA_FLAG_OVERRIDE, ND_NA_FLAG_SOLICITED, ND_NA_LEN,
-        ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT, ND_OPT_TARGET_LL, ND_TARGET, is_nd,
+        ETH_SRC, ICMP6, IP4_DST, IP4_PROTO, IP6_DST, IP6_HOPS, IP6_NEXT, IP6_PLEN, IP6_SRC,
+        IPPROTO_ICMP, IPPROTO_ICMPV6, IPV4_HLEN, IPV6_HLEN, L3, ND_MIN, ND_NA_FLAG_OVERRIDE,
+        ND_NA_FLAG_SOLICITED, ND_NA_LEN, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT, ND_OPT_TARGET_LL,
+        ND_TARGET, is_nd,
     },
 };
 
@@ -40,6 +41,29 @@ fn eth<'a, F: Frame>(f: &'a F, me: &Member) -> Result<&'a [u8; ETH_HLEN], Exit> 
 #[inline(always)]
 fn ethertype(eth: &[u8; ETH_HLEN]) -> u16 {
     be16([eth[ETH_PROTO], eth[ETH_PROTO + 1]])
+}
+
+/// Whether [`respond`] cannot act on the frame, seen from its headers alone: unicast, and
+/// neither ARP nor ICMP/ICMPv6 right after the IP header — every handler below answers,
+/// timestamps or filters only those. Ordinary data then costs no member lookup at XDP.
+#[inline(always)]
+pub fn unanswerable<F: Frame>(f: &F) -> bool {
+    let Some(eth) = f.peek::<ETH_HLEN>(0) else {
+        return false;
+    };
+    if is_group_mac(eth[ETH_DST]) {
+        return false;
+    }
+    match ethertype(eth) {
+        ETH_P_ARP => false,
+        ETH_P_IP => f
+            .peek::<IPV4_HLEN>(L3)
+            .is_none_or(|ip| ip[IP4_PROTO] != IPPROTO_ICMP),
+        ETH_P_IPV6 => f
+            .peek::<IPV6_HLEN>(L3)
+            .is_none_or(|ip| ip[IP6_NEXT] != IPPROTO_ICMPV6),
+        _ => true,
+    }
 }
 
 /// Everything the member answers or filters itself; `None` leaves the frame to [`deliver`].

@@ -10,7 +10,7 @@
 
 use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use ipmp_common::{
-    AddrKey, FAMILY_V4, FAMILY_V6, GROUP_F_NO_ECHO, GROUP_F_PROBE_RING_ONLY, PROBE_CFG_F_ENABLED,
+    AddrKey, FAMILY_V4, FAMILY_V6, MEMBER_F_NO_ECHO, MEMBER_F_PROBE_RING_ONLY, PROBE_CFG_F_ENABLED,
     PROBE_EV_ARP, PROBE_EV_ECHO, PROBE_EV_NA, ProbeEvent, Reason, TARGET_F_NEIGH, TargetKey,
     packet::{
         ARP_LEN, ARP_SHA, ARP_SPA, ARP_THA, ARP_TPA, ECHO_HLEN, ETH_ALEN, ETH_DST, ETH_HLEN,
@@ -27,10 +27,10 @@ use ipmp_common::{
 
 use crate::{
     device::Member,
-    frame::{Action, Frame, Outcome, be32, be64, csum_replace, fold, mac_eq, take},
+    frame::{Action, Frame, Outcome, be32, be64, csum_replace, mac_eq, take},
     maps::{
-        Exit, IPMP_ADDRS, IPMP_CONFIG, IPMP_GROUPS, IPMP_PROBES, IPMP_TARGETS, IPMP_TESTADDRS,
-        Verdict, addr_key_v4, target_key_v4, zero,
+        Exit, IPMP_ADDRS, IPMP_CONFIG, IPMP_PROBES, IPMP_TARGETS, IPMP_TESTADDRS, Verdict,
+        addr_key_v4, target_key_v4, zero,
     },
     parse::be16,
 };
@@ -100,15 +100,16 @@ fn echo4<F: Frame>(f: &F, me: &Member) -> Result<Option<Verdict<Action>>, Exit> 
             if src[0] == 0 || src[0] == 127 || src[0] >= 224 {
                 return Ok(None);
             }
-            let mut ip = *ip;
-            ip[IP4_SRC..IP4_SRC + 4].copy_from_slice(&dst);
-            ip[IP4_DST..IP4_DST + 4].copy_from_slice(&src);
-            ip[IP4_TTL] = REPLY_HOPS;
-            ip[IP4_CHECK] = 0;
-            ip[IP4_CHECK + 1] = 0;
-            let check = ipv4_header_checksum(&ip);
-            ip[IP4_CHECK..IP4_CHECK + 2].copy_from_slice(&check.to_be_bytes());
-            h[L3..ICMP4].copy_from_slice(&ip);
+            // Swapping the addresses leaves the header's sum as it was; only the TTL's word
+            // changes, so the checksum is updated for it (RFC 1624), as the ICMP one is.
+            let ip = L3;
+            let old = be16([h[ip + IP4_TTL], h[ip + IP4_TTL + 1]]);
+            h[ip + IP4_SRC..ip + IP4_SRC + 4].copy_from_slice(&dst);
+            h[ip + IP4_DST..ip + IP4_DST + 4].copy_from_slice(&src);
+            h[ip + IP4_TTL] = REPLY_HOPS;
+            let new = be16([h[ip + IP4_TTL], h[ip + IP4_TTL + 1]]);
+            let check = csum_replace(be16([h[ip + IP4_CHECK], h[ip + IP4_CHECK + 1]]), old, new);
+            h[ip + IP4_CHECK..ip + IP4_CHECK + 2].copy_from_slice(&check.to_be_bytes());
             echo_to_reply(&mut h, ICMP4, ICMP_ECHO_REPLY);
             reflect(&mut h, me);
             f.store(0, &h)
@@ -197,7 +198,7 @@ fn echo6<F: Frame>(f: &F, me: &Member) -> Result<Option<Verdict<Action>>, Exit> 
 enum Owner {
     /// A data address bound to this member or its test address; answer (unless echo
     /// answering is off in the group).
-    Here { group_ifindex: u32 },
+    Here,
     /// Another member's test address.
     OtherTestAddress,
     /// A data address bound to another member (or to none), or none of ipmp's addresses.
@@ -209,17 +210,13 @@ fn owner(me: &Member, dst: AddrKey) -> Owner {
     // SAFETY: copied at once; updates replace elements under RCU.
     if let Some(a) = unsafe { IPMP_ADDRS.get(dst) } {
         if a.bound_ifindex == me.ifindex {
-            return Owner::Here {
-                group_ifindex: a.group_ifindex,
-            };
+            return Owner::Here;
         }
         return Owner::Other;
     }
     // SAFETY: as above.
     match unsafe { IPMP_TESTADDRS.get(dst) } {
-        Some(t) if t.member_ifindex == me.ifindex => Owner::Here {
-            group_ifindex: t.group_ifindex,
-        },
+        Some(t) if t.member_ifindex == me.ifindex => Owner::Here,
         Some(_) => Owner::OtherTestAddress,
         None => Owner::Other,
     }
@@ -233,19 +230,10 @@ fn owner(me: &Member, dst: AddrKey) -> Owner {
 #[inline(always)]
 fn request_owner(me: &Member, dst: AddrKey) -> Result<(), Option<Verdict<Action>>> {
     match owner(me, dst) {
-        Owner::Here { group_ifindex } if group_flags(group_ifindex) & GROUP_F_NO_ECHO == 0 => {
-            Ok(())
-        }
-        Owner::Here { .. } | Owner::Other => Err(None),
+        Owner::Here if me.info.flags & MEMBER_F_NO_ECHO == 0 => Ok(()),
+        Owner::Here | Owner::Other => Err(None),
         Owner::OtherTestAddress => Err(Some(me.verdict(Action::Pass, Reason::EchoPass))),
     }
-}
-
-/// `GroupInfo::flags` of a group; 0 (the defaults) when it has no entry.
-#[inline(always)]
-fn group_flags(group_ifindex: u32) -> u32 {
-    // SAFETY: copied at once.
-    unsafe { IPMP_GROUPS.get(group_ifindex) }.map_or(0, |g| g.flags)
 }
 
 /// Turns the echo request header at `at` of `h` into the reply: new type, checksum updated
@@ -341,7 +329,7 @@ fn probe_reply<F: Frame>(
     if !pushed {
         return Ok(Some(me.verdict(Action::Pass, Reason::ProbeRingFull)));
     }
-    if group_flags(me.info.group_ifindex) & GROUP_F_PROBE_RING_ONLY != 0 {
+    if me.info.flags & MEMBER_F_PROBE_RING_ONLY != 0 {
         return Ok(Some(me.verdict(Action::Drop, Reason::ProbeRingOnly)));
     }
     Ok(Some(me.verdict(Action::Pass, Reason::ProbeReply)))
@@ -433,16 +421,4 @@ fn push(me: &Member, family: u32, kind: u32, fill: impl FnOnce(&mut ProbeEvent))
     }
     entry.submit(0);
     true
-}
-
-/// The header checksum of an IPv4 header without options (checksum field zero).
-#[inline(always)]
-fn ipv4_header_checksum(ip: &[u8; IPV4_HLEN]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut i = 0;
-    while i < IPV4_HLEN {
-        sum += u32::from(be16([ip[i], ip[i + 1]]));
-        i += 2;
-    }
-    fold(sum)
 }

@@ -25,12 +25,12 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use ipmp_common::{
-    AddrInfo, AddrKey, Counter, FAMILY_V4, FAMILY_V6, FlowKey, GROUP_F_NO_ECHO,
-    GROUP_F_PROBE_RING_ONLY, GroupInfo, MAP_CONFIG, MAP_PROBES, MAP_TARGETS, MAP_TESTADDRS,
-    MAX_MEMBERS, MEMBER_F_ACTIVE, MEMBER_F_CAST, MEMBER_F_XDP, MemberInfo, PROBE_CFG_F_ENABLED,
-    PROBE_EV_ARP, PROBE_EV_ECHO, PROBE_EV_NA, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_TC_MEMBER,
-    PROG_XDP_MEMBER, ProbeConfig, ProbeEvent, Reason, STATS_ENTRIES, STATS_SLOT_UNKNOWN,
-    TARGET_F_NEIGH, TargetInfo, TargetKey, TestAddrInfo, bucket_index, bucket_of, flow_hash,
+    AddrInfo, AddrKey, Counter, FAMILY_V4, FAMILY_V6, FlowKey, GroupInfo, MAP_CONFIG, MAP_PROBES,
+    MAP_TARGETS, MAP_TESTADDRS, MAX_MEMBERS, MEMBER_F_ACTIVE, MEMBER_F_CAST, MEMBER_F_NO_ECHO,
+    MEMBER_F_PROBE_RING_ONLY, MEMBER_F_XDP, MemberInfo, PROBE_CFG_F_ENABLED, PROBE_EV_ARP,
+    PROBE_EV_ECHO, PROBE_EV_NA, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_TC_MEMBER, PROG_XDP_MEMBER,
+    ProbeConfig, ProbeEvent, Reason, STATS_ENTRIES, STATS_SLOT_UNKNOWN, TARGET_F_NEIGH, TargetInfo,
+    TargetKey, TestAddrInfo, bucket_index, bucket_of, flow_hash,
     packet::{
         ARPOP_REPLY, ARPOP_REQUEST, ETH_P_IPV6, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST,
         ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP,
@@ -106,9 +106,9 @@ enum Tweak {
     NoRoutes,
     /// Forwarding stays off on the IPMP interfaces.
     NoForwarding,
-    /// ipmp0 has GROUP_F_NO_ECHO.
+    /// ipmp0's members have MEMBER_F_NO_ECHO.
     EchoOff,
-    /// ipmp0 has GROUP_F_PROBE_RING_ONLY.
+    /// ipmp0's members have MEMBER_F_PROBE_RING_ONLY.
     RingOnly,
     /// `IPMP_CONFIG` is left zero (the daemon does not probe).
     ProbingOff,
@@ -255,12 +255,6 @@ fn fill_maps(ebpf: &mut Ebpf, lab: &Lab, tweaks: &[Tweak]) -> Result<()> {
     if has(Tweak::NoBuckets) {
         group0.n_buckets = 0;
     }
-    if has(Tweak::EchoOff) {
-        group0.flags |= GROUP_F_NO_ECHO;
-    }
-    if has(Tweak::RingOnly) {
-        group0.flags |= GROUP_F_PROBE_RING_ONLY;
-    }
     for t in tweaks {
         match t {
             Tweak::NoCast => group0.cast_ifindex = 0,
@@ -305,6 +299,14 @@ fn fill_maps(ebpf: &mut Ebpf, lab: &Lab, tweaks: &[Tweak]) -> Result<()> {
         } else {
             0
         };
+        // The group switches ipmpd copies into each member of ipmp0.
+        let mut switches = 0;
+        if has(Tweak::EchoOff) {
+            switches |= MEMBER_F_NO_ECHO;
+        }
+        if has(Tweak::RingOnly) {
+            switches |= MEMBER_F_PROBE_RING_ONLY;
+        }
         let peer = |group: (u32, Mac)| {
             if has(Tweak::NoIpmpPeer) { 0 } else { group.0 }
         };
@@ -314,12 +316,18 @@ fn fill_maps(ebpf: &mut Ebpf, lab: &Lab, tweaks: &[Tweak]) -> Result<()> {
             (
                 0,
                 lab.ipmp0,
-                active | MEMBER_F_CAST,
+                active | MEMBER_F_CAST | switches,
                 arp_src(Some(TEST4[0])),
                 ipmp0,
             ),
-            (1, lab.ipmp0, active, arp_src(Some(TEST4[1])), ipmp0),
-            (2, lab.ipmp0, active, arp_src(None), ipmp0),
+            (
+                1,
+                lab.ipmp0,
+                active | switches,
+                arp_src(Some(TEST4[1])),
+                ipmp0,
+            ),
+            (2, lab.ipmp0, active | switches, arp_src(None), ipmp0),
             (3, lab.ipmp1, MEMBER_F_ACTIVE | MEMBER_F_CAST, 0, ipmp1),
         ];
         for (i, group_ifindex, flags, arp_src, ipmp) in entries {
@@ -1573,12 +1581,14 @@ fn xdp_member_table() -> Vec<Fixture> {
         Reason::NotMember,
     ));
     t.push(xdp(
-        "not a member (unicast)",
+        "not a member (echo request)",
         4,
-        uni,
+        echo4_request(4, d1, 5, 6),
         XDP_PASS,
         Reason::NotMember,
     ));
+    // Unicast data none of the answers concern passes before the member lookup.
+    t.push(xdp_leaves("not a member (unicast TCP)", 4, uni));
     t
 }
 

@@ -22,11 +22,11 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
 };
 use ipmp_common::{
-    AddrInfo, AddrKey, Counter, GROUP_F_NO_ECHO, GROUP_F_PROBE_RING_ONLY, GroupInfo, MAP_CONFIG,
-    MAP_PROBES, MAP_STATS, MAP_TARGETS, MAP_TESTADDRS, MAX_MEMBERS, MEMBER_F_ACTIVE, MEMBER_F_CAST,
-    MEMBER_F_XDP, MemberInfo, PROBE_CFG_F_ENABLED, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_TC_MEMBER,
-    PROG_XDP_MEMBER, ProbeConfig, ProbeEvent, Reason, STATS_ENTRIES, TARGET_F_NEIGH, TargetInfo,
-    TargetKey, TestAddrInfo, bucket_index, stats_index,
+    AddrInfo, AddrKey, Counter, GroupInfo, MAP_CONFIG, MAP_PROBES, MAP_STATS, MAP_TARGETS,
+    MAP_TESTADDRS, MAX_MEMBERS, MEMBER_F_ACTIVE, MEMBER_F_CAST, MEMBER_F_NO_ECHO,
+    MEMBER_F_PROBE_RING_ONLY, MEMBER_F_XDP, MemberInfo, PROBE_CFG_F_ENABLED, PROG_TC_EGRESS,
+    PROG_TC_INGRESS, PROG_TC_MEMBER, PROG_XDP_MEMBER, ProbeConfig, ProbeEvent, Reason,
+    STATS_ENTRIES, TARGET_F_NEIGH, TargetInfo, TargetKey, TestAddrInfo, bucket_index, stats_index,
 };
 use ipmp_tests::{
     fuzz::{Generator, Palette},
@@ -86,7 +86,7 @@ fn world(lab: &Lab) -> World {
             seed: 0,
             cast_ifindex: m[3],
             stats_slot: MAX_MEMBERS + 1,
-            flags: GROUP_F_NO_ECHO | GROUP_F_PROBE_RING_ONLY,
+            flags: 0,
             cast_mac: MEMBER_MAC[3],
             _pad: [0; 2],
         },
@@ -108,7 +108,14 @@ fn world(lab: &Lab) -> World {
             true,
         ),
         (2, 0, 0, 0, false),
-        (3, 1, MEMBER_F_ACTIVE | MEMBER_F_CAST, 0, true),
+        (
+            3,
+            1,
+            // Group 1 turned echo answering off and keeps probe replies in the ring.
+            MEMBER_F_ACTIVE | MEMBER_F_CAST | MEMBER_F_NO_ECHO | MEMBER_F_PROBE_RING_ONLY,
+            0,
+            true,
+        ),
     ];
     for (i, group, flags, arp_src, peer) in entries {
         let info = MemberInfo {

@@ -31,10 +31,10 @@ pub struct DesiredGroup {
     /// Data addresses and the ifindex of the member bound to each (0 = none).
     pub addresses: Vec<(AddrKey, u32)>,
     /// XDP leaves echo requests for the group's addresses to the kernel
-    /// (`GROUP_F_NO_ECHO`); false (the default) answers them at XDP.
+    /// (`MEMBER_F_NO_ECHO` on every member); false (the default) answers them at XDP.
     pub echo_off: bool,
     /// Probe replies are dropped once timestamped into `IPMP_PROBES` instead of also reaching
-    /// the prober's raw sockets (`GROUP_F_PROBE_RING_ONLY`); false by default.
+    /// the prober's raw sockets (`MEMBER_F_PROBE_RING_ONLY` on every member); false by default.
     pub probe_ring_only: bool,
 }
 

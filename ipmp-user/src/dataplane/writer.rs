@@ -27,12 +27,11 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, IterableMap as _, MapData, PerCpuArray},
 };
 use ipmp_common::{
-    AddrInfo, AddrKey, Counter, GROUP_F_FAILED, GROUP_F_NO_ECHO, GROUP_F_PROBE_RING_ONLY,
-    GroupInfo, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG, MAP_GROUPS, MAP_MEMBERS, MAP_NEIGHS,
-    MAP_ROUTE_GEN, MAP_STATS, MAP_TARGETS, MAP_TESTADDRS, MAX_BUCKETS, MEMBER_F_ACTIVE,
-    MEMBER_F_CAST, MEMBER_F_XDP, MemberInfo, NEIGH_EPOCH, NeighEntry, NeighKey, ProbeConfig,
-    ROUTE_GEN, ROUTE_GEN_OFF, Reason, TargetInfo, TargetKey, TestAddrInfo, bucket_index,
-    stats_index,
+    AddrInfo, AddrKey, Counter, GROUP_F_FAILED, GroupInfo, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG,
+    MAP_GROUPS, MAP_MEMBERS, MAP_NEIGHS, MAP_ROUTE_GEN, MAP_STATS, MAP_TARGETS, MAP_TESTADDRS,
+    MAX_BUCKETS, MEMBER_F_ACTIVE, MEMBER_F_CAST, MEMBER_F_NO_ECHO, MEMBER_F_PROBE_RING_ONLY,
+    MEMBER_F_XDP, MemberInfo, NEIGH_EPOCH, NeighEntry, NeighKey, ProbeConfig, ROUTE_GEN,
+    ROUTE_GEN_OFF, Reason, TargetInfo, TargetKey, TestAddrInfo, bucket_index, stats_index,
 };
 
 use super::state::{DataplaneError, DesiredGroup, DesiredMember};
@@ -131,6 +130,13 @@ impl MapWriter {
         }
         if m.xdp {
             flags |= MEMBER_F_XDP;
+        }
+        // The group's switches, where the member programs read them (no group lookup).
+        if g.echo_off {
+            flags |= MEMBER_F_NO_ECHO;
+        }
+        if g.probe_ring_only {
+            flags |= MEMBER_F_PROBE_RING_ONLY;
         }
         MemberInfo {
             group_ifindex: g.ifindex,
@@ -573,25 +579,15 @@ impl MapWriter {
     }
 }
 
-/// `GroupInfo::flags` of a desired group.
 /// The route generation after `current`, without the off bit: the counter under the bit goes
 /// on, so no generation is used twice.
 const fn next_generation(current: u64) -> u64 {
     ((current & !ROUTE_GEN_OFF) + 1) & !ROUTE_GEN_OFF
 }
 
+/// `GroupInfo::flags` of a desired group.
 fn group_flags(g: &DesiredGroup) -> u32 {
-    let mut flags = 0;
-    if g.failed {
-        flags |= GROUP_F_FAILED;
-    }
-    if g.echo_off {
-        flags |= GROUP_F_NO_ECHO;
-    }
-    if g.probe_ring_only {
-        flags |= GROUP_F_PROBE_RING_ONLY;
-    }
-    flags
+    if g.failed { GROUP_F_FAILED } else { 0 }
 }
 
 /// Makes a hash map hold exactly `wanted`: changed and new entries first, then stale ones

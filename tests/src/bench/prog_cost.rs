@@ -432,11 +432,10 @@ fn other_flow(input: &[u8], n: u16) -> Vec<u8> {
 ///
 /// A TC egress trial times a flow of its own (the case's, its source port advanced by
 /// `trial`), remembered by one untimed run first: each trial's path is then a map element of
-/// its own, placed apart from the others'. The program's MAC store copies from the element to
-/// the frame with the kernel's memcpy (`rep movsb`), which is slow when the destination lies
-/// within 64 bytes after the source modulo 4 KiB; a repeated run keeps one buffer and one
-/// element, so one flow would keep one placement for every repeat, where real flows and
-/// frames each bring their own.
+/// its own, placed apart from the others', as real flows' are. A repeated run keeps one buffer
+/// and one element, so one flow would keep one placement for every repeat; while the MAC
+/// write was `bpf_skb_store_bytes` (a memcpy, `rep movsb`, slow when the frame lies within 64
+/// bytes after the element modulo 4 KiB) that decided a whole row.
 fn time_case(
     bed: &mut Testbed,
     c: &Case,
@@ -918,8 +917,15 @@ fn attached_stats(lab: &Lab) -> anyhow::Result<ProgStats> {
     Ok(by_prog)
 }
 
-/// Per program: ns per run in each trial, runs per trial, and where it is attached.
-type Live = BTreeMap<String, (Vec<f64>, Vec<u64>, Vec<String>)>;
+/// Per load and program: ns per run in each trial, runs per trial, and where it is attached.
+type Live = BTreeMap<(&'static str, String), (Vec<f64>, Vec<u64>, Vec<String>)>;
+
+/// The live loads, in the order they run and are reported.
+const LOAD_UDP: &str = "UDP 20 000/s out + ping flood in";
+const LOAD_TCP: &str = "TCP out, 8 iperf3 streams";
+
+/// The iperf3 server's port on the peer.
+const LIVE_TCP_PORT: &str = "5299";
 
 fn measure_live(opts: &Opts) -> anyhow::Result<Live> {
     let trials = opts.pick(5, 3);
@@ -956,28 +962,80 @@ fn measure_live(opts: &Opts) -> anyhow::Result<Live> {
         let ping_out = ping.wait_with_output().context("wait for ping -f")?;
         send.finish()?;
         let _ = sink.finish();
-        let after = attached_stats(&lab)?;
-        for (id, (name, ifaces, t1, c1)) in &after {
-            let Some((_, _, t0, c0)) = before.get(id) else {
-                continue;
-            };
-            let runs = c1.saturating_sub(*c0);
-            if runs == 0 {
-                continue;
-            }
-            let e = live
-                .entry(name.clone())
-                .or_insert_with(|| (Vec::new(), Vec::new(), ifaces.clone()));
-            e.0.push(t1.saturating_sub(*t0) as f64 / runs as f64);
-            e.1.push(runs);
-        }
+        add_runs(&mut live, LOAD_UDP, &before, &attached_stats(&lab)?);
         let text = String::from_utf8_lossy(&ping_out.stdout);
         if crate::lab::parse_ping(&text).is_none_or(|p| p.received == 0) {
             bail!("the ping flood to {DATA_V4} got no answer: {}", text.trim());
         }
     }
+    // TCP's segments leave cloned (the socket keeps the original for retransmission): the
+    // load that shows what a program pays for writing into a cloned skb.
+    let mut server = lab
+        .peer(0)
+        .command(&["iperf3", "-s", "-p", LIVE_TCP_PORT])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("start iperf3 -s in the peer (is iperf3 installed? cargo xtask setup)")?;
+    let measured = (|| {
+        let peer = lab.peer(0);
+        let listening =
+            crate::lab::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+                peer.run(&["ss", "-Hltn", &format!("sport = :{LIVE_TCP_PORT}")])
+                    .is_ok_and(|s| !s.trim().is_empty())
+            });
+        ensure!(listening, "iperf3 -s did not listen within 5 s");
+        let limit = format!("{}", secs + 20.0);
+        for _ in 0..trials {
+            let before = attached_stats(&lab)?;
+            let out = lab.host().run_status(&[
+                "timeout",
+                &limit,
+                "iperf3",
+                "-c",
+                &peer_v4(0),
+                "-p",
+                LIVE_TCP_PORT,
+                "-B",
+                DATA_V4,
+                "-t",
+                &dur,
+                "-P",
+                "8",
+            ])?;
+            ensure!(
+                out.status.success(),
+                "iperf3 -c: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            add_runs(&mut live, LOAD_TCP, &before, &attached_stats(&lab)?);
+        }
+        Ok(())
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    measured?;
     drop(daemon);
     Ok(live)
+}
+
+/// Adds each program's ns per run between `before` and `after` to `live` under `load`.
+fn add_runs(live: &mut Live, load: &'static str, before: &ProgStats, after: &ProgStats) {
+    for (id, (name, ifaces, t1, c1)) in after {
+        let Some((_, _, t0, c0)) = before.get(id) else {
+            continue;
+        };
+        let runs = c1.saturating_sub(*c0);
+        if runs == 0 {
+            continue;
+        }
+        let e = live
+            .entry((load, name.clone()))
+            .or_insert_with(|| (Vec::new(), Vec::new(), ifaces.clone()));
+        e.0.push(t1.saturating_sub(*t0) as f64 / runs as f64);
+        e.1.push(runs);
+    }
 }
 
 /// 20 000 UDP datagrams/s from the data address to peer 0 for `dur` seconds.
@@ -1184,15 +1242,13 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
          hand-over rewrites the destination MAC of a frame it then no longer matches and is \
          timed in single runs.\n\n*Why a flow of its own per TC trial:* each TC egress trial \
          times the case's flow with its source port advanced by the trial's number, remembered \
-         by one untimed run first, so each trial's path is a map element of its own. The MAC \
-         store copies from that element to the frame with the kernel's memcpy, which on this \
-         CPU is `rep movsb`; when the destination lies up to 64 bytes after the source modulo \
-         4 KiB it falls off its fast path and the packet costs ~90 ns more (a profile of such a \
-         run: `__pi_memcpy` 26 % of the samples against 2 %). A repeated run keeps one buffer \
-         and one element, so one flow would keep one placement for all its repeats, the fast \
-         or the slow one for the whole row; real flows and frames each bring their own, so \
-         about one placement in 64 is slow. The slow trials stay in the min / median / max \
-         (they are the maxima near 160 ns).\n"
+         by one untimed run first, so each trial's path is a map element of its own, as real \
+         flows' are; a repeated run keeps one buffer and one element, so one flow would keep \
+         one placement relative to its frame for all its repeats. That mattered while the MAC \
+         write was `bpf_skb_store_bytes`: its memcpy (`rep movsb` on this CPU) took ~90 ns \
+         more when the frame lay up to 64 bytes after the element modulo 4 KiB (4K aliasing; \
+         `__pi_memcpy` 26 % of a profile's samples against 2 %), a whole row fast or slow. The \
+         program now writes the MACs into the frame itself.\n"
     );
 
     let (scale_md, scale_goals) = scale_report(&scale, &scale_plan);
@@ -1206,24 +1262,29 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
                 md,
                 "ipmpd with 2 members in the lab; run-time statistics switched on with \
                  BPF_ENABLE_STATS for the measurement only (the `kernel.bpf_stats_enabled` \
-                 sysctl was not touched). Load per trial: {} s of 20 000 UDP datagrams/s from \
-                 the data address to a peer, and a `ping -f` flood from that peer to the data \
-                 address. `run_time_ns / run_cnt` of every attached program, {} trials. These \
-                 include the kernel's clock reads around every run and real cache misses, which \
-                 the test-run figures above do not.\n",
+                 sysctl was not touched). Loads, {} s per trial, {} trials each: *{LOAD_UDP}* \
+                 — 20 000 UDP datagrams/s from the data address to a peer and a `ping -f` \
+                 flood from that peer to the data address; *{LOAD_TCP}* — `iperf3 -P 8` from \
+                 the data address to the peer, whose segments reach the programs cloned (TCP \
+                 keeps the original for retransmission). `run_time_ns / run_cnt` of every \
+                 attached program. These include the kernel's clock reads around every run \
+                 and real cache misses, which the test-run figures above do not.\n",
                 opts.pick(3, 1),
                 opts.pick(5, 3)
             );
             let _ = writeln!(
                 md,
-                "| program | attached to | ns/run | runs per trial |\n|---|---|---|---|"
+                "| load | program | attached to | ns/run | runs per trial |\n|---|---|---|---|---|"
             );
-            for (name, (ns, runs, ifaces)) in live {
+            let order = |load: &str| usize::from(load != LOAD_UDP);
+            let mut rows: Vec<_> = live.iter().collect();
+            rows.sort_by_key(|((load, name), _)| (order(load), name.clone()));
+            for ((load, name), (ns, runs, ifaces)) in rows {
                 let runs: Vec<f64> = runs.iter().map(|r| *r as f64).collect();
                 if let (Some(n), Some(r)) = (Summary::of(ns), Summary::of(&runs)) {
                     let _ = writeln!(
                         md,
-                        "| {name} | {} | {} | {} |",
+                        "| {load} | {name} | {} | {} | {} |",
                         ifaces.join(", "),
                         n.fmt(1, "ns"),
                         r.fmt(0, "").trim_end()
@@ -1259,15 +1320,17 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
              bpf_fib_lookup and bpf_redirect_neigh alone ({:.1}× the no-op's {z:.0} ns): with the \
              flow's whole path remembered, what is left is the parse, one hash lookup of a \
              48-byte key in the LRU map (IPMP_ROUTES; jhash over the key and the compare), the \
-             two array reads of the generation and neighbour epoch, the 12-byte MAC store \
-             (bpf_skb_store_bytes), the control-block mark, bpf_redirect and the counter; an \
+             two array reads of the generation and neighbour epoch, the 12-byte MAC write \
+             (stores into the frame), the control-block mark, bpf_redirect and the counter; an \
              unconfirmed neighbour adds its lookup (IPMP_NEIGHS) and bpf_redirect_neigh",
             f / z.max(0.1),
         )
     };
     let xdp_why = format!(
-        "the no-op does nothing at all ({}); the pass path is one member lookup, dispatch and a \
-         per-CPU counter, a responder adds an address lookup, the rewrite and a checksum{}",
+        "the no-op does nothing at all ({}); unicast data that is neither ARP nor ICMP passes \
+         on its headers alone, with no lookup; a responder looks up its member and the \
+         address, builds the answer on the stack (byte by byte: the BPF backend copies \
+         unaligned bytes singly), copies it into the frame and counts it{}",
         "a few ns of harness",
         rows.single_bias.map_or_else(String::new, |b| format!(
             "; single-run figures read ~{b:.0} ns high"

@@ -17,8 +17,8 @@ use ipmp_common::{
     TARGET_F_NEIGH, TargetKey,
     packet::{
         ARPHRD_ETHER, ARPOP_REPLY, ARPOP_REQUEST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMP6,
-        IPPROTO_ICMPV6, L3, ND_NA_FLAG_OVERRIDE, ND_NA_FLAG_SOLICITED, ND_NEIGHBOR_ADVERT,
-        ND_NEIGHBOR_SOLICIT, ND_OPT_TARGET_LL, is_nd,
+        IPPROTO_ICMP, IPPROTO_ICMPV6, L3, ND_NA_FLAG_OVERRIDE, ND_NA_FLAG_SOLICITED,
+        ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT, ND_OPT_TARGET_LL, is_nd,
     },
 };
 
@@ -57,6 +57,25 @@ pub fn respond(w: &World, me: &Member, frame: &[u8]) -> Option<Decision> {
         ETH_P_IP => super::probe::echo4(w, me, frame),
         ETH_P_IPV6 => super::probe::echo6(w, me, frame),
         _ => None,
+    }
+}
+
+/// Whether no answer or filter of [`respond`] can concern the frame: unicast (group bit of
+/// the destination MAC clear) and not ARP, not an IPv4 header with protocol ICMP, not an IPv6
+/// header with next header ICMPv6 (a truncated IP header counts as neither).
+pub fn unanswerable(frame: &[u8]) -> bool {
+    let f = Bytes(frame);
+    let Some(eth) = f.get::<ETH_HLEN>(0) else {
+        return false;
+    };
+    if is_group_mac(eth[0]) {
+        return false;
+    }
+    match be16(&eth, 12) {
+        ETH_P_ARP => false,
+        ETH_P_IP => f.get::<20>(L3).is_none_or(|ip| ip[9] != IPPROTO_ICMP),
+        ETH_P_IPV6 => f.get::<40>(L3).is_none_or(|ip| ip[6] != IPPROTO_ICMPV6),
+        _ => true,
     }
 }
 

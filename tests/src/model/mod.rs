@@ -46,13 +46,6 @@ pub struct World {
     pub routes: Routes,
 }
 
-impl World {
-    /// `GroupInfo::flags` of a group, 0 when it has none (as the programs read it).
-    pub fn group_flags(&self, group_ifindex: u32) -> u32 {
-        self.groups.get(&group_ifindex).map_or(0, |g| g.flags)
-    }
-}
-
 /// What is known of `bpf_fib_lookup`'s answer in the test's network namespace: the model
 /// does not reproduce the kernel's FIB, so the test names the destinations with a next hop
 /// and without one, and those (few) whose outcome it does not predict, for which either is

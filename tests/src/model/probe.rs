@@ -1,16 +1,15 @@
 //! Echo on a member (README "Probing"): an echo request to the member's MAC for a data
 //! address bound to it or for its own test address is answered in place (addresses and MACs
-//! swapped, hop limit 64, ICMP checksum updated incrementally, IPv4 header checksum
-//! recomputed), unless the group turned echo answering off or the source is unspecified,
+//! swapped, hop limit 64, ICMP and IPv4 header checksums updated incrementally), unless the group turned echo answering off or the source is unspecified,
 //! loopback (IPv4), multicast or broadcast; one for another member's test address goes to the
 //! member's stack. Only plain headers are answered: IPv4 without options or fragmentation,
 //! ICMPv6 right after the IPv6 header. An echo reply with the daemon's echo id (under its
 //! mask), the probe magic, cookie and a sequence that mirrors the ICMP one is timestamped
-//! into `IPMP_PROBES` (and dropped with `GROUP_F_PROBE_RING_ONLY`); with the id and magic but
+//! into `IPMP_PROBES` (and dropped with `MEMBER_F_PROBE_RING_ONLY`); with the id and magic but
 //! a wrong cookie or sequence it is dropped as forged.
 
 use ipmp_common::{
-    AddrKey, FAMILY_V4, FAMILY_V6, GROUP_F_NO_ECHO, GROUP_F_PROBE_RING_ONLY, PROBE_CFG_F_ENABLED,
+    AddrKey, FAMILY_V4, FAMILY_V6, MEMBER_F_NO_ECHO, MEMBER_F_PROBE_RING_ONLY, PROBE_CFG_F_ENABLED,
     PROBE_EV_ECHO, Reason,
     packet::{ICMP4, ICMP6, IPV4_HLEN, L3},
     probe::{
@@ -57,9 +56,10 @@ pub fn echo4(w: &World, me: &Member, frame: &[u8]) -> Option<Decision> {
             let mut out = frame.to_vec();
             out[L3 + 12..L3 + 16].copy_from_slice(dst);
             out[L3 + 16..L3 + 20].copy_from_slice(src);
+            // Swapped addresses leave the sum as it was; the TTL's word changes.
+            let old = be16(&out, L3 + 8);
             out[L3 + 8] = 64;
-            out[L3 + 10..L3 + 12].fill(0);
-            let check = crate::packets::checksum(&out[L3..L3 + IPV4_HLEN]);
+            let check = csum_replace(be16(&out, L3 + 10), old, be16(&out, L3 + 8));
             out[L3 + 10..L3 + 12].copy_from_slice(&check.to_be_bytes());
             Some(answer(me, frame, out, ICMP4, 0))
         }
@@ -131,17 +131,18 @@ enum Request {
 
 fn request(w: &World, me: &Member, dst: AddrKey) -> Request {
     let here = if let Some(a) = w.addrs.get(&dst) {
-        (a.bound_ifindex == me.ifindex).then_some(a.group_ifindex)
+        a.bound_ifindex == me.ifindex
     } else {
         match w.testaddrs.get(&dst) {
-            Some(t) if t.member_ifindex == me.ifindex => Some(t.group_ifindex),
+            Some(t) if t.member_ifindex == me.ifindex => true,
             Some(_) => return Request::Pass,
-            None => None,
+            None => false,
         }
     };
-    match here {
-        Some(group) if w.group_flags(group) & GROUP_F_NO_ECHO == 0 => Request::Answer,
-        _ => Request::Leave,
+    if here && me.info.flags & MEMBER_F_NO_ECHO == 0 {
+        Request::Answer
+    } else {
+        Request::Leave
     }
 }
 
@@ -150,17 +151,21 @@ fn request(w: &World, me: &Member, dst: AddrKey) -> Request {
 fn answer(me: &Member, frame: &[u8], mut out: Vec<u8>, at: usize, reply: u8) -> Decision {
     let old = be16(&out, at);
     out[at] = reply;
-    let new = be16(&out, at);
-    let check = be16(&out, at + 2);
-    let sum = u32::from(!check) + u32::from(!old) + u32::from(new);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    out[at + 2..at + 4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let check = csum_replace(be16(&out, at + 2), old, be16(&out, at));
+    out[at + 2..at + 4].copy_from_slice(&check.to_be_bytes());
     out[0..6].copy_from_slice(&frame[6..12]);
     out[6..12].copy_from_slice(&me.info.mac);
     let mut d = me.decide(Action::Tx, Reason::EchoReply, frame);
     d.output = out;
     d
+}
+
+/// RFC 1624 eqn. 3: checksum `check` after one 16-bit word went from `old` to `new`.
+fn csum_replace(check: u16, old: u16, new: u16) -> u16 {
+    let sum = u32::from(!check) + u32::from(!old) + u32::from(new);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
 }
 
 /// An echo reply whose ICMP header is at `icmp` and whose IP header says `icmp_len` bytes.
@@ -200,7 +205,7 @@ fn probe_reply(
     ev.target = target;
     ev.local = local;
     ev.mac.copy_from_slice(&frame[6..12]);
-    let ring_only = w.group_flags(me.info.group_ifindex) & GROUP_F_PROBE_RING_ONLY != 0;
+    let ring_only = me.info.flags & MEMBER_F_PROBE_RING_ONLY != 0;
     let mut d = if ring_only {
         me.decide(Action::Drop, Reason::ProbeRingOnly, frame)
     } else {
