@@ -14,7 +14,8 @@ pub const MAP_TESTADDRS: &str = "IPMP_TESTADDRS";
 pub const MAP_TARGETS: &str = "IPMP_TARGETS";
 pub const MAP_CONFIG: &str = "IPMP_CONFIG";
 pub const MAP_PROBES: &str = "IPMP_PROBES";
-pub const MAP_ROUTES: &str = "IPMP_ROUTES";
+pub const MAP_ROUTES4: &str = "IPMP_ROUTES4";
+pub const MAP_ROUTES6: &str = "IPMP_ROUTES6";
 pub const MAP_ROUTE_GEN: &str = "IPMP_ROUTE_GEN";
 pub const MAP_NEIGHS: &str = "IPMP_NEIGHS";
 
@@ -39,7 +40,8 @@ pub const MAX_TESTADDRS: u32 = MAX_MEMBERS * 2;
 pub const MAX_TARGETS: u32 = 1024;
 /// Size of the `IPMP_PROBES` ring buffer in bytes (a power-of-two multiple of the page size).
 pub const PROBE_RING_BYTES: u32 = 256 * 1024;
-/// Flows whose next hop `IPMP_ROUTES` remembers (least recently used ones make room).
+/// Flows whose path `IPMP_ROUTES4` remembers, and as many `IPMP_ROUTES6` (least recently used
+/// ones make room).
 pub const MAX_ROUTES: u32 = 65_536;
 /// Members' neighbours `IPMP_NEIGHS` holds.
 pub const MAX_NEIGHS: u32 = 4096;
@@ -78,7 +80,7 @@ impl MapShape {
 
 /// Every map ipmpd pins, with its shape: one list, so load, adopt, cleanup and the shape check
 /// stay in step (a ring buffer has no key or value size; its entries are its bytes).
-pub const MAP_SHAPES: [MapShape; 12] = [
+pub const MAP_SHAPES: [MapShape; 13] = [
     MapShape::of::<u32, GroupInfo>(MAP_GROUPS, MAX_GROUPS),
     MapShape::of::<u32, MemberInfo>(MAP_MEMBERS, MAX_MEMBERS),
     MapShape::of::<u32, u32>(MAP_BUCKETS, BUCKET_ENTRIES),
@@ -87,7 +89,8 @@ pub const MAP_SHAPES: [MapShape; 12] = [
     MapShape::of::<AddrKey, TestAddrInfo>(MAP_TESTADDRS, MAX_TESTADDRS),
     MapShape::of::<TargetKey, TargetInfo>(MAP_TARGETS, MAX_TARGETS),
     MapShape::of::<u32, ProbeConfig>(MAP_CONFIG, 1),
-    MapShape::of::<RouteKey, RouteEntry>(MAP_ROUTES, MAX_ROUTES),
+    MapShape::of::<RouteKey4, RouteEntry>(MAP_ROUTES4, MAX_ROUTES),
+    MapShape::of::<RouteKey6, RouteEntry>(MAP_ROUTES6, MAX_ROUTES),
     MapShape::of::<u32, u64>(MAP_ROUTE_GEN, ROUTE_GEN_ENTRIES),
     MapShape::of::<NeighKey, NeighEntry>(MAP_NEIGHS, MAX_NEIGHS),
     MapShape {
@@ -121,7 +124,8 @@ const _: () = {
     assert!(size_of::<TargetKey>() == 24);
     assert!(size_of::<TargetInfo>() == 4);
     assert!(size_of::<ProbeConfig>() == 24);
-    assert!(size_of::<RouteKey>() == 48);
+    assert!(size_of::<RouteKey4>() == 20);
+    assert!(size_of::<RouteKey6>() == 48);
     assert!(size_of::<RouteEntry>() == 64);
     assert!(size_of::<NeighEntry>() == 8);
     assert!(size_of::<ProbeEvent>() == 3 * 8 + 6 * 4 + 16 + 16 + 8);
@@ -419,7 +423,8 @@ mod pod {
     unsafe impl aya::Pod for super::TargetInfo {}
     unsafe impl aya::Pod for super::ProbeConfig {}
     unsafe impl aya::Pod for super::ProbeEvent {}
-    unsafe impl aya::Pod for super::RouteKey {}
+    unsafe impl aya::Pod for super::RouteKey4 {}
+    unsafe impl aya::Pod for super::RouteKey6 {}
     unsafe impl aya::Pod for super::RouteEntry {}
     unsafe impl aya::Pod for super::NeighEntry {}
 }
@@ -490,12 +495,31 @@ mod tests {
     }
 }
 
-/// `IPMP_ROUTES` key: everything `bpf_fib_lookup` is given for a flow leaving an IPMP
+/// `IPMP_ROUTES4` key: everything `bpf_fib_lookup` is given for an IPv4 flow leaving an IPMP
 /// interface, so that a remembered answer is the answer the lookup would give while the
-/// routes and rules stay as they were. Every byte is a field (no padding to leave unset).
+/// routes and rules stay as they were. A map of its own, apart from IPv6's: the kernel hashes
+/// and compares the whole key on every lookup, and this one is 20 bytes, not 48. Every byte
+/// is a field (`_pad` zero).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct RouteKey {
+pub struct RouteKey4 {
+    /// As in `FlowKey` (its first words).
+    pub src: u32,
+    pub dst: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// The IPMP interface the flow leaves through.
+    pub ifindex: u32,
+    pub proto: u8,
+    /// The TOS byte.
+    pub tos: u8,
+    pub _pad: [u8; 2],
+}
+
+/// `IPMP_ROUTES6` key: as `RouteKey4`, for IPv6 flows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RouteKey6 {
     /// As in `FlowKey`.
     pub src: [u32; 4],
     pub dst: [u32; 4],
@@ -504,11 +528,8 @@ pub struct RouteKey {
     /// The IPMP interface the flow leaves through.
     pub ifindex: u32,
     pub proto: u8,
-    pub ip_version: u8,
-    /// IPv4 TOS byte (0 for IPv6).
-    pub tos: u8,
-    pub _pad: u8,
-    /// IPv6 version, traffic class and flow label word (0 for IPv4).
+    pub _pad: [u8; 3],
+    /// Version, traffic class and flow label word.
     pub flowinfo: u32,
 }
 
@@ -531,7 +552,7 @@ pub const fn sent_mark(mac: [u8; 6]) -> [u32; 3] {
     ]
 }
 
-/// `IPMP_ROUTE_GEN` index of the route generation: the generation `IPMP_ROUTES` entries must
+/// `IPMP_ROUTE_GEN` index of the route generation: the generation `IPMP_ROUTES4`/`IPMP_ROUTES6` entries must
 /// carry to be used. ipmpd advances it on every route and rule change it is told of and on
 /// every change of a group, member or bucket table (each can move a flow to another member).
 pub const ROUTE_GEN: u32 = 0;
@@ -554,7 +575,7 @@ pub const ROUTE_GEN_OFF: u64 = 1 << 63;
 /// through `bpf_redirect_neigh` to `nexthop`.
 pub const ROUTE_F_NEIGH: u32 = 1;
 
-/// `IPMP_ROUTES` value: a flow's remembered path out of its IPMP interface — the member its
+/// `IPMP_ROUTES4`/`IPMP_ROUTES6` value: a flow's remembered path out of its IPMP interface — the member its
 /// bucket names, the next hop `bpf_fib_lookup` gave and, once confirmed, the next hop's MAC —
 /// valid while `IPMP_ROUTE_GEN[ROUTE_GEN]` still holds `generation`. One cache line.
 #[repr(C)]

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use ipmp_common::{
     AddrInfo, AddrKey, BUCKET_ENTRIES, Counter, GroupInfo, MAX_ADDRS, MAX_GROUPS, MAX_MEMBERS,
     MAX_NEIGHS, MAX_ROUTES, MAX_TARGETS, MAX_TESTADDRS, MemberInfo, NeighEntry, NeighKey,
-    PROBE_RING_BYTES, ProbeConfig, ProbeEvent, ROUTE_GEN_ENTRIES, RouteEntry, RouteKey,
+    PROBE_RING_BYTES, ProbeConfig, ProbeEvent, ROUTE_GEN_ENTRIES, RouteEntry, RouteKey4, RouteKey6,
     STATS_ENTRIES, TargetInfo, TargetKey, TestAddrInfo,
 };
 
@@ -61,12 +61,17 @@ pub static IPMP_PROBES: RingBuf<ProbeEvent, { PROBE_RING_BYTES as usize }> = Rin
 /// SYN-ACKs to a SYN flood's spoofed sources are each one) inserts without a shared lock.
 const NO_COMMON_LRU: usize = 2;
 
-/// Remembered paths of flows leaving the IPMP interfaces: member, next hop, MACs (`path`).
-#[btf_map]
-pub static IPMP_ROUTES: LruHashMap<RouteKey, RouteEntry, { MAX_ROUTES as usize }, NO_COMMON_LRU> =
-    LruHashMap::new();
+/// The remembered paths of flows leaving the IPMP interfaces, by family: member, next hop,
+/// MACs (`path`).
+pub type Routes<K> = LruHashMap<K, RouteEntry, { MAX_ROUTES as usize }, NO_COMMON_LRU>;
 
-/// `ROUTE_GEN`: the generation `IPMP_ROUTES` entries must carry to be used; ipmpd advances it
+#[btf_map]
+pub static IPMP_ROUTES4: Routes<RouteKey4> = LruHashMap::new();
+
+#[btf_map]
+pub static IPMP_ROUTES6: Routes<RouteKey6> = LruHashMap::new();
+
+/// `ROUTE_GEN`: the generation `IPMP_ROUTES4`/`IPMP_ROUTES6` entries must carry to be used; ipmpd advances it
 /// on every route and rule change it is told of and on every write that can move a flow, and
 /// `ROUTE_GEN_OFF` (no daemon following) turns the remembering off. `NEIGH_EPOCH`: see `path`.
 #[btf_map]

@@ -1,4 +1,5 @@
-//! A flow's remembered path out of its IPMP interface (`IPMP_ROUTES`): the member its bucket
+//! A flow's remembered path out of its IPMP interface (`IPMP_ROUTES4`, `IPMP_ROUTES6`): the
+//! member its bucket
 //! names, the next hop `bpf_fib_lookup` gave on the IPMP interface and, once the member's
 //! kernel holds that neighbour confirmed, both MACs. An established flow's packet then costs
 //! one hash lookup and the MAC write instead of the group, bucket, member and neighbour
@@ -20,13 +21,14 @@
 use core::mem::MaybeUninit;
 
 use ipmp_common::{
-    MemberInfo, NEIGH_EPOCH, ROUTE_F_NEIGH, ROUTE_GEN, ROUTE_GEN_OFF, RouteEntry, RouteKey,
+    MemberInfo, NEIGH_EPOCH, ROUTE_F_NEIGH, ROUTE_GEN, ROUTE_GEN_OFF, RouteEntry, RouteKey4,
+    RouteKey6,
     packet::{ETH_ALEN, ETH_DST, ETH_SRC},
 };
 
 use crate::{
     fib::NextHop,
-    maps::{IPMP_ROUTE_GEN, IPMP_ROUTES, zero},
+    maps::{IPMP_ROUTE_GEN, IPMP_ROUTES4, IPMP_ROUTES6, Routes, zero},
     parse::Flow,
 };
 
@@ -46,27 +48,61 @@ pub fn neigh_epoch() -> u64 {
     IPMP_ROUTE_GEN.get(NEIGH_EPOCH).copied().unwrap_or(0)
 }
 
-/// The `IPMP_ROUTES` key of a flow leaving IPMP interface `ifindex`, written into `key`.
-#[inline(always)]
-pub fn key<'a>(key: &'a mut MaybeUninit<RouteKey>, ifindex: u32, flow: &Flow) -> &'a RouteKey {
-    let f = &flow.key;
-    let key = zero(key);
-    key.src = f.src;
-    key.dst = f.dst;
-    key.sport = f.sport;
-    key.dport = f.dport;
-    key.ifindex = ifindex;
-    key.proto = f.proto;
-    key.ip_version = f.ip_version;
-    key.tos = flow.tos;
-    key.flowinfo = flow.flowinfo;
-    key
+/// A key of a map of remembered paths: the family's own, built from a flow.
+pub trait RouteKey: Sized + 'static {
+    /// The map the key's paths are in.
+    fn map() -> &'static Routes<Self>;
+
+    /// The key of `flow` leaving IPMP interface `ifindex`, written into `key`.
+    fn of<'a>(key: &'a mut MaybeUninit<Self>, ifindex: u32, flow: &Flow) -> &'a Self;
+}
+
+impl RouteKey for RouteKey4 {
+    #[inline(always)]
+    fn map() -> &'static Routes<Self> {
+        &IPMP_ROUTES4
+    }
+
+    #[inline(always)]
+    fn of<'a>(key: &'a mut MaybeUninit<Self>, ifindex: u32, flow: &Flow) -> &'a Self {
+        let f = &flow.key;
+        let key = zero(key);
+        key.src = f.src[0];
+        key.dst = f.dst[0];
+        key.sport = f.sport;
+        key.dport = f.dport;
+        key.ifindex = ifindex;
+        key.proto = f.proto;
+        key.tos = flow.tos;
+        key
+    }
+}
+
+impl RouteKey for RouteKey6 {
+    #[inline(always)]
+    fn map() -> &'static Routes<Self> {
+        &IPMP_ROUTES6
+    }
+
+    #[inline(always)]
+    fn of<'a>(key: &'a mut MaybeUninit<Self>, ifindex: u32, flow: &Flow) -> &'a Self {
+        let f = &flow.key;
+        let key = zero(key);
+        key.src = f.src;
+        key.dst = f.dst;
+        key.sport = f.sport;
+        key.dport = f.dport;
+        key.ifindex = ifindex;
+        key.proto = f.proto;
+        key.flowinfo = flow.flowinfo;
+        key
+    }
 }
 
 /// The flow's path if it was remembered under `generation`.
 #[inline(always)]
-pub fn remembered(key: &RouteKey, generation: u64) -> Option<*mut RouteEntry> {
-    let entry = IPMP_ROUTES.get_ptr_mut(key)?;
+pub fn remembered<K: RouteKey>(key: &K, generation: u64) -> Option<*mut RouteEntry> {
+    let entry = K::map().get_ptr_mut(key)?;
     // SAFETY: a map value, valid for the program's run (an LRU entry replaced or evicted
     // meanwhile is freed after RCU).
     (unsafe { (*entry).generation } == generation).then_some(entry)
@@ -75,8 +111,8 @@ pub fn remembered(key: &RouteKey, generation: u64) -> Option<*mut RouteEntry> {
 /// Remembers `entry` as the flow's path. A full map evicts its least recently used entry; a
 /// failed insert only means the next packet takes the full path again.
 #[inline(always)]
-pub fn remember(key: &RouteKey, entry: &RouteEntry) {
-    let _ = IPMP_ROUTES.insert(key, entry, 0);
+pub fn remember<K: RouteKey>(key: &K, entry: &RouteEntry) {
+    let _ = K::map().insert(key, entry, 0);
 }
 
 /// Fills `route` (zeroed) with a path through member `ifindex` (`member`) to `next_hop`, of

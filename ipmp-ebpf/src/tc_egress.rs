@@ -13,8 +13,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use ipmp_common::{
-    GroupInfo, MEMBER_F_ACTIVE, MemberInfo, ROUTE_F_NEIGH, Reason, RouteEntry, RouteKey,
-    STATS_SLOT_UNKNOWN, bucket_index, bucket_of, flow_hash,
+    GroupInfo, MEMBER_F_ACTIVE, MemberInfo, ROUTE_F_NEIGH, Reason, RouteEntry, RouteKey4,
+    RouteKey6, STATS_SLOT_UNKNOWN, bucket_index, bucket_of, flow_hash,
     packet::{ETH_ALEN, ETH_DST, ETH_HLEN, ETH_PROTO, ETH_SRC},
 };
 
@@ -23,7 +23,7 @@ use crate::{
     frame::{Frame as _, Tc},
     maps::{Exit, IPMP_BUCKETS, IPMP_GROUPS, IPMP_MEMBERS, Verdict, zero},
     parse::{Flow, FlowError, be16, head_bytes, is_group_mac, tc_flow},
-    path,
+    path::{self, RouteKey},
 };
 
 #[classifier]
@@ -58,9 +58,21 @@ fn try_tc_egress(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
     if flow.key.ip_version == 4 && flow.key.dst[0] == u32::MAX {
         return cast(ctx, &group(ifindex)?, true);
     }
+    // Each family's paths are in a map of its own (IPv4's key is shorter).
+    if flow.key.ip_version == 4 {
+        route::<RouteKey4>(ctx, ifindex, &flow)
+    } else {
+        route::<RouteKey6>(ctx, ifindex, &flow)
+    }
+}
+
+/// Sends a unicast flow's frame along its remembered path, or finds the path the full way
+/// and remembers it.
+#[inline(always)]
+fn route<K: RouteKey>(ctx: &TcContext, ifindex: u32, flow: &Flow) -> Result<Verdict<i32>, Exit> {
     let generation = path::generation();
-    let mut key = MaybeUninit::<RouteKey>::uninit();
-    let key = path::key(&mut key, ifindex, &flow);
+    let mut key = MaybeUninit::<K>::uninit();
+    let key = K::of(&mut key, ifindex, flow);
     // The one path entry built on the stack, by whichever way below needs one.
     let mut fresh = MaybeUninit::<RouteEntry>::uninit();
     if let Some(generation) = generation
@@ -93,7 +105,7 @@ fn try_tc_egress(ctx: &TcContext) -> Result<Verdict<i32>, Exit> {
     }
     // Zeroed only here: the remembered path above pays no stores for it.
     let fresh = zero(&mut fresh);
-    look_up(ctx, ifindex, &flow, fresh)?;
+    look_up(ctx, ifindex, flow, fresh)?;
     // Without a generation nothing follows routes, neighbours and tables: remember nothing.
     let Some(generation) = generation else {
         return send(ctx, fresh, false);

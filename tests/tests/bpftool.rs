@@ -15,9 +15,9 @@ use std::{
 use common::{Setup, members};
 use ipmp_common::{
     ALL_MAPS, FAMILY_V4, FAMILY_V6, MAP_ADDRS, MAP_BUCKETS, MAP_CONFIG, MAP_GROUPS, MAP_MEMBERS,
-    MAP_NEIGHS, MAP_PROBES, MAP_ROUTE_GEN, MAP_ROUTES, MAP_STATS, MAP_TARGETS, MAP_TESTADDRS,
-    MEMBER_F_ACTIVE, NEIGH_EPOCH, PROBE_RING_BYTES, ROUTE_F_NEIGH, ROUTE_GEN, ROUTE_GEN_OFF,
-    STATS_ENTRIES, bucket_index,
+    MAP_NEIGHS, MAP_PROBES, MAP_ROUTE_GEN, MAP_ROUTES4, MAP_ROUTES6, MAP_STATS, MAP_TARGETS,
+    MAP_TESTADDRS, MEMBER_F_ACTIVE, NEIGH_EPOCH, PROBE_RING_BYTES, ROUTE_F_NEIGH, ROUTE_GEN,
+    ROUTE_GEN_OFF, STATS_ENTRIES, bucket_index,
 };
 use ipmp_tests::lab::{self, Lab, LabSpec};
 use serde_json::Value;
@@ -56,17 +56,11 @@ const TEST_ADDR_INFO: &[&str] = &["member_ifindex", "group_ifindex"];
 const TARGET_KEY: &[&str] = &["ifindex", "family", "addr"];
 const TARGET_INFO: &[&str] = &["flags"];
 const PROBE_CONFIG: &[&str] = &["cookie", "echo_id", "echo_id_mask", "flags", "_pad"];
-const ROUTE_KEY: &[&str] = &[
-    "src",
-    "dst",
-    "sport",
-    "dport",
-    "ifindex",
-    "proto",
-    "ip_version",
-    "tos",
-    "_pad",
-    "flowinfo",
+const ROUTE_KEY4: &[&str] = &[
+    "src", "dst", "sport", "dport", "ifindex", "proto", "tos", "_pad",
+];
+const ROUTE_KEY6: &[&str] = &[
+    "src", "dst", "sport", "dport", "ifindex", "proto", "_pad", "flowinfo",
 ];
 const ROUTE_ENTRY: &[&str] = &[
     "generation",
@@ -341,35 +335,48 @@ fn every_pinned_map_dumps_with_field_names() {
         "{generation:#x}"
     );
 
-    // IPMP_ROUTES: the pings' paths: next hop the router itself, and the router for the far
-    // host, through a member, addressed to the router's MAC once it is confirmed.
-    let routes = dump(lab, MAP_ROUTES);
-    seen.insert(MAP_ROUTES);
+    // IPMP_ROUTES4 / IPMP_ROUTES6: the pings' paths, each family in its own map: next hop the
+    // router itself, and the router for the far host, through a member, addressed to the
+    // router's MAC once it is confirmed.
     let router: Ipv4Addr = lab::ROUTER_V4.parse().unwrap();
     let member_ifindexes: BTreeSet<u64> = ifindex.values().copied().collect();
     let mut v4_next_hops = BTreeMap::new();
-    for e in &routes {
-        assert_fields(MAP_ROUTES, "key", &e["key"], ROUTE_KEY);
-        assert_fields(MAP_ROUTES, "value", &e["value"], ROUTE_ENTRY);
-        assert_eq!(u64_of(&e["key"]["ifindex"]), group_ifindex, "{e}");
-        assert!(u64_of(&e["value"]["generation"]) <= generation, "{e}");
-        assert!(
-            member_ifindexes.contains(&u64_of(&e["value"]["member_ifindex"])),
-            "a path through no member: {e}"
-        );
-        let macs = bytes(&e["value"]["macs"]);
-        if u64_of(&e["value"]["flags"]) & u64::from(ROUTE_F_NEIGH) != 0 {
-            assert_eq!(macs[..6], lab::ROUTER_MAC, "{e}");
-        }
-        let word = |v: &Value| u32::try_from(u64_of(&v[0])).unwrap().to_ne_bytes();
-        if u64_of(&e["key"]["ip_version"]) == 4 {
-            assert_eq!(u64_of(&e["value"]["family"]), u64::from(FAMILY_V4), "{e}");
-            v4_next_hops.insert(
-                Ipv4Addr::from(word(&e["key"]["dst"])),
-                Ipv4Addr::from(word(&e["value"]["nexthop"])),
+    let mut v6_paths = 0;
+    for (map, key_fields) in [(MAP_ROUTES4, ROUTE_KEY4), (MAP_ROUTES6, ROUTE_KEY6)] {
+        seen.insert(map);
+        for e in &dump(lab, map) {
+            assert_fields(map, "key", &e["key"], key_fields);
+            assert_fields(map, "value", &e["value"], ROUTE_ENTRY);
+            assert_eq!(u64_of(&e["key"]["ifindex"]), group_ifindex, "{e}");
+            assert!(u64_of(&e["value"]["generation"]) <= generation, "{e}");
+            assert!(
+                member_ifindexes.contains(&u64_of(&e["value"]["member_ifindex"])),
+                "a path through no member: {e}"
             );
+            let macs = bytes(&e["value"]["macs"]);
+            if u64_of(&e["value"]["flags"]) & u64::from(ROUTE_F_NEIGH) != 0 {
+                assert_eq!(macs[..6], lab::ROUTER_MAC, "{e}");
+            }
+            let family = u64_of(&e["value"]["family"]);
+            if map == MAP_ROUTES4 {
+                assert_eq!(family, u64::from(FAMILY_V4), "{e}");
+                let word = u32::try_from(u64_of(&e["key"]["dst"])).unwrap();
+                v4_next_hops.insert(
+                    Ipv4Addr::from(word.to_ne_bytes()),
+                    Ipv4Addr::from(
+                        u32::try_from(u64_of(&e["value"]["nexthop"][0]))
+                            .unwrap()
+                            .to_ne_bytes(),
+                    ),
+                );
+            } else {
+                assert_eq!(family, u64::from(FAMILY_V6), "{e}");
+                v6_paths += 1;
+            }
         }
     }
+    assert!(v6_paths > 0, "no IPv6 path remembered in {MAP_ROUTES6}");
+    let routes = dump(lab, MAP_ROUTES4);
     for dst in [lab::ROUTER_V4, lab::FAR_V4] {
         let dst: Ipv4Addr = dst.parse().unwrap();
         assert_eq!(

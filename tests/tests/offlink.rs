@@ -208,7 +208,7 @@ fn far_host_is_reached_over_every_member_through_the_router_mac() {
     );
 }
 
-/// The TC egress program remembers each flow's next hop (`IPMP_ROUTES`); ipmpd retires what
+/// The TC egress program remembers each flow's next hop (`IPMP_ROUTES4`, `IPMP_ROUTES6`); ipmpd retires what
 /// it remembers on every route change. A flow already running follows a new, more specific
 /// route at once, and goes back when the route is deleted: echo requests to the far host go
 /// to the peer while a host route names it as gateway, and to the router before and after.

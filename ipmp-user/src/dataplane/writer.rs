@@ -57,7 +57,7 @@ pub struct MapWriter {
     /// Bucket halves as written, per group ifindex.
     halves: HashMap<u32, [Vec<u32>; 2]>,
     /// A write since the last retirement may have moved flows to another member: the paths
-    /// the programs remember (`IPMP_ROUTES`) must be retired.
+    /// the programs remember (`IPMP_ROUTES4`, `IPMP_ROUTES6`) must be retired.
     moved: bool,
     /// Number of map writes so far (for logs and benchmarks).
     pub writes: u64,

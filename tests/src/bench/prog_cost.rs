@@ -1207,8 +1207,8 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
          forwards to a next hop must: parse, `bpf_fib_lookup`, `bpf_redirect_neigh` — so the \
          rest of the TC figure is ipmp's own work. The TC rows run as a flow runs once it is \
          established: its path (member, next hop, the next hop's confirmed MAC) remembered in \
-         `IPMP_ROUTES` by the first, checking run, so the program writes both MACs and uses \
-         `bpf_redirect`; the *neighbour unconfirmed* row is the path of a flow to a next hop \
+         `IPMP_ROUTES4`/`IPMP_ROUTES6` by the first, checking run, so the program writes both \
+         MACs and uses `bpf_redirect`; the *neighbour unconfirmed* row is the path of a flow to a next hop \
          whose MAC is not confirmed (`IPMP_NEIGHS` looked up, `bpf_redirect_neigh`). The *TC ingress* rows are the inbound path on a member without XDP \
          (veth's default): the member's answers are checked first, then a datagram for a data \
          address gets the IPMP interface's MAC and is redirected to its veth peer; the *XDP \
@@ -1318,8 +1318,9 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
         format!(
             "ipmp's {p:.0} ns (mean of the TC rows' medians) against {f:.0} ns for parsing, \
              bpf_fib_lookup and bpf_redirect_neigh alone ({:.1}× the no-op's {z:.0} ns): with the \
-             flow's whole path remembered, what is left is the parse, one hash lookup of a \
-             48-byte key in the LRU map (IPMP_ROUTES; jhash over the key and the compare), the \
+             flow's whole path remembered, what is left is the parse, one hash lookup in the \
+             family's LRU map (IPMP_ROUTES4: 20-byte key, IPMP_ROUTES6: 48; jhash over the key \
+             and the compare), the \
              two array reads of the generation and neighbour epoch, the 12-byte MAC write \
              (stores into the frame), the control-block mark, bpf_redirect and the counter; an \
              unconfirmed neighbour adds its lookup (IPMP_NEIGHS) and bpf_redirect_neigh",
