@@ -45,7 +45,8 @@ fn ethertype(eth: &[u8; ETH_HLEN]) -> u16 {
 
 /// Whether [`respond`] cannot act on the frame, seen from its headers alone: unicast, and
 /// neither ARP nor ICMP/ICMPv6 right after the IP header — every handler below answers,
-/// timestamps or filters only those. Ordinary data then costs no member lookup at XDP.
+/// timestamps or filters only those. Ordinary data then costs no member lookup at XDP, and
+/// none of the answers' checks at TC ingress.
 #[inline(always)]
 pub fn unanswerable<F: Frame>(f: &F) -> bool {
     let Some(eth) = f.peek::<ETH_HLEN>(0) else {

@@ -10,7 +10,8 @@
 //!
 //! On a member without XDP (`MEMBER_F_XDP` clear: veth and other drivers with only generic
 //! XDP, whose skb copy for XDP headroom costs more than this program) it gives the member's
-//! answers too (`member::respond`), sending them back out of the member.
+//! answers too (`member::respond`), sending them back out of the member; unicast data that
+//! none of them concerns (`member::unanswerable`) goes straight to delivery.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -24,7 +25,7 @@ use crate::{
     device::Member,
     frame::{Action, Frame as _, Tc},
     maps::Verdict,
-    member::{deliver, respond},
+    member::{deliver, respond, unanswerable},
 };
 
 #[classifier]
@@ -41,7 +42,9 @@ pub fn ipmp_tc_ingress(ctx: TcContext) -> i32 {
             return TC_ACT_OK as i32;
         }
     };
-    let decided = if me.info.flags & MEMBER_F_XDP != 0 {
+    // With XDP on the member the answers were given there; plain unicast data concerns none
+    // of them either way.
+    let decided = if me.info.flags & MEMBER_F_XDP != 0 || unanswerable(&f) {
         deliver(&f, &me)
     } else {
         match respond(&f, &me) {
