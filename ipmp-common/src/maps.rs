@@ -575,14 +575,15 @@ pub const ROUTE_GEN_OFF: u64 = 1 << 63;
 /// through `bpf_redirect_neigh` to `nexthop`.
 pub const ROUTE_F_NEIGH: u32 = 1;
 
-/// `IPMP_ROUTES4`/`IPMP_ROUTES6` value: a flow's remembered path out of its IPMP interface — the member its
-/// bucket names, the next hop `bpf_fib_lookup` gave and, once confirmed, the next hop's MAC —
+/// `IPMP_ROUTES4`/`IPMP_ROUTES6` value: a flow's remembered path out of its IPMP interface —
+/// the member its bucket names, the next hop `bpf_fib_lookup` gave and, once confirmed, the next hop's MAC —
 /// valid while `IPMP_ROUTE_GEN[ROUTE_GEN]` still holds `generation`. One cache line.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RouteEntry {
     pub generation: u64,
-    /// `IPMP_ROUTE_GEN[NEIGH_EPOCH]` when the program last marked the neighbour used.
+    /// `IPMP_ROUTE_GEN[NEIGH_EPOCH]` when the program last marked the neighbour used
+    /// (confirmed), or last found it missing from `IPMP_NEIGHS` (unconfirmed).
     pub neigh_epoch: u64,
     /// The next hop: IPv4 in `nexthop[0]` (network byte order), IPv6 in all four words.
     pub nexthop: [u32; 4],

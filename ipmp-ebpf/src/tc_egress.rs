@@ -80,8 +80,17 @@ fn route<K: RouteKey>(ctx: &TcContext, ifindex: u32, flow: &Flow) -> Result<Verd
     {
         // SAFETY: a map value, valid for the program's run.
         let route = unsafe { &mut *entry };
+        let epoch = path::neigh_epoch();
         if route.flags & ROUTE_F_NEIGH == 0 {
+            // Unconfirmed: looked for once per neighbour epoch, which ipmpd advances after it
+            // copies a new neighbour (the epoch is read before the lookup, so a neighbour
+            // copied meanwhile is looked for again on the next packet).
+            if route.neigh_epoch == epoch {
+                return send(ctx, route, false);
+            }
             let Some(mac) = known_neighbour(route.member_ifindex, &path::next_hop(route)) else {
+                // A racing CPU's older epoch here costs one more lookup, nothing else.
+                route.neigh_epoch = epoch;
                 return send(ctx, route, false);
             };
             // Confirmed since: remembered with its MAC from now on.
@@ -91,7 +100,6 @@ fn route<K: RouteKey>(ctx: &TcContext, ifindex: u32, flow: &Flow) -> Result<Verd
             return send(ctx, fresh, true);
         }
         // A confirmed neighbour is marked used once per neighbour epoch.
-        let epoch = path::neigh_epoch();
         if route.neigh_epoch != epoch {
             if known_neighbour(route.member_ifindex, &path::next_hop(route)).is_none() {
                 // Gone from IPMP_NEIGHS (ipmpd retires the paths through it right after):
@@ -111,8 +119,10 @@ fn route<K: RouteKey>(ctx: &TcContext, ifindex: u32, flow: &Flow) -> Result<Verd
         return send(ctx, fresh, false);
     };
     fresh.generation = generation;
-    if let Some(mac) = known_neighbour(fresh.member_ifindex, &path::next_hop(fresh)) {
-        path::confirm(fresh, mac);
+    let epoch = path::neigh_epoch();
+    match known_neighbour(fresh.member_ifindex, &path::next_hop(fresh)) {
+        Some(mac) => path::confirm(fresh, mac),
+        None => fresh.neigh_epoch = epoch,
     }
     path::remember(key, fresh);
     send(ctx, fresh, fresh.flags & ROUTE_F_NEIGH != 0)

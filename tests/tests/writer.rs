@@ -168,10 +168,20 @@ fn paths_are_retired_by_what_can_move_a_flow() -> Result<()> {
             IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9)).into(),
         );
         let (mac, new_mac) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let epoch = bed.writer.neigh_epoch()?;
         bed.writer.put_neighbour(key, mac)?;
         expect(&bed, false, "a new neighbour")?;
+        // Paths remembered unconfirmed look for a neighbour once per epoch.
+        ensure!(
+            bed.writer.neigh_epoch()? == epoch.wrapping_add(1),
+            "a new neighbour began no neighbour epoch"
+        );
         bed.writer.put_neighbour(key, mac)?;
         expect(&bed, false, "the same neighbour again")?;
+        ensure!(
+            bed.writer.neigh_epoch()? == epoch.wrapping_add(1),
+            "the same neighbour again began a neighbour epoch"
+        );
         bed.writer.put_neighbour(key, new_mac)?;
         expect(&bed, true, "a neighbour's new MAC")?;
         let epoch = bed.writer.neigh_epoch()?;

@@ -434,7 +434,8 @@ impl MapWriter {
     }
 
     /// Starts a neighbour epoch: remembered flows mark their neighbour used again (once) with
-    /// their next packet. After used marks were cleared.
+    /// their next packet, and those whose neighbour was not confirmed look for it again. After
+    /// used marks were cleared, and after a new neighbour was copied.
     fn advance_neigh_epoch(&mut self) -> Result<()> {
         let next = self.neigh_epoch()?.wrapping_add(1);
         self.route_gen
@@ -464,6 +465,9 @@ impl MapWriter {
                 if known.is_some() {
                     // Paths remember the old MAC.
                     self.retire_paths()?;
+                } else {
+                    // Paths to it, remembered unconfirmed, look it up once per epoch.
+                    self.advance_neigh_epoch()?;
                 }
                 Ok(true)
             }
