@@ -552,8 +552,8 @@ pub const fn sent_mark(mac: [u8; 6]) -> [u32; 3] {
     ]
 }
 
-/// `IPMP_ROUTE_GEN` index of the route generation: the generation `IPMP_ROUTES4`/`IPMP_ROUTES6` entries must
-/// carry to be used. ipmpd advances it on every route and rule change it is told of and on
+/// `IPMP_ROUTE_GEN` index of the route generation: the generation `IPMP_ROUTES4` and
+/// `IPMP_ROUTES6` entries must carry to be used. ipmpd advances it on every route and rule change it is told of and on
 /// every change of a group, member or bucket table (each can move a flow to another member).
 pub const ROUTE_GEN: u32 = 0;
 
@@ -576,8 +576,8 @@ pub const ROUTE_GEN_OFF: u64 = 1 << 63;
 pub const ROUTE_F_NEIGH: u32 = 1;
 
 /// `IPMP_ROUTES4`/`IPMP_ROUTES6` value: a flow's remembered path out of its IPMP interface —
-/// the member its bucket names, the next hop `bpf_fib_lookup` gave and, once confirmed, the next hop's MAC —
-/// valid while `IPMP_ROUTE_GEN[ROUTE_GEN]` still holds `generation`. One cache line.
+/// the member its bucket names, the next hop `bpf_fib_lookup` gave and, once confirmed, the
+/// next hop's MAC — valid while `IPMP_ROUTE_GEN[ROUTE_GEN]` still holds `generation`. One cache line.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RouteEntry {

@@ -117,6 +117,22 @@ fn direct<'a, const N: usize>(start: usize, end: usize, offset: usize) -> Option
     Some(unsafe { &*((start + offset) as *const [u8; N]) })
 }
 
+/// Writes `bytes` at `offset` of the directly writable part, if it holds them.
+#[inline(always)]
+fn write_direct<const N: usize>(
+    start: usize,
+    end: usize,
+    offset: usize,
+    bytes: &[u8; N],
+) -> Result<(), ()> {
+    if start + offset + N > end {
+        return Err(());
+    }
+    // SAFETY: in bounds of the frame (checked above), which the program may write.
+    unsafe { core::ptr::write_unaligned((start + offset) as *mut [u8; N], *bytes) };
+    Ok(())
+}
+
 pub struct Xdp<'a>(pub &'a XdpContext);
 
 // The context's `data`/`data_end` are read with volatile loads: otherwise LLVM hands them
@@ -148,13 +164,7 @@ impl Frame for Xdp<'_> {
 
     #[inline(always)]
     fn store<const N: usize>(&self, offset: usize, bytes: &[u8; N]) -> Result<(), ()> {
-        let (start, end) = (self.start(), self.end());
-        if start + offset + N > end {
-            return Err(());
-        }
-        // SAFETY: in bounds of the frame (checked above), which XDP may write.
-        unsafe { core::ptr::write_unaligned((start + offset) as *mut [u8; N], *bytes) };
-        Ok(())
+        write_direct(self.start(), self.end(), offset, bytes)
     }
 
     #[inline(always)]
@@ -192,6 +202,17 @@ impl Tc<'_> {
             (*cb)[1] = mark[1];
             (*cb)[2] = mark[2];
         }
+    }
+
+    /// Writes `bytes` at `offset` of the linear part directly, not with `bpf_skb_store_bytes`
+    /// as [`Frame::store`] does: the helper's memcpy (`rep movsb` here) is slow when the frame
+    /// lies just after the source modulo 4 KiB. The verifier then unclones cloned skbs before
+    /// the program (`bpf_skb_pull_data(skb, 0)`): for a program that writes every frame it
+    /// sends, as `ipmp_tc_egress` does, that costs nothing more, and TCP's clones share only
+    /// their payload, so their headers are private already and nothing is copied.
+    #[inline(always)]
+    pub fn write_in_place<const N: usize>(&self, offset: usize, bytes: &[u8; N]) -> Result<(), ()> {
+        write_direct(self.start(), self.end(), offset, bytes)
     }
 
     /// Makes the first [`HEADERS`] bytes (or the whole frame, when shorter) directly

@@ -71,9 +71,9 @@ pub static IPMP_ROUTES4: Routes<RouteKey4> = LruHashMap::new();
 #[btf_map]
 pub static IPMP_ROUTES6: Routes<RouteKey6> = LruHashMap::new();
 
-/// `ROUTE_GEN`: the generation `IPMP_ROUTES4`/`IPMP_ROUTES6` entries must carry to be used; ipmpd advances it
-/// on every route and rule change it is told of and on every write that can move a flow, and
-/// `ROUTE_GEN_OFF` (no daemon following) turns the remembering off. `NEIGH_EPOCH`: see `path`.
+/// `ROUTE_GEN`: the generation `IPMP_ROUTES4`/`IPMP_ROUTES6` entries must carry to be used;
+/// ipmpd advances it on every route and rule change it is told of and on every write that can
+/// move a flow, and `ROUTE_GEN_OFF` (no daemon following) turns the remembering off. `NEIGH_EPOCH`: see `path`.
 #[btf_map]
 pub static IPMP_ROUTE_GEN: Array<u64, { ROUTE_GEN_ENTRIES as usize }> = Array::new();
 

@@ -1,7 +1,6 @@
 //! A flow's remembered path out of its IPMP interface (`IPMP_ROUTES4`, `IPMP_ROUTES6`): the
-//! member its bucket
-//! names, the next hop `bpf_fib_lookup` gave on the IPMP interface and, once the member's
-//! kernel holds that neighbour confirmed, both MACs. An established flow's packet then costs
+//! member its bucket names, the next hop `bpf_fib_lookup` gave on the IPMP interface and,
+//! once the member's kernel holds that neighbour confirmed, both MACs. An established flow's packet then costs
 //! one hash lookup and the MAC write instead of the group, bucket, member and neighbour
 //! lookups, the flow hash and the FIB walk.
 //!

@@ -20,7 +20,7 @@ use ipmp_common::{
 
 use crate::{
     fib::{known_neighbour, next_hop},
-    frame::{Frame as _, Tc},
+    frame::Tc,
     maps::{Exit, IPMP_BUCKETS, IPMP_GROUPS, IPMP_MEMBERS, Verdict, zero},
     parse::{Flow, FlowError, be16, head_bytes, is_group_mac, tc_flow},
     path::{self, RouteKey},
@@ -146,17 +146,9 @@ fn send(ctx: &TcContext, route: &RouteEntry, confirmed: bool) -> Result<Verdict<
     let slot = route.member_slot;
     Tc(ctx).mark_sent(path::member_mac(route));
     let action = if confirmed {
-        // Written in place, not with bpf_skb_store_bytes: its memcpy (`rep movsb` here) is
-        // slow when the frame lies just after the element modulo 4 KiB. A direct write makes
-        // the verifier unclone cloned skbs before the program (bpf_skb_pull_data(skb, 0));
-        // every frame this program sends is written anyway, and TCP's clones share only
-        // their payload, so their headers are private already and nothing is copied.
-        let (start, end) = (Tc(ctx).start(), Tc(ctx).end());
-        if start + 2 * ETH_ALEN > end {
-            return Err(Exit::new(slot, Reason::TxError));
-        }
-        // SAFETY: in bounds of the frame's linear part (checked above).
-        unsafe { core::ptr::write_unaligned(start as *mut [u8; 2 * ETH_ALEN], route.macs) };
+        Tc(ctx)
+            .write_in_place(ETH_DST, &route.macs)
+            .map_err(|()| Exit::new(slot, Reason::TxError))?;
         // SAFETY: plain helper call.
         unsafe { bpf_redirect(route.member_ifindex, 0) }
     } else {

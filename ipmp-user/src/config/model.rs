@@ -126,7 +126,8 @@ pub struct GroupConfig {
     pub hash_seed: Option<u32>,
     /// Probe targets for every probing member; empty: the gateways of `routes`.
     pub probe_targets: Vec<IpAddr>,
-    /// XDP answers echo requests to the data and test addresses (`MEMBER_F_NO_ECHO` on its members when off).
+    /// XDP answers echo requests to the data and test addresses (`MEMBER_F_NO_ECHO` on the
+    /// group's members when off).
     pub xdp_echo: bool,
     /// Members without a test address in a family probe the targets with ARP requests /
     /// neighbour solicitations.

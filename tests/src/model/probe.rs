@@ -1,7 +1,7 @@
 //! Echo on a member (README "Probing"): an echo request to the member's MAC for a data
 //! address bound to it or for its own test address is answered in place (addresses and MACs
-//! swapped, hop limit 64, ICMP and IPv4 header checksums updated incrementally), unless the group turned echo answering off or the source is unspecified,
-//! loopback (IPv4), multicast or broadcast; one for another member's test address goes to the
+//! swapped, hop limit 64, ICMP and IPv4 header checksums updated incrementally), unless the
+//! group turned echo answering off or the source is unspecified, loopback (IPv4), multicast or broadcast; one for another member's test address goes to the
 //! member's stack. Only plain headers are answered: IPv4 without options or fragmentation,
 //! ICMPv6 right after the IPv6 header. An echo reply with the daemon's echo id (under its
 //! mask), the probe magic, cookie and a sequence that mirrors the ICMP one is timestamped
