@@ -8,7 +8,7 @@
 //!   flow hash, bucket and member lookups, counters) left out.
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action::XDP_PASS},
+    bindings::{TC_ACT_SHOT, xdp_action::XDP_PASS},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
@@ -19,11 +19,16 @@ use crate::{
     parse::{be16, head_bytes, tc_flow},
 };
 
-/// The TC no-op: lets every packet through untouched.
+/// The TC no-op: lets every packet through untouched. It returns TCX_NEXT (the next program
+/// on the hook, or the default, decides), so the benchmark can also attach it in front of
+/// ipmp's programs under live traffic.
 #[classifier]
 pub fn ipmp_tc_noop(_ctx: TcContext) -> i32 {
-    TC_ACT_OK as i32
+    TCX_NEXT
 }
+
+/// `TCX_NEXT` of `enum tcx_action_base` (kernel 6.6+; `TC_ACT_UNSPEC` for classic TC).
+const TCX_NEXT: i32 = -1;
 
 /// The XDP no-op: passes every packet to the stack untouched.
 #[xdp]

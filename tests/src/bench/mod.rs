@@ -10,6 +10,7 @@ pub mod throughput;
 
 pub mod control;
 pub mod flows;
+pub mod live_cost;
 pub mod prog_cost;
 pub mod report;
 pub mod svg;

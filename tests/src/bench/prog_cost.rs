@@ -21,19 +21,15 @@
 //! is aimed at the last-configured group, member and address, and the per-packet cost at the
 //! largest configuration is held to within 10 % of the smallest.
 //!
-//! **Live cost.** In a lab with ipmpd running, run-time statistics are switched on with
-//! BPF_ENABLE_STATS (held only while the returned fd is open; the `kernel.bpf_stats_enabled`
-//! sysctl is left alone), traffic flows, and `run_time_ns / run_cnt` of every attached program
-//! is read from its prog info. These include the kernel's two clock reads around each run.
+//! **Live cost.** The attached programs under real traffic: see [`super::live_cost`].
 
-use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+use std::fmt::Write as _;
 
-use anyhow::{Context as _, anyhow, bail, ensure};
+use anyhow::{anyhow, ensure};
 use aya::{
     Ebpf,
     programs::{SchedClassifier, Xdp},
 };
-use ipmp::dataplane::loader::{link_pin, pinned_link_ids, pinned_links};
 use ipmp_common::{
     PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP_MEMBER, Reason,
     packet::{ARPOP_REQUEST, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
@@ -48,7 +44,7 @@ use super::{
 };
 use crate::testrun::ProgKind;
 use crate::{
-    lab::{DATA_V4, LAB_HASH_SEED, Lab, LabSpec, member_mac, peer_v4},
+    lab::{LAB_HASH_SEED, member_mac},
     packets::{
         BROADCAST, Ipv4, Ipv6, Pseudo, arp_frame, icmp, neighbour_solicitation, pad60, tcp, udp,
     },
@@ -877,184 +873,6 @@ fn scale_why(ratio: f64, paired: &[f64], control: Option<f64>) -> String {
     }
 }
 
-// --- live cost --------------------------------------------------------------------------------
-
-/// Per program id: name, interfaces it is attached to, run_time_ns, run_cnt.
-type ProgStats = BTreeMap<u32, (String, Vec<String>, u64, u64)>;
-
-/// run_time_ns and run_cnt of every program attached by ipmpd (found by its pinned links).
-fn attached_stats(lab: &Lab) -> anyhow::Result<ProgStats> {
-    let pins = lab.pin_dir();
-    let mut by_prog = ProgStats::new();
-    for (what, ifname) in pinned_links(&pins) {
-        let Some((_, prog_id)) = pinned_link_ids(&link_pin(&pins, &ifname, &what)) else {
-            continue;
-        };
-        by_prog
-            .entry(prog_id)
-            .or_insert_with(|| (what.clone(), Vec::new(), 0, 0))
-            .1
-            .push(ifname);
-    }
-    ensure!(
-        !by_prog.is_empty(),
-        "no pinned links under {}",
-        pins.display()
-    );
-    for info in aya::programs::loaded_programs() {
-        let info = info.context("read prog info")?;
-        if let Some(e) = by_prog.get_mut(&info.id()) {
-            if let Some(name) = info.name_as_str() {
-                e.0 = name.to_owned();
-            }
-            e.2 = info.run_time().as_nanos() as u64;
-            e.3 = info.run_count();
-        }
-    }
-    for e in by_prog.values_mut() {
-        e.1.sort();
-    }
-    Ok(by_prog)
-}
-
-/// Per load and program: ns per run in each trial, runs per trial, and where it is attached.
-type Live = BTreeMap<(&'static str, String), (Vec<f64>, Vec<u64>, Vec<String>)>;
-
-/// The live loads, in the order they run and are reported.
-const LOAD_UDP: &str = "UDP 20 000/s out + ping flood in";
-const LOAD_TCP: &str = "TCP out, 8 iperf3 streams";
-
-/// The iperf3 server's port on the peer.
-const LIVE_TCP_PORT: &str = "5299";
-
-fn measure_live(opts: &Opts) -> anyhow::Result<Live> {
-    let trials = opts.pick(5, 3);
-    let secs = opts.pick(3.0, 1.0);
-    let lab = Lab::new(LabSpec {
-        members: 2,
-        peers: 1,
-        router: true,
-    })?;
-    let daemon = lab.start_ipmpd(&lab.config().to_toml())?;
-    // Stats count only while this fd is open (kernel ≥ 5.8).
-    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
-        .context("BPF_ENABLE_STATS (run time statistics)")?;
-    let mut live: Live = BTreeMap::new();
-    let dur = format!("{secs}");
-    for _ in 0..trials {
-        let before = attached_stats(&lab)?;
-        let mut sink = lab.peer(0).labtool(&[
-            "udp-seq-recv",
-            "--port",
-            "9000",
-            "--duration",
-            &format!("{}", secs + 2.0),
-            "--idle-exit",
-            "0.5",
-        ])?;
-        sink.wait_ready(Duration::from_secs(5))?;
-        // Outbound: 20 000 UDP datagrams/s from the data address (TC egress on ipmp0, then
-        // the members' TC). Inbound: a ping flood to the data address (XDP answers it).
-        let send = udp_load(&lab, &dur)?;
-        let ping = lab
-            .peer(0)
-            .spawn(&["ping", "-f", "-q", "-w", &dur, DATA_V4])?;
-        let ping_out = ping.wait_with_output().context("wait for ping -f")?;
-        send.finish()?;
-        let _ = sink.finish();
-        add_runs(&mut live, LOAD_UDP, &before, &attached_stats(&lab)?);
-        let text = String::from_utf8_lossy(&ping_out.stdout);
-        if crate::lab::parse_ping(&text).is_none_or(|p| p.received == 0) {
-            bail!("the ping flood to {DATA_V4} got no answer: {}", text.trim());
-        }
-    }
-    // TCP's segments leave cloned (the socket keeps the original for retransmission): the
-    // load that shows what a program pays for writing into a cloned skb.
-    let mut server = lab
-        .peer(0)
-        .command(&["iperf3", "-s", "-p", LIVE_TCP_PORT])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("start iperf3 -s in the peer (is iperf3 installed? cargo xtask setup)")?;
-    let measured = (|| {
-        let peer = lab.peer(0);
-        let listening =
-            crate::lab::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
-                peer.run(&["ss", "-Hltn", &format!("sport = :{LIVE_TCP_PORT}")])
-                    .is_ok_and(|s| !s.trim().is_empty())
-            });
-        ensure!(listening, "iperf3 -s did not listen within 5 s");
-        let limit = format!("{}", secs + 20.0);
-        for _ in 0..trials {
-            let before = attached_stats(&lab)?;
-            let out = lab.host().run_status(&[
-                "timeout",
-                &limit,
-                "iperf3",
-                "-c",
-                &peer_v4(0),
-                "-p",
-                LIVE_TCP_PORT,
-                "-B",
-                DATA_V4,
-                "-t",
-                &dur,
-                "-P",
-                "8",
-            ])?;
-            ensure!(
-                out.status.success(),
-                "iperf3 -c: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            add_runs(&mut live, LOAD_TCP, &before, &attached_stats(&lab)?);
-        }
-        Ok(())
-    })();
-    let _ = server.kill();
-    let _ = server.wait();
-    measured?;
-    drop(daemon);
-    Ok(live)
-}
-
-/// Adds each program's ns per run between `before` and `after` to `live` under `load`.
-fn add_runs(live: &mut Live, load: &'static str, before: &ProgStats, after: &ProgStats) {
-    for (id, (name, ifaces, t1, c1)) in after {
-        let Some((_, _, t0, c0)) = before.get(id) else {
-            continue;
-        };
-        let runs = c1.saturating_sub(*c0);
-        if runs == 0 {
-            continue;
-        }
-        let e = live
-            .entry((load, name.clone()))
-            .or_insert_with(|| (Vec::new(), Vec::new(), ifaces.clone()));
-        e.0.push(t1.saturating_sub(*t0) as f64 / runs as f64);
-        e.1.push(runs);
-    }
-}
-
-/// 20 000 UDP datagrams/s from the data address to peer 0 for `dur` seconds.
-fn udp_load(lab: &Lab, dur: &str) -> anyhow::Result<crate::lab::LabTool> {
-    lab.host().labtool(&[
-        "udp-seq-send",
-        "--to",
-        &peer_v4(0),
-        "--port",
-        "9000",
-        "--rate",
-        "20000",
-        "--duration",
-        dur,
-        "--bind",
-        DATA_V4,
-    ])
-}
-
 // --- the section ------------------------------------------------------------------------------
 
 /// The table row of one case (pure: figures in, markdown out) and its worst-ratio candidates.
@@ -1194,7 +1012,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
     let scale_started = std::time::Instant::now();
     let scale = measure_scale(&scale_plan);
     let scale_secs = scale_started.elapsed().as_secs_f64();
-    let live = measure_live(opts);
+    let live = super::live_cost::measure(opts);
     let rows = rows(&results);
 
     let mut md = String::new();
@@ -1255,58 +1073,8 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
     md.push_str(&scale_md);
     let _ = writeln!(md, "*The scale runs took {scale_secs:.0} s.*\n");
 
-    let _ = writeln!(md, "### Live cost under load\n");
-    match &live {
-        Ok(live) if !live.is_empty() => {
-            let _ = writeln!(
-                md,
-                "ipmpd with 2 members in the lab; run-time statistics switched on with \
-                 BPF_ENABLE_STATS for the measurement only (the `kernel.bpf_stats_enabled` \
-                 sysctl was not touched). Loads, {} s per trial, {} trials each: *{LOAD_UDP}* \
-                 — 20 000 UDP datagrams/s from the data address to a peer and a `ping -f` \
-                 flood from that peer to the data address; *{LOAD_TCP}* — `iperf3 -P 8` from \
-                 the data address to the peer, whose segments reach the programs cloned (TCP \
-                 keeps the original for retransmission). `run_time_ns / run_cnt` of every \
-                 attached program. These include the kernel's clock reads around every run \
-                 and real cache misses, which the test-run figures above do not.\n",
-                opts.pick(3, 1),
-                opts.pick(5, 3)
-            );
-            let _ = writeln!(
-                md,
-                "| load | program | attached to | ns/run | runs per trial |\n|---|---|---|---|---|"
-            );
-            let order = |load: &str| usize::from(load != LOAD_UDP);
-            let mut rows: Vec<_> = live.iter().collect();
-            rows.sort_by_key(|((load, name), _)| (order(load), name.clone()));
-            for ((load, name), (ns, runs, ifaces)) in rows {
-                let runs: Vec<f64> = runs.iter().map(|r| *r as f64).collect();
-                if let (Some(n), Some(r)) = (Summary::of(ns), Summary::of(&runs)) {
-                    let _ = writeln!(
-                        md,
-                        "| {load} | {name} | {} | {} | {} |",
-                        ifaces.join(", "),
-                        n.fmt(1, "ns"),
-                        r.fmt(0, "").trim_end()
-                    );
-                }
-            }
-            md.push('\n');
-        }
-        Ok(_) => {
-            let _ = writeln!(
-                md,
-                "**Not measured:** no attached program ran during the load.\n"
-            );
-        }
-        Err(e) => {
-            let _ = writeln!(
-                md,
-                "**Not measured:** {}\n",
-                format!("{e:#}").replace('\n', " ")
-            );
-        }
-    }
+    let (live_md, live_goals) = super::live_cost::report(&live, opts);
+    md.push_str(&live_md);
 
     // Why a TC goal is missed, in figures: against the reference program, which looks the
     // next hop up on every packet where ipmp remembers it.
@@ -1374,6 +1142,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
             .into_iter()
             .map(goal)
             .chain(scale_goals)
+            .chain(live_goals)
             .collect(),
     })
 }
