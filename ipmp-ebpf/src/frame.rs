@@ -117,6 +117,103 @@ fn direct<'a, const N: usize>(start: usize, end: usize, offset: usize) -> Option
     Some(unsafe { &*((start + offset) as *const [u8; N]) })
 }
 
+/// Whole 32-bit loads and stores at any address of a frame. LLVM's BPF backend splits an
+/// access it cannot prove aligned into single bytes (a load or store per byte, plus the
+/// shifts that put a word together); the BPF ISA has no alignment rule for packet memory where
+/// the CPU accesses unaligned words efficiently (the verifier is strict only with
+/// `BPF_F_STRICT_ALIGNMENT` or without `CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS`, which x86-64
+/// and arm64 have), so the instruction is written out. A word holds its 4 bytes in frame
+/// order: `u32::from_ne_bytes` of them.
+mod word {
+    /// # Safety
+    /// `addr..addr + 4` is in bounds of the frame.
+    #[cfg(target_arch = "bpf")]
+    #[inline(always)]
+    pub unsafe fn load(addr: usize) -> u32 {
+        let word: u64;
+        // SAFETY: in bounds (the caller's contract); a plain load, no stack, no flags.
+        unsafe {
+            core::arch::asm!(
+                "{w} = *(u32 *)({a} + 0)",
+                w = lateout(reg) word,
+                a = in(reg) addr,
+                options(readonly, nostack, preserves_flags)
+            );
+        }
+        word as u32
+    }
+
+    /// # Safety
+    /// `addr..addr + 4` is in bounds of the frame, which the program may write.
+    #[cfg(target_arch = "bpf")]
+    #[inline(always)]
+    pub unsafe fn store(addr: usize, word: u32) {
+        // SAFETY: in bounds and writable (the caller's contract).
+        unsafe {
+            core::arch::asm!(
+                "*(u32 *)({a} + 0) = {w}",
+                a = in(reg) addr,
+                w = in(reg) u64::from(word),
+                options(nostack, preserves_flags)
+            );
+        }
+    }
+
+    /// # Safety
+    /// As the BPF version.
+    #[cfg(not(target_arch = "bpf"))]
+    #[inline(always)]
+    pub unsafe fn load(addr: usize) -> u32 {
+        // SAFETY: in bounds (the caller's contract); unaligned read.
+        unsafe { core::ptr::read_unaligned(addr as *const u32) }
+    }
+
+    /// # Safety
+    /// As the BPF version.
+    #[cfg(not(target_arch = "bpf"))]
+    #[inline(always)]
+    pub unsafe fn store(addr: usize, word: u32) {
+        // SAFETY: in bounds and writable (the caller's contract); unaligned write.
+        unsafe { core::ptr::write_unaligned(addr as *mut u32, word) }
+    }
+}
+
+/// The `N` words at `offset` of the directly readable part, if it holds them.
+#[inline(always)]
+fn direct_words<const N: usize>(start: usize, end: usize, offset: usize) -> Option<[u32; N]> {
+    if start + offset + 4 * N > end {
+        return None;
+    }
+    let mut words = [0u32; N];
+    let mut i = 0;
+    while i < N {
+        // SAFETY: in bounds of the packet (checked against its end above).
+        words[i] = unsafe { word::load(start + offset + 4 * i) };
+        i += 1;
+    }
+    Some(words)
+}
+
+/// Writes `words` at `offset` of the directly writable part, if it holds them.
+#[inline(always)]
+fn write_direct_words<const N: usize>(
+    start: usize,
+    end: usize,
+    offset: usize,
+    words: [u32; N],
+) -> Result<(), ()> {
+    if start + offset + 4 * N > end {
+        return Err(());
+    }
+    let mut i = 0;
+    while i < N {
+        // SAFETY: in bounds of the frame (checked above), which the program may write.
+        unsafe { word::store(start + offset + 4 * i, words[i]) };
+        i += 1;
+    }
+    Ok(())
+}
+
 /// Writes `bytes` at `offset` of the directly writable part, if it holds them.
 #[inline(always)]
 fn write_direct<const N: usize>(
@@ -204,15 +301,21 @@ impl Tc<'_> {
         }
     }
 
-    /// Writes `bytes` at `offset` of the linear part directly, not with `bpf_skb_store_bytes`
+    /// Writes `words` (see [`word`]) at `offset` of the linear part directly, not with `bpf_skb_store_bytes`
     /// as [`Frame::store`] does: the helper's memcpy (`rep movsb` here) is slow when the frame
     /// lies just after the source modulo 4 KiB. The verifier then unclones cloned skbs before
     /// the program (`bpf_skb_pull_data(skb, 0)`): for a program that writes every frame it
     /// sends, as `ipmp_tc_egress` does, that costs nothing more, and TCP's clones share only
     /// their payload, so their headers are private already and nothing is copied.
     #[inline(always)]
-    pub fn write_in_place<const N: usize>(&self, offset: usize, bytes: &[u8; N]) -> Result<(), ()> {
-        write_direct(self.start(), self.end(), offset, bytes)
+    pub fn write_in_place<const N: usize>(&self, offset: usize, words: [u32; N]) -> Result<(), ()> {
+        write_direct_words(self.start(), self.end(), offset, words)
+    }
+
+    /// The `N` words at `offset` of the linear part (see [`word`]), if it holds them.
+    #[inline(always)]
+    pub fn peek_words<const N: usize>(&self, offset: usize) -> Option<[u32; N]> {
+        direct_words(self.start(), self.end(), offset)
     }
 
     /// Makes the first [`HEADERS`] bytes (or the whole frame, when shorter) directly

@@ -14,6 +14,8 @@
 //! - `ipmp_tc_member` (TCX egress on each member): keeps the ARP requests the kernel sends while
 //!   resolving a next hop from carrying a data address bound to another member.
 #![no_std]
+// Inline BPF assembly (`frame::word`): nightly, as the whole eBPF build is.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 #![no_main]
 
 mod device;

@@ -2,7 +2,7 @@
 //!
 //! Headers at fixed offsets (Ethernet, the IP header, the ports behind an IPv4 header without
 //! options or an IPv6 header without extensions) are read directly from the packet when the
-//! linear part holds them, as it does for what the host's stack sends; anything else is copied
+//! linear part holds them (the IP headers and ports a word at a time), as it does for what the host's stack sends; anything else is copied
 //! to the stack with `bpf_skb_load_bytes`, which also works when headers are not in the linear
 //! part and keeps variable offsets (IHL, IPv6 extension headers) away from the verifier's
 //! packet-pointer tracking. The member programs on the way in use [`crate::frame`].
@@ -55,14 +55,31 @@ pub fn head_bytes<const N: usize>(ctx: &TcContext, offset: usize) -> Option<[u8;
     }
 }
 
+/// [`head_bytes`] in whole words (`frame::word`: one load per 4 bytes, not one per byte).
+#[inline(always)]
+fn head_words<const N: usize>(ctx: &TcContext, offset: usize) -> Option<[u32; N]> {
+    match crate::frame::Tc(ctx).peek_words::<N>(offset) {
+        Some(words) => Some(words),
+        None => ctx.load::<[u32; N]>(offset).ok(),
+    }
+}
+
 #[inline(always)]
 pub const fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
 
+/// The byte at offset `at` of a header read as words.
 #[inline(always)]
-const fn ne32(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+const fn byte<const N: usize>(words: &[u32; N], at: usize) -> u8 {
+    words[at / 4].to_ne_bytes()[at % 4]
+}
+
+/// The word at offset `at` (a multiple of 4) of a header read as words.
+#[inline(always)]
+const fn word<const N: usize>(words: &[u32; N], at: usize) -> u32 {
+    assert!(at.is_multiple_of(4));
+    words[at / 4]
 }
 
 /// Flow key plus what `bpf_fib_lookup` wants besides it.
@@ -94,19 +111,20 @@ pub fn tc_flow(ctx: &TcContext, ethertype: u16) -> Result<Flow, FlowError> {
 
 #[inline(always)]
 fn tc_flow_v4(ctx: &TcContext) -> Result<Flow, FlowError> {
-    let ip: [u8; IPV4_HLEN] = head_bytes(ctx, ETH_HLEN).ok_or(FlowError::Malformed)?;
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || ihl < IPV4_HLEN {
+    let ip: [u32; IPV4_HLEN / 4] = head_words(ctx, ETH_HLEN).ok_or(FlowError::Malformed)?;
+    let version_ihl = byte(&ip, 0);
+    let ihl = usize::from(version_ihl & 0x0f) * 4;
+    if version_ihl >> 4 != 4 || ihl < IPV4_HLEN {
         return Err(FlowError::Malformed);
     }
-    let proto = ip[IP4_PROTO];
-    let frag = be16([ip[IP4_FRAG], ip[IP4_FRAG + 1]]);
+    let proto = byte(&ip, IP4_PROTO);
+    let frag = be16([byte(&ip, IP4_FRAG), byte(&ip, IP4_FRAG + 1)]);
     // Every fragment of a datagram, the first included, hashes without ports so that all of
     // them leave through the same member.
     let fragment = frag & (IP4_FRAG_MF | IP4_FRAG_OFFSET) != 0;
     let mut key = FlowKey {
-        src: [ne32(&ip, IP4_SRC), 0, 0, 0],
-        dst: [ne32(&ip, IP4_DST), 0, 0, 0],
+        src: [word(&ip, IP4_SRC), 0, 0, 0],
+        dst: [word(&ip, IP4_DST), 0, 0, 0],
         sport: 0,
         dport: 0,
         proto,
@@ -117,18 +135,18 @@ fn tc_flow_v4(ctx: &TcContext) -> Result<Flow, FlowError> {
     }
     Ok(Flow {
         key,
-        tos: ip[1],
+        tos: byte(&ip, 1),
         flowinfo: 0,
     })
 }
 
 #[inline(always)]
 fn tc_flow_v6(ctx: &TcContext) -> Result<Flow, FlowError> {
-    let ip: [u8; IPV6_HLEN] = head_bytes(ctx, ETH_HLEN).ok_or(FlowError::Malformed)?;
-    if ip[0] >> 4 != 6 {
+    let ip: [u32; IPV6_HLEN / 4] = head_words(ctx, ETH_HLEN).ok_or(FlowError::Malformed)?;
+    if byte(&ip, 0) >> 4 != 6 {
         return Err(FlowError::Malformed);
     }
-    let mut next = ip[IP6_NEXT];
+    let mut next = byte(&ip, IP6_NEXT);
     let mut offset = ETH_HLEN + IPV6_HLEN;
     let mut fragment = false;
     for _ in 0..MAX_EXT_HEADERS {
@@ -156,16 +174,16 @@ fn tc_flow_v6(ctx: &TcContext) -> Result<Flow, FlowError> {
     }
     let mut key = FlowKey {
         src: [
-            ne32(&ip, IP6_SRC),
-            ne32(&ip, IP6_SRC + 4),
-            ne32(&ip, IP6_SRC + 8),
-            ne32(&ip, IP6_SRC + 12),
+            word(&ip, IP6_SRC),
+            word(&ip, IP6_SRC + 4),
+            word(&ip, IP6_SRC + 8),
+            word(&ip, IP6_SRC + 12),
         ],
         dst: [
-            ne32(&ip, IP6_DST),
-            ne32(&ip, IP6_DST + 4),
-            ne32(&ip, IP6_DST + 8),
-            ne32(&ip, IP6_DST + 12),
+            word(&ip, IP6_DST),
+            word(&ip, IP6_DST + 4),
+            word(&ip, IP6_DST + 8),
+            word(&ip, IP6_DST + 12),
         ],
         sport: 0,
         dport: 0,
@@ -178,7 +196,7 @@ fn tc_flow_v6(ctx: &TcContext) -> Result<Flow, FlowError> {
     Ok(Flow {
         key,
         tos: 0,
-        flowinfo: ne32(&ip, 0),
+        flowinfo: word(&ip, 0),
     })
 }
 
@@ -189,12 +207,13 @@ fn l4_ports(ctx: &TcContext, offset: usize, proto: u8, key: &mut FlowKey) -> Res
     match proto {
         IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP => {
             // The usual offsets as constants, so that they can be read directly.
-            let p: [u8; 4] = match offset {
-                V4_L4 => head_bytes(ctx, V4_L4),
-                V6_L4 => head_bytes(ctx, V6_L4),
-                _ => skb_bytes(ctx, offset),
+            let [ports] = match offset {
+                V4_L4 => head_words(ctx, V4_L4),
+                V6_L4 => head_words(ctx, V6_L4),
+                _ => ctx.load::<[u32; 1]>(offset).ok(),
             }
             .ok_or(FlowError::Malformed)?;
+            let p = ports.to_ne_bytes();
             key.sport = u16::from_ne_bytes([p[0], p[1]]);
             key.dport = u16::from_ne_bytes([p[2], p[3]]);
         }

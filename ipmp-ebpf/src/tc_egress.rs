@@ -147,7 +147,7 @@ fn send(ctx: &TcContext, route: &RouteEntry, confirmed: bool) -> Result<Verdict<
     Tc(ctx).mark_sent(path::member_mac(route));
     let action = if confirmed {
         Tc(ctx)
-            .write_in_place(ETH_DST, &route.macs)
+            .write_in_place(ETH_DST, path::mac_words(route))
             .map_err(|()| Exit::new(slot, Reason::TxError))?;
         // SAFETY: plain helper call.
         unsafe { bpf_redirect(route.member_ifindex, 0) }
