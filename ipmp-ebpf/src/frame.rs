@@ -86,6 +86,37 @@ impl Outcome {
     }
 }
 
+/// Bytes of a frame on the stack, 4-aligned so that they move to and from the frame a word at
+/// a time ([`word`]); a `[u8; N]` of alignment 1 would move byte by byte.
+#[repr(C, align(4))]
+#[derive(Clone, Copy)]
+pub struct Bytes<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> core::ops::Deref for Bytes<N> {
+    type Target = [u8; N];
+
+    #[inline(always)]
+    fn deref(&self) -> &[u8; N] {
+        &self.0
+    }
+}
+
+impl<const N: usize> core::ops::DerefMut for Bytes<N> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [u8; N] {
+        &mut self.0
+    }
+}
+
+impl<const N: usize> Bytes<N> {
+    /// Word `i` (bytes `4 i .. 4 i + 4`).
+    #[inline(always)]
+    fn word(&self, i: usize) -> u32 {
+        // SAFETY: in bounds (callers keep 4 i + 4 <= N); the struct is 4-aligned.
+        unsafe { self.0.as_ptr().cast::<u32>().add(i).read() }
+    }
+}
+
 /// A received frame at XDP or at TC ingress.
 pub trait Frame {
     /// The frame's first and one-past-last directly readable byte.
@@ -99,8 +130,35 @@ pub trait Frame {
     /// the verifier enforces: it invalidates every packet pointer at those helpers.
     fn peek<const N: usize>(&self, offset: usize) -> Option<&[u8; N]>;
 
+    /// The `N` bytes at `offset` copied to the stack, a word at a time; `None` as [`peek`].
+    ///
+    /// [`peek`]: Frame::peek
+    #[inline(always)]
+    fn copy<const N: usize>(&self, offset: usize) -> Option<Bytes<N>> {
+        let (start, end) = (self.start(), self.end());
+        if start + offset + N > end {
+            return None;
+        }
+        let mut out = core::mem::MaybeUninit::<Bytes<N>>::uninit();
+        let words = out.as_mut_ptr().cast::<u32>();
+        let bytes = out.as_mut_ptr().cast::<u8>();
+        let mut i = 0;
+        while i + 4 <= N {
+            // SAFETY: in bounds of the frame (checked above) and of `out` (4-aligned).
+            unsafe { words.add(i / 4).write(word::load(start + offset + i)) };
+            i += 4;
+        }
+        while i < N {
+            // SAFETY: as above, one byte.
+            unsafe { bytes.add(i).write(*((start + offset + i) as *const u8)) };
+            i += 1;
+        }
+        // SAFETY: every byte was written.
+        Some(unsafe { out.assume_init() })
+    }
+
     /// Writes `bytes` at `offset`.
-    fn store<const N: usize>(&self, offset: usize, bytes: &[u8; N]) -> Result<(), ()>;
+    fn store<const N: usize>(&self, offset: usize, bytes: &Bytes<N>) -> Result<(), ()>;
 
     /// Makes the frame exactly `len` bytes long (its start stays).
     fn resize(&self, len: u32) -> Result<(), ()>;
@@ -214,19 +272,29 @@ fn write_direct_words<const N: usize>(
     Ok(())
 }
 
-/// Writes `bytes` at `offset` of the directly writable part, if it holds them.
+/// Writes `bytes` at `offset` of the directly writable part, if it holds them, a word at a
+/// time.
 #[inline(always)]
 fn write_direct<const N: usize>(
     start: usize,
     end: usize,
     offset: usize,
-    bytes: &[u8; N],
+    bytes: &Bytes<N>,
 ) -> Result<(), ()> {
     if start + offset + N > end {
         return Err(());
     }
-    // SAFETY: in bounds of the frame (checked above), which the program may write.
-    unsafe { core::ptr::write_unaligned((start + offset) as *mut [u8; N], *bytes) };
+    let mut i = 0;
+    while i + 4 <= N {
+        // SAFETY: in bounds of the frame (checked above), which the program may write.
+        unsafe { word::store(start + offset + i, bytes.word(i / 4)) };
+        i += 4;
+    }
+    while i < N {
+        // SAFETY: as above, one byte.
+        unsafe { *((start + offset + i) as *mut u8) = bytes.0[i] };
+        i += 1;
+    }
     Ok(())
 }
 
@@ -260,7 +328,7 @@ impl Frame for Xdp<'_> {
     }
 
     #[inline(always)]
-    fn store<const N: usize>(&self, offset: usize, bytes: &[u8; N]) -> Result<(), ()> {
+    fn store<const N: usize>(&self, offset: usize, bytes: &Bytes<N>) -> Result<(), ()> {
         write_direct(self.start(), self.end(), offset, bytes)
     }
 
@@ -358,8 +426,8 @@ impl Frame for Tc<'_> {
     }
 
     #[inline(always)]
-    fn store<const N: usize>(&self, offset: usize, bytes: &[u8; N]) -> Result<(), ()> {
-        self.0.store(offset, bytes, 0).map_err(|_| ())
+    fn store<const N: usize>(&self, offset: usize, bytes: &Bytes<N>) -> Result<(), ()> {
+        self.0.store(offset, &bytes.0, 0).map_err(|_| ())
     }
 
     #[inline(always)]

@@ -26,7 +26,7 @@ use ipmp_common::{
 
 use crate::{
     device::Member,
-    frame::{Action, Frame, Outcome, mac_eq, take},
+    frame::{Action, Bytes, Frame, Outcome, mac_eq, take},
     maps::{Exit, IPMP_ADDRS, Verdict, addr_key_v4},
     parse::{be16, is_group_mac},
 };
@@ -209,7 +209,7 @@ fn arp_request<F: Frame>(
         return Ok(me.verdict(Action::Drop, Reason::ArpNotBound));
     }
     let mac = me.info.mac;
-    let mut r = [0u8; ARP_FRAME];
+    let mut r = Bytes([0u8; ARP_FRAME]);
     // Ethernet: back to the requester, from this member.
     r[ETH_DST..ETH_DST + ETH_ALEN].copy_from_slice(&eth[ETH_SRC..ETH_SRC + ETH_ALEN]);
     r[ETH_SRC..ETH_SRC + ETH_ALEN].copy_from_slice(&mac);
@@ -303,7 +303,7 @@ fn neighbour_advert(
     mac: [u8; ETH_ALEN],
     solicitor: [u8; 16],
     target: [u8; 16],
-) -> [u8; NA_FRAME] {
+) -> Bytes<NA_FRAME> {
     const IP6: usize = L3;
     let dad = solicitor == [0u8; 16];
     // RFC 4861 7.2.4: to the solicitor, or to all-nodes when it had no address yet (DAD), in
@@ -318,7 +318,7 @@ fn neighbour_advert(
     } else {
         ND_NA_FLAG_SOLICITED | ND_NA_FLAG_OVERRIDE
     };
-    let mut f = [0u8; NA_FRAME];
+    let mut f = Bytes([0u8; NA_FRAME]);
     f[ETH_DST..ETH_DST + ETH_ALEN].copy_from_slice(&requester);
     f[ETH_SRC..ETH_SRC + ETH_ALEN].copy_from_slice(&mac);
     f[ETH_PROTO..ETH_PROTO + 2].copy_from_slice(&ETH_P_IPV6.to_be_bytes());

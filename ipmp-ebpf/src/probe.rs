@@ -83,7 +83,7 @@ fn echo4<F: Frame>(f: &F, me: &Member) -> Result<Option<Verdict<Action>>, Exit> 
         return Ok(None);
     }
     let malformed = Exit::new(slot, Reason::RxMalformed);
-    let mut h = *f.peek::<ECHO4_HDRS>(0).ok_or(malformed)?;
+    let mut h = f.copy::<ECHO4_HDRS>(0).ok_or(malformed)?;
     let total = usize::from(be16([ip[IP4_TOTLEN], ip[IP4_TOTLEN + 1]]));
     if total < IPV4_HLEN + ECHO_HLEN || L3 + total > f.len() as usize {
         return Err(malformed);
@@ -152,7 +152,7 @@ fn echo6<F: Frame>(f: &F, me: &Member) -> Result<Option<Verdict<Action>>, Exit> 
         return Ok(None);
     }
     let malformed = Exit::new(slot, Reason::RxMalformed);
-    let mut h = *f.peek::<ECHO6_HDRS>(0).ok_or(malformed)?;
+    let mut h = f.copy::<ECHO6_HDRS>(0).ok_or(malformed)?;
     let payload = usize::from(be16([ip[IP6_PLEN], ip[IP6_PLEN + 1]]));
     if payload < ECHO_HLEN || ICMP6 + payload > f.len() as usize {
         return Err(malformed);

@@ -23,7 +23,7 @@ use ipmp_common::{MEMBER_F_XDP, Reason, packet::ETH_DST};
 
 use crate::{
     device::Member,
-    frame::{Action, Frame as _, Tc},
+    frame::{Action, Bytes, Frame as _, Tc},
     maps::Verdict,
     member::{deliver, respond, unanswerable},
 };
@@ -78,7 +78,9 @@ fn apply(f: &Tc, me: &Member, verdict: Verdict<Action>) -> (i32, Verdict<Action>
             if me.info.rx_ifindex == 0 {
                 return (pass, failed);
             }
-            if verdict.reason == Reason::RxToIpmp && f.store(ETH_DST, &me.info.ipmp_mac).is_err() {
+            if verdict.reason == Reason::RxToIpmp
+                && f.store(ETH_DST, &Bytes(me.info.ipmp_mac)).is_err()
+            {
                 return (pass, failed);
             }
             // SAFETY: plain helper call.

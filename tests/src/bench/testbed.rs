@@ -8,15 +8,14 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use anyhow::{Context as _, anyhow, ensure};
-use aya::{Ebpf, EbpfLoader};
+use anyhow::{Context as _, ensure};
+use aya::Ebpf;
 use ipmp::{
     buckets::BucketTable,
     config::DEFAULT_BUCKETS,
-    dataplane::{DesiredGroup, DesiredMember, EBPF_OBJECT, writer::MapWriter},
+    dataplane::{DesiredGroup, DesiredMember, writer::MapWriter},
 };
 use ipmp_common::AddrKey;
-use nix::sched::CloneFlags;
 
 use crate::{
     lab::{LAB_HASH_SEED, fmt_mac, member_mac},
@@ -50,19 +49,7 @@ const CONFIRMED: [std::net::IpAddr; 4] = [
     std::net::IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1)),
 ];
 
-/// Runs `f` on a new thread that first moves into a fresh network namespace; the namespace
-/// (and every device made in it) goes away with the thread. Child processes started from that
-/// thread (ip, sysctl) inherit its namespace.
-pub fn in_fresh_netns<T: Send>(f: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
-            f()
-        })
-        .join()
-        .map_err(|_| anyhow!("the test bed thread panicked"))?
-    })
-}
+pub use crate::prog_lab::in_fresh_netns;
 
 /// The devices of a test bed, in the calling thread's namespace: the IPMP interface `ipmp0`
 /// (with the addresses and routes the TC program's FIB lookup needs), `others` further IPMP
@@ -308,13 +295,7 @@ impl Testbed {
         addresses: Vec<(AddrKey, Option<usize>)>,
         others: Vec<DesiredGroup>,
     ) -> anyhow::Result<Testbed> {
-        ensure!(
-            !EBPF_OBJECT.is_empty(),
-            "the eBPF object is an empty stub (built with AYA_BUILD_SKIP=1): build ipmp-user without it"
-        );
-        let mut ebpf = EbpfLoader::new()
-            .load(EBPF_OBJECT)
-            .context("load the eBPF object")?;
+        let mut ebpf = crate::prog_lab::load_object()?;
         let writer = MapWriter::new(&mut ebpf)?;
         let mut bed = Testbed {
             ebpf,
