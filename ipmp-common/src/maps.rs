@@ -256,6 +256,21 @@ impl AddrKey {
             addr,
         }
     }
+
+    /// An IPv6 key from the address read as four words, each holding its 4 bytes in memory
+    /// order (`u32::from_ne_bytes`), as the eBPF programs read packets.
+    pub const fn v6_words(words: [u32; 4]) -> Self {
+        let [a, b, c, d] = [
+            words[0].to_ne_bytes(),
+            words[1].to_ne_bytes(),
+            words[2].to_ne_bytes(),
+            words[3].to_ne_bytes(),
+        ];
+        Self::v6([
+            a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1],
+            d[2], d[3],
+        ])
+    }
 }
 
 impl From<core::net::IpAddr> for AddrKey {

@@ -112,8 +112,18 @@ impl<const N: usize> Bytes<N> {
     /// Word `i` (bytes `4 i .. 4 i + 4`).
     #[inline(always)]
     fn word(&self, i: usize) -> u32 {
-        // SAFETY: in bounds (callers keep 4 i + 4 <= N); the struct is 4-aligned.
+        const { assert!(N >= 4) };
+        assert!(4 * i + 4 <= N);
+        // SAFETY: in bounds (checked); the struct is 4-aligned.
         unsafe { self.0.as_ptr().cast::<u32>().add(i).read() }
+    }
+
+    /// Sets word `i` (bytes `4 i .. 4 i + 4`).
+    #[inline(always)]
+    pub fn set_word(&mut self, i: usize, word: u32) {
+        assert!(4 * i + 4 <= N);
+        // SAFETY: in bounds (checked); the struct is 4-aligned.
+        unsafe { self.0.as_mut_ptr().cast::<u32>().add(i).write(word) }
     }
 }
 
@@ -155,6 +165,14 @@ pub trait Frame {
         }
         // SAFETY: every byte was written.
         Some(unsafe { out.assume_init() })
+    }
+
+    /// The `N` words at `offset` (see [`word`]); `None` as [`peek`].
+    ///
+    /// [`peek`]: Frame::peek
+    #[inline(always)]
+    fn peek_words<const N: usize>(&self, offset: usize) -> Option<[u32; N]> {
+        direct_words(self.start(), self.end(), offset)
     }
 
     /// Writes `bytes` at `offset`.
@@ -378,12 +396,6 @@ impl Tc<'_> {
     #[inline(always)]
     pub fn write_in_place<const N: usize>(&self, offset: usize, words: [u32; N]) -> Result<(), ()> {
         write_direct_words(self.start(), self.end(), offset, words)
-    }
-
-    /// The `N` words at `offset` of the linear part (see [`word`]), if it holds them.
-    #[inline(always)]
-    pub fn peek_words<const N: usize>(&self, offset: usize) -> Option<[u32; N]> {
-        direct_words(self.start(), self.end(), offset)
     }
 
     /// Makes the first [`HEADERS`] bytes (or the whole frame, when shorter) directly

@@ -274,79 +274,143 @@ fn solicitation<F: Frame>(
     {
         return Err(Exit::new(me.slot(), Reason::RxMalformed));
     }
-    let target = take::<16, ND_MIN>(ns, ND_TARGET);
+    let malformed = Exit::new(me.slot(), Reason::RxMalformed);
+    let target = f.peek_words::<4>(ICMP6 + ND_TARGET).ok_or(malformed)?;
     // SAFETY: copied at once.
-    let bound = match unsafe { IPMP_ADDRS.get(AddrKey::v6(target)) } {
+    let bound = match unsafe { IPMP_ADDRS.get(AddrKey::v6_words(target)) } {
         Some(info) => info.bound_ifindex,
         None => return Ok(Some(me.verdict(Action::Pass, Reason::RxPass))),
     };
     if bound != me.ifindex {
         return Ok(Some(me.verdict(Action::Drop, Reason::NsNotBound)));
     }
-    let na = neighbour_advert(
-        take::<ETH_ALEN, ETH_HLEN>(eth, ETH_SRC),
-        me.info.mac,
-        take::<16, IPV6_HLEN>(ip, IP6_SRC),
-        target,
-    );
+    // Bytes 4..12: the end of the destination MAC and the requester's (source) MAC.
+    let [w1, w2] = f.peek_words::<2>(4).ok_or(malformed)?;
+    let requester = [w1 >> 16 | w2 << 16, w2 >> 16];
+    let solicitor = f.peek_words::<4>(L3 + IP6_SRC).ok_or(malformed)?;
+    let na = neighbour_advert(requester, me.info.mac, solicitor, target);
     let failed = Exit::new(me.slot(), Reason::PassError);
     f.resize(NA_FRAME as u32).map_err(|()| failed)?;
     f.store(0, &na).map_err(|()| failed)?;
     Ok(Some(me.verdict(Action::Tx, Reason::NsReply)))
 }
 
+/// A word of the answer from its 4 bytes (the layout [`frame::word`] reads and writes).
+///
+/// [`frame::word`]: crate::frame
+#[inline(always)]
+const fn w(bytes: [u8; 4]) -> u32 {
+    u32::from_ne_bytes(bytes)
+}
+
+/// The words a 16-byte value `v` (four words) spans when it starts 2 bytes into a word, with
+/// the 2 bytes before it in `before` and after it in `after` (each in its low half).
+/// Little-endian (bpfel): a word's first byte is its lowest.
+#[inline(always)]
+const fn spread(before: u32, v: [u32; 4], after: u32) -> [u32; 5] {
+    [
+        (before & 0xffff) | v[0] << 16,
+        v[0] >> 16 | v[1] << 16,
+        v[1] >> 16 | v[2] << 16,
+        v[2] >> 16 | v[3] << 16,
+        v[3] >> 16 | after << 16,
+    ]
+}
+
 /// The neighbour advertisement answering a solicitation from `solicitor` (`::` for duplicate
-/// address detection) at `requester` for `target`, from this member's `mac`.
+/// address detection) at `requester` (its MAC as a word and a half) for `target`, from this
+/// member's `mac`, built a word at a time with its checksum summed from the same words.
 #[inline(always)]
 fn neighbour_advert(
-    requester: [u8; ETH_ALEN],
+    requester: [u32; 2],
     mac: [u8; ETH_ALEN],
-    solicitor: [u8; 16],
-    target: [u8; 16],
+    solicitor: [u32; 4],
+    target: [u32; 4],
 ) -> Bytes<NA_FRAME> {
-    const IP6: usize = L3;
-    let dad = solicitor == [0u8; 16];
+    const ALL_NODES: [u32; 4] = [w([0xff, 0x02, 0, 0]), 0, 0, w([0, 0, 0, 1])];
+    const {
+        // The layout below: the IPv6 addresses, the ICMPv6 header and the target each 2 bytes
+        // into a word.
+        assert!(L3 + IP6_SRC == 22 && L3 + IP6_DST == 38 && ICMP6 == 54);
+        assert!(ICMP6 + ND_TARGET == 62 && NA_FRAME == 86);
+    }
+    let dad = solicitor[0] | solicitor[1] | solicitor[2] | solicitor[3] == 0;
     // RFC 4861 7.2.4: to the solicitor, or to all-nodes when it had no address yet (DAD), in
     // which case the answer is unsolicited.
-    let dst = if dad {
-        [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
-    } else {
-        solicitor
-    };
+    let dst = if dad { ALL_NODES } else { solicitor };
     let flags = if dad {
         ND_NA_FLAG_OVERRIDE
     } else {
         ND_NA_FLAG_SOLICITED | ND_NA_FLAG_OVERRIDE
     };
+    let mac_lo = w([mac[0], mac[1], mac[2], mac[3]]);
+    let mac_hi = u32::from(u16::from_ne_bytes([mac[4], mac[5]]));
+    let type_code = w([ND_NEIGHBOR_ADVERT, 0, 0, 0]);
+    let option = u32::from(u16::from_ne_bytes([ND_OPT_TARGET_LL, 1]));
+    // RFC 8200 8.1: source, destination, upper-layer length, next header, then the message
+    // (checksum zero). A one's complement sum may take the 16-bit words in memory order and
+    // two at a time (RFC 1071 2): the result is then in memory order too.
+    let sum = words_sum(target) * 2
+        + words_sum(dst)
+        + u64::from(w([0, 0, 0, ND_NA_LEN as u8]))
+        + u64::from(w([0, 0, 0, IPPROTO_ICMPV6]))
+        + u64::from(type_code)
+        + u64::from(flags)
+        + u64::from(option)
+        + u64::from(mac_lo)
+        + u64::from(mac_hi);
+    let check = u32::from(fold64(sum));
+
+    let [a0, a1, a2, a3, a4] = spread(
+        u32::from(u16::from_ne_bytes([IPPROTO_ICMPV6, 255])),
+        target,
+        dst[0],
+    );
+    let [_, b1, b2, b3, b4] = spread(a4, dst, type_code);
+    let [c0, c1, c2, c3, c4] = spread(0, target, option);
+    let words = [
+        requester[0],
+        requester[1] | mac_lo << 16,
+        mac_lo >> 16 | mac_hi << 16,
+        w([0x86, 0xdd, 0x60, 0]),
+        w([0, 0, 0, ND_NA_LEN as u8]),
+        a0,
+        a1,
+        a2,
+        a3,
+        a4,
+        b1,
+        b2,
+        b3,
+        b4,
+        check | u32::from(flags) << 16,
+        c0,
+        c1,
+        c2,
+        c3,
+        c4,
+        mac_lo,
+    ];
     let mut f = Bytes([0u8; NA_FRAME]);
-    f[ETH_DST..ETH_DST + ETH_ALEN].copy_from_slice(&requester);
-    f[ETH_SRC..ETH_SRC + ETH_ALEN].copy_from_slice(&mac);
-    f[ETH_PROTO..ETH_PROTO + 2].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
-    f[IP6] = 0x60;
-    f[IP6 + IP6_PLEN + 1] = ND_NA_LEN as u8;
-    f[IP6 + IP6_NEXT] = IPPROTO_ICMPV6;
-    f[IP6 + IP6_HOPS] = 255;
-    f[IP6 + IP6_SRC..IP6 + IP6_SRC + 16].copy_from_slice(&target);
-    f[IP6 + IP6_DST..IP6 + IP6_DST + 16].copy_from_slice(&dst);
-    f[ICMP6] = ND_NEIGHBOR_ADVERT;
-    f[ICMP6 + 4] = flags;
-    f[ICMP6 + ND_TARGET..ICMP6 + ND_TARGET + 16].copy_from_slice(&target);
-    f[ICMP6 + 24] = ND_OPT_TARGET_LL;
-    f[ICMP6 + 25] = 1;
-    f[ICMP6 + 26..ICMP6 + 26 + ETH_ALEN].copy_from_slice(&mac);
-    let csum = icmp6_checksum(&f);
-    f[ICMP6 + 2..ICMP6 + 4].copy_from_slice(&csum.to_be_bytes());
+    let mut i = 0;
+    while i < words.len() {
+        f.set_word(i, words[i]);
+        i += 1;
+    }
+    f[NA_FRAME - 2..].copy_from_slice(&[mac[4], mac[5]]);
     f
 }
 
-/// ICMPv6 checksum of the NA in `f` (checksum field zero): the pseudo-header (source,
-/// destination, upper-layer length, next header; RFC 8200 8.1) plus the message.
+/// The sum of four words, for a one's complement sum.
 #[inline(always)]
-fn icmp6_checksum(f: &[u8; NA_FRAME]) -> u16 {
-    let mut sum: u32 = ND_NA_LEN as u32 + u32::from(IPPROTO_ICMPV6);
-    // Source and destination address, then the ICMPv6 message: 16-bit big-endian words.
-    for word in f[L3 + IP6_SRC..].chunks_exact(2) {
-        sum += u32::from(be16([word[0], word[1]]));
-    }
-    crate::frame::fold(sum)
+fn words_sum(v: [u32; 4]) -> u64 {
+    u64::from(v[0]) + u64::from(v[1]) + u64::from(v[2]) + u64::from(v[3])
+}
+
+/// A one's complement sum folded to 16 bits and complemented.
+#[inline(always)]
+fn fold64(mut sum: u64) -> u16 {
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    crate::frame::fold(sum as u32)
 }
