@@ -3,12 +3,15 @@
 //! `probe` are written once against [`Frame`]; each hook maps their [`Action`] to its own
 //! return codes.
 //!
-//! Reads are bounds-checked copies to the stack. Writes go through [`Frame::store`]: at XDP
-//! a plain store into the frame; at TC `bpf_skb_store_bytes`, because a direct packet write
-//! makes the verifier prepend an unclone of every cloned skb to the program, and received
-//! frames are cloned whole whenever a packet socket (tcpdump) listens: the helper copies
-//! only the frames it writes, not the many this program passes untouched. (`ipmp_tc_egress`
-//! writes every frame it sends and writes in place.)
+//! Reads are bounds-checked copies to the stack. Writes go through [`Frame::store`], a store
+//! into the frame at both hooks. At TC a direct packet write makes the verifier prepend an
+//! unclone of every cloned skb to the program (`bpf_skb_pull_data(skb, 0)`), and received
+//! frames are cloned whole while a packet socket (tcpdump) listens on the member. The frames
+//! the program writes (data handed to the IPMP interface, answers) would be copied by
+//! `bpf_skb_store_bytes` too; only the frames it passes untouched to the member's own stack
+//! (ARP, neighbour discovery, test-address traffic) are copied in vain, and only while
+//! something captures on the member. The helper's call and memcpy are saved on every frame
+//! handed to the IPMP interface.
 
 use aya_ebpf::{
     helpers::generated::{bpf_skb_change_tail, bpf_xdp_adjust_tail},
@@ -387,12 +390,12 @@ impl Tc<'_> {
         }
     }
 
-    /// Writes `words` (see [`word`]) at `offset` of the linear part directly, not with `bpf_skb_store_bytes`
-    /// as [`Frame::store`] does: the helper's memcpy (`rep movsb` here) is slow when the frame
-    /// lies just after the source modulo 4 KiB. The verifier then unclones cloned skbs before
-    /// the program (`bpf_skb_pull_data(skb, 0)`): for a program that writes every frame it
-    /// sends, as `ipmp_tc_egress` does, that costs nothing more, and TCP's clones share only
-    /// their payload, so their headers are private already and nothing is copied.
+    /// Writes `words` (see [`word`]) at `offset` of the linear part directly, not with
+    /// `bpf_skb_store_bytes`, whose memcpy (`rep movsb` here) is slow when the frame lies just
+    /// after the source modulo 4 KiB. The verifier then unclones cloned skbs before the
+    /// program (`bpf_skb_pull_data(skb, 0)`): for a program that writes every frame it sends,
+    /// as `ipmp_tc_egress` does, that costs nothing more, and TCP's clones share only their
+    /// payload, so their headers are private already and nothing is copied.
     #[inline(always)]
     pub fn write_in_place<const N: usize>(&self, offset: usize, words: [u32; N]) -> Result<(), ()> {
         write_direct_words(self.start(), self.end(), offset, words)
@@ -439,7 +442,7 @@ impl Frame for Tc<'_> {
 
     #[inline(always)]
     fn store<const N: usize>(&self, offset: usize, bytes: &Bytes<N>) -> Result<(), ()> {
-        self.0.store(offset, &bytes.0, 0).map_err(|_| ())
+        write_direct(self.start(), self.end(), offset, bytes)
     }
 
     #[inline(always)]

@@ -409,8 +409,9 @@ fn strict_rp_filter_with_generic_xdp_in_front() {
 }
 
 /// nft `iifname "ipmp0"` counts every inbound data datagram and the members' rule none; tcpdump
-/// on ipmp0 sees them; ipmp0's rx counter grows by at least as many; a TCP listener bound to
-/// ipmp0 accepts a peer.
+/// on ipmp0 sees them (and on the members, whose captures clone the frames the member program
+/// writes); ipmp0's rx counter grows by at least as many; a TCP listener bound to ipmp0
+/// accepts a peer.
 #[test]
 fn ipmp0_is_where_inbound_traffic_arrives() {
     if !require_root("ipmp0_is_where_inbound_traffic_arrives") {
@@ -433,6 +434,15 @@ fn ipmp0_is_where_inbound_traffic_arrives() {
     );
     let pcap = lab.work_dir().join("ipmp0.pcap");
     let capture = h.capture("ipmp0", &pcap, &["udp", "port", "5101"]).unwrap();
+    // Captures on the members too: the frames reach the member program cloned then, and the
+    // program's direct MAC write unclones them first.
+    let member_captures: Vec<_> = ["m0", "m1", "m2"]
+        .iter()
+        .map(|m| {
+            let pcap = lab.work_dir().join(format!("{m}.pcap"));
+            h.capture(m, &pcap, &["udp", "port", "5101"]).unwrap()
+        })
+        .collect();
     let rx_before = h.link_stats("ipmp0").unwrap().rx_packets;
     udp_arrives(&lab, DATA_V4, DATA_V4, None, 5101);
     udp_arrives(&lab, DATA_V6, DATA_V6, None, 5101);
@@ -440,6 +450,15 @@ fn ipmp0_is_where_inbound_traffic_arrives() {
     // libpcap hands over its last block within a second.
     thread::sleep(Duration::from_millis(1200));
     let records = capture.stop().unwrap();
+    let on_members: usize = member_captures
+        .into_iter()
+        .map(|c| c.stop().unwrap().len())
+        .sum();
+    assert_eq!(
+        on_members as u64,
+        2 * N,
+        "captures on the members saw {on_members} datagrams"
+    );
     let c = counters(h, "acct");
     let ipmp0 = c
         .iter()

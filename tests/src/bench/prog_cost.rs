@@ -1086,20 +1086,21 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
         format!(
             "ipmp's {p:.0} ns (mean of the TC rows' medians) against {f:.0} ns for parsing, \
              bpf_fib_lookup and bpf_redirect_neigh alone ({:.1}× the no-op's {z:.0} ns): with the \
-             flow's whole path remembered, what is left is the parse, one hash lookup in the \
-             family's LRU map (IPMP_ROUTES4: 20-byte key, IPMP_ROUTES6: 48; jhash over the key \
-             and the compare), the \
-             two array reads of the generation and neighbour epoch, the 12-byte MAC write \
-             (stores into the frame), the control-block mark, bpf_redirect and the counter; an \
-             unconfirmed neighbour adds its lookup (IPMP_NEIGHS) and bpf_redirect_neigh",
+             flow's whole path remembered, what is left is the parse (the IP header and ports \
+             read a word at a time), one hash lookup in the family's LRU map (IPMP_ROUTES4: \
+             20-byte key, IPMP_ROUTES6: 48; jhash over the key and the compare), the two array \
+             reads of the generation and neighbour epoch, the MAC write (three word stores into \
+             the frame), the control-block mark, bpf_redirect and the counter; an unconfirmed \
+             neighbour adds its lookup (IPMP_NEIGHS) and bpf_redirect_neigh",
             f / z.max(0.1),
         )
     };
     let xdp_why = format!(
         "the no-op does nothing at all ({}); unicast data that is neither ARP nor ICMP passes \
          on its headers alone, with no lookup; a responder looks up its member and the \
-         address, builds the answer on the stack (byte by byte: the BPF backend copies \
-         unaligned bytes singly), copies it into the frame and counts it{}",
+         address (a hash lookup), copies the headers to the stack a word at a time, builds \
+         the answer there (an NA as words, with its checksum; the others' fields byte by \
+         byte), writes it back a word at a time, and counts it{}",
         "a few ns of harness",
         rows.single_bias.map_or_else(String::new, |b| format!(
             "; single-run figures read ~{b:.0} ns high"
