@@ -145,6 +145,13 @@ pub fn in_fresh_netns<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T
     })
 }
 
+/// The no-op programs in ipmp-ebpf/src/noop.rs (the object's reference programs, never loaded
+/// by ipmpd).
+pub const PROG_TC_NOOP: &str = "ipmp_tc_noop";
+pub const PROG_XDP_NOOP: &str = "ipmp_xdp_noop";
+/// The TC reference: parse, `bpf_fib_lookup`, `bpf_redirect_neigh` and nothing else.
+pub const PROG_TC_FIBREF: &str = "ipmp_tc_fibref";
+
 /// The eBPF object with fresh, unpinned maps.
 pub fn load_object() -> Result<Ebpf> {
     ensure!(

@@ -18,10 +18,10 @@ use aya::{
 use ipmp::dataplane::loader::{link_pin, pinned_link_ids, pinned_links};
 use nix::sched::{CloneFlags, setns};
 
-use super::{GoalRow, Opts, Summary, prog_cost::PROG_TC_NOOP};
+use super::{GoalRow, Opts, Summary};
 use crate::{
     lab::{DATA_V4, Lab, LabSpec, peer_v4},
-    prog_lab::load_object,
+    prog_lab::{PROG_TC_NOOP, load_object},
     testrun::ProgKind,
 };
 

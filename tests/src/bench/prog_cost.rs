@@ -48,13 +48,8 @@ use crate::{
     packets::{
         BROADCAST, Ipv4, Ipv6, Pseudo, arp_frame, icmp, neighbour_solicitation, pad60, tcp, udp,
     },
+    prog_lab::{PROG_TC_FIBREF, PROG_TC_NOOP, PROG_XDP_NOOP},
 };
-
-/// The no-op programs in ipmp-ebpf/src/noop.rs.
-pub const PROG_TC_NOOP: &str = "ipmp_tc_noop";
-pub const PROG_XDP_NOOP: &str = "ipmp_xdp_noop";
-/// The TC reference: parse, `bpf_fib_lookup`, `bpf_redirect_neigh` and nothing else.
-pub const PROG_TC_FIBREF: &str = "ipmp_tc_fibref";
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_REDIRECT: u32 = 7;
