@@ -11,7 +11,10 @@
 //! `bpf_skb_store_bytes` too; only the frames it passes untouched to the member's own stack
 //! (ARP, neighbour discovery, test-address traffic) are copied in vain, and only while
 //! something captures on the member. The helper's call and memcpy are saved on every frame
-//! handed to the IPMP interface.
+//! handed to the IPMP interface. `ipmp_tc_egress` stores the MACs of every frame it sends
+//! through [`Tc`] too: the prologue costs it nothing more, since TCP's clones share only their
+//! payload (their headers are private, nothing is copied), and the helper's memcpy
+//! (`rep movsb` here) was slow when the frame lay just after the source modulo 4 KiB.
 
 use aya_ebpf::{
     helpers::generated::{bpf_skb_change_tail, bpf_xdp_adjust_tail},
@@ -273,26 +276,6 @@ fn direct_words<const N: usize>(start: usize, end: usize, offset: usize) -> Opti
     Some(words)
 }
 
-/// Writes `words` at `offset` of the directly writable part, if it holds them.
-#[inline(always)]
-fn write_direct_words<const N: usize>(
-    start: usize,
-    end: usize,
-    offset: usize,
-    words: [u32; N],
-) -> Result<(), ()> {
-    if start + offset + 4 * N > end {
-        return Err(());
-    }
-    let mut i = 0;
-    while i < N {
-        // SAFETY: in bounds of the frame (checked above), which the program may write.
-        unsafe { word::store(start + offset + 4 * i, words[i]) };
-        i += 1;
-    }
-    Ok(())
-}
-
 /// Writes `bytes` at `offset` of the directly writable part, if it holds them, a word at a
 /// time.
 #[inline(always)]
@@ -388,17 +371,6 @@ impl Tc<'_> {
             (*cb)[1] = mark[1];
             (*cb)[2] = mark[2];
         }
-    }
-
-    /// Writes `words` (see [`word`]) at `offset` of the linear part directly, not with
-    /// `bpf_skb_store_bytes`, whose memcpy (`rep movsb` here) is slow when the frame lies just
-    /// after the source modulo 4 KiB. The verifier then unclones cloned skbs before the
-    /// program (`bpf_skb_pull_data(skb, 0)`): for a program that writes every frame it sends,
-    /// as `ipmp_tc_egress` does, that costs nothing more, and TCP's clones share only their
-    /// payload, so their headers are private already and nothing is copied.
-    #[inline(always)]
-    pub fn write_in_place<const N: usize>(&self, offset: usize, words: [u32; N]) -> Result<(), ()> {
-        write_direct_words(self.start(), self.end(), offset, words)
     }
 
     /// Makes the first [`HEADERS`] bytes (or the whole frame, when shorter) directly

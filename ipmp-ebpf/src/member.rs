@@ -264,17 +264,15 @@ fn solicitation<F: Frame>(
     if icmp_type != ND_NEIGHBOR_SOLICIT {
         return Ok(Some(me.verdict(Action::Pass, Reason::RxPass)));
     }
-    let ns = f
-        .peek::<ND_MIN>(ICMP6)
-        .ok_or(Exit::new(me.slot(), Reason::RxMalformed))?;
+    let malformed = Exit::new(me.slot(), Reason::RxMalformed);
+    let ns = f.peek::<ND_MIN>(ICMP6).ok_or(malformed)?;
     // RFC 4861 7.1.1: hop limit 255, code 0, ICMP length 24 or more.
     if ip[IP6_HOPS] != 255
         || ns[1] != 0
         || usize::from(be16([ip[IP6_PLEN], ip[IP6_PLEN + 1]])) < ND_MIN
     {
-        return Err(Exit::new(me.slot(), Reason::RxMalformed));
+        return Err(malformed);
     }
-    let malformed = Exit::new(me.slot(), Reason::RxMalformed);
     let target = f.peek_words::<4>(ICMP6 + ND_TARGET).ok_or(malformed)?;
     // SAFETY: copied at once.
     let bound = match unsafe { IPMP_ADDRS.get(AddrKey::v6_words(target)) } {

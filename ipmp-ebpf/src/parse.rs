@@ -2,10 +2,10 @@
 //!
 //! Headers at fixed offsets (Ethernet, the IP header, the ports behind an IPv4 header without
 //! options or an IPv6 header without extensions) are read directly from the packet when the
-//! linear part holds them (the IP headers and ports a word at a time), as it does for what the host's stack sends; anything else is copied
-//! to the stack with `bpf_skb_load_bytes`, which also works when headers are not in the linear
-//! part and keeps variable offsets (IHL, IPv6 extension headers) away from the verifier's
-//! packet-pointer tracking. The member programs on the way in use [`crate::frame`].
+//! linear part holds them (the IP headers and ports a word at a time), as it does for what
+//! the host's stack sends; anything else is copied to the stack with `bpf_skb_load_bytes`,
+//! which also works when headers are not in the linear part and keeps variable offsets (IHL,
+//! IPv6 extension headers) away from the verifier's packet-pointer tracking. The member programs on the way in use [`crate::frame`].
 
 use aya_ebpf::programs::TcContext;
 

@@ -142,18 +142,6 @@ pub const fn next_hop(route: &RouteEntry) -> NextHop {
     }
 }
 
-/// Both MACs, destination then source, as the three words the frame's first 12 bytes hold.
-#[inline(always)]
-pub fn mac_words(route: &RouteEntry) -> [u32; 3] {
-    const {
-        assert!(core::mem::offset_of!(RouteEntry, macs).is_multiple_of(4));
-        assert!(align_of::<RouteEntry>() >= 4);
-    }
-    // SAFETY: 12 bytes at a 4-aligned offset of a 4-aligned struct: three aligned words (read
-    // as such; byte reads would be put together one by one).
-    unsafe { *route.macs.as_ptr().cast::<[u32; 3]>() }
-}
-
 /// The MAC of the member `route` leaves through.
 #[inline(always)]
 pub fn member_mac(route: &RouteEntry) -> [u8; ETH_ALEN] {

@@ -20,7 +20,7 @@ use ipmp_common::{
 
 use crate::{
     fib::{known_neighbour, next_hop},
-    frame::Tc,
+    frame::{Bytes, Frame as _, Tc},
     maps::{Exit, IPMP_BUCKETS, IPMP_GROUPS, IPMP_MEMBERS, Verdict, zero},
     parse::{Flow, FlowError, be16, head_bytes, is_group_mac, tc_flow},
     path::{self, RouteKey},
@@ -147,7 +147,7 @@ fn send(ctx: &TcContext, route: &RouteEntry, confirmed: bool) -> Result<Verdict<
     Tc(ctx).mark_sent(path::member_mac(route));
     let action = if confirmed {
         Tc(ctx)
-            .write_in_place(ETH_DST, path::mac_words(route))
+            .store(ETH_DST, &Bytes(route.macs))
             .map_err(|()| Exit::new(slot, Reason::TxError))?;
         // SAFETY: plain helper call.
         unsafe { bpf_redirect(route.member_ifindex, 0) }

@@ -285,6 +285,23 @@ impl Netns {
         Path::new("/run/netns").join(&self.name)
     }
 
+    /// Runs `f` on a new thread that has entered this namespace (sockets it opens, devices it
+    /// names and links it attaches are there) and returns the thread. The thread ends with
+    /// `f`, so nothing else changes namespace.
+    pub fn spawn_in<T, F>(&self, f: F) -> thread::JoinHandle<anyhow::Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> anyhow::Result<T> + Send + 'static,
+    {
+        let path = self.path();
+        thread::spawn(move || {
+            let file = fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("setns {}", path.display()))?;
+            f()
+        })
+    }
+
     /// A command that runs `argv` inside this namespace (via nsenter; /sys stays the host's).
     pub fn command(&self, argv: &[&str]) -> Command {
         let mut cmd = Command::new("nsenter");

@@ -22,7 +22,7 @@ use std::{
 };
 
 use anyhow::{anyhow, ensure};
-use common::{Setup, in_netns, join};
+use common::{Setup, join};
 use ipmp_common::{GROUP_F_FAILED, MAX_MEMBERS, MEMBER_F_ACTIVE, Reason};
 use ipmp_tests::lab::{self, Lab, LabSpec};
 use nix::{
@@ -53,7 +53,7 @@ fn udp_load(
 ) -> anyhow::Result<thread::JoinHandle<anyhow::Result<(u64, u64)>>> {
     let src: Ipv4Addr = lab::DATA_V4.parse()?;
     let dst = SocketAddr::new(IpAddr::V4(lab::peer_v4(0).parse()?), DST_PORT);
-    Ok(in_netns(setup.lab.host(), move || {
+    Ok(setup.lab.host().spawn_in(move || {
         let socks = FLOW_PORTS
             .map(|p| UdpSocket::bind(SocketAddrV4::new(src, p)))
             .collect::<Result<Vec<_>, _>>()?;

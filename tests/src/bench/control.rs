@@ -350,6 +350,14 @@ const TABLE_SIZES: [u32; 2] = [ipmp::config::DEFAULT_BUCKETS, ipmp_common::MAX_B
 /// Goal for the flip of the largest table: the writer's apply for a failure, median.
 const FLIP_GOAL_MS: f64 = 5.0;
 
+/// The flip goal's name for a table of `buckets`.
+fn flip_goal(buckets: u32) -> String {
+    format!(
+        "bucket table flip for {} buckets ≤ {FLIP_GOAL_MS} ms",
+        spaced(buckets)
+    )
+}
+
 /// `65536` as `65 536` (the report's way of writing large counts).
 fn spaced(n: u32) -> String {
     let digits = n.to_string();
@@ -507,12 +515,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
         }
         Err(e) => {
             let _ = writeln!(md, "**Not measured:** {}\n", not(e));
-            goals.push(GoalRow {
-                goal: "ipmpd start to ready ≤ 300 ms".into(),
-                figure: "—".into(),
-                met: None,
-                why: not(e),
-            });
+            goals.push(GoalRow::unmeasured("ipmpd start to ready ≤ 300 ms", not(e)));
         }
     }
 
@@ -586,12 +589,10 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
         }
         Err(e) => {
             let _ = writeln!(md, "**Not measured:** {}\n", not(e));
-            goals.push(GoalRow {
-                goal: "ipmpd RSS ≤ 16 MiB and CPU ≤ 1 % at idle".into(),
-                figure: "—".into(),
-                met: None,
-                why: not(e),
-            });
+            goals.push(GoalRow::unmeasured(
+                "ipmpd RSS ≤ 16 MiB and CPU ≤ 1 % at idle",
+                not(e),
+            ));
         }
     }
 
@@ -689,10 +690,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
                 Some((u, l, w, p, s)) => {
                     let met = l.median / 1000.0 <= FLIP_GOAL_MS;
                     goals.push(GoalRow {
-                        goal: format!(
-                            "bucket table flip for {} buckets ≤ {FLIP_GOAL_MS} ms",
-                            spaced(u.buckets)
-                        ),
+                        goal: flip_goal(u.buckets),
                         figure: format!(
                             "median {:.2} ms ({}): `MapWriter::apply` for a member failure of \
                              {MEMBERS}: {:.0} map writes, the changed buckets in one batch, \
@@ -715,28 +713,18 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
                         },
                     });
                 }
-                None => goals.push(GoalRow {
-                    goal: format!(
-                        "bucket table flip for {} buckets ≤ {FLIP_GOAL_MS} ms",
-                        spaced(ipmp_common::MAX_BUCKETS)
-                    ),
-                    figure: "—".into(),
-                    met: None,
-                    why: "no failure measured".into(),
-                }),
+                None => goals.push(GoalRow::unmeasured(
+                    flip_goal(ipmp_common::MAX_BUCKETS),
+                    "no failure measured",
+                )),
             }
         }
         Err(e) => {
             let _ = writeln!(md, "**Not measured:** {}\n", not(e));
-            goals.push(GoalRow {
-                goal: format!(
-                    "bucket table flip for {} buckets ≤ {FLIP_GOAL_MS} ms",
-                    spaced(ipmp_common::MAX_BUCKETS)
-                ),
-                figure: "—".into(),
-                met: None,
-                why: not(e),
-            });
+            goals.push(GoalRow::unmeasured(
+                flip_goal(ipmp_common::MAX_BUCKETS),
+                not(e),
+            ));
         }
     }
     let mut plots = Vec::new();

@@ -555,12 +555,7 @@ fn flows_section(opts: &Opts, results: &Results, nexthop_error: Option<&str>) ->
                     },
                 });
             }
-            None => goals.push(GoalRow {
-                goal,
-                figure: "—".into(),
-                met: None,
-                why: "no ipmp trial".into(),
-            }),
+            None => goals.push(GoalRow::unmeasured(goal, "no ipmp trial")),
         }
     }
     Section {
@@ -685,12 +680,7 @@ pub fn balance_goal(per_n: &[(usize, Vec<f64>)]) -> GoalRow {
         .max_by(|a, b| a.1.median.total_cmp(&b.1.median));
     let worst_trial = medians.iter().max_by(|a, b| a.1.max.total_cmp(&b.1.max));
     let (Some((wn, wm)), Some((tn, tm))) = (worst_median, worst_trial) else {
-        return GoalRow {
-            goal: goal.into(),
-            figure: "—".into(),
-            met: None,
-            why: "no trial".into(),
-        };
+        return GoalRow::unmeasured(goal, "no trial");
     };
     let met = wm.median <= 1.05;
     // The spread one flow set shows at the worst N: the binomial standard deviation of a

@@ -8,7 +8,7 @@
 //! attached in front of ipmp's programs on the same hooks (TCX, first), one object per hook,
 //! and timed by the same statistics: what any program attached there costs under that load.
 
-use std::{collections::BTreeMap, fmt::Write as _, fs::File, time::Duration};
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
 use aya::{
@@ -16,7 +16,6 @@ use aya::{
     programs::{LinkOrder, SchedClassifier, TcAttachType, tc::TcAttachOptions},
 };
 use ipmp::dataplane::loader::{link_pin, pinned_link_ids, pinned_links};
-use nix::sched::{CloneFlags, setns};
 
 use super::{GoalRow, Opts, Summary};
 use crate::{
@@ -55,12 +54,8 @@ struct Noop {
 /// No-ops in front of `ipmp_tc_egress` (ipmp0) and `ipmp_tc_member` (m0, m1), attached from a
 /// thread in the lab's host namespace; they stay attached while the returned objects live.
 fn attach_noops(lab: &Lab) -> anyhow::Result<Vec<Noop>> {
-    let path = lab.host().path();
-    std::thread::scope(|s| {
-        s.spawn(|| -> anyhow::Result<Vec<Noop>> {
-            let file = File::open(&path).with_context(|| format!("open {}", path.display()))?;
-            setns(&file, CloneFlags::CLONE_NEWNET)
-                .with_context(|| format!("setns {}", path.display()))?;
+    lab.host()
+        .spawn_in(|| {
             let mut noops = Vec::new();
             for ifaces in [vec!["ipmp0"], vec!["m0", "m1"]] {
                 let mut object = load_object()?;
@@ -88,7 +83,6 @@ fn attach_noops(lab: &Lab) -> anyhow::Result<Vec<Noop>> {
         })
         .join()
         .map_err(|_| anyhow!("the attaching thread panicked"))?
-    })
 }
 
 /// run_time_ns and run_cnt of every program attached by ipmpd (found by its pinned links) and
@@ -304,12 +298,7 @@ pub fn report(live: &anyhow::Result<Live>, opts: &Opts) -> (String, Vec<GoalRow>
                 Ok(_) => "no attached program ran during the load".to_owned(),
             };
             let _ = writeln!(md, "**Not measured:** {why}\n");
-            let row = GoalRow {
-                goal,
-                figure: "—".into(),
-                met: None,
-                why,
-            };
+            let row = GoalRow::unmeasured(goal, why);
             return (md, vec![row]);
         }
     };
@@ -356,12 +345,7 @@ pub fn report(live: &anyhow::Result<Live>, opts: &Opts) -> (String, Vec<GoalRow>
     let sums = outbound_sums(live);
     let Some(worst) = sums.iter().map(|s| s.1).reduce(f64::max) else {
         let why = format!("no figure for {}", OUTBOUND.join(" and "));
-        let row = GoalRow {
-            goal,
-            figure: "—".into(),
-            met: None,
-            why,
-        };
+        let row = GoalRow::unmeasured(goal, why);
         return (md, vec![row]);
     };
     let per_load: Vec<String> = sums

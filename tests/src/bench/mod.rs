@@ -64,6 +64,18 @@ pub struct GoalRow {
     pub why: String,
 }
 
+impl GoalRow {
+    /// A goal this run could not measure, and why.
+    pub fn unmeasured(goal: impl Into<String>, why: impl Into<String>) -> GoalRow {
+        GoalRow {
+            goal: goal.into(),
+            figure: "—".into(),
+            met: None,
+            why: why.into(),
+        }
+    }
+}
+
 /// min / median / max over repeated trials.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {

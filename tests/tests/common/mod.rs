@@ -12,7 +12,7 @@
 //!   flow ([`Table::member_of`]) and sums reason counters ([`PinnedMaps::packets`]).
 //! - [`PortCaptures`]: tcpdump on the switch-side ports of members, and which member carried
 //!   which flow ([`flows_by_member`]).
-//! - [`in_netns`]: runs a closure on a thread inside a lab namespace (real sockets there), e.g.
+//! - [`join`]: waits for a closure run on a thread inside a lab namespace (`Netns::spawn_in`), e.g.
 //!   [`send_udp_flows`] from a data address; [`tcx_programs`] on an interface there.
 //! - [`probe_stream`], [`wait_answered_probes`]: the `ipmpstat -p` stream.
 //! - [`ping_while`]: pings in the background while a closure runs (loss across a disruption);
@@ -24,7 +24,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fs::File,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
     path::Path,
     thread,
@@ -321,26 +320,10 @@ impl PinnedMaps {
     }
 }
 
-/// Runs `f` on a new thread that has entered network namespace `ns` (sockets it opens live
-/// there) and returns its result. The thread ends with `f`, so nothing else changes namespace.
-pub fn in_netns<T, F>(ns: &Netns, f: F) -> thread::JoinHandle<anyhow::Result<T>>
-where
-    T: Send + 'static,
-    F: FnOnce() -> anyhow::Result<T> + Send + 'static,
-{
-    let path = ns.path();
-    thread::spawn(move || {
-        let file = File::open(&path).with_context(|| format!("open {}", path.display()))?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .with_context(|| format!("setns {}", path.display()))?;
-        f()
-    })
-}
-
 /// The ids of the TCX programs on `ifname` in `ns`: (ingress, egress), as the kernel has them.
 pub fn tcx_programs(ns: &Netns, ifname: &str) -> anyhow::Result<(Vec<u32>, Vec<u32>)> {
     let ifname = ifname.to_owned();
-    join(in_netns(ns, move || {
+    join(ns.spawn_in(move || {
         let ids = |attach| -> anyhow::Result<Vec<u32>> {
             let (_, progs) = aya::programs::SchedClassifier::query_tcx(&ifname, attach)
                 .with_context(|| format!("query TCX on {ifname}"))?;
@@ -353,7 +336,7 @@ pub fn tcx_programs(ns: &Netns, ifname: &str) -> anyhow::Result<(Vec<u32>, Vec<u
     }))
 }
 
-/// Waits for a thread from [`in_netns`].
+/// Waits for a thread from `Netns::spawn_in`.
 pub fn join<T>(handle: thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
     handle
         .join()
@@ -370,7 +353,7 @@ pub fn send_udp_flows(
     dst: SocketAddr,
     per_flow: u32,
 ) -> anyhow::Result<u64> {
-    join(in_netns(ns, move || {
+    join(ns.spawn_in(move || {
         let mut sent = 0u64;
         for (n, port) in ports.enumerate() {
             let sock = UdpSocket::bind(SocketAddrV4::new(src, port))

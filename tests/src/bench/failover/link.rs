@@ -3,13 +3,10 @@
 //! data address). Figures: carrier loss → ipmpd sees the link down and → the maps flip (from
 //! ipmpd's log timestamps), and the receiver's outage (gap, packets lost).
 
-use std::{fs::File, os::fd::AsRawFd as _, thread, time::Duration};
+use std::{os::fd::AsRawFd as _, thread, time::Duration};
 
 use anyhow::{Context as _, anyhow, bail};
-use nix::{
-    sched::{CloneFlags, setns},
-    sys::socket::{AddressFamily, SockFlag, SockType, socket},
-};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
 
 use super::parse::{self, Outage};
 use crate::{
@@ -96,15 +93,11 @@ pub struct Timeline {
 /// ioctl: the moment of the carrier change to within microseconds, where spawning `ip` would
 /// blur it by milliseconds.
 pub fn set_port(ns: &Netns, port: &str, up: bool) -> anyhow::Result<i64> {
-    let path = ns.path();
     let name = port.to_owned();
     if name.len() >= libc::IFNAMSIZ {
         bail!("interface name {name} is too long");
     }
-    let handle = thread::spawn(move || -> anyhow::Result<i64> {
-        let file = File::open(&path).with_context(|| format!("open {}", path.display()))?;
-        setns(&file, CloneFlags::CLONE_NEWNET)
-            .with_context(|| format!("setns {}", path.display()))?;
+    let handle = ns.spawn_in(move || -> anyhow::Result<i64> {
         let sock = socket(
             AddressFamily::Inet,
             SockType::Datagram,

@@ -280,12 +280,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<Section> {
                     (false, _) => xdp_why.clone(),
                 },
             },
-            None => GoalRow {
-                goal,
-                figure: "—".into(),
-                met: None,
-                why: "no figure".into(),
-            },
+            None => GoalRow::unmeasured(goal, "no figure"),
         }
     };
     Ok(Section {

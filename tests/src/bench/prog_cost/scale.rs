@@ -179,12 +179,7 @@ pub(super) fn scale_report(
     let not_measured = |why: String| -> Vec<GoalRow> {
         SCALE_CASES
             .iter()
-            .map(|c| GoalRow {
-                goal: goal_name(c),
-                figure: "—".into(),
-                met: None,
-                why: why.clone(),
-            })
+            .map(|c| GoalRow::unmeasured(goal_name(c), why.clone()))
             .collect()
     };
     let res = match res {
