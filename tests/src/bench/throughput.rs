@@ -391,7 +391,8 @@ impl Bed {
             "--connect-timeout",
             "3000",
         ];
-        // Sender on CPU 0, receiver on CPU 1 in every trial: left to the scheduler, the two
+        // Client (the host) on CPU 0, server (the peer) on CPU 1 in every trial, so the sender
+        // is on CPU 0 outbound and on CPU 1 inbound (`-R`): left to the scheduler, the two
         // share a core in some trials and not in others, and the spread of a cell grows to 3×.
         if thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
             argv.extend(["-A", "0,1"]);
@@ -573,8 +574,9 @@ impl Cell<Trial> {
 
 /// Measures throughput and returns the report section.
 pub fn run(opts: &Opts) -> anyhow::Result<Section> {
-    // Full: 36 cells × 3 × (2 s + start-up) ≈ 4.5 min.
-    let trials = opts.pick(3, 1);
+    // Full: 36 cells × 5 × (2 s + start-up) ≈ 7 min. Five rounds, not three: inbound UDP's
+    // per-round ratio spreads over 0.80–1.01×, and a median of three lands anywhere in it.
+    let trials = opts.pick(5, 1);
     let secs: u32 = opts.pick(2, 1);
     let started = Instant::now();
     let (cells, setup_s) = interleaved(
@@ -654,8 +656,9 @@ fn section(
          `-R`, from the peer to 198.51.100.10 (inbound), {trials} trial(s) of \
          {secs} s per cell, trials of all setups interleaved; TCP uses iperf3's default \
          buffer, UDP sends {UDP_LEN}-byte datagrams as fast as it can (`-b 0`) and counts what \
-         arrived; the iperf3 sender is pinned to CPU 0 and the receiver to CPU 1 (`-A 0,1`) \
-         so that every trial shares the two cores the same way. Each setup is its own lab of the same shape (4 members, 1 peer, no router):\n\n\
+         arrived; iperf3's client (the host) is pinned to CPU 0 and its server (the peer) to CPU 1 \
+         (`-A 0,1`: the sender runs on CPU 0 outbound and on CPU 1 inbound), so that every \
+         trial shares the two cores the same way. Each setup is its own lab of the same shape (4 members, 1 peer, no router):\n\n\
          - **plain veth**: the address on m0 and its connected route, no ipmpd — the ceiling;\n\
          - **ipmp N members**: ipmpd over m0..m(N-1), the address on the IPMP interface; \
          inbound frames enter through the members' TC ingress program, which hands them to the \
@@ -787,7 +790,8 @@ fn goals(cells: &[Vec<Cell<Trial>>]) -> Vec<GoalRow> {
         let why = if inbound {
             "an inbound ipmp frame is received twice (on the member, where the TC ingress \
              program looks it up and redirects it, then on the IPMP interface after crossing \
-             its veth pair)"
+             its veth pair): one more backlog pass per frame, which any hand-over to another \
+             device in the same namespace pays (docs/architecture.md, \"The inbound floor\")"
         } else {
             "an ipmp packet passes two egress paths (the IPMP interface's, where the TC \
              program hashes it and addresses it to its remembered next hop, then the \
