@@ -195,6 +195,13 @@ fn describe(argv: &[&str]) -> String {
     argv.join(" ")
 }
 
+/// Waits for a thread from [`Netns::spawn_in`]: its result, or an error when it panicked.
+pub fn join<T>(handle: thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
+    handle
+        .join()
+        .map_err(|_| anyhow!("a thread in a lab namespace panicked"))?
+}
+
 /// A network namespace, `/run/netns/<name>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Netns {
@@ -300,6 +307,15 @@ impl Netns {
                 .with_context(|| format!("setns {}", path.display()))?;
             f()
         })
+    }
+
+    /// [`Netns::spawn_in`], waited for: `f`'s result.
+    pub fn run_in<T, F>(&self, f: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> anyhow::Result<T> + Send + 'static,
+    {
+        join(self.spawn_in(f))
     }
 
     /// A command that runs `argv` inside this namespace (via nsenter; /sys stays the host's).

@@ -22,7 +22,7 @@ use std::{
 };
 
 use anyhow::{anyhow, ensure};
-use common::{Setup, join};
+use common::Setup;
 use ipmp_common::{GROUP_F_FAILED, MAX_MEMBERS, MEMBER_F_ACTIVE, Reason};
 use ipmp_tests::lab::{self, Lab, LabSpec};
 use nix::{
@@ -173,7 +173,7 @@ fn thousand_fail_repair_cycles_drop_nothing_for_lack_of_a_member() {
     let took = flap(&setup).unwrap();
     thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
-    let (sent, send_errors) = join(load).unwrap();
+    let (sent, send_errors) = lab::join(load).unwrap();
 
     // ipmpd ends consistent: every member active and ok.
     let rows = setup

@@ -54,35 +54,32 @@ struct Noop {
 /// No-ops in front of `ipmp_tc_egress` (ipmp0) and `ipmp_tc_member` (m0, m1), attached from a
 /// thread in the lab's host namespace; they stay attached while the returned objects live.
 fn attach_noops(lab: &Lab) -> anyhow::Result<Vec<Noop>> {
-    lab.host()
-        .spawn_in(|| {
-            let mut noops = Vec::new();
-            for ifaces in [vec!["ipmp0"], vec!["m0", "m1"]] {
-                let mut object = load_object()?;
-                crate::prog_lab::load_program(&mut object, PROG_TC_NOOP, ProgKind::Tc)?;
-                let prog: &mut SchedClassifier = object
-                    .program_mut(PROG_TC_NOOP)
-                    .ok_or_else(|| anyhow!("no program {PROG_TC_NOOP}"))?
-                    .try_into()?;
-                for ifname in &ifaces {
-                    prog.attach_with_options(
-                        ifname,
-                        TcAttachType::Egress,
-                        TcAttachOptions::TcxOrder(LinkOrder::first()),
-                    )
-                    .with_context(|| format!("attach {PROG_TC_NOOP} to {ifname} egress"))?;
-                }
-                let id = prog.info().context("prog info of the no-op")?.id();
-                noops.push(Noop {
-                    _object: object,
-                    id,
-                    ifaces: ifaces.iter().map(|s| (*s).to_owned()).collect(),
-                });
+    lab.host().run_in(|| {
+        let mut noops = Vec::new();
+        for ifaces in [vec!["ipmp0"], vec!["m0", "m1"]] {
+            let mut object = load_object()?;
+            crate::prog_lab::load_program(&mut object, PROG_TC_NOOP, ProgKind::Tc)?;
+            let prog: &mut SchedClassifier = object
+                .program_mut(PROG_TC_NOOP)
+                .ok_or_else(|| anyhow!("no program {PROG_TC_NOOP}"))?
+                .try_into()?;
+            for ifname in &ifaces {
+                prog.attach_with_options(
+                    ifname,
+                    TcAttachType::Egress,
+                    TcAttachOptions::TcxOrder(LinkOrder::first()),
+                )
+                .with_context(|| format!("attach {PROG_TC_NOOP} to {ifname} egress"))?;
             }
-            Ok(noops)
-        })
-        .join()
-        .map_err(|_| anyhow!("the attaching thread panicked"))?
+            let id = prog.info().context("prog info of the no-op")?.id();
+            noops.push(Noop {
+                _object: object,
+                id,
+                ifaces: ifaces.iter().map(|s| (*s).to_owned()).collect(),
+            });
+        }
+        Ok(noops)
+    })
 }
 
 /// run_time_ns and run_cnt of every program attached by ipmpd (found by its pinned links) and

@@ -12,7 +12,7 @@
 //!   flow ([`Table::member_of`]) and sums reason counters ([`PinnedMaps::packets`]).
 //! - [`PortCaptures`]: tcpdump on the switch-side ports of members, and which member carried
 //!   which flow ([`flows_by_member`]).
-//! - [`join`]: waits for a closure run on a thread inside a lab namespace (`Netns::spawn_in`), e.g.
+//! - Closures on a thread inside a lab namespace (`Netns::run_in`, real sockets there), e.g.
 //!   [`send_udp_flows`] from a data address; [`tcx_programs`] on an interface there.
 //! - [`probe_stream`], [`wait_answered_probes`]: the `ipmpstat -p` stream.
 //! - [`ping_while`]: pings in the background while a closure runs (loss across a disruption);
@@ -323,7 +323,7 @@ impl PinnedMaps {
 /// The ids of the TCX programs on `ifname` in `ns`: (ingress, egress), as the kernel has them.
 pub fn tcx_programs(ns: &Netns, ifname: &str) -> anyhow::Result<(Vec<u32>, Vec<u32>)> {
     let ifname = ifname.to_owned();
-    join(ns.spawn_in(move || {
+    ns.run_in(move || {
         let ids = |attach| -> anyhow::Result<Vec<u32>> {
             let (_, progs) = aya::programs::SchedClassifier::query_tcx(&ifname, attach)
                 .with_context(|| format!("query TCX on {ifname}"))?;
@@ -333,14 +333,7 @@ pub fn tcx_programs(ns: &Netns, ifname: &str) -> anyhow::Result<(Vec<u32>, Vec<u
             ids(aya::programs::tc::TcAttachType::Ingress)?,
             ids(aya::programs::tc::TcAttachType::Egress)?,
         ))
-    }))
-}
-
-/// Waits for a thread from `Netns::spawn_in`.
-pub fn join<T>(handle: thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
-    handle
-        .join()
-        .map_err(|_| anyhow!("a thread in a lab namespace panicked"))?
+    })
 }
 
 /// From namespace `ns`, sends `per_flow` datagrams of 32 bytes from `src:port` to `dst` for
@@ -353,7 +346,7 @@ pub fn send_udp_flows(
     dst: SocketAddr,
     per_flow: u32,
 ) -> anyhow::Result<u64> {
-    join(ns.spawn_in(move || {
+    ns.run_in(move || {
         let mut sent = 0u64;
         for (n, port) in ports.enumerate() {
             let sock = UdpSocket::bind(SocketAddrV4::new(src, port))
@@ -368,7 +361,7 @@ pub fn send_udp_flows(
             }
         }
         Ok(sent)
-    }))
+    })
 }
 
 /// How long tcpdump may hold captured frames before writing them (its 1 s ring block

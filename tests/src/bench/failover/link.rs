@@ -97,7 +97,7 @@ pub fn set_port(ns: &Netns, port: &str, up: bool) -> anyhow::Result<i64> {
     if name.len() >= libc::IFNAMSIZ {
         bail!("interface name {name} is too long");
     }
-    let handle = ns.spawn_in(move || -> anyhow::Result<i64> {
+    ns.run_in(move || -> anyhow::Result<i64> {
         let sock = socket(
             AddressFamily::Inet,
             SockType::Datagram,
@@ -124,10 +124,8 @@ pub fn set_port(ns: &Netns, port: &str, up: bool) -> anyhow::Result<i64> {
             bail!("SIOCSIFFLAGS {name}: {}", std::io::Error::last_os_error());
         }
         Ok(at)
-    });
-    handle
-        .join()
-        .map_err(|_| anyhow!("the thread setting {port} panicked"))?
+    })
+    .with_context(|| format!("set {port} {}", if up { "up" } else { "down" }))
 }
 
 /// Wall clock in ns since the Unix epoch (the clock of ipmpd's log and of labtool's arrivals).

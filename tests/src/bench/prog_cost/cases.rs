@@ -89,11 +89,7 @@ pub(super) fn tc4(dst: std::net::Ipv4Addr, proto: u8) -> Vec<u8> {
 }
 
 pub(super) fn tc4_from(sport: u16, dst: std::net::Ipv4Addr, proto: u8) -> Vec<u8> {
-    let l4 = if proto == IPPROTO_TCP {
-        tcp(Pseudo::V4(DATA4, dst), sport, DPORT, &[0x55; 64])
-    } else {
-        udp(Pseudo::V4(DATA4, dst), sport, DPORT, &[0x55; 64])
-    };
+    let l4 = segment(Pseudo::V4(DATA4, dst), sport, proto);
     Ipv4::new(DATA4, dst, proto).frame(IPMP0_MAC, IPMP0_MAC, &l4)
 }
 
@@ -102,12 +98,17 @@ pub(super) fn tc6(dst: std::net::Ipv6Addr, proto: u8) -> Vec<u8> {
 }
 
 pub(super) fn tc6_from(sport: u16, dst: std::net::Ipv6Addr, proto: u8) -> Vec<u8> {
-    let l4 = if proto == IPPROTO_TCP {
-        tcp(Pseudo::V6(DATA6, dst), sport, DPORT, &[0x55; 64])
-    } else {
-        udp(Pseudo::V6(DATA6, dst), sport, DPORT, &[0x55; 64])
-    };
+    let l4 = segment(Pseudo::V6(DATA6, dst), sport, proto);
     Ipv6::new(DATA6, dst, proto).frame(IPMP0_MAC, IPMP0_MAC, &l4)
+}
+
+/// The TCP segment or UDP datagram (64 bytes of payload) of a TC packet.
+fn segment(pseudo: Pseudo, sport: u16, proto: u8) -> Vec<u8> {
+    if proto == IPPROTO_TCP {
+        tcp(pseudo, sport, DPORT, &[0x55; 64])
+    } else {
+        udp(pseudo, sport, DPORT, &[0x55; 64])
+    }
 }
 
 /// An address of the lab's subnet that is none of the host's.
